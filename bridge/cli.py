@@ -43,6 +43,7 @@ def compile_command(
     console.print(
         f"{verb} with solc {solc.version} ({solc.origin}: {solc.path}) -> {result.artifacts_dir}",
         markup=False,
+        soft_wrap=True,
     )
 
 

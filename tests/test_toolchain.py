@@ -190,3 +190,31 @@ def test_project_contracts_compile_with_the_pinned_compiler() -> None:
     for artifact in artifacts:
         assert artifact.abi or artifact.deployable, artifact.contract_name
         assert artifact.compiler_version.startswith(pinned + "+"), artifact.contract_name
+
+
+def _fake_solc(directory: Path, version_line: str) -> Path:
+    directory.mkdir()
+    path = directory / "solc"
+    path.write_text(
+        f"#!/bin/sh\necho 'solc, the solidity compiler commandline interface'\n"
+        f"echo '{version_line}'\n"
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_find_solc_prefers_env_then_native_of_the_pinned_version_then_the_shim(
+    tmp_path: Path,
+) -> None:
+    pinned = toolchain.pinned_solc_version()
+    native = _fake_solc(tmp_path / "native", f"Version: {pinned}+commit.00000000.Linux.g++")
+    _fake_solc(tmp_path / "other", "Version: 0.8.19+commit.7dd6d404.Linux.g++")
+
+    from_env = toolchain.find_solc(environ={"TWIN_BRIDGE_SOLC": str(native), "PATH": ""})
+    matching = toolchain.find_solc(environ={"PATH": str(native.parent)})
+    mismatched = toolchain.find_solc(environ={"PATH": str(tmp_path / "other")})
+
+    assert (from_env.origin, from_env.path) == ("env", native)
+    assert (matching.origin, matching.path) == ("native", native)
+    assert matching.version == f"{pinned}+commit.00000000.Linux.g++"
+    assert (mismatched.origin, mismatched.path) == ("shim", REPO_ROOT / "scripts" / "solc")
