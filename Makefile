@@ -16,7 +16,7 @@ LOCK_VENV := .venv-lock
 .PHONY: help venv node_modules compile test fuzz lint bench-gas bench run lock clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 venv: $(VENV_STAMP) ## Python venv with the bridge and its dev tools (pinned by requirements.lock)
 
