@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -32,12 +32,14 @@ from solcx.exceptions import SolcError
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 
-OPTIMIZER_RUNS: Final = 1000
+OPTIMIZER_RUNS: Final = 200
 EVM_VERSION: Final = "cancun"
-VIA_IR: Final = False
+VIA_IR: Final = True
+"""The IR pipeline keeps TwinLedger under the 24,576-byte code-size limit and its hot loop lean."""
 OUTPUT_SELECTION: Final = (
     "abi",
     "evm.bytecode.object",
+    "evm.bytecode.linkReferences",
     "evm.deployedBytecode.object",
     "evm.methodIdentifiers",
     "storageLayout",
@@ -53,7 +55,7 @@ SOURCE_PREFIX: Final = "contracts/"
 STANDARD_INPUT_FILE: Final = "standard-input.json"
 COMPILER_FILE: Final = "compiler.json"
 STAMP_FILE: Final = ".stamp.json"
-ARTIFACT_FORMAT: Final = "twin-bridge-artifact-1"
+ARTIFACT_FORMAT: Final = "twin-bridge-artifact-2"
 
 SolcOrigin = Literal["env", "native", "shim"]
 
@@ -109,6 +111,30 @@ class Artifact:
     storage_layout: Mapping[str, Any]
     compiler_version: str
     settings: Mapping[str, Any]
+    link_references: Mapping[str, Mapping[str, Sequence[Mapping[str, int]]]]
+    """solc's ``linkReferences``: source -> library -> placeholder positions in ``bytecode``."""
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        """Names of the libraries this contract must be linked against, sorted."""
+        return tuple(sorted({lib for libs in self.link_references.values() for lib in libs}))
+
+    def linked_bytecode(self, addresses: Mapping[str, str]) -> HexStr:
+        """The creation bytecode with each library placeholder replaced by its deployed address.
+
+        Raises:
+            ToolchainError: a library this contract needs has no address in ``addresses``.
+        """
+        code = self.bytecode[2:]
+        for libs in self.link_references.values():
+            for lib, positions in libs.items():
+                if lib not in addresses:
+                    raise ToolchainError(f"{self.contract_name} needs library {lib}: no address given")
+                address = addresses[lib].lower().removeprefix("0x")
+                for position in positions:
+                    start = position["start"] * 2
+                    code = code[:start] + address + code[start + position["length"] * 2 :]
+        return HexStr("0x" + code)
 
     @property
     def deployable(self) -> bool:
@@ -338,6 +364,7 @@ def load_artifact(name: str, *, artifacts_dir: Path | None = None) -> Artifact:
         storage_layout=data["storageLayout"],
         compiler_version=data["compilerVersion"],
         settings=data["settings"],
+        link_references=data["linkReferences"],
     )
 
 
@@ -448,6 +475,7 @@ def _artifacts(output: Mapping[str, Any], solc: Solc) -> dict[str, dict[str, Any
                 "storageLayout": compiled.get("storageLayout", {}),
                 "compilerVersion": solc.version,
                 "settings": compiler_settings(),
+                "linkReferences": evm.get("bytecode", {}).get("linkReferences", {}),
             }
     return artifacts
 

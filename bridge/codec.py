@@ -1,0 +1,108 @@
+"""Packing of usage words and settlement results, mirroring ``contracts/libraries/UsageCodec.sol``.
+
+A usage is one 256-bit word, from the high bits down:
+``usageId (64) | twinId (64) | usedAt (40) | quantity (32) | usageType (8)``, the low 48 bits zero.
+A settlement result is the usage word with its outcome code in the low 8 bits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+_USAGE_ID_SHIFT: Final = 192
+_TWIN_ID_SHIFT: Final = 128
+_USED_AT_SHIFT: Final = 88
+_QUANTITY_SHIFT: Final = 56
+_USAGE_TYPE_SHIFT: Final = 48
+
+MAX_USAGE_ID: Final = 2**64 - 1
+MAX_TWIN_ID: Final = 2**64 - 1
+MAX_TIMESTAMP: Final = 2**40 - 1
+MAX_QUANTITY: Final = 2**32 - 1
+MAX_USAGE_TYPE: Final = 2**8 - 1
+
+
+class Outcome(IntEnum):
+    """Why a usage was (not) paid; mirrors ``ITwinLedger.Outcome``."""
+
+    PAID = 0
+    UNKNOWN_TWIN = 1
+    NO_LICENSE = 2
+    LICENSE_NOT_STARTED = 3
+    LICENSE_EXPIRED = 4
+    LICENSE_REVOKED = 5
+    USAGE_TYPE_NOT_LICENSED = 6
+    USE_CAP_REACHED = 7
+    TWIN_PAUSED = 8
+    ZERO_QUANTITY = 9
+    USAGE_IN_FUTURE = 10
+
+    @property
+    def description(self) -> str:
+        """The reason in words, for people reading an event's status."""
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS: Final = {
+    Outcome.PAID: "paid",
+    Outcome.UNKNOWN_TWIN: "the twin does not exist",
+    Outcome.NO_LICENSE: "the brand holds no license for this twin",
+    Outcome.LICENSE_NOT_STARTED: "the license was not yet valid at the time of use",
+    Outcome.LICENSE_EXPIRED: "the license had expired at the time of use",
+    Outcome.LICENSE_REVOKED: "the license had been revoked at the time of use",
+    Outcome.USAGE_TYPE_NOT_LICENSED: "the license does not cover this usage type",
+    Outcome.USE_CAP_REACHED: "the license's cap on uses was reached",
+    Outcome.TWIN_PAUSED: "the twin was paused at the time of use",
+    Outcome.ZERO_QUANTITY: "the quantity was zero",
+    Outcome.USAGE_IN_FUTURE: "the time of use was after the settlement block",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One usage as the ledger sees it."""
+
+    usage_id: int
+    twin_id: int
+    used_at: int
+    quantity: int
+    usage_type: int
+
+    def __post_init__(self) -> None:
+        for name, value, limit in (
+            ("usage_id", self.usage_id, MAX_USAGE_ID),
+            ("twin_id", self.twin_id, MAX_TWIN_ID),
+            ("used_at", self.used_at, MAX_TIMESTAMP),
+            ("quantity", self.quantity, MAX_QUANTITY),
+            ("usage_type", self.usage_type, MAX_USAGE_TYPE),
+        ):
+            if not 0 <= value <= limit:
+                raise ValueError(f"{name}={value} is outside 0..{limit}")
+
+    def encode(self) -> int:
+        """The packed usage word."""
+        return (
+            (self.usage_id << _USAGE_ID_SHIFT)
+            | (self.twin_id << _TWIN_ID_SHIFT)
+            | (self.used_at << _USED_AT_SHIFT)
+            | (self.quantity << _QUANTITY_SHIFT)
+            | (self.usage_type << _USAGE_TYPE_SHIFT)
+        )
+
+    @classmethod
+    def decode(cls, word: int) -> Usage:
+        """A usage from a usage word or a result word (the outcome bits are ignored)."""
+        return cls(
+            usage_id=(word >> _USAGE_ID_SHIFT) & MAX_USAGE_ID,
+            twin_id=(word >> _TWIN_ID_SHIFT) & MAX_TWIN_ID,
+            used_at=(word >> _USED_AT_SHIFT) & MAX_TIMESTAMP,
+            quantity=(word >> _QUANTITY_SHIFT) & MAX_QUANTITY,
+            usage_type=(word >> _USAGE_TYPE_SHIFT) & MAX_USAGE_TYPE,
+        )
+
+
+def decode_result(word: int) -> tuple[Usage, Outcome]:
+    """The usage and its outcome from a word of ``UsagesSettled.results``."""
+    return Usage.decode(word), Outcome(word & 0xFF)

@@ -1,0 +1,116 @@
+"""EIP-712 typed data of the ledger: usage batches signed by attesters, owner actions signed by models.
+
+Each builder returns the full typed-data dict (``types``, ``primaryType``, ``domain``, ``message``) that
+``eth_account.messages.encode_typed_data(full_message=...)`` and wallets (``eth_signTypedData_v4``) take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from eth_account.messages import encode_typed_data
+from eth_account.signers.local import LocalAccount
+
+DOMAIN_NAME: Final = "TwinLedger"
+DOMAIN_VERSION: Final = "1"
+
+_DOMAIN_TYPE: Final = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_USAGE_PRICE: Final = [{"name": "usageType", "type": "uint8"}, {"name": "price", "type": "uint256"}]
+_LICENSE_TERMS: Final = [
+    {"name": "brand", "type": "address"},
+    {"name": "validFrom", "type": "uint40"},
+    {"name": "validUntil", "type": "uint40"},
+    {"name": "maxUses", "type": "uint32"},
+    {"name": "purposeHash", "type": "bytes32"},
+    {"name": "consentHash", "type": "bytes32"},
+    {"name": "prices", "type": "UsagePrice[]"},
+]
+_PAYEE: Final = [{"name": "account", "type": "address"}, {"name": "bps", "type": "uint16"}]
+_NONCE_DEADLINE: Final = [{"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}]
+
+TYPES: Final[Mapping[str, Mapping[str, list[dict[str, str]]]]] = {
+    "UsageBatch": {
+        "UsageBatch": [
+            {"name": "deadline", "type": "uint256"},
+            {"name": "groups", "type": "UsageGroup[]"},
+        ],
+        "UsageGroup": [
+            {"name": "brand", "type": "address"},
+            {"name": "usages", "type": "uint256[]"},
+        ],
+    },
+    "GrantLicense": {
+        "GrantLicense": [
+            {"name": "twinId", "type": "uint256"},
+            {"name": "terms", "type": "LicenseTerms"},
+            *_NONCE_DEADLINE,
+        ],
+        "LicenseTerms": _LICENSE_TERMS,
+        "UsagePrice": _USAGE_PRICE,
+    },
+    "RevokeLicense": {
+        "RevokeLicense": [
+            {"name": "twinId", "type": "uint256"},
+            {"name": "brand", "type": "address"},
+            *_NONCE_DEADLINE,
+        ],
+    },
+    "SetTwinPaused": {
+        "SetTwinPaused": [
+            {"name": "twinId", "type": "uint256"},
+            {"name": "paused", "type": "bool"},
+            *_NONCE_DEADLINE,
+        ],
+    },
+    "SetPayees": {
+        "SetPayees": [
+            {"name": "twinId", "type": "uint256"},
+            {"name": "payees", "type": "Payee[]"},
+            *_NONCE_DEADLINE,
+        ],
+        "Payee": _PAYEE,
+    },
+}
+"""The EIP-712 types of every message the ledger verifies, by primary type."""
+
+
+def domain(chain_id: int, ledger: str) -> dict[str, Any]:
+    """The ledger's EIP-712 domain on ``chain_id`` at address ``ledger``."""
+    return {
+        "name": DOMAIN_NAME,
+        "version": DOMAIN_VERSION,
+        "chainId": chain_id,
+        "verifyingContract": ledger,
+    }
+
+
+def typed_data(primary_type: str, message: Mapping[str, Any], *, chain_id: int, ledger: str) -> dict[str, Any]:
+    """The full typed-data dict for ``message`` of ``primary_type``."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, **TYPES[primary_type]},
+        "primaryType": primary_type,
+        "domain": domain(chain_id, ledger),
+        "message": dict(message),
+    }
+
+
+def usage_batch(
+    deadline: int, groups: Sequence[tuple[str, Sequence[int]]], *, chain_id: int, ledger: str
+) -> dict[str, Any]:
+    """Typed data of a usage batch: ``groups`` are ``(brand, usage words)`` pairs."""
+    message = {
+        "deadline": deadline,
+        "groups": [{"brand": brand, "usages": list(usages)} for brand, usages in groups],
+    }
+    return typed_data("UsageBatch", message, chain_id=chain_id, ledger=ledger)
+
+
+def sign(account: LocalAccount, data: Mapping[str, Any]) -> bytes:
+    """65-byte ``r || s || v`` signature of typed data by a local account."""
+    return bytes(account.sign_message(encode_typed_data(full_message=dict(data))).signature)

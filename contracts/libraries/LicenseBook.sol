@@ -1,0 +1,242 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {Arrays} from "@openzeppelin/contracts/utils/Arrays.sol";
+import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
+
+import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {LicenseCodec} from "./LicenseCodec.sol";
+
+/// @title License versions of every (twin, brand) pair
+/// @notice The current version of a pair is one storage word (see {LicenseCodec}); replaced versions
+/// move to an ordered history whose windows are disjoint, so the version covering any past time is
+/// found by binary search. Usage types that do not fit inline live in an overflow mapping per version.
+/// @dev Grant, revoke and decode are external (linked) functions to keep the ledger under the code-size
+/// limit; the settlement hot path ({lookup}) is internal and inlined into the ledger.
+library LicenseBook {
+    using LicenseCodec for uint256;
+    using Arrays for uint256[];
+
+    struct Book {
+        mapping(uint256 twinId => mapping(address brand => uint256 word)) current;
+        mapping(uint256 twinId => mapping(address brand => uint256[] words)) history;
+        mapping(uint256 twinId => mapping(address brand => mapping(uint256 version => uint256 typeMask))) overflowTypes;
+        mapping(uint256 twinId => mapping(address brand => mapping(uint256 version => mapping(uint8 usageType => uint256))))
+            overflowPrices;
+    }
+
+    uint256 internal constant MAX_PRICES = 16;
+    uint256 internal constant MAX_PRICE = type(uint96).max;
+    uint256 internal constant NOT_IN_HISTORY = type(uint256).max;
+    uint256 private constant _OVERFLOW_PRESENT = 1 << 255;
+
+    bytes32 internal constant USAGE_PRICE_TYPEHASH = keccak256("UsagePrice(uint8 usageType,uint256 price)");
+    bytes32 internal constant LICENSE_TERMS_TYPEHASH = keccak256(
+        "LicenseTerms(address brand,uint40 validFrom,uint40 validUntil,uint32 maxUses,bytes32 purposeHash,"
+        "bytes32 consentHash,UsagePrice[] prices)UsagePrice(uint8 usageType,uint256 price)"
+    );
+
+    /// @notice Grants `terms` for `twinId`, replacing the current version from the new start.
+    /// Emits {ITwinLedger-LicenseGranted}.
+    function grant(Book storage book, uint256 twinId, ITwinLedger.LicenseTerms calldata terms) external {
+        address brand = terms.brand;
+        if (brand == address(0)) revert ITwinLedger.LicenseInvalidBrand(brand);
+        uint40 from = uint40(Math.max(terms.validFrom, block.timestamp));
+        if (terms.validUntil <= from) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
+        uint256 count = terms.prices.length;
+        if (count == 0) revert ITwinLedger.LicenseNoPrices();
+        if (count > MAX_PRICES) revert ITwinLedger.LicenseTooManyPrices(count, MAX_PRICES);
+
+        uint256[] storage history = book.history[twinId][brand];
+        uint256 current = book.current[twinId][brand];
+        if (current.has(LicenseCodec.EXISTS)) {
+            history.push(current);
+            // Earlier versions end where the new one starts: windows stay disjoint and ordered.
+            for (uint256 i = history.length; i > 0; --i) {
+                uint256 word = history[i - 1];
+                if (word.validUntil() <= from) break;
+                history[i - 1] = word.endedAt(from);
+            }
+        }
+        uint256 version = history.length;
+        book.current[twinId][brand] = _encodeTerms(book, twinId, version, from, terms);
+        emit ITwinLedger.LicenseGranted(
+            twinId,
+            brand,
+            version,
+            from,
+            terms.validUntil,
+            terms.maxUses,
+            terms.purposeHash,
+            terms.consentHash,
+            terms.prices
+        );
+    }
+
+    /// @notice Ends every version of the pair that is still running at `block.timestamp`.
+    /// Emits {ITwinLedger-LicenseRevoked}.
+    function revoke(Book storage book, uint256 twinId, address brand) external {
+        uint256 current = book.current[twinId][brand];
+        if (!current.has(LicenseCodec.EXISTS)) revert ITwinLedger.LicenseNotFound(twinId, brand);
+        uint40 now40 = uint40(block.timestamp);
+        bool changed;
+        if (current.validUntil() > now40) {
+            book.current[twinId][brand] = current.endedAt(now40).withFlag(LicenseCodec.REVOKED);
+            changed = true;
+        }
+        uint256[] storage history = book.history[twinId][brand];
+        for (uint256 i = history.length; i > 0; --i) {
+            uint256 word = history[i - 1];
+            if (word.validUntil() <= now40) break;
+            history[i - 1] = word.endedAt(now40).withFlag(LicenseCodec.REVOKED);
+            changed = true;
+        }
+        if (!changed) revert ITwinLedger.LicenseAlreadyEnded(twinId, brand);
+        emit ITwinLedger.LicenseRevoked(twinId, brand, history.length, now40);
+    }
+
+    /// @notice Version `version` of the pair with all its prices; reverts if it does not exist.
+    function versionAt(Book storage book, uint256 twinId, address brand, uint256 index)
+        external
+        view
+        returns (ITwinLedger.License memory)
+    {
+        uint256[] storage history = book.history[twinId][brand];
+        uint256 word;
+        if (index < history.length) {
+            word = history[index];
+        } else if (index == history.length && book.current[twinId][brand].has(LicenseCodec.EXISTS)) {
+            word = book.current[twinId][brand];
+        } else {
+            revert ITwinLedger.LicenseNotFound(twinId, brand);
+        }
+        return _decode(book, twinId, brand, index, word);
+    }
+
+    /// @notice Finds the version covering `at` and the price of `usageType` under it.
+    /// @param current the pair's current word (callers may hold a cached copy)
+    /// @return result `Paid` when a price applies, else the reason (never `UnknownTwin`)
+    /// @return price the price per use
+    /// @return word the covering version's word
+    /// @return historyIndex its index in the history, `NOT_IN_HISTORY` for the current version
+    function lookup(Book storage book, uint256 twinId, address brand, uint256 current, uint8 usageType, uint40 at)
+        internal
+        view
+        returns (ITwinLedger.Outcome result, uint256 price, uint256 word, uint256 historyIndex)
+    {
+        historyIndex = NOT_IN_HISTORY;
+        if (!current.has(LicenseCodec.EXISTS)) return (ITwinLedger.Outcome.NoLicense, 0, 0, historyIndex);
+        word = current;
+        uint256 index;
+        if (at < current.validFrom()) {
+            uint256[] storage history = book.history[twinId][brand];
+            uint256 upper = history.upperBound(LicenseCodec.probe(at));
+            if (upper == 0) return (ITwinLedger.Outcome.LicenseNotStarted, 0, word, historyIndex);
+            historyIndex = upper - 1;
+            index = historyIndex;
+            word = history[historyIndex];
+        }
+        if (at >= word.validUntil()) {
+            ITwinLedger.Outcome ended =
+                word.has(LicenseCodec.REVOKED) ? ITwinLedger.Outcome.LicenseRevoked : ITwinLedger.Outcome.LicenseExpired;
+            return (ended, 0, word, historyIndex);
+        }
+        bool found;
+        (found, price) = word.inlinePrice(usageType);
+        if (!found && word.has(LicenseCodec.HAS_OVERFLOW)) {
+            if (historyIndex == NOT_IN_HISTORY) index = book.history[twinId][brand].length;
+            uint256 stored = book.overflowPrices[twinId][brand][index][usageType];
+            found = stored & _OVERFLOW_PRESENT != 0;
+            price = stored & ~_OVERFLOW_PRESENT;
+        }
+        if (!found) return (ITwinLedger.Outcome.UsageTypeNotLicensed, 0, word, historyIndex);
+        return (ITwinLedger.Outcome.Paid, price, word, historyIndex);
+    }
+
+    /// @notice EIP-712 struct hash of license terms.
+    function hashTerms(ITwinLedger.LicenseTerms calldata terms) external pure returns (bytes32) {
+        uint256 count = terms.prices.length;
+        bytes32[] memory hashes = new bytes32[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            hashes[i] = keccak256(abi.encode(USAGE_PRICE_TYPEHASH, terms.prices[i].usageType, terms.prices[i].price));
+        }
+        return keccak256(
+            abi.encode(
+                LICENSE_TERMS_TYPEHASH,
+                terms.brand,
+                terms.validFrom,
+                terms.validUntil,
+                terms.maxUses,
+                terms.purposeHash,
+                terms.consentHash,
+                keccak256(abi.encodePacked(hashes))
+            )
+        );
+    }
+
+    /// @dev Validates the prices, stores overflow prices and returns the license word.
+    function _encodeTerms(
+        Book storage book,
+        uint256 twinId,
+        uint256 index,
+        uint40 from,
+        ITwinLedger.LicenseTerms calldata terms
+    ) private returns (uint256) {
+        uint256 seen;
+        uint256 flagBits = LicenseCodec.EXISTS;
+        uint256[2] memory inlines;
+        uint256 inlineCount;
+        for (uint256 i = 0; i < terms.prices.length; ++i) {
+            uint8 usageType = terms.prices[i].usageType;
+            uint256 price = terms.prices[i].price;
+            if (seen & (1 << usageType) != 0) revert ITwinLedger.LicenseDuplicateUsageType(usageType);
+            seen |= 1 << usageType;
+            if (price > MAX_PRICE) revert ITwinLedger.LicensePriceTooHigh(usageType, price);
+            if (inlineCount < 2 && price < LicenseCodec.INLINE_PRICE_LIMIT) {
+                inlines[inlineCount] = LicenseCodec.inlineEntry(usageType, price);
+                flagBits |= inlineCount == 0 ? LicenseCodec.INLINE0 : LicenseCodec.INLINE1;
+                ++inlineCount;
+            } else {
+                flagBits |= LicenseCodec.HAS_OVERFLOW;
+                book.overflowPrices[twinId][terms.brand][index][usageType] = price | _OVERFLOW_PRESENT;
+                book.overflowTypes[twinId][terms.brand][index] |= 1 << usageType;
+            }
+        }
+        return LicenseCodec.encode(from, terms.validUntil, terms.maxUses, flagBits, inlines[0], inlines[1]);
+    }
+
+    function _decode(Book storage book, uint256 twinId, address brand, uint256 index, uint256 word)
+        private
+        view
+        returns (ITwinLedger.License memory license)
+    {
+        uint256 mask = book.overflowTypes[twinId][brand][index];
+        uint256 count = (word.has(LicenseCodec.INLINE0) ? 1 : 0) + (word.has(LicenseCodec.INLINE1) ? 1 : 0);
+        for (uint256 t = 0; t < 256; ++t) {
+            if (mask & (1 << t) != 0) ++count;
+        }
+        ITwinLedger.UsagePrice[] memory prices = new ITwinLedger.UsagePrice[](count);
+        uint256 n;
+        if (word.has(LicenseCodec.INLINE0)) {
+            prices[n++] = ITwinLedger.UsagePrice(word.inline0Type(), word.inline0Price());
+        }
+        if (word.has(LicenseCodec.INLINE1)) {
+            prices[n++] = ITwinLedger.UsagePrice(word.inline1Type(), word.inline1Price());
+        }
+        for (uint256 t = 0; t < 256; ++t) {
+            if (mask & (1 << t) != 0) {
+                uint8 usageType = uint8(t);
+                uint256 stored = book.overflowPrices[twinId][brand][index][usageType];
+                prices[n++] = ITwinLedger.UsagePrice(usageType, stored & ~_OVERFLOW_PRESENT);
+            }
+        }
+        license = ITwinLedger.License({
+            validFrom: word.validFrom(),
+            validUntil: word.validUntil(),
+            maxUses: word.maxUses(),
+            uses: word.uses(),
+            revoked: word.has(LicenseCodec.REVOKED),
+            prices: prices
+        });
+    }
+}
