@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account.signers.local import LocalAccount
+from eth_tester.exceptions import TransactionFailed
 from eth_utils import function_abi_to_4byte_selector, keccak
 from web3 import Web3
 from web3.contract import Contract
@@ -43,6 +45,19 @@ def decode_revert(abi: Sequence[dict[str, Any]], data: str | bytes) -> tuple[str
     return entry["name"], tuple(abi_decode(types, raw[4:]))
 
 
+def revert_data(exc: Exception) -> bytes | None:
+    """The raw revert data carried by an eth-tester ``TransactionFailed``, if it holds any."""
+    message = str(exc.args[0]) if exc.args else ""
+    _, _, tail = message.partition("execution reverted: ")
+    if not tail.startswith(("b'", 'b"')):
+        return None
+    try:
+        data = ast.literal_eval(tail)
+    except (SyntaxError, ValueError):
+        return None
+    return bytes(data) if isinstance(data, bytes) else None
+
+
 def _tuple_type(item: dict[str, Any]) -> str:
     inner = ",".join(c["type"] if not c["type"].startswith("tuple") else _tuple_type(c) for c in item["components"])
     return f"({inner}){item['type'][5:]}"
@@ -60,8 +75,13 @@ class Ledger:
 
     def __post_init__(self) -> None:
         self._ids = itertools.count(1)
-        # Errors declared by the ledger, its libraries and OpenZeppelin bases are all in its ABI.
+        # Errors declared by the ledger, its libraries and OpenZeppelin bases are all in its ABI;
+        # the payment token's errors (e.g. ERC20InsufficientAllowance) bubble up through SafeERC20.
         self.error_abi = [e for e in self.contract.abi if e.get("type") == "error"]
+        known = {function_abi_to_4byte_selector(e) for e in self.error_abi}
+        for entry in self.token.abi:
+            if entry.get("type") == "error" and function_abi_to_4byte_selector(entry) not in known:
+                self.error_abi.append(entry)
 
     # ------------------------------------------------------------------ chain
 
@@ -91,6 +111,16 @@ class Ledger:
             yield
         except ContractCustomError as exc:
             got = decode_revert(self.error_abi, exc.data if isinstance(exc.data, str) else exc.message)
+            expected = (name, tuple(_normalize(a) for a in args))
+            actual = (got[0], tuple(_normalize(a) for a in got[1]))
+            if actual != expected:
+                raise RevertMismatch(f"expected {expected}, got {actual}") from exc
+        except TransactionFailed as exc:
+            # The eth-tester provider raises this (not ContractCustomError) with the raw revert data.
+            data = revert_data(exc)
+            if data is None:
+                raise RevertMismatch(f"expected {name}{args}, got {exc!r}") from exc
+            got = decode_revert(self.error_abi, data)
             expected = (name, tuple(_normalize(a) for a in args))
             actual = (got[0], tuple(_normalize(a) for a in got[1]))
             if actual != expected:
