@@ -97,6 +97,20 @@ class Ledger:
         self.w3.testing.timeTravel(self.now() + seconds)
         self.w3.testing.mine()
 
+    def next_time(self) -> int:
+        """The timestamp the next transaction (or reverting call) runs at: the pending block's,
+        fixed when the latest block was mined (one second later, or the wall clock if ahead)."""
+        return int(self.w3.eth.get_block("pending")["timestamp"])
+
+    def block_time(self, receipt: Any) -> int:
+        """The timestamp of the block that included ``receipt``."""
+        return int(self.w3.eth.get_block(receipt["blockNumber"])["timestamp"])
+
+    def warp(self, timestamp: int) -> None:
+        """Mines so that the next transaction runs at exactly ``timestamp`` (a future time)."""
+        self.advance(timestamp - 1 - self.now())
+        assert self.next_time() == timestamp, "the wall clock is ahead of the requested time"
+
     def transact(self, call: Any, sender: LocalAccount | str) -> Any:
         address = sender if isinstance(sender, str) else sender.address
         tx_hash = call.transact({"from": address})
