@@ -70,22 +70,6 @@ contract TwinLedger is
         uint192 amount;
     }
 
-    /// @dev Settlement state of one group while it is being processed (kept in memory).
-    struct Cursor {
-        address brand;
-        uint256 escrow;
-        uint256 debt;
-        uint256 twinId;
-        uint256 accrued;
-        uint40 pausedSince;
-        uint40 lastPauseEnd;
-        bool twinDirty;
-        uint256 license;
-        bool licenseDirty;
-        uint256 bitmapWord;
-        uint256 bitmap;
-    }
-
     bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
     bytes32 public constant ATTESTER_ROLE = keccak256("ATTESTER_ROLE");
     bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
@@ -113,6 +97,7 @@ contract TwinLedger is
     );
 
     uint256 private constant _NO_WORD = type(uint256).max;
+    uint256 private constant _NO_PRICE = type(uint256).max;
 
     IERC20 private immutable _token;
     uint40 private immutable _noticePeriod;
@@ -625,6 +610,10 @@ contract TwinLedger is
 
     // ================================================================== internal: settlement
 
+    /// @dev Settles one brand's usages. The loop keeps the current twin's royalty word and license word
+    /// in locals and writes them back when the twin changes (usages sorted by twin touch each once).
+    /// The common case (current license version, inline price, no pause) is priced by {_fastPrice} on
+    /// plain words; everything else goes through {_slowPrice}.
     function _settleGroup(bytes32 digest, address attester, UsageGroup calldata group) private {
         address brand = group.brand;
         if (brand == address(0)) revert SettlementInvalidBrand(brand);
@@ -632,131 +621,162 @@ contract TwinLedger is
         uint256 count = usages.length;
         uint256[] memory results = new uint256[](count);
 
-        Escrow memory escrow = _escrows[brand];
-        Cursor memory c;
-        c.brand = brand;
-        c.escrow = escrow.balance;
-        c.debt = escrow.debt;
-        c.bitmapWord = _NO_WORD;
+        Escrow memory account = _escrows[brand];
+        uint256 escrow = account.balance;
+        uint256 debt = account.debt;
         uint256 paid;
+        uint256 bitmapWord = _NO_WORD;
+        uint256 bitmap;
+        uint256 twinId;
+        uint256 twin; // packed TwinAccount of `twinId`
+        uint256 license; // current license word of (`twinId`, brand)
+        bool twinDirty;
+        bool licenseDirty;
 
         for (uint256 i = 0; i < count;) {
             uint256 usage = usages[i];
-            _markProcessed(c, usage.usageId());
-            uint256 twinId = usage.twinId();
-            if (twinId != c.twinId) _moveTo(c, twinId);
-            (uint256 code, uint256 amount) = _price(c, usage);
-            if (amount != 0) {
-                paid += amount;
-                _fund(c, amount);
+            // Replay protection: one bit per usage id, one storage word per 256 ids.
+            uint256 usageId = usage >> UsageCodec.USAGE_ID_SHIFT;
+            if (usageId >> 8 != bitmapWord) {
+                if (bitmapWord != _NO_WORD) _processed[bitmapWord] = bitmap;
+                bitmapWord = usageId >> 8;
+                bitmap = _processed[bitmapWord];
             }
-            results[i] = usage | code;
+            if (bitmap & (1 << (usageId & 0xff)) != 0) revert UsageAlreadyProcessed(uint64(usageId));
+            bitmap |= 1 << (usageId & 0xff);
+
+            if (usage.twinId() != twinId) {
+                if (twinDirty) _storeTwin(twinId, twin);
+                if (licenseDirty) _licenses.current[twinId][brand] = license;
+                twinId = usage.twinId();
+                twin = _loadTwin(twinId);
+                license = _licenses.current[twinId][brand];
+                twinDirty = false;
+                licenseDirty = false;
+            }
+
+            uint256 price = _fastPrice(usage, license, twin);
+            uint256 word = license;
+            uint256 historyIndex = LicenseBook.NOT_IN_HISTORY;
+            if (price == _NO_PRICE) {
+                Outcome result;
+                (result, price, word, historyIndex) = _slowPrice(twinId, brand, license, twin, usage);
+                if (result != Outcome.Paid) {
+                    results[i] = usage | uint256(result);
+                    unchecked {
+                        ++i;
+                    }
+                    continue;
+                }
+            }
+            uint256 quantity = usage.quantity();
+            uint256 cap = word.maxUses();
+            if (cap != 0) {
+                uint256 used = word.uses() + quantity;
+                if (used > cap) {
+                    results[i] = usage | uint256(Outcome.UseCapReached);
+                    unchecked {
+                        ++i;
+                    }
+                    continue;
+                }
+                // used <= cap < 2**32
+                word = word.withUses(uint32(used));
+                if (historyIndex == LicenseBook.NOT_IN_HISTORY) {
+                    license = word;
+                    licenseDirty = true;
+                } else {
+                    _licenses.history[twinId][brand][historyIndex] = word;
+                }
+            }
+            // Escrow pays what it can; a shortfall becomes debt owed to the twin. A free usage type is
+            // still a paid usage (amount 0).
             unchecked {
+                // price < 2**96 and quantity < 2**32
+                uint256 amount = price * quantity;
+                uint256 funded = amount < escrow ? amount : escrow;
+                escrow -= funded;
+                paid += amount;
+                if (amount > funded) {
+                    debt += amount - funded;
+                    _recordDebt(brand, twinId, amount - funded);
+                }
+                // The accrued field holds funded amounts only (tokens the ledger holds); _storeTwin
+                // refuses a carry out of its 128 bits.
+                twin += funded;
+                twinDirty = true;
                 ++i;
             }
+            // Paid (code 0): the result is the usage word itself
+            results[i - 1] = usage;
         }
-        _flush(c);
-        if (c.bitmapWord != _NO_WORD) _processed[c.bitmapWord] = c.bitmap;
-        _escrows[brand] = Escrow({balance: uint128(c.escrow), debt: c.debt.toUint128()});
+        if (twinDirty) _storeTwin(twinId, twin);
+        if (licenseDirty) _licenses.current[twinId][brand] = license;
+        if (bitmapWord != _NO_WORD) _processed[bitmapWord] = bitmap;
+        _escrows[brand] = Escrow({balance: uint128(escrow), debt: debt.toUint128()});
         emit UsagesSettled(digest, brand, attester, paid, results);
     }
 
-    function _markProcessed(Cursor memory c, uint64 usageId) private {
-        uint256 wordIndex = usageId >> 8;
-        if (wordIndex != c.bitmapWord) {
-            if (c.bitmapWord != _NO_WORD) _processed[c.bitmapWord] = c.bitmap;
-            c.bitmapWord = wordIndex;
-            c.bitmap = _processed[wordIndex];
-        }
-        uint256 bit = 1 << (usageId & 0xff);
-        if (c.bitmap & bit != 0) revert UsageAlreadyProcessed(usageId);
-        c.bitmap |= bit;
-    }
-
-    /// @dev Writes back the cached twin and license, then loads `twinId`'s.
-    function _moveTo(Cursor memory c, uint256 twinId) private {
-        _flush(c);
-        TwinAccount memory twin = _twins[twinId];
-        c.twinId = twinId;
-        c.accrued = twin.accrued;
-        c.pausedSince = twin.pausedSince;
-        c.lastPauseEnd = twin.lastPauseEnd;
-        c.twinDirty = false;
-        c.license = _licenses.current[twinId][c.brand];
-        c.licenseDirty = false;
-    }
-
-    function _flush(Cursor memory c) private {
-        if (c.twinDirty) {
-            _twins[c.twinId] = TwinAccount({
-                accrued: c.accrued.toUint128(),
-                pausedSince: c.pausedSince,
-                lastPauseEnd: c.lastPauseEnd
-            });
-        }
-        if (c.licenseDirty) _licenses.current[c.twinId][c.brand] = c.license;
-    }
-
-    /// @dev Checks one usage against license, pause and cap, counting it against the cap.
-    /// @return code the {Outcome}
-    /// @return amount what the usage costs the brand (0 unless paid)
-    function _price(Cursor memory c, uint256 usage) private returns (uint256 code, uint256 amount) {
-        uint256 quantity = usage.quantity();
-        uint40 at = usage.usedAt();
-        if (quantity == 0) return (uint256(Outcome.ZeroQuantity), 0);
-        // slither-disable-next-line timestamp
-        if (at > block.timestamp) return (uint256(Outcome.UsageInFuture), 0);
-
-        uint256 word = c.license;
-        uint256 historyIndex = LicenseBook.NOT_IN_HISTORY;
-        uint256 price;
-        bool found;
-        // Fast path: the current version covers `at` and prices the usage type inline.
-        if (at >= word.validFrom() && at < word.validUntil()) {
-            (found, price) = word.inlinePrice(usage.usageType());
-        }
-        if (!found) {
-            Outcome result;
-            (result, price, word, historyIndex) = _lookup(c.twinId, c.brand, word, usage.usageType(), at);
-            if (result != Outcome.Paid) return (uint256(result), 0);
-        }
-        // slither-disable-next-line timestamp
-        if ((c.pausedSince != 0 && at >= c.pausedSince) || (at < c.lastPauseEnd && _pausedBefore(c.twinId, at))) {
-            return (uint256(Outcome.TwinPaused), 0);
-        }
-        uint256 cap = word.maxUses();
-        if (cap != 0) {
-            uint256 used = word.uses() + quantity;
-            if (used > cap) return (uint256(Outcome.UseCapReached), 0);
-            // used <= cap < 2**32
-            word = word.withUses(uint32(used));
-            if (historyIndex == LicenseBook.NOT_IN_HISTORY) {
-                c.license = word;
-                c.licenseDirty = true;
-            } else {
-                _licenses.history[c.twinId][c.brand][historyIndex] = word;
+    /// @dev Price of the usage in the common case, on plain words: quantity > 0, not in the future, the
+    /// current license version covers the time and prices the type inline, and the twin is not paused
+    /// then (nor was in any earlier pause). Returns `_NO_PRICE` when any of that does not hold, and
+    /// {_slowPrice} decides. Layouts: {UsageCodec}, {LicenseCodec}, {TwinAccount} (accrued 128 bits,
+    /// pausedSince and lastPauseEnd 40 bits each).
+    function _fastPrice(uint256 usage, uint256 license, uint256 twin) private view returns (uint256 price) {
+        price = _NO_PRICE;
+        assembly ("memory-safe") {
+            let at := and(shr(88, usage), 0xffffffffff)
+            let pausedSince := and(shr(128, twin), 0xffffffffff)
+            let refused := or(iszero(and(shr(56, usage), 0xffffffff)), gt(at, timestamp()))
+            refused := or(refused, lt(at, shr(224, license)))
+            refused := or(refused, iszero(lt(at, and(shr(192, license), 0xffffffff))))
+            refused := or(refused, lt(at, and(shr(168, twin), 0xffffffffff)))
+            refused := or(refused, and(iszero(iszero(pausedSince)), iszero(lt(at, pausedSince))))
+            if iszero(refused) {
+                let kind := and(shr(48, usage), 0xff)
+                let flags := shr(120, license)
+                for { let k := 0 } lt(k, 3) { k := add(k, 1) } {
+                    let entry := and(shr(mul(k, 40), license), 0xffffffffff)
+                    if and(iszero(iszero(and(flags, shl(k, 8)))), eq(shr(32, entry), kind)) {
+                        // mantissa < 2**28 and exponent <= 15: below MAX_PRICE
+                        price := mul(and(entry, 0xfffffff), exp(10, and(shr(28, entry), 0xf)))
+                        break
+                    }
+                }
             }
         }
-        // price < 2**96 and quantity < 2**32
-        unchecked {
-            amount = price * quantity;
-        }
-        // A free usage type is still a paid usage.
-        return (uint256(Outcome.Paid), amount);
     }
 
-    /// @dev Moves `amount` from the brand's escrow to the twin; a shortfall becomes debt owed to the twin.
-    function _fund(Cursor memory c, uint256 amount) private {
-        uint256 funded = Math.min(amount, c.escrow);
-        unchecked {
-            c.escrow -= funded;
+    /// @dev The twin's {TwinAccount} as one word: accrued (low 128 bits), pausedSince, lastPauseEnd.
+    function _loadTwin(uint256 twinId) private view returns (uint256 word) {
+        TwinAccount storage twin = _twins[twinId];
+        assembly ("memory-safe") {
+            word := sload(twin.slot)
         }
-        c.accrued += funded;
-        c.twinDirty = true;
-        if (amount > funded) {
-            uint256 shortfall = amount - funded;
-            c.debt += shortfall;
-            _recordDebt(c.brand, c.twinId, shortfall);
+    }
+
+    function _storeTwin(uint256 twinId, uint256 word) private {
+        // The accrued field must not have carried into pausedSince.
+        if ((word >> 128) != (_loadTwin(twinId) >> 128)) revert SafeCast.SafeCastOverflowedUintDowncast(128, word);
+        TwinAccount storage twin = _twins[twinId];
+        assembly ("memory-safe") {
+            sstore(twin.slot, word)
+        }
+    }
+
+    /// @dev Every check in full: quantity, time, license versions, overflow prices, pause intervals.
+    function _slowPrice(uint256 twinId, address brand, uint256 license, uint256 twin, uint256 usage)
+        private
+        view
+        returns (Outcome result, uint256 price, uint256 word, uint256 historyIndex)
+    {
+        uint40 at = usage.usedAt();
+        if (usage.quantity() == 0) return (Outcome.ZeroQuantity, 0, 0, 0);
+        // slither-disable-next-line timestamp
+        if (at > block.timestamp) return (Outcome.UsageInFuture, 0, 0, 0);
+        (result, price, word, historyIndex) = _lookup(twinId, brand, license, usage.usageType(), at);
+        if (result == Outcome.Paid && _isPausedAt(twinId, uint40(twin >> 128), uint40(twin >> 168), at)) {
+            result = Outcome.TwinPaused;
         }
     }
 
@@ -788,13 +808,22 @@ contract TwinLedger is
 
     // ================================================================== internal: hashing
 
+    /// @dev `keccak256(abi.encodePacked(words))` without the per-element copy loop the compiler emits.
+    function _hashWords(uint256[] calldata words) private pure returns (bytes32 digest) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            let size := shl(5, words.length)
+            calldatacopy(ptr, words.offset, size)
+            digest := keccak256(ptr, size)
+        }
+    }
+
     function _hashUsageBatch(UsageBatch calldata batch) private view returns (bytes32) {
         uint256 groupCount = batch.groups.length;
         bytes32[] memory hashes = new bytes32[](groupCount);
         for (uint256 g = 0; g < groupCount; ++g) {
             UsageGroup calldata group = batch.groups[g];
-            hashes[g] =
-                keccak256(abi.encode(_USAGE_GROUP_TYPEHASH, group.brand, keccak256(abi.encodePacked(group.usages))));
+            hashes[g] = keccak256(abi.encode(_USAGE_GROUP_TYPEHASH, group.brand, _hashWords(group.usages)));
         }
         return _hashTypedDataV4(
             keccak256(abi.encode(_USAGE_BATCH_TYPEHASH, batch.deadline, keccak256(abi.encodePacked(hashes))))

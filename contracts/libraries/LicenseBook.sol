@@ -42,7 +42,9 @@ library LicenseBook {
         address brand = terms.brand;
         if (brand == address(0)) revert ITwinLedger.LicenseInvalidBrand(brand);
         uint40 from = uint40(Math.max(terms.validFrom, block.timestamp));
-        if (terms.validUntil <= from) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
+        // Stored times are uint32 (until 2106): a later end means "until then".
+        uint40 until = uint40(Math.min(terms.validUntil, LicenseCodec.MAX_TIME));
+        if (until <= from) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
         uint256 count = terms.prices.length;
         if (count == 0) revert ITwinLedger.LicenseNoPrices();
         if (count > MAX_PRICES) revert ITwinLedger.LicenseTooManyPrices(count, MAX_PRICES);
@@ -59,13 +61,13 @@ library LicenseBook {
             }
         }
         uint256 version = history.length;
-        book.current[twinId][brand] = _encodeTerms(book, twinId, version, from, terms);
+        book.current[twinId][brand] = _encodeTerms(book, twinId, version, from, until, terms);
         emit ITwinLedger.LicenseGranted(
             twinId,
             brand,
             version,
             from,
-            terms.validUntil,
+            until,
             terms.maxUses,
             terms.purposeHash,
             terms.consentHash,
@@ -180,11 +182,12 @@ library LicenseBook {
         uint256 twinId,
         uint256 index,
         uint40 from,
+        uint40 until,
         ITwinLedger.LicenseTerms calldata terms
     ) private returns (uint256) {
         uint256 seen;
         uint256 flagBits = LicenseCodec.EXISTS;
-        uint256[2] memory inlines;
+        uint256 entries;
         uint256 inlineCount;
         for (uint256 i = 0; i < terms.prices.length; ++i) {
             uint8 usageType = terms.prices[i].usageType;
@@ -192,9 +195,10 @@ library LicenseBook {
             if (seen & (1 << usageType) != 0) revert ITwinLedger.LicenseDuplicateUsageType(usageType);
             seen |= 1 << usageType;
             if (price > MAX_PRICE) revert ITwinLedger.LicensePriceTooHigh(usageType, price);
-            if (inlineCount < 2 && price < LicenseCodec.INLINE_PRICE_LIMIT) {
-                inlines[inlineCount] = LicenseCodec.inlineEntry(usageType, price);
-                flagBits |= inlineCount == 0 ? LicenseCodec.INLINE0 : LicenseCodec.INLINE1;
+            (bool fits, uint256 entry) = LicenseCodec.inlineEntry(usageType, price);
+            if (fits && inlineCount < LicenseCodec.INLINE_ENTRIES) {
+                entries |= entry << (inlineCount * LicenseCodec.ENTRY_BITS);
+                flagBits |= LicenseCodec.INLINE0 << inlineCount;
                 ++inlineCount;
             } else {
                 flagBits |= LicenseCodec.HAS_OVERFLOW;
@@ -202,7 +206,7 @@ library LicenseBook {
                 book.overflowTypes[twinId][terms.brand][index] |= 1 << usageType;
             }
         }
-        return LicenseCodec.encode(from, terms.validUntil, terms.maxUses, flagBits, inlines[0], inlines[1]);
+        return LicenseCodec.encode(from, until, terms.maxUses, flagBits, entries);
     }
 
     function _decode(Book storage book, uint256 twinId, address brand, uint256 index, uint256 word)
@@ -211,17 +215,20 @@ library LicenseBook {
         returns (ITwinLedger.License memory license)
     {
         uint256 mask = book.overflowTypes[twinId][brand][index];
-        uint256 count = (word.has(LicenseCodec.INLINE0) ? 1 : 0) + (word.has(LicenseCodec.INLINE1) ? 1 : 0);
+        uint256 count;
+        for (uint256 i = 0; i < LicenseCodec.INLINE_ENTRIES; ++i) {
+            if (word.has(LicenseCodec.INLINE0 << i)) ++count;
+        }
         for (uint256 t = 0; t < 256; ++t) {
             if (mask & (1 << t) != 0) ++count;
         }
         ITwinLedger.UsagePrice[] memory prices = new ITwinLedger.UsagePrice[](count);
         uint256 n;
-        if (word.has(LicenseCodec.INLINE0)) {
-            prices[n++] = ITwinLedger.UsagePrice(word.inline0Type(), word.inline0Price());
-        }
-        if (word.has(LicenseCodec.INLINE1)) {
-            prices[n++] = ITwinLedger.UsagePrice(word.inline1Type(), word.inline1Price());
+        for (uint256 i = 0; i < LicenseCodec.INLINE_ENTRIES; ++i) {
+            if (word.has(LicenseCodec.INLINE0 << i)) {
+                (uint8 usageType, uint256 price) = word.entryAt(i);
+                prices[n++] = ITwinLedger.UsagePrice(usageType, price);
+            }
         }
         for (uint256 t = 0; t < 256; ++t) {
             if (mask & (1 << t) != 0) {

@@ -3,36 +3,41 @@ pragma solidity ^0.8.24;
 
 /// @title Packing of a license version into one storage word
 /// @notice From the high bits down:
-/// `validFrom (40) | validUntil (40) | maxUses (32) | uses (32) | flags (8) | price1 (52) | price0 (52)`
-/// where each inline price is `usageType (8) | price (44)`. Usage types beyond two inline prices, or with
-/// a price of 2**44 or more, live in an overflow mapping (flag `HAS_OVERFLOW`). Ordering the words of a
-/// history by value orders them by `validFrom`, which binary search relies on.
+/// `validFrom (32) | validUntil (32) | maxUses (32) | uses (32) | flags (8) | price2 (40) | price1 (40) | price0 (40)`.
+/// An inline price entry is `usageType (8) | exponent (4) | mantissa (28)` for a price of
+/// `mantissa * 10**exponent`: every price below 2**28 base units, and every larger one with enough
+/// trailing zeros (e.g. 5,000.00 USD at 6 decimals), fits. Other prices, and usage types beyond three,
+/// live in an overflow mapping (flag `HAS_OVERFLOW`). Times are seconds since 1970 as uint32 (until
+/// 2106). Ordering the words of a history by value orders them by `validFrom`, which binary search
+/// relies on.
 library LicenseCodec {
-    uint256 internal constant VALID_FROM_SHIFT = 216;
-    uint256 internal constant VALID_UNTIL_SHIFT = 176;
-    uint256 internal constant MAX_USES_SHIFT = 144;
-    uint256 internal constant USES_SHIFT = 112;
-    uint256 internal constant FLAGS_SHIFT = 104;
-    uint256 internal constant PRICE1_SHIFT = 52;
+    uint256 internal constant VALID_FROM_SHIFT = 224;
+    uint256 internal constant VALID_UNTIL_SHIFT = 192;
+    uint256 internal constant MAX_USES_SHIFT = 160;
+    uint256 internal constant USES_SHIFT = 128;
+    uint256 internal constant FLAGS_SHIFT = 120;
+    uint256 internal constant ENTRY_BITS = 40;
+    uint256 internal constant INLINE_ENTRIES = 3;
 
     uint256 internal constant EXISTS = 1;
     uint256 internal constant REVOKED = 2;
     uint256 internal constant HAS_OVERFLOW = 4;
+    /// @dev Flag of inline entry `i` is `INLINE0 << i`.
     uint256 internal constant INLINE0 = 8;
-    uint256 internal constant INLINE1 = 16;
 
-    uint256 internal constant INLINE_PRICE_LIMIT = 1 << 44;
-    uint256 private constant _PRICE_MASK = (1 << 44) - 1;
+    uint256 internal constant MAX_TIME = type(uint32).max;
+    uint256 private constant _MANTISSA_LIMIT = 1 << 28;
+    uint256 private constant _MAX_EXPONENT = 15;
     uint256 private constant _USES_MASK = uint256(type(uint32).max) << USES_SHIFT;
-    uint256 private constant _UNTIL_MASK = uint256(type(uint40).max) << VALID_UNTIL_SHIFT;
-    uint256 private constant _FROM_MASK = uint256(type(uint40).max) << VALID_FROM_SHIFT;
+    uint256 private constant _UNTIL_MASK = uint256(type(uint32).max) << VALID_UNTIL_SHIFT;
+    uint256 private constant _FROM_MASK = uint256(type(uint32).max) << VALID_FROM_SHIFT;
 
     function validFrom(uint256 word) internal pure returns (uint40) {
         return uint40(word >> VALID_FROM_SHIFT);
     }
 
     function validUntil(uint256 word) internal pure returns (uint40) {
-        return uint40(word >> VALID_UNTIL_SHIFT);
+        return uint32(word >> VALID_UNTIL_SHIFT);
     }
 
     function maxUses(uint256 word) internal pure returns (uint32) {
@@ -43,36 +48,47 @@ library LicenseCodec {
         return uint32(word >> USES_SHIFT);
     }
 
-    function flags(uint256 word) internal pure returns (uint256) {
-        return uint8(word >> FLAGS_SHIFT);
-    }
-
     function has(uint256 word, uint256 flag) internal pure returns (bool) {
         return (word >> FLAGS_SHIFT) & flag != 0;
     }
 
-    function encode(uint40 from, uint40 until, uint32 cap, uint256 flagBits, uint256 inline0, uint256 inline1)
+    /// @param from start of validity, at most `MAX_TIME`
+    /// @param until end of validity, at most `MAX_TIME`
+    function encode(uint256 from, uint256 until, uint32 cap, uint256 flagBits, uint256 entries)
         internal
         pure
         returns (uint256)
     {
-        return (uint256(from) << VALID_FROM_SHIFT) | (uint256(until) << VALID_UNTIL_SHIFT)
-            | (uint256(cap) << MAX_USES_SHIFT) | (flagBits << FLAGS_SHIFT) | (inline1 << PRICE1_SHIFT) | inline0;
+        return (from << VALID_FROM_SHIFT) | (until << VALID_UNTIL_SHIFT) | (uint256(cap) << MAX_USES_SHIFT)
+            | (flagBits << FLAGS_SHIFT) | entries;
     }
 
-    /// @notice An inline price entry; `price` must be below `INLINE_PRICE_LIMIT`.
-    function inlineEntry(uint8 usageType, uint256 price) internal pure returns (uint256) {
-        return (uint256(usageType) << 44) | price;
+    /// @notice The inline entry for `price`, or `ok == false` if it has no exact inline form.
+    function inlineEntry(uint8 usageType, uint256 price) internal pure returns (bool ok, uint256 entry) {
+        uint256 exponent;
+        while (price >= _MANTISSA_LIMIT && price % 10 == 0 && exponent < _MAX_EXPONENT) {
+            price /= 10;
+            ++exponent;
+        }
+        if (price >= _MANTISSA_LIMIT) return (false, 0);
+        return (true, (uint256(usageType) << 32) | (exponent << 28) | price);
     }
 
-    /// @notice The inline price for `usageType`, if one of the two inline entries holds it.
+    /// @notice Usage type and price of inline entry `index` (0..2).
+    function entryAt(uint256 word, uint256 index) internal pure returns (uint8 usageType, uint256 price) {
+        uint256 entry = (word >> (index * ENTRY_BITS)) & ((1 << ENTRY_BITS) - 1);
+        return (uint8(entry >> 32), (entry & (_MANTISSA_LIMIT - 1)) * 10 ** ((entry >> 28) & 0xf));
+    }
+
+    /// @notice The inline price for `usageType`, if an inline entry holds it.
     function inlinePrice(uint256 word, uint8 usageType) internal pure returns (bool found, uint256 price) {
         uint256 f = word >> FLAGS_SHIFT;
-        if (f & INLINE0 != 0 && uint8(word >> 44) == usageType) {
-            return (true, word & _PRICE_MASK);
-        }
-        if (f & INLINE1 != 0 && uint8(word >> (PRICE1_SHIFT + 44)) == usageType) {
-            return (true, (word >> PRICE1_SHIFT) & _PRICE_MASK);
+        for (uint256 i = 0; i < INLINE_ENTRIES; ++i) {
+            if (f & (INLINE0 << i) != 0) {
+                uint8 kind;
+                (kind, price) = entryAt(word, i);
+                if (kind == usageType) return (true, price);
+            }
         }
         return (false, 0);
     }
@@ -94,22 +110,6 @@ library LicenseCodec {
 
     function withFlag(uint256 word, uint256 flag) internal pure returns (uint256) {
         return word | (flag << FLAGS_SHIFT);
-    }
-
-    function inline0Type(uint256 word) internal pure returns (uint8) {
-        return uint8(word >> 44);
-    }
-
-    function inline0Price(uint256 word) internal pure returns (uint256) {
-        return word & _PRICE_MASK;
-    }
-
-    function inline1Type(uint256 word) internal pure returns (uint8) {
-        return uint8(word >> (PRICE1_SHIFT + 44));
-    }
-
-    function inline1Price(uint256 word) internal pure returns (uint256) {
-        return (word >> PRICE1_SHIFT) & _PRICE_MASK;
     }
 
     /// @notice Upper probe for binary search: sorts after every word starting at or before `at`.
