@@ -1,7 +1,8 @@
-"""EIP-712 typed data of the ledger: usage batches signed by attesters, owner actions signed by models.
+"""EIP-712 typed data of the ledger: usage batches (attesters) and owner actions (models).
 
-Each builder returns the full typed-data dict (``types``, ``primaryType``, ``domain``, ``message``) that
-``eth_account.messages.encode_typed_data(full_message=...)`` and wallets (``eth_signTypedData_v4``) take.
+Each builder returns the full typed-data dict (``types``, ``primaryType``, ``domain``,
+``message``) that ``eth_account.messages.encode_typed_data(full_message=...)`` and wallets
+(``eth_signTypedData_v4``) take.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ _LICENSE_TERMS: Final = [
     {"name": "prices", "type": "UsagePrice[]"},
 ]
 _PAYEE: Final = [{"name": "account", "type": "address"}, {"name": "bps", "type": "uint16"}]
-_NONCE_DEADLINE: Final = [{"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}]
+_NONCE_DEADLINE: Final = [
+    {"name": "nonce", "type": "uint256"},
+    {"name": "deadline", "type": "uint256"},
+]
 
 TYPES: Final[Mapping[str, Mapping[str, list[dict[str, str]]]]] = {
     "UsageBatch": {
@@ -90,7 +94,9 @@ def domain(chain_id: int, ledger: str) -> dict[str, Any]:
     }
 
 
-def typed_data(primary_type: str, message: Mapping[str, Any], *, chain_id: int, ledger: str) -> dict[str, Any]:
+def typed_data(
+    primary_type: str, message: Mapping[str, Any], *, chain_id: int, ledger: str
+) -> dict[str, Any]:
     """The full typed-data dict for ``message`` of ``primary_type``."""
     return {
         "types": {"EIP712Domain": _DOMAIN_TYPE, **TYPES[primary_type]},

@@ -129,7 +129,9 @@ class Artifact:
         for libs in self.link_references.values():
             for lib, positions in libs.items():
                 if lib not in addresses:
-                    raise ToolchainError(f"{self.contract_name} needs library {lib}: no address given")
+                    raise ToolchainError(
+                        f"{self.contract_name} needs library {lib}: no address given"
+                    )
                 address = addresses[lib].lower().removeprefix("0x")
                 for position in positions:
                     start = position["start"] * 2

@@ -114,6 +114,7 @@ contract TwinLedger is
 
     mapping(address brand => Escrow) private _escrows;
     mapping(address brand => BrandBook) private _books;
+    // slither-disable-next-line uninitialized-state (entries are pushed through a storage pointer)
     mapping(address brand => DebtEntry[]) private _debts;
 
     mapping(uint256 wordIndex => uint256 bitmap) private _processed;
@@ -305,6 +306,8 @@ contract TwinLedger is
         uint256 groupCount = batch.groups.length;
         if (groupCount == 0) revert SettlementEmptyBatch();
         bytes32 digest = _hashUsageBatch(batch);
+        // The third value only details a malformed signature, which is refused either way.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
         if (err != ECDSA.RecoverError.NoError || !hasRole(ATTESTER_ROLE, signer)) {
             revert SettlementInvalidAttester(signer);
@@ -538,7 +541,7 @@ contract TwinLedger is
         uint256 reserve = book.debtReserve;
         uint256 head = book.debtHead;
         uint256 length = entries.length;
-        uint256 paid;
+        uint256 paid = 0;
         for (uint256 n = 0; n < maxEntries && reserve > 0 && head < length; ++n) {
             DebtEntry storage entry = entries[head];
             uint256 amount = Math.min(entry.amount, reserve);
@@ -624,14 +627,14 @@ contract TwinLedger is
         Escrow memory account = _escrows[brand];
         uint256 escrow = account.balance;
         uint256 debt = account.debt;
-        uint256 paid;
+        uint256 paid = 0;
         uint256 bitmapWord = _NO_WORD;
-        uint256 bitmap;
-        uint256 twinId;
-        uint256 twin; // packed TwinAccount of `twinId`
-        uint256 license; // current license word of (`twinId`, brand)
-        bool twinDirty;
-        bool licenseDirty;
+        uint256 bitmap = 0;
+        uint256 twinId = 0; // no twin has id 0
+        uint256 twin = 0; // packed TwinAccount of `twinId`
+        uint256 license = 0; // current license word of (`twinId`, brand)
+        bool twinDirty = false;
+        bool licenseDirty = false;
 
         for (uint256 i = 0; i < count;) {
             uint256 usage = usages[i];
@@ -737,7 +740,7 @@ contract TwinLedger is
                 let flags := shr(120, license)
                 for { let k := 0 } lt(k, 3) { k := add(k, 1) } {
                     let entry := and(shr(mul(k, 40), license), 0xffffffffff)
-                    if and(iszero(iszero(and(flags, shl(k, 8)))), eq(shr(32, entry), kind)) {
+                    if and(iszero(iszero(and(shr(k, flags), 8))), eq(shr(32, entry), kind)) {
                         // mantissa < 2**28 and exponent <= 15: below MAX_PRICE
                         price := mul(and(entry, 0xfffffff), exp(10, and(shr(28, entry), 0xf)))
                         break

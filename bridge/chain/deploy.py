@@ -37,7 +37,9 @@ def deploy_contract(
     libraries: dict[str, ChecksumAddress] | None = None,
 ) -> Contract:
     """Deploys ``artifact`` from ``sender`` (an unlocked or middleware-signed account) and waits."""
-    bytecode = artifact.linked_bytecode(libraries or {}) if artifact.libraries else artifact.bytecode
+    bytecode = (
+        artifact.linked_bytecode(libraries or {}) if artifact.libraries else artifact.bytecode
+    )
     factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode)
     tx_hash = factory.constructor(*args).transact({"from": Web3.to_checksum_address(sender)})
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash)

@@ -81,7 +81,7 @@ library LicenseBook {
         uint256 current = book.current[twinId][brand];
         if (!current.has(LicenseCodec.EXISTS)) revert ITwinLedger.LicenseNotFound(twinId, brand);
         uint40 now40 = uint40(block.timestamp);
-        bool changed;
+        bool changed = false;
         if (current.validUntil() > now40) {
             book.current[twinId][brand] = current.endedAt(now40).withFlag(LicenseCodec.REVOKED);
             changed = true;
@@ -104,7 +104,7 @@ library LicenseBook {
         returns (ITwinLedger.License memory)
     {
         uint256[] storage history = book.history[twinId][brand];
-        uint256 word;
+        uint256 word = 0;
         if (index < history.length) {
             word = history[index];
         } else if (index == history.length && book.current[twinId][brand].has(LicenseCodec.EXISTS)) {
@@ -129,7 +129,7 @@ library LicenseBook {
         historyIndex = NOT_IN_HISTORY;
         if (!current.has(LicenseCodec.EXISTS)) return (ITwinLedger.Outcome.NoLicense, 0, 0, historyIndex);
         word = current;
-        uint256 index;
+        uint256 index = 0;
         if (at < current.validFrom()) {
             uint256[] storage history = book.history[twinId][brand];
             uint256 upper = history.upperBound(LicenseCodec.probe(at));
@@ -185,10 +185,10 @@ library LicenseBook {
         uint40 until,
         ITwinLedger.LicenseTerms calldata terms
     ) private returns (uint256) {
-        uint256 seen;
+        uint256 seen = 0;
         uint256 flagBits = LicenseCodec.EXISTS;
-        uint256 entries;
-        uint256 inlineCount;
+        uint256 entries = 0;
+        uint256 inlineCount = 0;
         for (uint256 i = 0; i < terms.prices.length; ++i) {
             uint8 usageType = terms.prices[i].usageType;
             uint256 price = terms.prices[i].price;
@@ -215,7 +215,7 @@ library LicenseBook {
         returns (ITwinLedger.License memory license)
     {
         uint256 mask = book.overflowTypes[twinId][brand][index];
-        uint256 count;
+        uint256 count = 0;
         for (uint256 i = 0; i < LicenseCodec.INLINE_ENTRIES; ++i) {
             if (word.has(LicenseCodec.INLINE0 << i)) ++count;
         }
@@ -223,7 +223,7 @@ library LicenseBook {
             if (mask & (1 << t) != 0) ++count;
         }
         ITwinLedger.UsagePrice[] memory prices = new ITwinLedger.UsagePrice[](count);
-        uint256 n;
+        uint256 n = 0;
         for (uint256 i = 0; i < LicenseCodec.INLINE_ENTRIES; ++i) {
             if (word.has(LicenseCodec.INLINE0 << i)) {
                 (uint8 usageType, uint256 price) = word.entryAt(i);

@@ -18,7 +18,7 @@ library PayeeBook {
     ) external {
         uint256 count = payees.length;
         if (count > MAX_PAYEES) revert ITwinLedger.PayeesTooMany(count, MAX_PAYEES);
-        uint256 total;
+        uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
             ITwinLedger.Payee calldata payee = payees[i];
             if (payee.account == address(0)) revert ITwinLedger.PayeesInvalidAccount(payee.account);

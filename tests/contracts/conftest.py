@@ -1,5 +1,5 @@
-"""Fixtures for the contract suite: one in-process chain (eth-tester on py-evm) per session, the ledger
-deployed once, and every test starting from a snapshot of that state (reverted afterwards)."""
+"""Fixtures for the contract suite: one in-process chain (eth-tester on py-evm) per session,
+the ledger deployed once, and every test starting from a snapshot of that state (reverted after)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ class Chain:
 
 @pytest.fixture(scope="session")
 def session_chain() -> Chain:
-    backend = PyEVMBackend(PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000}))
+    backend = PyEVMBackend(
+        PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000})
+    )
     tester = EthereumTester(backend)
     w3 = Web3(EthereumTesterProvider(tester))
     funder = w3.eth.accounts[0]
@@ -74,7 +76,9 @@ def session_chain() -> Chain:
     actors.models = [_account(f"model {i}") for i in range(MODELS)]
     actors.brands = [_account(f"brand {i}") for i in range(BRANDS)]
     actors.payees = [_account(f"payee {i}") for i in range(PAYEES)]
-    everyone = [getattr(actors, role) for role in ROLES] + actors.models + actors.brands + actors.payees
+    everyone = (
+        [getattr(actors, role) for role in ROLES] + actors.models + actors.brands + actors.payees
+    )
     for account in everyone:
         tester.add_account(account.key.hex())
         w3.eth.send_transaction({"from": funder, "to": account.address, "value": 10**21})
@@ -93,7 +97,9 @@ def session_chain() -> Chain:
         ("PAUSER_ROLE", actors.pauser),
     ):
         role_id = getattr(ledger.functions, role)().call()
-        ledger.functions.grantRole(role_id, account.address).transact({"from": actors.admin.address})
+        ledger.functions.grantRole(role_id, account.address).transact(
+            {"from": actors.admin.address}
+        )
     for brand in actors.brands:
         token.functions.mint(brand.address, BRAND_FUNDS).transact({"from": brand.address})
         token.functions.approve(ledger.address, 2**256 - 1).transact({"from": brand.address})
@@ -119,7 +125,9 @@ def deploy(chain: Chain):  # type: ignore[no-untyped-def]
     """Deploys another compiled contract (e.g. a mock) from the admin: ``deploy(name, *args)``."""
 
     def _deploy(name: str, *args: Any) -> Contract:
-        return deploy_contract(chain.w3, load_artifact(name), *args, sender=chain.actors.admin.address)
+        return deploy_contract(
+            chain.w3, load_artifact(name), *args, sender=chain.actors.admin.address
+        )
 
     return _deploy
 

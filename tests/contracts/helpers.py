@@ -1,4 +1,4 @@
-"""A small driver for the ledger in tests: actors, terms, signed batches, exact revert and event checks."""
+"""A small driver for the ledger in tests: actors, terms, signed batches, reverts, events."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -41,7 +41,9 @@ def decode_revert(abi: Sequence[dict[str, Any]], data: str | bytes) -> tuple[str
     entry = _error_abis(abi).get(raw[:4])
     if entry is None:
         raise RevertMismatch(f"unknown revert data {raw.hex()}")
-    types = [i["type"] if not i["type"].startswith("tuple") else _tuple_type(i) for i in entry["inputs"]]
+    types = [
+        i["type"] if not i["type"].startswith("tuple") else _tuple_type(i) for i in entry["inputs"]
+    ]
     return entry["name"], tuple(abi_decode(types, raw[4:]))
 
 
@@ -59,7 +61,10 @@ def revert_data(exc: Exception) -> bytes | None:
 
 
 def _tuple_type(item: dict[str, Any]) -> str:
-    inner = ",".join(c["type"] if not c["type"].startswith("tuple") else _tuple_type(c) for c in item["components"])
+    inner = ",".join(
+        c["type"] if not c["type"].startswith("tuple") else _tuple_type(c)
+        for c in item["components"]
+    )
     return f"({inner}){item['type'][5:]}"
 
 
@@ -71,10 +76,9 @@ class Ledger:
     contract: Contract
     token: Contract
     actors: Any
-    _ids: Iterator[int] = itertools.count(1)
+    _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        self._ids = itertools.count(1)
         # Errors declared by the ledger, its libraries and OpenZeppelin bases are all in its ABI;
         # the payment token's errors (e.g. ERC20InsufficientAllowance) bubble up through SafeERC20.
         self.error_abi = [e for e in self.contract.abi if e.get("type") == "error"]
@@ -124,13 +128,15 @@ class Ledger:
         try:
             yield
         except ContractCustomError as exc:
-            got = decode_revert(self.error_abi, exc.data if isinstance(exc.data, str) else exc.message)
+            got = decode_revert(
+                self.error_abi, exc.data if isinstance(exc.data, str) else exc.message
+            )
             expected = (name, tuple(_normalize(a) for a in args))
             actual = (got[0], tuple(_normalize(a) for a in got[1]))
             if actual != expected:
                 raise RevertMismatch(f"expected {expected}, got {actual}") from exc
         except TransactionFailed as exc:
-            # The eth-tester provider raises this (not ContractCustomError) with the raw revert data.
+            # The eth-tester provider raises this (not ContractCustomError) with the revert data.
             data = revert_data(exc)
             if data is None:
                 raise RevertMismatch(f"expected {name}{args}, got {exc!r}") from exc
@@ -147,7 +153,11 @@ class Ledger:
     def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
         """Decoded args of every ``name`` event the ledger emitted in ``receipt``, in log order."""
         event = getattr(self.contract.events, name)()
-        return [dict(e["args"]) for e in event.process_receipt(receipt, errors=DISCARD) if e["address"] == self.contract.address]
+        return [
+            dict(e["args"])
+            for e in event.process_receipt(receipt, errors=DISCARD)
+            if e["address"] == self.contract.address
+        ]
 
     def all_events(self, receipt: Any) -> list[str]:
         """Names of every event in ``receipt`` emitted by the ledger, in order."""
@@ -167,7 +177,9 @@ class Ledger:
     def role(self, name: str) -> bytes:
         return bytes(getattr(self.fn, name)().call())
 
-    def mint(self, owner: LocalAccount | str, uri: str = "ipfs://twin", consent: bytes = CONSENT_RECORD) -> int:
+    def mint(
+        self, owner: LocalAccount | str, uri: str = "ipfs://twin", consent: bytes = CONSENT_RECORD
+    ) -> int:
         address = owner if isinstance(owner, str) else owner.address
         receipt = self.transact(self.fn.mint(address, uri, consent), self.actors.registrar)
         return int(self.events(receipt, "TwinMinted")[0]["twinId"])
@@ -187,7 +199,15 @@ class Ledger:
         address = brand if isinstance(brand, str) else brand.address
         prices = {0: 1_000_000} if prices is None else prices
         until = self.now() + 30 * DAY if valid_until is None else valid_until
-        return (address, valid_from, until, max_uses, purpose, consent, [(t, p) for t, p in prices.items()])
+        return (
+            address,
+            valid_from,
+            until,
+            max_uses,
+            purpose,
+            consent,
+            [(t, p) for t, p in prices.items()],
+        )
 
     def grant(self, twin_id: int, terms: tuple[Any, ...], sender: LocalAccount | str) -> Any:
         return self.transact(self.fn.grantLicense(twin_id, terms), sender)
@@ -197,8 +217,15 @@ class Ledger:
 
     # ------------------------------------------------------------------ usage batches
 
-    def usage(self, twin_id: int, *, used_at: int | None = None, quantity: int = 1, usage_type: int = 0,
-              usage_id: int | None = None) -> int:
+    def usage(
+        self,
+        twin_id: int,
+        *,
+        used_at: int | None = None,
+        quantity: int = 1,
+        usage_type: int = 0,
+        usage_id: int | None = None,
+    ) -> int:
         """A usage word with a fresh id (unless given), used one second ago by default."""
         return Usage(
             usage_id=next(self._ids) if usage_id is None else usage_id,
@@ -227,14 +254,21 @@ class Ledger:
         signature = eip712.sign(signer or self.actors.attester, data)
         return (deadline, [(brand, list(usages)) for brand, usages in groups]), signature
 
-    def settle(self, groups: Sequence[tuple[str, Sequence[int]]], *, sender: LocalAccount | None = None,
-               **sign_kwargs: Any) -> Any:
+    def settle(
+        self,
+        groups: Sequence[tuple[str, Sequence[int]]],
+        *,
+        sender: LocalAccount | None = None,
+        **sign_kwargs: Any,
+    ) -> Any:
         batch, signature = self.sign_batch(groups, **sign_kwargs)
         return self.transact(self.fn.settle(batch, signature), sender or self.actors.outsider)
 
     def outcomes(self, receipt: Any) -> list[tuple[Usage, Outcome]]:
         """Every settled usage and its outcome, across the receipt's groups."""
-        return [decode_result(w) for e in self.events(receipt, "UsagesSettled") for w in e["results"]]
+        return [
+            decode_result(w) for e in self.events(receipt, "UsagesSettled") for w in e["results"]
+        ]
 
     # ------------------------------------------------------------------ balances
 
@@ -244,7 +278,13 @@ class Ledger:
     def brand_account(self, brand: LocalAccount | str) -> dict[str, int]:
         address = brand if isinstance(brand, str) else brand.address
         escrow, debt, reserve, pending, unlocks = self.fn.brandAccount(address).call()
-        return {"escrow": escrow, "debt": debt, "debtReserve": reserve, "pending": pending, "unlocksAt": unlocks}
+        return {
+            "escrow": escrow,
+            "debt": debt,
+            "debtReserve": reserve,
+            "pending": pending,
+            "unlocksAt": unlocks,
+        }
 
 
 def _canonical(item: dict[str, Any]) -> str:
