@@ -35,7 +35,7 @@ compile: venv node_modules ## compile contracts/ into build/artifacts/ (skipped 
 	$(VENV)/bin/twin-bridge compile
 
 test: venv node_modules compile ## the whole test suite (fuzz runs excluded)
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 fuzz: venv node_modules compile ## long property-based runs
 	TWIN_BRIDGE_HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q -m fuzz
