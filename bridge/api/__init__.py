@@ -1,0 +1,5 @@
+"""The brand API (FastAPI)."""
+
+from bridge.api.app import create_app
+
+__all__ = ["create_app"]

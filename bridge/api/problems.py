@@ -1,0 +1,128 @@
+"""RFC 9457 problem details: the one exception type routes raise and the handlers that render
+every error (ours, FastAPI's validation errors, Starlette's 404/405) as application/problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from bridge.errors import ChainUnavailableError
+
+PROBLEM_JSON: Final = "application/problem+json"
+_log = logging.getLogger(__name__)
+
+
+class ProblemError(Exception):
+    """An HTTP error answered as problem details; ``slug`` names the problem type."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:twin-bridge:problem:{slug}"
+
+
+def problem_response(request: Request, problem: ProblemError) -> Response:
+    body = {
+        "type": problem_type(problem.slug),
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": request.url.path,
+        **problem.extra,
+    }
+    return Response(
+        orjson.dumps(body),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=problem.headers,
+    )
+
+
+def _pointer(loc: Sequence[int | str]) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in loc)
+
+
+def validation_problem(errors: Sequence[ErrorDetails], *, skip: int = 0) -> ProblemError:
+    """A 422 listing every error with a JSON pointer into the body (``skip`` drops loc prefixes)."""
+    items = [
+        {"pointer": _pointer(e["loc"][skip:]), "type": e["type"], "detail": e["msg"]}
+        for e in errors
+    ]
+    first = items[0]
+    return ProblemError(
+        422,
+        "validation",
+        "Invalid request",
+        f"{len(items)} error(s); first at '{first['pointer'] or '/'}': {first['detail']}",
+        extra={"errors": items},
+    )
+
+
+def install(app: FastAPI) -> None:
+    """Registers the handlers that turn every error into problem details."""
+
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ProblemError)  # noqa: S101 - registered for this type
+        return problem_response(request, exc)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)  # noqa: S101
+        errors: list[ErrorDetails] = [
+            {"type": e["type"], "loc": tuple(e["loc"]), "msg": e["msg"], "input": None}
+            for e in exc.errors()
+        ]
+        return problem_response(request, validation_problem(errors))
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
+        titles = {404: "Not found", 405: "Method not allowed"}
+        problem = ProblemError(
+            exc.status_code,
+            {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http"),
+            titles.get(exc.status_code, "HTTP error"),
+            str(exc.detail),
+            headers=exc.headers,
+        )
+        return problem_response(request, problem)
+
+    async def on_chain(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ChainUnavailableError)  # noqa: S101
+        _log.warning("license check failed: %s", exc)
+        problem = ProblemError(
+            503,
+            "chain-unavailable",
+            "Chain unavailable",
+            "the license check could not reach the chain; retry later",
+            headers={"Retry-After": "5"},
+        )
+        return problem_response(request, problem)
+
+    app.add_exception_handler(ProblemError, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ChainUnavailableError, on_chain)

@@ -1,0 +1,233 @@
+"""Usage events: report them (one or a batch) and read their status."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
+from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
+from bridge.api.schemas import (
+    EVENT_ID_PATTERN,
+    USAGE_BODY,
+    BatchResultOut,
+    CloudEventIn,
+    UsageBatchIn,
+    UsageEventIn,
+    UsageEventOut,
+    UsageResultOut,
+)
+from bridge.codec import Outcome
+from bridge.ingest import ItemResult, ItemStatus, UsageReport
+from bridge.store.models import UsageStatus
+from bridge.store.repository import StoredUsage, get_usage
+from bridge.usage import Refusal, UsageType
+
+router = APIRouter(prefix="/v1/usage-events", tags=["usage"])
+
+_TAGS: Final = frozenset({"event", "batch", "cloudevent", "cloudevent_batch"})
+_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
+_BODY_SCHEMA: Final = USAGE_BODY.json_schema(ref_template="#/components/schemas/{model}")
+REQUEST_BODY_DEFS: Final[dict[str, Any]] = _BODY_SCHEMA.pop("$defs", {})
+"""Schemas the request body refers to; ``create_app`` puts them into the OpenAPI components."""
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = ProblemError(
+        413, "body-too-large", "Body too large", f"the body is larger than {limit} bytes"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes, max_events: int) -> tuple[list[UsageReport], bool]:
+    """The reports in the body and whether it was a batch."""
+    try:
+        parsed = USAGE_BODY.validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise ProblemError(
+                400, "malformed-json", "Malformed JSON", f"the body is not JSON: {errors[0]['msg']}"
+            ) from None
+        skip = 1 if errors and errors[0]["loc"] and errors[0]["loc"][0] in _TAGS else 0
+        raise validation_problem(errors, skip=skip) from None
+    match parsed:
+        case UsageEventIn():
+            return [_report(parsed)], False
+        case CloudEventIn():
+            return [_report(parsed)], False
+        case UsageBatchIn(events=events):
+            reports = [_report(e) for e in events]
+        case list():
+            reports = [_report(e) for e in parsed]
+        case _:  # pragma: no cover - the adapter returns only the shapes above
+            raise TypeError(type(parsed))
+    if len(reports) > max_events:
+        raise ProblemError(
+            422,
+            "batch-too-large",
+            "Batch too large",
+            f"{len(reports)} events in one batch; at most {max_events}",
+        )
+    return reports, True
+
+
+def _report(event: UsageEventIn | CloudEventIn) -> UsageReport:
+    if isinstance(event, CloudEventIn):
+        data = event.data
+        return UsageReport(
+            event_id=event.id,
+            twin_id=data.twin_id,
+            usage_type=data.usage_type,
+            quantity=data.quantity,
+            used_at=event.time,
+            campaign_ref=data.campaign_ref,
+            asset_ref=data.asset_ref,
+        )
+    return UsageReport(
+        event_id=event.event_id,
+        twin_id=event.twin_id,
+        usage_type=event.usage_type,
+        quantity=event.quantity,
+        used_at=event.used_at,
+        campaign_ref=event.campaign_ref,
+        asset_ref=event.asset_ref,
+    )
+
+
+def _out(result: ItemResult) -> UsageResultOut:
+    return UsageResultOut(
+        event_id=result.event_id,
+        status=result.status.value,
+        usage_id=result.usage_id,
+        reason=result.reason,
+        detail=result.detail,
+    )
+
+
+def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(exclude_none=True),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+@router.post(
+    "",
+    summary="Report usage events",
+    description=(
+        'One usage event, `{"events": [...]}` with up to 1,000, a CloudEvent (type '
+        "`dev.twinbridge.usage.v1`) or an array of CloudEvents. Idempotent per event id, forever. "
+        "A single event answers 202 (accepted), 200 (duplicate: the original result), "
+        "409 (same id, different body) or 422 (refused, with `reason`); a batch answers 200 "
+        "with one result per event, in order."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BODY_SCHEMA}},
+        }
+    },
+    response_model=UsageResultOut | BatchResultOut,
+    status_code=202,
+    responses={
+        200: {"description": "Duplicate event, or the answers of a batch."},
+        400: _PROBLEM,
+        401: _PROBLEM,
+        409: _PROBLEM,
+        413: _PROBLEM,
+        422: _PROBLEM,
+        429: _PROBLEM,
+        503: _PROBLEM,
+    },
+)
+async def post_usage_events(
+    request: Request, brand: CurrentBrand, session: SessionDep, context: ContextDep
+) -> Response:
+    body = await _read_body(request, context.settings.max_body_bytes)
+    reports, is_batch = _parse(body, context.settings.max_batch_events)
+    results = await run_in_threadpool(
+        context.ingestor.ingest, session, brand=brand, reports=reports
+    )
+    context.metrics.count(results)
+    if is_batch:
+        return _json(BatchResultOut(results=[_out(r) for r in results]), 200)
+    result = results[0]
+    location = {"Location": f"{router.prefix}/{result.event_id}"}
+    match result.status:
+        case ItemStatus.ACCEPTED:
+            return _json(_out(result), 202, location)
+        case ItemStatus.DUPLICATE:
+            return _json(_out(result), 200, location)
+    if result.reason is Refusal.EVENT_ID_CONFLICT:
+        raise ProblemError(
+            409,
+            "event-id-conflict",
+            "Event id conflict",
+            result.detail or "",
+            extra={"event_id": result.event_id, "reason": result.reason.value},
+        )
+    raise ProblemError(
+        422,
+        "usage-refused",
+        "Usage refused",
+        result.detail or "",
+        extra={"event_id": result.event_id, "reason": result.reason and result.reason.value},
+    )
+
+
+def _status_out(usage: StoredUsage) -> UsageEventOut:
+    code = usage.reason_code if usage.status is UsageStatus.REJECTED else None
+    return UsageEventOut(
+        event_id=usage.event_id,
+        usage_id=usage.usage_id,
+        status=usage.status.value,
+        twin_id=usage.twin_id,
+        usage_type=UsageType(usage.usage_type).api_name,
+        quantity=usage.quantity,
+        used_at=usage.used_at,
+        campaign_ref=usage.campaign_ref,
+        asset_ref=usage.asset_ref,
+        received_at=usage.created_at,
+        tx_hash=usage.tx_hash,
+        block_number=usage.block_number,
+        log_index=usage.log_index,
+        amount=None if usage.amount is None else str(usage.amount),
+        reason_code=code,
+        reason=None if code is None else Outcome(code).description,
+    )
+
+
+@router.get(
+    "/{event_id}",
+    summary="Status of a usage event",
+    response_model=UsageEventOut,
+    responses={401: _PROBLEM, 404: _PROBLEM, 429: _PROBLEM},
+)
+def get_usage_event(
+    event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
+    brand: CurrentBrand,
+    session: SessionDep,
+) -> Response:
+    usage = get_usage(session, brand_id=brand.id, event_id=event_id)
+    if usage is None:
+        raise ProblemError(
+            404, "not-found", "Not found", f"no usage event {event_id!r} for this brand"
+        )
+    return _json(_status_out(usage), 200)

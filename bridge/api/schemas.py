@@ -1,0 +1,170 @@
+"""Pydantic models at the HTTP boundary: strict, no unknown fields."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    field_validator,
+)
+
+from bridge.settings import MAX_BATCH_EVENTS
+from bridge.usage import Refusal, UsageType
+
+CLOUDEVENT_TYPE: Final = "dev.twinbridge.usage.v1"
+MAX_TWIN_ID: Final = 2**63 - 1  # the store's BIGINT; the ledger mints ids from 1 upwards
+EVENT_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._:@~-]{0,127}$"
+
+EventId = Annotated[
+    str,
+    Field(
+        pattern=EVENT_ID_PATTERN,
+        description="The brand's own id for the event: 1-128 characters of A-Z a-z 0-9 . _ : @ ~ -,"
+        " starting with a letter or digit. Idempotency key, forever.",
+        examples=["campaign-42-image-7"],
+    ),
+]
+TwinId = Annotated[int, Field(ge=0, le=MAX_TWIN_ID, description="The twin's token id.")]
+Ref = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _UsageFields(_Strict):
+    twin_id: TwinId
+    usage_type: Annotated[
+        UsageType,
+        Field(
+            description="A name (" + ", ".join(t.api_name for t in UsageType) + ") "
+            "or its number (0.." + str(max(UsageType)) + ")."
+        ),
+    ]
+    quantity: Annotated[int, Field(description="Number of uses, 1..max_quantity.", examples=[1])]
+    campaign_ref: Ref | None = None
+    asset_ref: Ref | None = None
+
+    @field_validator("usage_type", mode="plain")
+    @classmethod
+    def _usage_type(cls, value: Any) -> UsageType:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("usage type must be a name or a number")
+        return UsageType.parse(value)
+
+
+class UsageEventIn(_UsageFields):
+    """One usage of a twin, as a brand reports it."""
+
+    event_id: EventId
+    used_at: AwareDatetime = Field(description="Time of use, RFC 3339 with a time zone.")
+
+
+class UsageBatchIn(_Strict):
+    """Up to 1,000 usage events in one request; answered per event."""
+
+    events: list[UsageEventIn] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class UsageDataIn(_UsageFields):
+    """The ``data`` of a usage CloudEvent."""
+
+
+class CloudEventIn(_Strict):
+    """A usage event in the CloudEvents 1.0 JSON format; ``id`` is the event id, ``time`` the
+    time of use."""
+
+    specversion: Literal["1.0"]
+    type: Literal["dev.twinbridge.usage.v1"]
+    source: str = Field(min_length=1, max_length=512)
+    id: EventId
+    time: AwareDatetime
+    datacontenttype: Literal["application/json"] | None = None
+    subject: str | None = Field(default=None, max_length=512)
+    data: UsageDataIn
+
+
+CloudEventBatchIn = Annotated[list[CloudEventIn], Field(min_length=1, max_length=MAX_BATCH_EVENTS)]
+
+
+def _shape(body: Any) -> str | None:
+    if isinstance(body, list):
+        return "cloudevent_batch"
+    if not isinstance(body, dict):
+        return None
+    if "events" in body:
+        return "batch"
+    if "specversion" in body:
+        return "cloudevent"
+    return "event"
+
+
+UsageBody = Annotated[
+    Annotated[UsageEventIn, Tag("event")]
+    | Annotated[UsageBatchIn, Tag("batch")]
+    | Annotated[CloudEventIn, Tag("cloudevent")]
+    | Annotated[CloudEventBatchIn, Tag("cloudevent_batch")],
+    Discriminator(
+        _shape,
+        custom_error_type="body_shape",
+        custom_error_message='expected a usage event, {"events": [...]}, a CloudEvent '
+        "or an array of CloudEvents",
+    ),
+]
+USAGE_BODY: Final[TypeAdapter[Any]] = TypeAdapter(UsageBody)
+
+
+class UsageResultOut(BaseModel):
+    """The answer for one event."""
+
+    event_id: str
+    status: Literal["accepted", "duplicate", "refused"]
+    usage_id: int | None = Field(default=None, description="The usage id on chain.")
+    reason: Refusal | None = Field(default=None, description="Why it was refused.")
+    detail: str | None = None
+
+
+class BatchResultOut(BaseModel):
+    """One answer per event, in the order sent."""
+
+    results: list[UsageResultOut]
+
+
+class UsageEventOut(BaseModel):
+    """A stored usage and where it is: accepted → submitted → settled, or rejected."""
+
+    event_id: str
+    usage_id: int
+    status: Literal["accepted", "submitted", "settled", "rejected"]
+    twin_id: int
+    usage_type: str
+    quantity: int
+    used_at: datetime
+    campaign_ref: str | None
+    asset_ref: str | None
+    received_at: datetime
+    tx_hash: str | None = Field(default=None, description="Settlement transaction.")
+    block_number: int | None = None
+    log_index: int | None = None
+    amount: str | None = Field(
+        default=None, description="Royalty paid, payment-token base units (decimal string)."
+    )
+    reason_code: int | None = Field(default=None, description="Ledger outcome code if rejected.")
+    reason: str | None = Field(default=None, description="The rejection in words.")
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, str]

@@ -1,0 +1,1 @@
+"""The bridge's durable store: SQLite (WAL) by default, PostgreSQL for several processes."""

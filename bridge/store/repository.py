@@ -1,0 +1,251 @@
+"""How the bridge queries and writes its store; every function takes the session it works in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final, cast
+
+from sqlalchemy import Engine, Table, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.errors import BrandExistsError
+from bridge.store.engine import make_engine
+from bridge.store.models import Brand, UsageEvent, UsageStatus, utcnow
+
+_IN_CHUNK: Final = 500  # bound parameters per IN (...) list
+_USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True)
+class BrandRecord:
+    id: int
+    name: str
+    address: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, brand: Brand) -> BrandRecord:
+        return cls(id=brand.id, name=brand.name, address=brand.address, created_at=brand.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class NewUsage:
+    """A usage that passed the door, about to be stored."""
+
+    event_id: str
+    body_hash: str
+    twin_id: int
+    usage_type: int
+    quantity: int
+    used_at: datetime
+    campaign_ref: str | None
+    asset_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUsage:
+    """A usage as the store holds it."""
+
+    usage_id: int
+    brand_id: int
+    event_id: str
+    body_hash: str
+    twin_id: int
+    usage_type: int
+    quantity: int
+    used_at: datetime
+    campaign_ref: str | None
+    asset_ref: str | None
+    status: UsageStatus
+    reason_code: int | None
+    tx_hash: str | None
+    block_number: int | None
+    log_index: int | None
+    amount: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: UsageEvent) -> StoredUsage:
+        return cls(
+            usage_id=row.id,
+            brand_id=row.brand_id,
+            event_id=row.event_id,
+            body_hash=row.body_hash,
+            twin_id=row.twin_id,
+            usage_type=row.usage_type,
+            quantity=row.quantity,
+            used_at=row.used_at,
+            campaign_ref=row.campaign_ref,
+            asset_ref=row.asset_ref,
+            status=row.status,
+            reason_code=row.reason_code,
+            tx_hash=row.tx_hash,
+            block_number=row.block_number,
+            log_index=row.log_index,
+            amount=row.amount,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+class InsertOutcome(StrEnum):
+    INSERTED = "inserted"
+    DUPLICATE = "duplicate"  # stored before with the same body
+    CONFLICT = "conflict"  # stored before with a different body
+
+
+@dataclass(frozen=True, slots=True)
+class InsertResult:
+    outcome: InsertOutcome
+    usage: StoredUsage
+
+
+class Store:
+    """The store's engine and session factory."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def ping(self) -> None:
+        """Raises if the database does not answer."""
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+# ---------------------------------------------------------------- brands
+
+
+def create_brand(session: Session, *, name: str, address: str, api_key_hash: str) -> BrandRecord:
+    """Registers a brand and commits.
+
+    Raises:
+        BrandExistsError: when the name or address (or, impossibly, the key hash) is taken.
+    """
+    brand = Brand(name=name, address=address, api_key_hash=api_key_hash, created_at=utcnow())
+    session.add(brand)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise BrandExistsError(name, address) from exc
+    return BrandRecord.of(brand)
+
+
+def list_brands(session: Session) -> list[BrandRecord]:
+    return [BrandRecord.of(b) for b in session.scalars(select(Brand).order_by(Brand.id))]
+
+
+def brand_by_key_hash(session: Session, api_key_hash: str) -> tuple[BrandRecord, str] | None:
+    """The brand holding the key with that hash, and the stored hash (for a constant-time check)."""
+    brand = session.scalars(select(Brand).where(Brand.api_key_hash == api_key_hash)).one_or_none()
+    return None if brand is None else (BrandRecord.of(brand), brand.api_key_hash)
+
+
+# ---------------------------------------------------------------- usages
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _IN_CHUNK):
+        yield items[start : start + _IN_CHUNK]
+
+
+def find_usages(
+    session: Session, *, brand_id: int, event_ids: Iterable[str]
+) -> dict[str, StoredUsage]:
+    """The brand's stored usages among ``event_ids``, by event id."""
+    wanted = sorted(set(event_ids))
+    found: dict[str, StoredUsage] = {}
+    for chunk in _chunks(wanted):
+        query = select(UsageEvent).where(
+            UsageEvent.brand_id == brand_id, UsageEvent.event_id.in_(chunk)
+        )
+        for row in session.scalars(query):
+            found[row.event_id] = StoredUsage.of(row)
+    return found
+
+
+def get_usage(session: Session, *, brand_id: int, event_id: str) -> StoredUsage | None:
+    row = session.scalars(
+        select(UsageEvent).where(UsageEvent.brand_id == brand_id, UsageEvent.event_id == event_id)
+    ).one_or_none()
+    return None if row is None else StoredUsage.of(row)
+
+
+def insert_usages(
+    session: Session, *, brand_id: int, usages: Sequence[NewUsage]
+) -> dict[str, InsertResult]:
+    """Stores the usages that are new in one transaction and commits it; answers per event id.
+
+    Every row is inserted with ON CONFLICT DO NOTHING, then the rows that were already there are
+    read back in the same transaction: same body hash is a duplicate, another body a conflict.
+    The event ids must be distinct.
+    """
+    if not usages:
+        return {}
+    if len({u.event_id for u in usages}) != len(usages):
+        raise ValueError("event ids in one insert must be distinct")
+    now = utcnow()
+    rows: list[dict[str, Any]] = [
+        {
+            "brand_id": brand_id,
+            "event_id": u.event_id,
+            "body_hash": u.body_hash,
+            "twin_id": u.twin_id,
+            "usage_type": u.usage_type,
+            "quantity": u.quantity,
+            "used_at": u.used_at,
+            "campaign_ref": u.campaign_ref,
+            "asset_ref": u.asset_ref,
+            "status": UsageStatus.ACCEPTED,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for u in usages
+    ]
+    table = _USAGE_TABLE
+    keys = [table.c.brand_id, table.c.event_id]
+    stmt: Any
+    match session.get_bind().dialect.name:
+        case "sqlite":
+            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+        case "postgresql":
+            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+        case other:  # pragma: no cover - the engine factory makes only these two
+            raise NotImplementedError(f"no idempotent insert for {other}")
+    try:
+        inserted = {
+            event_id for (event_id,) in session.execute(stmt.returning(table.c.event_id), rows)
+        }
+        stored = find_usages(session, brand_id=brand_id, event_ids=[u.event_id for u in usages])
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    results: dict[str, InsertResult] = {}
+    for usage in usages:
+        row = stored[usage.event_id]
+        if usage.event_id in inserted:
+            outcome = InsertOutcome.INSERTED
+        elif row.body_hash == usage.body_hash:
+            outcome = InsertOutcome.DUPLICATE
+        else:
+            outcome = InsertOutcome.CONFLICT
+        results[usage.event_id] = InsertResult(outcome=outcome, usage=row)
+    return results

@@ -1,0 +1,561 @@
+"""The usage API on SQLite with the fake ledger: auth, rate limit, idempotency, refusals,
+problem details, batches, status and metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from bridge.codec import Outcome
+from bridge.store.models import UsageEvent, UsageStatus
+
+from .conftest import BRAND_ADDRESS, NOW, OTHER_ADDRESS, TWIN, Api, register_brand
+from .fakes import FakeLicense
+
+URL = "/v1/usage-events"
+PROBLEM = "application/problem+json"
+
+
+def event(event_id: str = "e-1", **changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "twin_id": TWIN,
+        "usage_type": "campaign_image",
+        "quantity": 2,
+        "used_at": "2026-03-01T11:00:00Z",
+    }
+    body.update(changes)
+    return body
+
+
+def stored_count(api: Api) -> int:
+    with api.store.session() as session:
+        return session.scalar(select(func.count()).select_from(UsageEvent)) or 0
+
+
+def problem(response: Any, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["type"] == f"urn:twin-bridge:problem:{slug}"
+    assert body["status"] == status
+    return body
+
+
+# ---------------------------------------------------------------- auth and rate limit
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer tb_live_unknown"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer "},
+    ],
+    ids=["missing", "unknown", "basic", "empty"],
+)
+def test_post_without_valid_key_is_401_with_one_answer(api: Api, headers: dict[str, str]) -> None:
+    response = api.client.post(URL, json=event(), headers=headers)
+    body = problem(response, 401, "unauthorized")
+    assert body == {
+        "type": "urn:twin-bridge:problem:unauthorized",
+        "title": "Unauthorized",
+        "status": 401,
+        "detail": "a valid API key is required: Authorization: Bearer <key>",
+        "instance": URL,
+    }
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert stored_count(api) == 0
+
+
+def test_key_of_one_brand_differs_by_a_character_is_401(api: Api) -> None:
+    wrong = api.key[:-1] + ("A" if api.key[-1] != "A" else "B")
+    response = api.client.get(f"{URL}/e-1", headers={"Authorization": f"Bearer {wrong}"})
+    unknown = api.client.get(f"{URL}/e-1", headers={"Authorization": "Bearer tb_live_x"})
+    assert response.status_code == unknown.status_code == 401
+    assert response.content == unknown.content
+
+
+def test_rate_limit_answers_429_with_retry_after(make_api: Callable[..., Api]) -> None:
+    api = make_api(rate_limit_per_s=0.5, rate_limit_burst=2)
+    for _ in range(2):
+        assert api.client.get(f"{URL}/none", headers=api.auth).status_code == 404
+    response = api.client.get(f"{URL}/none", headers=api.auth)
+    body = problem(response, 429, "rate-limited")
+    assert response.headers["retry-after"] == "2"
+    assert body["detail"] == ("rate limit of 0.5 requests/s (burst 2) exceeded; retry in 2 s")
+
+
+def test_rate_limit_is_per_brand(make_api: Callable[..., Api]) -> None:
+    api = make_api(rate_limit_per_s=0.5, rate_limit_burst=1)
+    _, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)
+    assert api.client.get(f"{URL}/x", headers=api.auth).status_code == 404
+    assert api.client.get(f"{URL}/x", headers=api.auth).status_code == 429
+    other = {"Authorization": f"Bearer {other_key}"}
+    assert api.client.get(f"{URL}/x", headers=other).status_code == 404
+
+
+# ---------------------------------------------------------------- single events
+
+
+def test_single_event_is_accepted_and_stored_before_the_answer(api: Api) -> None:
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    assert response.status_code == 202
+    assert response.json() == {"event_id": "e-1", "status": "accepted", "usage_id": 1}
+    assert response.headers["location"] == f"{URL}/e-1"
+    with api.store.session() as session:
+        row = session.scalars(select(UsageEvent)).one()
+    assert (row.id, row.brand_id, row.event_id) == (1, api.brand.id, "e-1")
+    assert (row.twin_id, row.usage_type, row.quantity) == (TWIN, 0, 2)
+    assert row.used_at == datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
+    assert row.status is UsageStatus.ACCEPTED
+    assert api.chain.calls == [(BRAND_ADDRESS, TWIN, 0, int(row.used_at.timestamp()))]
+
+
+def test_usage_type_by_number_and_by_name_are_the_same_body(api: Api) -> None:
+    first = api.client.post(URL, json=event(usage_type="video"), headers=api.auth)
+    again = api.client.post(URL, json=event(usage_type=1), headers=api.auth)
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert again.json() == {"event_id": "e-1", "status": "duplicate", "usage_id": 1}
+
+
+def test_repeat_returns_the_original_result_and_stores_once(api: Api) -> None:
+    api.client.post(URL, json=event("a"), headers=api.auth)
+    api.client.post(URL, json=event("b"), headers=api.auth)
+    response = api.client.post(URL, json=event("a"), headers=api.auth)
+    assert response.status_code == 200
+    assert response.json() == {"event_id": "a", "status": "duplicate", "usage_id": 1}
+    assert stored_count(api) == 2
+
+
+def test_repeat_is_a_duplicate_even_after_the_time_window_passed(api: Api) -> None:
+    assert api.client.post(URL, json=event(), headers=api.auth).status_code == 202
+    api.clock.now = NOW + timedelta(days=40)
+    api.chain.licenses.clear()  # the license is gone and the usage is now 35+ days old
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    assert response.status_code == 200
+    assert response.json()["status"] == "duplicate"
+
+
+def test_same_event_id_with_another_body_is_409(api: Api) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    response = api.client.post(URL, json=event(quantity=3), headers=api.auth)
+    body = problem(response, 409, "event-id-conflict")
+    assert body["detail"] == "event id 'e-1' was used before with a different body"
+    assert body["event_id"] == "e-1"
+    assert body["reason"] == "event_id_conflict"
+    assert stored_count(api) == 1
+
+
+def test_same_event_id_of_two_brands_are_two_usages(api: Api) -> None:
+    api.chain.grant(
+        OTHER_ADDRESS,
+        TWIN,
+        FakeLicense(frozenset({0}), 0, int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())),
+    )
+    _, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)
+    api.client.post(URL, json=event(), headers=api.auth)
+    response = api.client.post(URL, json=event(), headers={"Authorization": f"Bearer {other_key}"})
+    assert response.json() == {"event_id": "e-1", "status": "accepted", "usage_id": 2}
+
+
+def test_cloudevent_shape_is_accepted(api: Api) -> None:
+    cloud = {
+        "specversion": "1.0",
+        "type": "dev.twinbridge.usage.v1",
+        "source": "/brands/atelier/dam",
+        "id": "ce-1",
+        "time": "2026-03-01T12:00:00+01:00",
+        "datacontenttype": "application/json",
+        "data": {"twin_id": TWIN, "usage_type": "video", "quantity": 1, "asset_ref": "img-9"},
+    }
+    response = api.client.post(URL, json=cloud, headers=api.auth)
+    assert response.status_code == 202, response.text
+    status = api.client.get(f"{URL}/ce-1", headers=api.auth).json()
+    assert status["used_at"] == "2026-03-01T11:00:00Z"
+    assert (status["usage_type"], status["asset_ref"]) == ("video", "img-9")
+    batch = api.client.post(URL, json=[cloud, {**cloud, "id": "ce-2"}], headers=api.auth)
+    assert batch.json() == {
+        "results": [
+            {"event_id": "ce-1", "status": "duplicate", "usage_id": 1},
+            {"event_id": "ce-2", "status": "accepted", "usage_id": 2},
+        ]
+    }
+
+
+# ---------------------------------------------------------------- refusals
+
+
+DAY = 86400
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "detail"),
+    [
+        (
+            {"twin_id": 99},
+            "unknown_twin",
+            Outcome.UNKNOWN_TWIN.description,
+        ),
+        ({"twin_id": 8}, "no_license", Outcome.NO_LICENSE.description),
+        (
+            {"usage_type": "print"},
+            "usage_type_not_licensed",
+            Outcome.USAGE_TYPE_NOT_LICENSED.description,
+        ),
+        (
+            {"used_at": "2026-01-31T23:59:59Z"},
+            "license_not_started",
+            Outcome.LICENSE_NOT_STARTED.description,
+        ),
+        (
+            {"used_at": "2026-01-25T11:59:59Z"},
+            "used_at_too_old",
+            "used_at 2026-01-25T11:59:59+00:00 is more than 35 days in the past",
+        ),
+        (
+            {"used_at": "2026-03-01T12:05:01Z"},
+            "used_at_in_future",
+            "used_at 2026-03-01T12:05:01+00:00 is more than 5 minutes in the future",
+        ),
+        ({"quantity": 0}, "quantity_out_of_range", "quantity 0 is outside 1..1000000"),
+        ({"quantity": -5}, "quantity_out_of_range", "quantity -5 is outside 1..1000000"),
+        (
+            {"quantity": 1_000_001},
+            "quantity_out_of_range",
+            "quantity 1000001 is outside 1..1000000",
+        ),
+    ],
+)
+def test_refused_at_the_door_with_the_reason(
+    api: Api, changes: dict[str, Any], reason: str, detail: str
+) -> None:
+    response = api.client.post(URL, json=event(**changes), headers=api.auth)
+    body = problem(response, 422, "usage-refused")
+    assert (body["reason"], body["detail"], body["event_id"]) == (reason, detail, "e-1")
+    assert stored_count(api) == 0
+
+
+def test_time_window_edges_are_accepted(api: Api) -> None:
+    api.chain.grant(BRAND_ADDRESS, TWIN, FakeLicense(frozenset({0}), 0, 2**40))
+    oldest = (NOW - timedelta(days=35)).isoformat()
+    latest = (NOW + timedelta(minutes=5)).isoformat()
+    assert (
+        api.client.post(URL, json=event("old", used_at=oldest), headers=api.auth).json()["status"]
+        == "accepted"
+    )
+    assert (
+        api.client.post(URL, json=event("new", used_at=latest), headers=api.auth).json()["status"]
+        == "accepted"
+    )
+
+
+def test_paused_and_revoked_are_refused(api: Api) -> None:
+    api.chain.paused_since[TWIN] = int(datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp())
+    paused = api.client.post(URL, json=event("p"), headers=api.auth)
+    assert problem(paused, 422, "usage-refused")["reason"] == "twin_paused"
+    before_pause = api.client.post(
+        URL, json=event("q", used_at="2026-03-01T09:00:00Z"), headers=api.auth
+    )
+    assert before_pause.status_code == 202
+    api.chain.paused_since.clear()
+    license = api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)]
+    api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)] = FakeLicense(
+        license.usage_types, license.valid_from, license.valid_until, revoked_at=0
+    )
+    revoked = api.client.post(URL, json=event("r"), headers=api.auth)
+    assert problem(revoked, 422, "usage-refused")["detail"] == Outcome.LICENSE_REVOKED.description
+
+
+def test_chain_down_is_503_and_nothing_stored(api: Api) -> None:
+    api.chain.down = True
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    body = problem(response, 503, "chain-unavailable")
+    assert body["detail"] == "the license check could not reach the chain; retry later"
+    assert response.headers["retry-after"] == "5"
+    assert stored_count(api) == 0
+
+
+# ---------------------------------------------------------------- malformed requests
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer", "error_type"),
+    [
+        (event(colour="red"), "/colour", "extra_forbidden"),
+        (event(quantity="2"), "/quantity", "int_type"),
+        (event(quantity=2.0), "/quantity", "int_type"),
+        (event(twin_id=True), "/twin_id", "int_type"),
+        (event(used_at="2026-03-01T11:00:00"), "/used_at", "timezone_aware"),
+        (event(used_at=1772362800), "/used_at", "datetime_type"),
+        (event(usage_type="hologram"), "/usage_type", "value_error"),
+        (event(usage_type=6), "/usage_type", "value_error"),
+        (event(event_id="has space"), "/event_id", "string_pattern_mismatch"),
+        (event(event_id="x" * 129), "/event_id", "string_pattern_mismatch"),
+        (event(twin_id=2**63), "/twin_id", "less_than_equal"),
+        ({"events": [event(), event("b", extra=1)]}, "/events/1/extra", "extra_forbidden"),
+        ({"events": []}, "/events", "too_short"),
+        ([1], "/0", "model_type"),
+        (42, "", "body_shape"),
+    ],
+)
+def test_malformed_body_is_422_with_pointers(
+    api: Api, body: Any, pointer: str, error_type: str
+) -> None:
+    response = api.client.post(URL, json=body, headers=api.auth)
+    problem_body = problem(response, 422, "validation")
+    assert problem_body["title"] == "Invalid request"
+    assert [(e["pointer"], e["type"]) for e in problem_body["errors"]] == [(pointer, error_type)]
+    assert stored_count(api) == 0
+
+
+def test_missing_field_is_named(api: Api) -> None:
+    body = event()
+    del body["twin_id"]
+    response = api.client.post(URL, json=body, headers=api.auth)
+    problem_body = problem(response, 422, "validation")
+    assert problem_body["errors"] == [
+        {"pointer": "/twin_id", "type": "missing", "detail": "Field required"}
+    ]
+    assert problem_body["detail"] == "1 error(s); first at '/twin_id': Field required"
+
+
+def test_invalid_json_is_400(api: Api) -> None:
+    response = api.client.post(
+        URL, content=b'{"event_id": ', headers={**api.auth, "content-type": "application/json"}
+    )
+    assert problem(response, 400, "malformed-json")["detail"].startswith("the body is not JSON")
+
+
+def test_oversized_body_is_413(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_body_bytes=300)
+    response = api.client.post(
+        URL, json={"events": [event(str(i)) for i in range(5)]}, headers=api.auth
+    )
+    body = problem(response, 413, "body-too-large")
+    assert body["detail"] == "the body is larger than 300 bytes"
+
+
+def test_oversized_streamed_body_without_length_is_413(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_body_bytes=100)
+
+    def chunks() -> Any:
+        yield b'{"events": ['
+        yield b" " * 200
+
+    response = api.client.post(URL, content=chunks(), headers=api.auth)
+    problem(response, 413, "body-too-large")
+
+
+def test_batch_larger_than_the_setting_is_422(make_api: Callable[..., Api]) -> None:
+    api = make_api(max_batch_events=3)
+    response = api.client.post(
+        URL, json={"events": [event(str(i)) for i in range(4)]}, headers=api.auth
+    )
+    assert problem(response, 422, "batch-too-large")["detail"] == (
+        "4 events in one batch; at most 3"
+    )
+
+
+def test_batch_of_1001_is_422(api: Api) -> None:
+    response = api.client.post(
+        URL, json={"events": [event(str(i)) for i in range(1001)]}, headers=api.auth
+    )
+    body = problem(response, 422, "validation")
+    assert [(e["pointer"], e["type"]) for e in body["errors"]] == [("/events", "too_long")]
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_batch_answers_per_item_in_order(api: Api) -> None:
+    api.client.post(URL, json=event("seen"), headers=api.auth)
+    batch = [
+        event("new-1"),
+        event("seen"),
+        event("bad-twin", twin_id=99),
+        event("new-2", usage_type="video", quantity=5),
+        event("new-1"),
+        event("new-2", quantity=6),
+        event("seen", quantity=9),
+        event("old", used_at="2025-01-01T00:00:00Z"),
+    ]
+    response = api.client.post(URL, json={"events": batch}, headers=api.auth)
+    assert response.status_code == 200
+    assert response.json() == {
+        "results": [
+            {"event_id": "new-1", "status": "accepted", "usage_id": 2},
+            {"event_id": "seen", "status": "duplicate", "usage_id": 1},
+            {
+                "event_id": "bad-twin",
+                "status": "refused",
+                "reason": "unknown_twin",
+                "detail": "the twin does not exist",
+            },
+            {"event_id": "new-2", "status": "accepted", "usage_id": 3},
+            {"event_id": "new-1", "status": "duplicate", "usage_id": 2},
+            {
+                "event_id": "new-2",
+                "status": "refused",
+                "reason": "event_id_conflict",
+                "detail": "event id 'new-2' was used before with a different body",
+            },
+            {
+                "event_id": "seen",
+                "status": "refused",
+                "reason": "event_id_conflict",
+                "detail": "event id 'seen' was used before with a different body",
+            },
+            {
+                "event_id": "old",
+                "status": "refused",
+                "reason": "used_at_too_old",
+                "detail": "used_at 2025-01-01T00:00:00+00:00 is more than 35 days in the past",
+            },
+        ]
+    }
+    assert stored_count(api) == 3
+
+
+def test_batch_of_1000_is_stored_in_one_request(api: Api) -> None:
+    batch = [event(f"ev-{i}", quantity=i + 1) for i in range(1000)]
+    response = api.client.post(URL, json={"events": batch}, headers=api.auth)
+    results = response.json()["results"]
+    assert [r["usage_id"] for r in results] == list(range(1, 1001))
+    assert {r["status"] for r in results} == {"accepted"}
+    assert stored_count(api) == 1000
+    assert len(api.chain.calls) == 1  # one license check per (twin, type, second)
+
+
+# ---------------------------------------------------------------- status
+
+
+def test_status_of_an_accepted_event(api: Api) -> None:
+    api.client.post(URL, json=event(campaign_ref="spring-26"), headers=api.auth)
+    response = api.client.get(f"{URL}/e-1", headers=api.auth)
+    assert response.status_code == 200
+    body = response.json()
+    received_at = body.pop("received_at")
+    assert datetime.fromisoformat(received_at).tzinfo is not None
+    assert body == {
+        "event_id": "e-1",
+        "usage_id": 1,
+        "status": "accepted",
+        "twin_id": TWIN,
+        "usage_type": "campaign_image",
+        "quantity": 2,
+        "used_at": "2026-03-01T11:00:00Z",
+        "campaign_ref": "spring-26",
+    }
+
+
+def _set(api: Api, **values: Any) -> None:
+    with api.store.session() as session:
+        session.execute(update(UsageEvent).values(**values))
+        session.commit()
+
+
+def test_status_of_a_settled_event(api: Api) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    tx = "0x" + "ab" * 32
+    _set(api, status=UsageStatus.SETTLED, tx_hash=tx, block_number=1234, log_index=3, amount=2**200)
+    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
+    assert (body["status"], body["tx_hash"], body["block_number"], body["log_index"]) == (
+        "settled",
+        tx,
+        1234,
+        3,
+    )
+    assert body["amount"] == str(2**200)
+    assert "reason" not in body
+
+
+def test_status_of_a_rejected_event_says_why(api: Api) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    _set(
+        api,
+        status=UsageStatus.REJECTED,
+        reason_code=int(Outcome.USE_CAP_REACHED),
+        tx_hash="0x" + "cd" * 32,
+        block_number=9,
+        log_index=0,
+    )
+    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
+    assert (body["status"], body["reason_code"], body["reason"]) == (
+        "rejected",
+        7,
+        "the license's cap on uses was reached",
+    )
+
+
+def test_status_of_unknown_or_other_brands_event_is_404(api: Api) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    _, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)
+    response = api.client.get(f"{URL}/e-1", headers={"Authorization": f"Bearer {other_key}"})
+    assert problem(response, 404, "not-found")["detail"] == "no usage event 'e-1' for this brand"
+
+
+def test_status_path_must_be_an_event_id(api: Api) -> None:
+    response = api.client.get(f"{URL}/bad%20id", headers=api.auth)
+    body = problem(response, 422, "validation")
+    assert [e["pointer"] for e in body["errors"]] == ["/path/event_id"]
+
+
+# ---------------------------------------------------------------- health, metrics, docs
+
+
+def test_metrics_count_events_by_status_and_reason(api: Api) -> None:
+    api.client.post(URL, json=event("a"), headers=api.auth)
+    api.client.post(URL, json=event("a"), headers=api.auth)
+    api.client.post(URL, json=event("b", twin_id=99), headers=api.auth)
+    api.client.post(URL, json={"events": [event("c"), event("d", quantity=0)]}, headers=api.auth)
+    text = api.client.get("/metrics").text
+    assert 'twin_bridge_usage_events_total{reason="",status="accepted"} 2.0' in text
+    assert 'twin_bridge_usage_events_total{reason="",status="duplicate"} 1.0' in text
+    assert 'twin_bridge_usage_events_total{reason="unknown_twin",status="refused"} 1.0' in text
+    assert (
+        'twin_bridge_usage_events_total{reason="quantity_out_of_range",status="refused"} 1.0'
+        in text
+    )
+    assert (
+        'twin_bridge_http_request_duration_seconds_count{method="POST",'
+        'route="/v1/usage-events",status="202"} 1.0' in text
+    )
+
+
+def test_healthz_and_readyz(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    assert api.client.get("/readyz").json() == {
+        "status": "ready",
+        "checks": {"store": "ok", "chain": "ok"},
+    }
+    api.chain.down = True
+    response = api.client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": "unavailable",
+        "checks": {"store": "ok", "chain": "unavailable: connection refused"},
+    }
+
+
+def test_openapi_documents_the_body_shapes(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    body = schema["paths"]["/v1/usage-events"]["post"]["requestBody"]["content"]
+    refs = {s.get("$ref") for s in body["application/json"]["schema"]["oneOf"]}
+    assert {
+        "#/components/schemas/UsageEventIn",
+        "#/components/schemas/UsageBatchIn",
+        "#/components/schemas/CloudEventIn",
+    } <= refs
+    assert "UsageEventIn" in schema["components"]["schemas"]
+    assert api.client.get("/docs").status_code == 200
+
+
+def test_unknown_route_is_a_problem(api: Api) -> None:
+    problem(api.client.get("/v2/nothing"), 404, "not-found")
