@@ -5,14 +5,45 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from eth_utils.address import is_address, to_checksum_address
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from bridge import toolchain
+from bridge.errors import BrandExistsError
+from bridge.keys import hash_api_key, new_api_key
+from bridge.settings import Settings
+from bridge.store import migrate
+from bridge.store.repository import Store, create_brand, list_brands
 
 app = typer.Typer(
     help="Twin Bridge: digital-twin licenses and royalties, settled on chain.",
     no_args_is_help=True,
 )
+db_app = typer.Typer(help="The bridge's database.", no_args_is_help=True)
+brand_app = typer.Typer(help="Brands and their API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(brand_app, name="brand")
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        _stderr().print(f"invalid TWIN_BRIDGE_* settings:\n{exc}", style="red", markup=False)
+        raise typer.Exit(2) from exc
+
+
+def _migrated_store(settings: Settings) -> Store:
+    url = settings.resolved_database_url
+    migrate.upgrade(url)
+    return Store.from_url(url)
 
 
 @app.callback()
@@ -45,6 +76,81 @@ def compile_command(
         markup=False,
         soft_wrap=True,
     )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (TWIN_BRIDGE_DATABASE_URL, default SQLite in the data dir)."""
+    settings = _settings()
+    migrate.upgrade(settings.resolved_database_url)
+    _stderr().print(
+        f"database at {make_url(settings.resolved_database_url).render_as_string()} is up to date",
+        markup=False,
+    )
+
+
+@brand_app.command("create")
+def brand_create(
+    name: Annotated[str, typer.Option("--name", help="The brand's name (unique).")],
+    address: Annotated[str, typer.Option("--address", help="The brand's on-chain address.")],
+) -> None:
+    """Register a brand and print its API key (shown once; only its hash is stored)."""
+    if not is_address(address):
+        _stderr().print(f"{address!r} is not an Ethereum address", style="red", markup=False)
+        raise typer.Exit(2)
+    key = new_api_key()
+    store = _migrated_store(_settings())
+    try:
+        with store.session() as session:
+            brand = create_brand(
+                session,
+                name=name,
+                address=to_checksum_address(address),
+                api_key_hash=hash_api_key(key),
+            )
+    except BrandExistsError as exc:
+        _stderr().print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from exc
+    finally:
+        store.close()
+    _stderr().print(
+        f"brand {brand.id} {brand.name} ({brand.address}) created; its API key, shown only once:",
+        markup=False,
+    )
+    typer.echo(key)
+
+
+@brand_app.command("list")
+def brand_list() -> None:
+    """List the registered brands."""
+    store = _migrated_store(_settings())
+    try:
+        with store.session() as session:
+            brands = list_brands(session)
+    finally:
+        store.close()
+    table = Table("id", "name", "address", "created")
+    for brand in brands:
+        table.add_row(str(brand.id), brand.name, brand.address, brand.created_at.isoformat())
+    Console(highlight=False, width=200).print(table)
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the brand API (migrates the database first)."""
+    import uvicorn
+
+    from bridge.api import create_app
+
+    try:
+        api = create_app(_settings())
+    except ValueError as exc:
+        _stderr().print(str(exc), style="red", markup=False)
+        raise typer.Exit(2) from exc
+    uvicorn.run(api, host=host, port=port)
 
 
 def main() -> None:
