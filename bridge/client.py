@@ -1,0 +1,270 @@
+"""A small client for brand systems: report usage, read status, wait for settlement.
+
+Requests that fail on the network, with a 5xx or with a 429 are retried: reporting is idempotent
+per event id, so a retry can never count a usage twice.
+
+    with BridgeClient("https://bridge.example", api_key) as bridge:
+        result = bridge.submit(usage_event("shoot-7-img-3", twin_id=7, usage_type="campaign_image",
+                                           quantity=1, used_at=datetime.now(UTC)))
+        status = bridge.wait_for_settlement(result.event_id, timeout=60)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final, Self
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from bridge.errors import BridgeError
+
+USAGE_PATH: Final = "/v1/usage-events"
+FINAL_STATUSES: Final = frozenset({"settled", "rejected"})
+
+
+class BridgeApiError(BridgeError):
+    """The bridge answered with an error (problem details kept in ``problem``)."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problem = dict(problem)
+        detail = problem.get("detail") or problem.get("title") or "no detail"
+        super().__init__(f"bridge answered {status}: {detail}")
+
+
+class EventConflictError(BridgeApiError):
+    """The event id was used before with a different body (409)."""
+
+
+class RetryableError(BridgeApiError):
+    """A 5xx or 429 answer, retried; raised once the attempts are spent."""
+
+    def __init__(self, status: int, problem: Mapping[str, Any], retry_after: float | None) -> None:
+        super().__init__(status, problem)
+        self.retry_after = retry_after
+
+
+class SettlementTimeoutError(BridgeError):
+    """The event did not reach a final status in time."""
+
+    def __init__(self, event_id: str, timeout: float, last_status: str) -> None:
+        self.event_id = event_id
+        self.timeout = timeout
+        self.last_status = last_status
+        super().__init__(f"event {event_id!r} still {last_status} after {timeout:g} s")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitResult:
+    """The bridge's answer for one event: accepted, duplicate or refused (with a reason)."""
+
+    event_id: str
+    status: str
+    usage_id: int | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> SubmitResult:
+        return cls(
+            event_id=data["event_id"],
+            status=data["status"],
+            usage_id=data.get("usage_id"),
+            reason=data.get("reason"),
+            detail=data.get("detail"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how long to retry: exponential backoff with jitter, or ``Retry-After``."""
+
+    max_attempts: int = 5
+    initial_wait: float = 0.2
+    max_wait: float = 10.0
+
+
+def usage_event(
+    event_id: str,
+    *,
+    twin_id: int,
+    usage_type: str | int,
+    quantity: int,
+    used_at: datetime,
+    campaign_ref: str | None = None,
+    asset_ref: str | None = None,
+) -> dict[str, Any]:
+    """A usage event as the API takes it (``used_at`` must carry a time zone)."""
+    if used_at.tzinfo is None:
+        raise ValueError("used_at needs a time zone")
+    event: dict[str, Any] = {
+        "event_id": event_id,
+        "twin_id": twin_id,
+        "usage_type": usage_type,
+        "quantity": quantity,
+        "used_at": used_at.isoformat(),
+    }
+    if campaign_ref is not None:
+        event["campaign_ref"] = campaign_ref
+    if asset_ref is not None:
+        event["asset_ref"] = asset_ref
+    return event
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"detail": response.text[:200]}
+    return body if isinstance(body, dict) else {"detail": str(body)}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isdigit() else None
+
+
+class BridgeClient:
+    """Talks to one bridge with one brand's API key."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "twin-bridge-client"},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._retry.initial_wait,
+            max=self._retry.max_wait,
+            jitter=self._retry.initial_wait,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def submit(self, event: Mapping[str, Any]) -> SubmitResult:
+        """Reports one event.
+
+        Raises:
+            EventConflictError: the event id was used before with another body.
+            BridgeApiError: any other refusal of the request (401, 413, 422 validation...).
+        """
+        response = self._request("POST", USAGE_PATH, json=dict(event))
+        if response.status_code in (200, 202):
+            return SubmitResult.of(response.json())
+        problem = _problem(response)
+        if response.status_code == 409:
+            raise EventConflictError(409, problem)
+        if response.status_code == 422 and "reason" in problem:
+            return SubmitResult(
+                event_id=problem["event_id"],
+                status="refused",
+                reason=problem["reason"],
+                detail=problem.get("detail"),
+            )
+        raise BridgeApiError(response.status_code, problem)
+
+    def submit_batch(self, events: Sequence[Mapping[str, Any]]) -> list[SubmitResult]:
+        """Reports up to 1,000 events in one request; one result per event, in order.
+
+        Raises:
+            BridgeApiError: when the request as a whole is refused.
+        """
+        response = self._request("POST", USAGE_PATH, json={"events": [dict(e) for e in events]})
+        if response.status_code != 200:
+            raise BridgeApiError(response.status_code, _problem(response))
+        return [SubmitResult.of(item) for item in response.json()["results"]]
+
+    def status(self, event_id: str) -> dict[str, Any]:
+        """The event's status record (``status``: accepted, submitted, settled or rejected).
+
+        Raises:
+            BridgeApiError: 404 for an event the bridge does not know.
+        """
+        response = self._request("GET", f"{USAGE_PATH}/{event_id}")
+        if response.status_code != 200:
+            raise BridgeApiError(response.status_code, _problem(response))
+        body: dict[str, Any] = response.json()
+        return body
+
+    def wait_for_settlement(
+        self,
+        event_id: str,
+        *,
+        timeout: float,
+        poll_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        """Polls the event's status until it is settled or rejected.
+
+        Raises:
+            SettlementTimeoutError: when ``timeout`` seconds pass first.
+        """
+        deadline = clock() + timeout
+        while True:
+            status = self.status(event_id)
+            if status["status"] in FINAL_STATUSES:
+                return status
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise SettlementTimeoutError(event_id, timeout, status["status"])
+            self._sleep(min(poll_interval, remaining))
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._retry.max_wait)
+        return self._backoff(state)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((httpx.TransportError, RetryableError)),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                response = self._http.request(method, path, **kwargs)
+                if response.status_code >= 500 or response.status_code == 429:
+                    raise RetryableError(
+                        response.status_code, _problem(response), _retry_after(response)
+                    )
+                return response
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
