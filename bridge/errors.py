@@ -23,3 +23,38 @@ class BrandExistsError(BridgeError):
         self.name = name
         self.address = address
         super().__init__(f"a brand named {name!r} or with address {address} already exists")
+
+
+class RpcError(BridgeError):
+    """A node answered a JSON-RPC call with an error."""
+
+    def __init__(self, rpc_url: str, code: int | None, message: str) -> None:
+        self.rpc_url = rpc_url
+        self.code = code
+        self.message = message
+        super().__init__(f"{rpc_url} answered error {code}: {message}")
+
+
+class NonceTooLowError(RpcError):
+    """The nonce is used already: the transaction (or another one) may be mined."""
+
+
+class TransactionAlreadyKnownError(RpcError):
+    """The node holds the very same transaction already."""
+
+
+class ReplacementUnderpricedError(RpcError):
+    """A transaction with that nonce is pending and the new one does not pay enough more."""
+
+
+class InsufficientFundsError(RpcError):
+    """The sender cannot pay gas times fee plus value."""
+
+
+class SigningKeyError(BridgeError):
+    """A signing key could not be loaded or is not allowed on this chain."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        self.role = role
+        self.reason = reason
+        super().__init__(f"{role} key: {reason}")
