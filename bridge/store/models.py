@@ -16,6 +16,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -75,6 +76,28 @@ class UsageStatus(StrEnum):
     REJECTED = "rejected"
 
 
+class BatchStatus(StrEnum):
+    """Where a settlement batch is: signed (stored, maybe not sent), sent, mined (not yet deep
+    enough), confirmed (its usages settled or rejected) or failed (its usages handed back)."""
+
+    SIGNED = "signed"
+    SENT = "sent"
+    MINED = "mined"
+    CONFIRMED = "confirmed"
+    FAILED = "failed"
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    return Enum(
+        cls,
+        native_enum=False,
+        create_constraint=True,
+        length=16,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(
         naming_convention={
@@ -119,20 +142,55 @@ class UsageEvent(Base):
     campaign_ref: Mapped[str | None] = mapped_column(String(256))
     asset_ref: Mapped[str | None] = mapped_column(String(256))
     status: Mapped[UsageStatus] = mapped_column(
-        Enum(
-            UsageStatus,
-            native_enum=False,
-            create_constraint=True,
-            length=16,
-            name="usage_status",
-            values_callable=lambda statuses: [s.value for s in statuses],
-        ),
-        default=UsageStatus.ACCEPTED,
+        _enum(UsageStatus, "usage_status"), default=UsageStatus.ACCEPTED
     )
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_batches.id"), index=True)
     reason_code: Mapped[int | None] = mapped_column(SmallInteger)
     tx_hash: Mapped[str | None] = mapped_column(String(66))
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     log_index: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int | None] = mapped_column(UInt256())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class SettlementBatch(Base):
+    """A signed usage batch and the relayer transaction carrying it: written before it is sent, so
+    a restarted worker resends the very same bytes with the same nonce."""
+
+    __tablename__ = "settlement_batches"
+    __table_args__ = (Index(None, "status", "id"),)
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    relayer: Mapped[str] = mapped_column(String(42))
+    nonce: Mapped[int] = mapped_column(BigInteger)
+    digest: Mapped[str] = mapped_column(String(66), index=True)
+    """EIP-712 digest; a failed batch's usages may be signed again into the same digest."""
+    deadline: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[str] = mapped_column(Text)
+    """JSON: the batch's groups (usage words as decimal strings) and the attester's signature."""
+    raw_tx: Mapped[str] = mapped_column(Text)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    tx_hashes: Mapped[str] = mapped_column(Text)
+    """JSON list of every hash sent for this batch (the first and its replacements)."""
+    gas_limit: Mapped[int] = mapped_column(BigInteger)
+    max_fee_per_gas: Mapped[int] = mapped_column(UInt256())
+    max_priority_fee_per_gas: Mapped[int] = mapped_column(UInt256())
+    status: Mapped[BatchStatus] = mapped_column(_enum(BatchStatus, "batch_status"))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    block_hash: Mapped[str | None] = mapped_column(String(66))
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class RelayerNonce(Base):
+    """The next nonce a relayer address plans to use, as the worker last recorded it."""
+
+    __tablename__ = "relayer_nonces"
+
+    address: Mapped[str] = mapped_column(String(42), primary_key=True)
+    next_nonce: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)

@@ -69,6 +69,7 @@ class StoredUsage:
     amount: int | None
     created_at: datetime
     updated_at: datetime
+    batch_id: int | None = None
 
     @classmethod
     def of(cls, row: UsageEvent) -> StoredUsage:
@@ -91,6 +92,7 @@ class StoredUsage:
             amount=row.amount,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            batch_id=row.batch_id,
         )
 
 

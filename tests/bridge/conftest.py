@@ -120,7 +120,12 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
     store = Store.from_url(url)
     if backend == "postgresql":
         with store.engine.begin() as conn:
-            conn.execute(text("TRUNCATE usage_events, brands RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text(
+                    "TRUNCATE usage_events, settlement_batches, relayer_nonces, brands"
+                    " RESTART IDENTITY CASCADE"
+                )
+            )
     try:
         yield store
     finally:

@@ -56,11 +56,17 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
     engine = make_engine(empty_db_url)
     try:
         inspector = inspect(engine)
-        assert set(inspector.get_table_names()) == {"alembic_version", "brands", "usage_events"}
+        assert set(inspector.get_table_names()) == {
+            "alembic_version",
+            "brands",
+            "usage_events",
+            "settlement_batches",
+            "relayer_nonces",
+        }
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0002"
         migrate.upgrade(empty_db_url)  # a second upgrade is a no-op
         migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}

@@ -1,0 +1,313 @@
+"""The settlement worker's durable state: batches, their usages and the relayer's nonce.
+
+Every transition is one committed transaction, so a crash at any point leaves a state the worker
+resumes from: usages are claimed into a batch (and the planned nonce recorded) in the same commit
+that stores the signed transaction, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from bridge.store.models import (
+    BatchStatus,
+    Brand,
+    RelayerNonce,
+    SettlementBatch,
+    UsageEvent,
+    UsageStatus,
+    utcnow,
+)
+
+OPEN_STATUSES = (BatchStatus.SIGNED, BatchStatus.SENT, BatchStatus.MINED)
+
+
+class ClaimConflictError(RuntimeError):
+    """Some usages of a new batch were no longer accepted (claimed by someone else)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingUsage:
+    """An accepted usage waiting for a batch, with its brand's address."""
+
+    usage_id: int
+    brand: str
+    twin_id: int
+    usage_type: int
+    quantity: int
+    used_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    id: int
+    relayer: str
+    nonce: int
+    digest: str
+    deadline: int
+    groups: tuple[tuple[str, tuple[int, ...]], ...]
+    signature: bytes
+    raw_tx: bytes
+    tx_hash: str
+    tx_hashes: tuple[str, ...]
+    gas_limit: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    status: BatchStatus
+    block_number: int | None
+    block_hash: str | None
+    error: str | None
+
+    @property
+    def usage_count(self) -> int:
+        return sum(len(words) for _, words in self.groups)
+
+    @classmethod
+    def of(cls, row: SettlementBatch) -> BatchRecord:
+        payload = json.loads(row.payload)
+        return cls(
+            id=row.id,
+            relayer=row.relayer,
+            nonce=row.nonce,
+            digest=row.digest,
+            deadline=row.deadline,
+            groups=tuple(
+                (brand, tuple(int(w) for w in words)) for brand, words in payload["groups"]
+            ),
+            signature=bytes.fromhex(payload["signature"]),
+            raw_tx=bytes.fromhex(row.raw_tx),
+            tx_hash=row.tx_hash,
+            tx_hashes=tuple(json.loads(row.tx_hashes)),
+            gas_limit=row.gas_limit,
+            max_fee_per_gas=row.max_fee_per_gas,
+            max_priority_fee_per_gas=row.max_priority_fee_per_gas,
+            status=row.status,
+            block_number=row.block_number,
+            block_hash=row.block_hash,
+            error=row.error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """A signed batch and its signed relayer transaction, not yet stored."""
+
+    relayer: str
+    nonce: int
+    digest: str
+    deadline: int
+    groups: Sequence[tuple[str, Sequence[int]]]
+    signature: bytes
+    raw_tx: bytes
+    tx_hash: str
+    gas_limit: int
+    max_fee_per_gas: int
+    max_priority_fee_per_gas: int
+    usage_ids: Sequence[int]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageResult:
+    """What the chain said about one usage of a confirmed batch."""
+
+    usage_id: int
+    settled: bool
+    reason_code: int | None
+    log_index: int
+    amount: int | None
+
+
+def oldest_accepted(session: Session) -> datetime | None:
+    """When the longest-waiting accepted usage was stored."""
+    return session.scalar(
+        select(func.min(UsageEvent.created_at)).where(UsageEvent.status == UsageStatus.ACCEPTED)
+    )
+
+
+def pick_accepted(session: Session, *, limit: int) -> list[PendingUsage]:
+    """Up to ``limit`` accepted usages, oldest (lowest id) first."""
+    query = (
+        select(UsageEvent, Brand.address)
+        .join(Brand, Brand.id == UsageEvent.brand_id)
+        .where(UsageEvent.status == UsageStatus.ACCEPTED)
+        .order_by(UsageEvent.id)
+        .limit(limit)
+    )
+    return [
+        PendingUsage(
+            usage_id=row.id,
+            brand=address,
+            twin_id=row.twin_id,
+            usage_type=row.usage_type,
+            quantity=row.quantity,
+            used_at=row.used_at,
+            created_at=row.created_at,
+        )
+        for row, address in session.execute(query)
+    ]
+
+
+def recorded_nonce(session: Session, relayer: str) -> int | None:
+    row = session.get(RelayerNonce, relayer.lower())
+    return None if row is None else row.next_nonce
+
+
+def open_batch(session: Session, *, relayer: str) -> BatchRecord | None:
+    """The relayer's oldest batch that is signed, sent or mined but not yet confirmed."""
+    row = session.scalars(
+        select(SettlementBatch)
+        .where(SettlementBatch.relayer == relayer, SettlementBatch.status.in_(OPEN_STATUSES))
+        .order_by(SettlementBatch.id)
+        .limit(1)
+    ).one_or_none()
+    return None if row is None else BatchRecord.of(row)
+
+
+def get_batch(session: Session, batch_id: int) -> BatchRecord | None:
+    row = session.get(SettlementBatch, batch_id)
+    return None if row is None else BatchRecord.of(row)
+
+
+def create_batch(session: Session, batch: NewBatch) -> BatchRecord:
+    """Stores the signed batch, claims its usages (submitted) and records the relayer's next nonce,
+    in one commit.
+
+    Raises:
+        ClaimConflictError: when a usage is no longer accepted; nothing is stored then.
+    """
+    now = utcnow()
+    row = SettlementBatch(
+        relayer=batch.relayer,
+        nonce=batch.nonce,
+        digest=batch.digest,
+        deadline=batch.deadline,
+        payload=json.dumps(
+            {
+                "groups": [[brand, [str(w) for w in words]] for brand, words in batch.groups],
+                "signature": batch.signature.hex(),
+            }
+        ),
+        raw_tx=batch.raw_tx.hex(),
+        tx_hash=batch.tx_hash,
+        tx_hashes=json.dumps([batch.tx_hash]),
+        gas_limit=batch.gas_limit,
+        max_fee_per_gas=batch.max_fee_per_gas,
+        max_priority_fee_per_gas=batch.max_priority_fee_per_gas,
+        status=BatchStatus.SIGNED,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        session.add(row)
+        session.flush()
+        claimed = 0
+        ids = list(batch.usage_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            result: Any = session.execute(
+                update(UsageEvent)
+                .where(UsageEvent.id.in_(chunk), UsageEvent.status == UsageStatus.ACCEPTED)
+                .values(status=UsageStatus.SUBMITTED, batch_id=row.id, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            claimed += int(result.rowcount)
+        if claimed != len(ids):
+            raise ClaimConflictError(f"claimed {claimed} of {len(ids)} usages")
+        nonce_row = session.get(RelayerNonce, batch.relayer.lower())
+        if nonce_row is None:
+            session.add(
+                RelayerNonce(
+                    address=batch.relayer.lower(), next_nonce=batch.nonce + 1, updated_at=now
+                )
+            )
+        else:
+            nonce_row.next_nonce = max(nonce_row.next_nonce, batch.nonce + 1)
+            nonce_row.updated_at = now
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    return BatchRecord.of(row)
+
+
+def _batch_row(session: Session, batch_id: int) -> SettlementBatch:
+    row = session.get(SettlementBatch, batch_id)
+    if row is None:
+        raise LookupError(f"no batch {batch_id}")
+    return row
+
+
+def mark_sent(session: Session, batch_id: int) -> None:
+    row = _batch_row(session, batch_id)
+    row.status = BatchStatus.SENT
+    row.sent_at = row.sent_at or utcnow()
+    session.commit()
+
+
+def mark_mined(
+    session: Session, batch_id: int, *, tx_hash: str, block_number: int, block_hash: str,
+    gas_used: int,
+) -> None:  # fmt: skip
+    row = _batch_row(session, batch_id)
+    row.status = BatchStatus.MINED
+    row.tx_hash = tx_hash
+    row.block_number = block_number
+    row.block_hash = block_hash
+    row.gas_used = gas_used
+    session.commit()
+
+
+def fail_batch(session: Session, batch_id: int, *, error: str) -> None:
+    """Marks the batch failed and hands its usages back (accepted, no batch) in one commit."""
+    row = _batch_row(session, batch_id)
+    row.status = BatchStatus.FAILED
+    row.error = error
+    session.execute(
+        update(UsageEvent)
+        .where(UsageEvent.batch_id == batch_id)
+        .values(status=UsageStatus.ACCEPTED, batch_id=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def confirm_batch(session: Session, batch_id: int, *, results: Sequence[UsageResult]) -> None:
+    """Marks the batch confirmed and each of its usages settled or rejected, in one commit."""
+    row = _batch_row(session, batch_id)
+    if row.status is not BatchStatus.MINED:
+        raise ValueError(f"batch {batch_id} is {row.status}, not mined")
+    now = utcnow()
+    session.execute(
+        update(UsageEvent).execution_options(synchronize_session=False),
+        [
+            {
+                "id": r.usage_id,
+                "status": UsageStatus.SETTLED if r.settled else UsageStatus.REJECTED,
+                "reason_code": r.reason_code,
+                "tx_hash": row.tx_hash,
+                "block_number": row.block_number,
+                "log_index": r.log_index,
+                "amount": r.amount,
+                "updated_at": now,
+            }
+            for r in results
+        ],
+    )
+    row.status = BatchStatus.CONFIRMED
+    session.commit()
+
+
+def batch_usage_ids(session: Session, batch_id: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(UsageEvent.id).where(UsageEvent.batch_id == batch_id).order_by(UsageEvent.id)
+        )
+    )
