@@ -12,6 +12,7 @@ from typing import Any, Final
 
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 
 DOMAIN_NAME: Final = "TwinLedger"
 DOMAIN_VERSION: Final = "1"
@@ -120,3 +121,9 @@ def usage_batch(
 def sign(account: LocalAccount, data: Mapping[str, Any]) -> bytes:
     """65-byte ``r || s || v`` signature of typed data by a local account."""
     return bytes(account.sign_message(encode_typed_data(full_message=dict(data))).signature)
+
+
+def digest(data: Mapping[str, Any]) -> bytes:
+    """The 32-byte EIP-712 digest of typed data: what the ledger recovers the signer from."""
+    message = encode_typed_data(full_message=dict(data))
+    return keccak(b"\x19" + message.version + message.header + message.body)

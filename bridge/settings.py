@@ -9,7 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.codec import MAX_QUANTITY
@@ -38,12 +38,41 @@ class Settings(BaseSettings):
     rpc_url: str | None = Field(default=None, description="JSON-RPC endpoint of the chain.")
     ledger_address: str | None = Field(default=None, description="Deployed TwinLedger address.")
     license_cache_ttl_s: float = Field(default=10.0, ge=0)
+    rpc_fallback_urls: list[str] = Field(
+        default_factory=list, description="Further RPC endpoints, tried when rpc_url fails."
+    )
+
+    batch_size: PositiveInt = Field(default=500, le=5000, description="Usages per settle tx.")
+    batch_max_age: timedelta = Field(
+        default=timedelta(seconds=2), description="Settle a smaller batch once its oldest is older."
+    )
+    batch_deadline_s: PositiveInt = Field(default=3600, description="Signed batch validity.")
+    confirmations: int = Field(
+        default=1, ge=0, le=1000, description="Blocks on top (incl. its own) before settled."
+    )
+    max_fee_per_gas_wei: PositiveInt = Field(
+        default=500 * 10**9, description="Cap on the EIP-1559 max fee per gas."
+    )
+    worker_poll_s: PositiveFloat = Field(default=0.2)
+    attester_keystore: Path | None = None
+    relayer_keystore: Path | None = None
+    keystore_password: SecretStr | None = None
+    keystore_password_file: Path | None = None
+    attester_private_key: SecretStr | None = Field(
+        default=None, description="Raw key, accepted on local dev chains (31337, 1337) only."
+    )
+    relayer_private_key: SecretStr | None = None
 
     @model_validator(mode="after")
     def _chain_settings_come_together(self) -> Self:
         if (self.rpc_url is None) != (self.ledger_address is None):
             raise ValueError("rpc_url and ledger_address must be set together")
         return self
+
+    @property
+    def rpc_urls(self) -> list[str]:
+        """``rpc_url`` then the fallbacks."""
+        return ([self.rpc_url] if self.rpc_url else []) + list(self.rpc_fallback_urls)
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,0 +1,408 @@
+"""The settlement worker: accepted usages -> signed batch -> relayer transaction -> settled.
+
+One batch is in flight at a time per relayer. Each step is a committed transition in the store
+(``bridge.store.settlement``), so a worker that dies anywhere resumes where it was:
+
+- ``signed``: the batch, its signature and the signed relayer transaction (with its nonce) are
+  stored; it is (re)sent byte for byte, so a resend can only be "already known" or mined.
+- ``sent``: the receipt is looked up by hash before anything else; a transaction the node forgot
+  is resent; "nonce too low" means "possibly mined", answered by the chain, never by a new nonce.
+- ``mined``: once the block is ``confirmations`` deep and still carries the transaction, the
+  usages are marked settled or rejected from the ``UsagesSettled`` events.
+
+The clock, the chain client (and with it the RPC URL list) and a crash hook called at named points
+(``CRASH_POINTS``) are injected, for the fault-injection suite.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from bridge import eip712
+from bridge.chain.client import ChainClient, Receipt
+from bridge.chain.ledger import (
+    decode_price_at,
+    decode_usages_settled,
+    price_at_calldata,
+    settle_calldata,
+)
+from bridge.codec import Outcome, Usage
+from bridge.errors import (
+    ChainUnavailableError,
+    NonceTooLowError,
+    RpcError,
+    TransactionAlreadyKnownError,
+)
+from bridge.settings import Settings
+from bridge.store import settlement
+from bridge.store.models import BatchStatus
+from bridge.store.repository import Store
+from bridge.store.settlement import BatchRecord, NewBatch, PendingUsage, UsageResult
+
+log = logging.getLogger(__name__)
+
+CRASH_POINTS: Final = (
+    "after_batching",
+    "after_signing",
+    "after_sending",
+    "before_receipt",
+    "before_marking_settled",
+)
+CrashHook = Callable[[str], None]
+GAS_MARGIN_PERCENT: Final = 25
+"""Head room over the gas estimate (the estimate runs against a block that may differ)."""
+
+
+def _no_crash(point: str) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    ledger: str
+    batch_size: int = 500
+    max_age: timedelta = timedelta(seconds=2)
+    confirmations: int = 1
+    max_fee_per_gas: int = 500 * 10**9
+    deadline_s: int = 3600
+    poll_s: float = 0.2
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        if settings.ledger_address is None:
+            raise ValueError("the worker needs ledger_address")
+        return cls(
+            ledger=to_checksum_address(settings.ledger_address),
+            batch_size=settings.batch_size,
+            max_age=settings.batch_max_age,
+            confirmations=settings.confirmations,
+            max_fee_per_gas=settings.max_fee_per_gas_wei,
+            deadline_s=settings.batch_deadline_s,
+            poll_s=settings.worker_poll_s,
+        )
+
+
+def group_usages(usages: Sequence[PendingUsage]) -> list[tuple[str, list[Usage]]]:
+    """One group per brand, brands in order of their oldest usage, each sorted by twin then id
+    (the ledger takes any order; consecutive usages of one twin cost less gas)."""
+    groups: dict[str, list[Usage]] = {}
+    for u in sorted(usages, key=lambda u: u.usage_id):
+        groups.setdefault(to_checksum_address(u.brand), []).append(
+            Usage(
+                usage_id=u.usage_id,
+                twin_id=u.twin_id,
+                used_at=int(u.used_at.timestamp()),
+                quantity=u.quantity,
+                usage_type=u.usage_type,
+            )
+        )
+    return [
+        (brand, sorted(members, key=lambda u: (u.twin_id, u.usage_id)))
+        for brand, members in groups.items()
+    ]
+
+
+class SettlementWorker:
+    """Settles accepted usages of the store on the ledger, one durable batch at a time."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        chain: ChainClient,
+        attester: LocalAccount,
+        relayer: LocalAccount,
+        config: WorkerConfig,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crash_point: CrashHook = _no_crash,
+    ) -> None:
+        self._store = store
+        self._chain = chain
+        self._attester = attester
+        self._relayer = relayer
+        self._config = config
+        self._ledger = to_checksum_address(config.ledger)
+        self._clock = clock
+        self._crash_point = crash_point
+        self._chain_id: int | None = None
+        self.relayer_address: str = relayer.address
+
+    # ------------------------------------------------------------ loop
+
+    def run(self, stop: threading.Event) -> None:
+        """Steps until ``stop`` is set. Stopping never abandons a batch half-way: each step ends in
+        a stored state that this or the next worker resumes."""
+        log.info("settlement worker for relayer %s started", self.relayer_address)
+        while not stop.is_set():
+            try:
+                progressed = self.step()
+            except (ChainUnavailableError, RpcError) as exc:
+                log.warning("settlement step failed, retrying: %s", exc)
+                progressed = False
+            if not progressed:
+                stop.wait(self._config.poll_s)
+        log.info("settlement worker for relayer %s stopped", self.relayer_address)
+
+    def run_until_idle(self, *, max_steps: int = 10_000) -> int:
+        """Steps until nothing is left to do now; the number of steps that made progress."""
+        steps = 0
+        while steps < max_steps and self.step():
+            steps += 1
+        return steps
+
+    def step(self) -> bool:
+        """Moves the open batch on by one stored transition, or starts a batch; whether anything
+        happened (False: waiting for the chain or for usages)."""
+        with self._store.session() as session:
+            batch = settlement.open_batch(session, relayer=self.relayer_address)
+        if batch is None:
+            return self._start_batch()
+        match batch.status:
+            case BatchStatus.SIGNED:
+                return self._send(batch)
+            case BatchStatus.SENT:
+                return self._check_sent(batch)
+            case BatchStatus.MINED:
+                return self._check_mined(batch)
+            case _:  # pragma: no cover - open_batch returns open batches only
+                raise AssertionError(batch.status)
+
+    # ------------------------------------------------------------ transitions
+
+    def _crash(self, point: str) -> None:
+        self._crash_point(point)
+
+    @property
+    def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = self._chain.chain_id()
+        return self._chain_id
+
+    def _ready(self, pending: int, oldest: datetime) -> bool:
+        return pending >= self._config.batch_size or (
+            self._clock() - oldest >= self._config.max_age
+        )
+
+    def _start_batch(self) -> bool:
+        with self._store.session() as session:
+            oldest = settlement.oldest_accepted(session)
+            if oldest is None:
+                return False
+            usages = settlement.pick_accepted(session, limit=self._config.batch_size)
+        if not usages or not self._ready(len(usages), oldest):
+            return False
+        groups = group_usages(usages)
+        self._crash("after_batching")
+
+        latest = self._chain.block("latest")
+        if latest is None:
+            raise ChainUnavailableError("chain", "no latest block")
+        deadline = latest.timestamp + self._config.deadline_s
+        words = [(brand, [u.encode() for u in members]) for brand, members in groups]
+        data = eip712.usage_batch(deadline, words, chain_id=self.chain_id, ledger=self._ledger)
+        signature = eip712.sign(self._attester, data)
+        calldata = settle_calldata(deadline, words, signature)
+
+        nonce = self._plan_nonce()
+        estimate = self._chain.estimate_gas(
+            sender=self.relayer_address, to=self._ledger, data=calldata
+        )
+        gas_limit = estimate + estimate * GAS_MARGIN_PERCENT // 100
+        max_fee, priority = self._fees()
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": self._ledger,
+            "value": 0,
+            "data": calldata,
+            "gas": gas_limit,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+        }
+        signed = self._relayer.sign_transaction(tx)
+        with self._store.session() as session:
+            batch = settlement.create_batch(
+                session,
+                NewBatch(
+                    relayer=self.relayer_address,
+                    nonce=nonce,
+                    digest="0x" + eip712.digest(data).hex(),
+                    deadline=deadline,
+                    groups=words,
+                    signature=signature,
+                    raw_tx=bytes(signed.raw_transaction),
+                    tx_hash=signed.hash.to_0x_hex(),
+                    gas_limit=gas_limit,
+                    max_fee_per_gas=max_fee,
+                    max_priority_fee_per_gas=priority,
+                    usage_ids=[u.usage_id for u in usages],
+                ),
+            )
+        log.info(
+            "batch %d: %d usages in %d groups, nonce %d, tx %s",
+            batch.id, len(usages), len(groups), nonce, batch.tx_hash,
+        )  # fmt: skip
+        self._crash("after_signing")
+        return self._send(batch) or True
+
+    def _plan_nonce(self) -> int:
+        """The nonce of a new batch. No batch of ours is open, so every nonce we used is mined and
+        the chain's pending count is the next free one; the durable record is checked against it."""
+        on_chain = self._chain.pending_nonce(self.relayer_address)
+        with self._store.session() as session:
+            recorded = settlement.recorded_nonce(session, self.relayer_address)
+        if recorded is not None and recorded != on_chain:
+            log.warning(
+                "relayer %s: recorded next nonce %d, chain says %d; using the chain's",
+                self.relayer_address, recorded, on_chain,
+            )  # fmt: skip
+        return on_chain
+
+    def _fees(self) -> tuple[int, int]:
+        fees = self._chain.fee_data()
+        cap = self._config.max_fee_per_gas
+        priority = min(fees.priority_fee, cap)
+        max_fee = min(cap, 2 * fees.base_fee + priority)
+        if max_fee < fees.base_fee:
+            log.warning("fee cap %d wei is below the base fee %d wei", cap, fees.base_fee)
+        return max_fee, priority
+
+    def _send(self, batch: BatchRecord) -> bool:
+        try:
+            self._chain.send_raw_transaction(batch.raw_tx)
+        except TransactionAlreadyKnownError:
+            log.info("batch %d: tx %s already known to the node", batch.id, batch.tx_hash)
+        except NonceTooLowError:
+            # Possibly mined (ours) or the nonce went to another transaction: ask the chain.
+            if self._receipt(batch) is None and self._chain.transaction(batch.tx_hash) is None:
+                self._fail(batch, f"nonce {batch.nonce} was used by another transaction")
+                return True
+            log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
+        with self._store.session() as session:
+            settlement.mark_sent(session, batch.id)
+        self._crash("after_sending")
+        return True
+
+    def _receipt(self, batch: BatchRecord) -> Receipt | None:
+        for tx_hash in batch.tx_hashes:
+            receipt = self._chain.receipt(tx_hash)
+            if receipt is not None:
+                return receipt
+        return None
+
+    def _check_sent(self, batch: BatchRecord) -> bool:
+        self._crash("before_receipt")
+        receipt = self._receipt(batch)
+        if receipt is None:
+            if self._chain.transaction(batch.tx_hash) is None:
+                log.warning(
+                    "batch %d: tx %s unknown to the node, resending", batch.id, batch.tx_hash
+                )
+                return self._send(batch)
+            return False
+        if receipt.status != 1:
+            self._fail(batch, f"tx {receipt.tx_hash} reverted in block {receipt.block_number}")
+            return True
+        with self._store.session() as session:
+            settlement.mark_mined(
+                session,
+                batch.id,
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+                block_hash=receipt.block_hash,
+                gas_used=receipt.gas_used,
+            )
+        return True
+
+    def _check_mined(self, batch: BatchRecord) -> bool:
+        assert batch.block_number is not None  # noqa: S101 - mined batches have a block
+        latest = self._chain.block("latest")
+        depth = max(self._config.confirmations, 1)
+        if latest is None or latest.number - batch.block_number + 1 < depth:
+            return False
+        receipt = self._chain.receipt(batch.tx_hash)
+        if receipt is None or receipt.block_hash != batch.block_hash:
+            log.warning("batch %d: tx %s left block %s", batch.id, batch.tx_hash, batch.block_hash)
+            with self._store.session() as session:
+                if receipt is None:
+                    settlement.mark_sent(session, batch.id)
+                else:
+                    settlement.mark_mined(
+                        session,
+                        batch.id,
+                        tx_hash=receipt.tx_hash,
+                        block_number=receipt.block_number,
+                        block_hash=receipt.block_hash,
+                        gas_used=receipt.gas_used,
+                    )
+            return True
+        results = self._results(batch, receipt)
+        self._crash("before_marking_settled")
+        with self._store.session() as session:
+            settlement.confirm_batch(session, batch.id, results=results)
+        settled = sum(1 for r in results if r.settled)
+        log.info(
+            "batch %d confirmed in block %d: %d settled, %d rejected",
+            batch.id, receipt.block_number, settled, len(results) - settled,
+        )  # fmt: skip
+        return True
+
+    def _results(self, batch: BatchRecord, receipt: Receipt) -> list[UsageResult]:
+        expected = {Usage.decode(w).usage_id for _, words in batch.groups for w in words}
+        prices: dict[tuple[int, str, int, int], int] = {}
+        results: list[UsageResult] = []
+        for group in decode_usages_settled(receipt.logs, ledger=self._ledger):
+            if group.batch_digest.hex() != batch.digest.removeprefix("0x"):
+                continue
+            total = 0
+            for usage, outcome in group.results:
+                amount: int | None = None
+                if outcome is Outcome.PAID:
+                    key = (usage.twin_id, group.brand, usage.usage_type, usage.used_at)
+                    if key not in prices:
+                        prices[key] = self._price(key, receipt.block_number)
+                    amount = prices[key] * usage.quantity
+                    total += amount
+                results.append(
+                    UsageResult(
+                        usage_id=usage.usage_id,
+                        settled=outcome is Outcome.PAID,
+                        reason_code=None if outcome is Outcome.PAID else int(outcome),
+                        log_index=group.log_index,
+                        amount=amount,
+                    )
+                )
+            if total != group.paid:
+                log.error(
+                    "batch %d, brand %s: usages priced at %d but the event says %d paid",
+                    batch.id, group.brand, total, group.paid,
+                )  # fmt: skip
+        found = {r.usage_id for r in results}
+        if found != expected:
+            raise RpcError(
+                "chain",
+                None,
+                f"receipt of {receipt.tx_hash} reports usages {sorted(found ^ expected)[:5]} "
+                "unlike batch {batch.id}",
+            )
+        return results
+
+    def _price(self, key: tuple[int, str, int, int], block_number: int) -> int:
+        twin_id, brand, usage_type, used_at = key
+        data = price_at_calldata(twin_id=twin_id, brand=brand, usage_type=usage_type, at=used_at)
+        _, price = decode_price_at(self._chain.call(to=self._ledger, data=data, block=block_number))
+        return price
+
+    def _fail(self, batch: BatchRecord, error: str) -> None:
+        log.error("batch %d failed, its usages go back to accepted: %s", batch.id, error)
+        with self._store.session() as session:
+            settlement.fail_batch(session, batch.id, error=error)

@@ -1,0 +1,402 @@
+"""The settlement worker on the fake chain and SQLite: batching, grouping, state transitions,
+restarts at every crash point, nonce and receipt edge cases."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from sqlalchemy import select
+
+from bridge.codec import Outcome
+from bridge.errors import NonceTooLowError
+from bridge.store import migrate
+from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
+from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
+from bridge.store.settlement import PendingUsage, recorded_nonce
+from bridge.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
+
+from .fake_chain import DEFAULT_PRICE, LEDGER, START_TIME, FakeChain
+
+ATTESTER: LocalAccount = Account.from_key(keccak(text="worker test attester"))
+RELAYER: LocalAccount = Account.from_key(keccak(text="worker test relayer"))
+BRAND_A = "0x000000000000000000000000000000000000aAaA"
+BRAND_B = "0x000000000000000000000000000000000000bBbB"
+USED_AT = datetime.fromtimestamp(START_TIME - 600, UTC)
+
+
+class Crash(Exception):
+    """The worker process dies here."""
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Env:
+    store: Store
+    chain: FakeChain
+    clock: Clock
+    brands: dict[str, int]
+
+    def add(self, brand: str, *specs: tuple[int, int, int]) -> list[int]:
+        """Stores accepted usages ``(twin, usage type, quantity)`` of ``brand``; their ids."""
+        brand_id = self.brands[brand]
+        with self.store.session() as session:
+            start = len(self.usages())
+            usages = [
+                NewUsage(
+                    event_id=f"e{start + i}",
+                    body_hash="h" * 64,
+                    twin_id=twin,
+                    usage_type=usage_type,
+                    quantity=quantity,
+                    used_at=USED_AT,
+                    campaign_ref=None,
+                    asset_ref=None,
+                )
+                for i, (twin, usage_type, quantity) in enumerate(specs)
+            ]
+            written = insert_usages(session, brand_id=brand_id, usages=usages)
+        return [written[u.event_id].usage.usage_id for u in usages]
+
+    def usages(self) -> list[StoredUsage]:
+        from bridge.store.models import UsageEvent
+
+        with self.store.session() as session:
+            return [
+                StoredUsage.of(row)
+                for row in session.scalars(select(UsageEvent).order_by(UsageEvent.id))
+            ]
+
+    def batches(self) -> list[SettlementBatch]:
+        with self.store.session() as session:
+            return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
+
+    def worker(
+        self, crash_point: Callable[[str], None] | None = None, **config: object
+    ) -> SettlementWorker:
+        options: dict[str, object] = {"batch_size": 10, "max_age": timedelta(seconds=2)}
+        options.update(config)
+        return SettlementWorker(
+            store=self.store,
+            chain=self.chain,
+            attester=ATTESTER,
+            relayer=RELAYER,
+            config=WorkerConfig(ledger=LEDGER, **options),  # type: ignore[arg-type]
+            clock=self.clock,
+            crash_point=crash_point or (lambda point: None),
+        )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    migrate.upgrade(url)
+    store = Store.from_url(url)
+    brands = {}
+    with store.session() as session:
+        for name, address in (("A", BRAND_A), ("B", BRAND_B)):
+            brands[address] = create_brand(
+                session, name=name, address=address, api_key_hash=name * 64
+            ).id
+    chain = FakeChain(attesters={ATTESTER.address.lower()})
+    try:
+        yield Env(store, chain, Clock(datetime.now(UTC) + timedelta(seconds=10)), brands)
+    finally:
+        store.close()
+
+
+def crash_at(point: str, times: int = 1) -> Callable[[str], None]:
+    left = [times]
+
+    def hook(name: str) -> None:
+        if name == point and left[0] > 0:
+            left[0] -= 1
+            raise Crash(point)
+
+    return hook
+
+
+# ---------------------------------------------------------------- batching
+
+
+def test_group_usages_groups_by_brand_in_order_of_oldest_and_sorts_by_twin_then_id() -> None:
+    def pending(usage_id: int, brand: str, twin: int) -> PendingUsage:
+        return PendingUsage(usage_id, brand, twin, 0, 1, USED_AT, USED_AT)
+
+    groups = group_usages(
+        [
+            pending(5, BRAND_A, 2),
+            pending(1, BRAND_B, 9),
+            pending(2, BRAND_A, 3),
+            pending(3, BRAND_B, 1),
+            pending(4, BRAND_A, 2),
+        ]
+    )
+    assert [(brand, [(u.twin_id, u.usage_id) for u in usages]) for brand, usages in groups] == [
+        (to_checksum_address(BRAND_B), [(1, 3), (9, 1)]),
+        (to_checksum_address(BRAND_A), [(2, 4), (2, 5), (3, 2)]),
+    ]
+
+
+def test_waits_for_a_full_batch_or_for_the_oldest_usage_to_age(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1), (2, 0, 1))
+    env.clock.now = datetime.now(UTC)
+    worker = env.worker(batch_size=3, max_age=timedelta(seconds=30))
+    assert worker.step() is False
+    assert env.batches() == []
+
+    env.clock.now += timedelta(seconds=31)
+    assert worker.run_until_idle() > 0
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED] * 2
+
+    env.clock.now = datetime.now(UTC)
+    env.add(BRAND_A, (1, 0, 1), (1, 0, 1), (1, 0, 1))  # a full batch goes at once
+    assert worker.run_until_idle() > 0
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED] * 5
+
+
+def test_splits_usages_into_batches_of_batch_size_with_consecutive_nonces(env: Env) -> None:
+    env.add(BRAND_A, *[(1, 0, 1)] * 5)
+    env.worker(batch_size=2).run_until_idle()
+    batches = env.batches()
+    assert [(b.nonce, b.status) for b in batches] == [
+        (0, BatchStatus.CONFIRMED),
+        (1, BatchStatus.CONFIRMED),
+        (2, BatchStatus.CONFIRMED),
+    ]
+    assert [u.tx_hash for u in env.usages()] == [
+        batches[0].tx_hash,
+        batches[0].tx_hash,
+        batches[1].tx_hash,
+        batches[1].tx_hash,
+        batches[2].tx_hash,
+    ]
+    with env.store.session() as session:
+        assert recorded_nonce(session, RELAYER.address) == 3
+
+
+def test_settles_paid_usages_and_rejects_refused_ones_with_the_reason(env: Env) -> None:
+    a1, a2 = env.add(BRAND_A, (4, 1, 3), (2, 0, 1))
+    (b1,) = env.add(BRAND_B, (4, 2, 2))
+    env.chain.outcomes[a2] = Outcome.LICENSE_REVOKED
+    env.chain.prices[(4, BRAND_A.lower(), 1)] = 7_000
+    env.worker().run_until_idle()
+
+    [batch] = env.batches()
+    receipt = env.chain.receipt(batch.tx_hash)
+    assert receipt is not None
+    usages = {u.usage_id: u for u in env.usages()}
+    assert (usages[a1].status, usages[a1].amount, usages[a1].reason_code) == (
+        UsageStatus.SETTLED,
+        21_000,
+        None,
+    )
+    assert (usages[a2].status, usages[a2].amount, usages[a2].reason_code) == (
+        UsageStatus.REJECTED,
+        None,
+        Outcome.LICENSE_REVOKED,
+    )
+    assert (usages[b1].status, usages[b1].amount) == (UsageStatus.SETTLED, 2 * DEFAULT_PRICE)
+    assert {u.tx_hash for u in usages.values()} == {batch.tx_hash}
+    assert {u.block_number for u in usages.values()} == {receipt.block_number}
+    # brand A's group comes first (oldest usage), one UsagesSettled log per group
+    assert (usages[a1].log_index, usages[a2].log_index, usages[b1].log_index) == (0, 0, 1)
+    assert env.chain.paid == {a1: 21_000, b1: 2 * DEFAULT_PRICE}
+    assert (batch.status, batch.block_hash, batch.gas_used) == (
+        BatchStatus.CONFIRMED,
+        receipt.block_hash,
+        receipt.gas_used,
+    )
+
+
+def test_usages_stay_submitted_until_the_confirmation_depth(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    worker = env.worker(confirmations=3)
+    worker.run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SUBMITTED]
+    assert env.batches()[0].status is BatchStatus.MINED
+    env.chain.mine(empty=True)
+    assert worker.run_until_idle() == 0
+    env.chain.mine(empty=True)
+    worker.run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+
+
+def test_fees_follow_the_base_fee_under_the_cap(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.base_fee = 30 * 10**9
+    env.chain.priority_fee = 2 * 10**9
+    env.worker(max_fee_per_gas=50 * 10**9).run_until_idle()
+    [batch] = env.batches()
+    assert (batch.max_fee_per_gas, batch.max_priority_fee_per_gas) == (50 * 10**9, 2 * 10**9)
+
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.base_fee = 10 * 10**9
+    env.worker(max_fee_per_gas=50 * 10**9).run_until_idle()
+    assert env.batches()[1].max_fee_per_gas == 22 * 10**9
+
+
+# ---------------------------------------------------------------- crashes and restarts
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_a_worker_restarted_after_a_crash_settles_every_usage_once(env: Env, point: str) -> None:
+    ids = env.add(BRAND_A, (1, 0, 1), (2, 0, 2)) + env.add(BRAND_B, (1, 1, 1))
+    with pytest.raises(Crash):
+        env.worker(crash_at(point)).run_until_idle()
+
+    env.worker().run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED] * 3
+    assert env.chain.paid == {
+        ids[0]: DEFAULT_PRICE,
+        ids[1]: 2 * DEFAULT_PRICE,
+        ids[2]: DEFAULT_PRICE,
+    }
+    batches = env.batches()
+    if point == "after_batching":  # nothing was stored: the new worker batches afresh
+        assert len(batches) == 1
+    assert [(b.nonce, b.status) for b in batches] == [(0, BatchStatus.CONFIRMED)]
+    assert env.chain.sent == [batches[0].tx_hash]
+
+
+def test_after_signing_the_restarted_worker_sends_the_stored_transaction_with_its_nonce(
+    env: Env,
+) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    with pytest.raises(Crash):
+        env.worker(crash_at("after_signing")).run_until_idle()
+    [signed] = env.batches()
+    assert (signed.status, signed.nonce, env.chain.sent) == (BatchStatus.SIGNED, 0, [])
+    assert [u.status for u in env.usages()] == [UsageStatus.SUBMITTED]
+
+    env.worker().run_until_idle()
+    [batch] = env.batches()
+    assert (batch.id, batch.nonce, batch.tx_hash) == (signed.id, 0, signed.tx_hash)
+    assert env.chain.sent == [signed.tx_hash]
+
+
+@pytest.mark.parametrize("mined", [False, True], ids=["already-known", "nonce-too-low"])
+def test_a_resend_of_a_transaction_sent_before_the_crash_checks_the_chain(
+    env: Env, mined: bool
+) -> None:
+    """Crash between the send and the store's 'sent': the node knows the tx (pending or mined)."""
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = mined
+    with pytest.raises(Crash):
+        env.worker(crash_at("after_signing")).run_until_idle()
+    [signed] = env.batches()
+    env.chain.send_raw_transaction(bytes.fromhex(signed.raw_tx))  # the send the crash hid
+
+    worker = env.worker()
+    worker.run_until_idle()
+    if not mined:
+        assert env.batches()[0].status is BatchStatus.SENT
+        env.chain.mine()
+        worker.run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+    assert env.chain.sent == [signed.tx_hash]
+
+
+def test_nonce_taken_by_another_transaction_hands_the_usages_back(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.send_errors.append(NonceTooLowError("fake://chain", -32000, "nonce too low"))
+    worker = env.worker()
+    assert worker.step() is True
+    [failed] = env.batches()
+    assert failed.status is BatchStatus.FAILED
+    assert "nonce 0 was used by another transaction" in (failed.error or "")
+    assert [(u.status, u.batch_id) for u in env.usages()] == [(UsageStatus.ACCEPTED, None)]
+
+    env.chain.nonces[RELAYER.address.lower()] = 1  # what the other transaction did
+    worker.run_until_idle()
+    assert [(b.nonce, b.status) for b in env.batches()] == [
+        (0, BatchStatus.FAILED),
+        (1, BatchStatus.CONFIRMED),
+    ]
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+
+
+def test_a_reverted_transaction_hands_the_usages_back_for_a_new_batch(env: Env) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.attesters.clear()
+    worker = env.worker()
+    assert worker.step() is True  # signed, sent, mined with status 0
+    assert worker.step() is True  # the receipt is read
+    [failed] = env.batches()
+    assert failed.status is BatchStatus.FAILED
+    assert "reverted" in (failed.error or "")
+    assert [u.status for u in env.usages()] == [UsageStatus.ACCEPTED]
+
+    env.chain.attesters.add(ATTESTER.address.lower())
+    worker.run_until_idle()
+    assert [b.status for b in env.batches()] == [BatchStatus.FAILED, BatchStatus.CONFIRMED]
+    assert env.batches()[1].nonce == 1  # the reverted tx used nonce 0
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+def test_a_dropped_transaction_is_resent_byte_for_byte(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker()
+    worker.run_until_idle()
+    [batch] = env.batches()
+    env.chain.drop(batch.tx_hash)
+    worker.run_until_idle()
+    assert env.chain.sent == [batch.tx_hash, batch.tx_hash]
+    env.chain.mine()
+    worker.run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+
+
+def test_a_reorg_before_the_confirmation_depth_settles_the_usages_once(env: Env) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    worker = env.worker(confirmations=2)
+    worker.run_until_idle()
+    mined = env.batches()[0]
+    assert mined.status is BatchStatus.MINED
+    env.chain.automine = False
+    env.chain.reorg(1)
+    env.chain.mine(empty=True)  # the new chain is longer, without our tx
+    env.chain.mine(empty=True)
+    worker.run_until_idle()
+    assert env.batches()[0].status is BatchStatus.SENT
+    env.chain.mine()  # the tx comes back in another block
+    env.chain.mine(empty=True)
+    worker.run_until_idle()
+    [batch] = env.batches()
+    assert batch.status is BatchStatus.CONFIRMED
+    assert batch.block_number != mined.block_number
+    [usage] = env.usages()
+    assert (usage.status, usage.block_number) == (UsageStatus.SETTLED, batch.block_number)
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+def test_run_stops_promptly_when_asked(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    stop = threading.Event()
+    thread = threading.Thread(target=env.worker(poll_s=0.01).run, args=(stop,))
+    thread.start()
+    for _ in range(200):
+        if env.usages()[0].status is UsageStatus.SETTLED:
+            break
+        stop.wait(0.01)
+    stop.set()
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    assert env.usages()[0].status is UsageStatus.SETTLED
