@@ -1,0 +1,266 @@
+"""The settlement worker against a real anvil (Prague) with the deployed ledger: usages accepted
+through the ingest layer settle on chain, a license revoked after acceptance comes back rejected,
+and a worker that dies between signing and sending is replaced without paying anything twice.
+
+Anvil, the ledger and its twins, licenses and escrow are set up once per module (the gas
+benchmark's setup) and each test runs from an ``evm_snapshot`` of that state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+from eth_utils.crypto import keccak
+from sqlalchemy import select
+from web3 import Web3
+
+from bridge.chain.client import Web3ChainClient
+from bridge.chain.views import Web3LicenseView
+from bridge.codec import Outcome
+from bridge.errors import NonceTooLowError
+from bridge.ingest import Ingestor, ItemStatus, UsageReport
+from bridge.settings import Settings
+from bridge.signers import load_signer
+from bridge.store import migrate
+from bridge.store.models import BatchStatus, SettlementBatch, UsageEvent, UsageStatus
+from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
+from bridge.usage import UsageType
+from bridge.worker import SettlementWorker, WorkerConfig
+from scripts.bench_gas import World, local_anvil, setup
+
+pytestmark = pytest.mark.integration
+
+RELAYER_KEY = "0x" + keccak(text="twin-bridge worker test relayer").hex()
+DEAD_URL = "http://127.0.0.1:9"  # nothing listens on the discard port: the client fails over
+
+
+class Crash(Exception):
+    """The worker process dies here."""
+
+
+@dataclass
+class Chain:
+    w3: Web3
+    url: str
+    world: World
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    with local_anvil() as w3:
+        world = setup(w3)
+        relayer = Account.from_key(RELAYER_KEY).address
+        w3.provider.make_request("anvil_setBalance", [relayer, hex(10**20)])  # type: ignore[arg-type]
+        yield Chain(w3, w3.provider.endpoint_uri, world)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def snapshot(chain: Chain) -> Iterator[Chain]:
+    snap = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
+    try:
+        yield chain
+    finally:
+        chain.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+
+
+@dataclass
+class Bridge:
+    chain: Chain
+    store: Store
+    brands: list[BrandRecord]
+    ingestor: Ingestor
+
+    def now(self) -> int:
+        return int(self.chain.w3.eth.get_block("latest")["timestamp"])
+
+    def accept(self, brand: int, *usages: tuple[int, int, int, int]) -> list[int]:
+        """Ingests ``(twin, usage type, quantity, used_at)`` usages of brand ``brand``: ids."""
+        reports = [
+            UsageReport(
+                event_id=f"b{brand}-{twin}-{used_at}-{i}",
+                twin_id=twin,
+                usage_type=UsageType(usage_type),
+                quantity=quantity,
+                used_at=datetime.fromtimestamp(used_at, UTC),
+            )
+            for i, (twin, usage_type, quantity, used_at) in enumerate(usages)
+        ]
+        with self.store.session() as session:
+            results = self.ingestor.ingest(session, brand=self.brands[brand], reports=reports)
+        assert [r.status for r in results] == [ItemStatus.ACCEPTED] * len(usages), results
+        return [r.usage_id for r in results if r.usage_id is not None]
+
+    def usages(self) -> dict[int, StoredUsage]:
+        with self.store.session() as session:
+            rows = session.scalars(select(UsageEvent).order_by(UsageEvent.id))
+            return {row.id: StoredUsage.of(row) for row in rows}
+
+    def batches(self) -> list[SettlementBatch]:
+        with self.store.session() as session:
+            return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
+
+    def worker(self, **hooks: Any) -> SettlementWorker:
+        client = Web3ChainClient([DEAD_URL, self.chain.url], timeout=5, backoff=0)
+        chain_id = client.chain_id()
+        attester = load_signer(
+            "attester", chain_id=chain_id, private_key="0x" + self.chain.world.attester.key.hex()
+        )
+        relayer = load_signer("relayer", chain_id=chain_id, private_key=RELAYER_KEY)
+        return SettlementWorker(
+            store=self.store,
+            chain=client,
+            attester=attester,
+            relayer=relayer,
+            config=WorkerConfig(
+                ledger=self.chain.world.ledger.address,
+                batch_size=100,
+                confirmations=1,
+                max_age=timedelta(0),  # settle at once
+            ),
+            **hooks,
+        )
+
+
+@pytest.fixture
+def bridge(snapshot: Chain, tmp_path: Path) -> Iterator[Bridge]:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    migrate.upgrade(url)
+    store = Store.from_url(url)
+    with store.session() as session:
+        brands = [
+            create_brand(session, name=f"brand {i}", address=address, api_key_hash=f"{i:064}")
+            for i, address in enumerate(snapshot.world.brands)
+        ]
+    w3 = snapshot.w3
+    licenses = Web3LicenseView(w3, snapshot.world.ledger, ttl=0, rpc_url=snapshot.url)
+
+    def chain_clock() -> datetime:
+        return datetime.fromtimestamp(int(w3.eth.get_block("latest")["timestamp"]), UTC)
+
+    ingestor = Ingestor(
+        settings=Settings(data_dir=tmp_path / "data"), licenses=licenses, clock=chain_clock
+    )
+    try:
+        yield Bridge(snapshot, store, brands, ingestor)
+    finally:
+        store.close()
+
+
+def _licensed(world: World, brand: int, count: int) -> list[tuple[int, int]]:
+    """``count`` (twin, usage type) pairs the brand holds a license for."""
+    pairs = [(twin, min(plan.prices)) for (twin, b), plan in world.licenses.items() if b == brand]
+    return pairs[:count]
+
+
+def _escrow(world: World, brand: int) -> int:
+    return int(world.ledger.functions.brandAccount(world.brands[brand]).call()[0])
+
+
+def _accrued(world: World, twin: int) -> int:
+    return int(world.ledger.functions.twinState(twin).call()[0])
+
+
+def test_accepted_usages_settle_on_chain_and_a_revoked_license_comes_back_rejected(
+    bridge: Bridge,
+) -> None:
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    now = bridge.now()
+    (t1, u1), (t2, u2), (t3, u3) = _licensed(world, 0, 3)
+    (t4, u4), (t5, u5) = _licensed(world, 1, 2)
+    paid_ids = bridge.accept(
+        0, (t1, u1, 2, now - 100), (t2, u2, 1, now - 90), (t3, u3, 3, now - 80)
+    )
+    paid_ids += bridge.accept(1, (t4, u4, 1, now - 70), (t5, u5, 2, now - 60))
+    # Accepted while licensed for a use two minutes ahead; then the model revokes the license.
+    (revoked_id,) = bridge.accept(0, (t3, u3, 1, now + 120))
+    owner = world.ledger.functions.ownerOf(t3).call()
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.revokeLicense(t3, world.brands[0]).transact({"from": owner})
+    )
+    w3.provider.make_request("evm_increaseTime", [300])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    twins = {t1, t2, t3, t4, t5}
+    escrow_before = [_escrow(world, b) for b in (0, 1)]
+    accrued_before = {t: _accrued(world, t) for t in twins}
+    assert bridge.worker().run_until_idle() > 0
+
+    [batch] = bridge.batches()
+    assert batch.status is BatchStatus.CONFIRMED
+    receipt = w3.eth.get_transaction_receipt(batch.tx_hash)
+    events = world.ledger.events.UsagesSettled().process_receipt(receipt)
+    log_index = {e["args"]["brand"]: e["logIndex"] for e in events}
+    usages = bridge.usages()
+    for usage_id in paid_ids:
+        usage = usages[usage_id]
+        brand = world.brands[0] if usage.brand_id == bridge.brands[0].id else world.brands[1]
+        plan = world.licenses[usage.twin_id, world.brands.index(brand)]
+        assert (usage.status, usage.reason_code) == (UsageStatus.SETTLED, None)
+        assert usage.amount == plan.prices[usage.usage_type] * usage.quantity
+        assert (usage.tx_hash, usage.block_number, usage.log_index) == (
+            batch.tx_hash,
+            receipt["blockNumber"],
+            log_index[brand],
+        )
+    rejected = usages[revoked_id]
+    assert (rejected.status, rejected.reason_code, rejected.amount) == (
+        UsageStatus.REJECTED,
+        Outcome.LICENSE_REVOKED,
+        None,
+    )
+    assert (rejected.tx_hash, rejected.log_index) == (batch.tx_hash, log_index[world.brands[0]])
+
+    def paid_by(brand: int) -> int:
+        return sum(u.amount or 0 for u in usages.values() if u.brand_id == bridge.brands[brand].id)
+
+    assert [escrow_before[b] - _escrow(world, b) for b in (0, 1)] == [paid_by(0), paid_by(1)]
+    for twin in twins:
+        earned = sum(u.amount or 0 for u in usages.values() if u.twin_id == twin)
+        assert _accrued(world, twin) - accrued_before[twin] == earned
+    assert all(world.ledger.functions.isUsageProcessed(i).call() for i in usages)
+
+
+def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_payment(
+    bridge: Bridge,
+) -> None:
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    relayer = Account.from_key(RELAYER_KEY).address
+    now = bridge.now()
+    ids = bridge.accept(0, *[(t, u, 1, now - 50) for t, u in _licensed(world, 0, 4)])
+    escrow_before = _escrow(world, 0)
+    nonce_before = w3.eth.get_transaction_count(relayer)
+
+    def crash(point: str) -> None:
+        if point == "after_signing":
+            raise Crash(point)
+
+    with pytest.raises(Crash):
+        bridge.worker(crash_point=crash).run_until_idle()
+    [signed] = bridge.batches()
+    assert (signed.status, signed.nonce) == (BatchStatus.SIGNED, nonce_before)
+    assert w3.eth.get_transaction_count(relayer) == nonce_before  # nothing went out
+
+    bridge.worker().run_until_idle()
+    [batch] = bridge.batches()
+    assert (batch.status, batch.nonce, batch.tx_hash) == (
+        BatchStatus.CONFIRMED,
+        nonce_before,
+        signed.tx_hash,
+    )
+    assert w3.eth.get_transaction_count(relayer) == nonce_before + 1  # exactly one transaction
+    assert w3.eth.get_transaction(batch.tx_hash)["nonce"] == nonce_before
+    usages = bridge.usages()
+    assert [usages[i].status for i in ids] == [UsageStatus.SETTLED] * 4
+    assert escrow_before - _escrow(world, 0) == sum(usages[i].amount or 0 for i in ids)
+
+    # The node's own words for a resend of a mined transaction: "possibly mined".
+    client = Web3ChainClient([bridge.chain.url])
+    with pytest.raises(NonceTooLowError):
+        client.send_raw_transaction(bytes.fromhex(batch.raw_tx))
