@@ -15,7 +15,7 @@ import requests
 from hexbytes import HexBytes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from web3 import Web3
-from web3.exceptions import TransactionNotFound, Web3RPCError
+from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
 
 from bridge.errors import (
     ChainUnavailableError,
@@ -240,12 +240,12 @@ class Web3ChainClient:
         def get(w3: Web3) -> Block | None:
             try:
                 block = w3.eth.get_block(tag)
-            except Web3RPCError as exc:
-                if tag == "finalized":  # nodes without finality answer an error
-                    return None
-                raise exc
-            except ValueError:
+            except BlockNotFound:
                 return None
+            except Web3RPCError:
+                if tag == "finalized":  # nodes without a finality notion answer an error
+                    return None
+                raise
             return Block(
                 number=int(block["number"]),
                 hash=_hex(block["hash"]),

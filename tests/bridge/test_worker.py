@@ -4,10 +4,9 @@ restarts at every crash point, nonce and receipt edge cases."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from eth_account import Account
@@ -18,7 +17,6 @@ from sqlalchemy import select
 
 from bridge.codec import Outcome
 from bridge.errors import NonceTooLowError
-from bridge.store import migrate
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
 from bridge.store.settlement import PendingUsage, recorded_nonce
@@ -103,10 +101,8 @@ class Env:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    url = f"sqlite:///{tmp_path / 'bridge.db'}"
-    migrate.upgrade(url)
-    store = Store.from_url(url)
+def env(store: Store) -> Env:
+    """The worker's world on each store backend (SQLite and PostgreSQL)."""
     brands = {}
     with store.session() as session:
         for name, address in (("A", BRAND_A), ("B", BRAND_B)):
@@ -114,10 +110,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
                 session, name=name, address=address, api_key_hash=name * 64
             ).id
     chain = FakeChain(attesters={ATTESTER.address.lower()})
-    try:
-        yield Env(store, chain, Clock(datetime.now(UTC) + timedelta(seconds=10)), brands)
-    finally:
-        store.close()
+    return Env(store, chain, Clock(datetime.now(UTC) + timedelta(seconds=10)), brands)
 
 
 def crash_at(point: str, times: int = 1) -> Callable[[str], None]:

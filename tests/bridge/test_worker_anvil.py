@@ -20,6 +20,7 @@ from sqlalchemy import select
 from web3 import Web3
 
 from bridge.chain.client import Web3ChainClient
+from bridge.chain.ledger import USAGES_SETTLED_TOPIC
 from bridge.chain.views import Web3LicenseView
 from bridge.codec import Outcome
 from bridge.errors import NonceTooLowError
@@ -264,3 +265,32 @@ def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_pa
     client = Web3ChainClient([bridge.chain.url])
     with pytest.raises(NonceTooLowError):
         client.send_raw_transaction(bytes.fromhex(batch.raw_tx))
+
+
+def test_the_web3_client_reads_blocks_transactions_and_ledger_logs(bridge: Bridge) -> None:
+    world = bridge.chain.world
+    now = bridge.now()
+    bridge.accept(1, *[(t, u, 1, now - 30) for t, u in _licensed(world, 1, 2)])
+    bridge.worker().run_until_idle()
+    [batch] = bridge.batches()
+
+    client = Web3ChainClient([bridge.chain.url])
+    latest = client.block("latest")
+    assert latest is not None
+    assert client.block(latest.number) == latest
+    assert client.block(latest.number + 1_000) is None
+    finalized = client.block("finalized")
+    assert finalized is not None
+    assert finalized.number <= latest.number
+    sent = client.transaction(batch.tx_hash)
+    assert sent is not None
+    assert (sent.nonce, sent.block_number) == (batch.nonce, batch.block_number)
+    assert client.transaction("0x" + "00" * 32) is None
+    assert client.receipt("0x" + "00" * 32) is None
+    [log] = client.logs(
+        address=world.ledger.address,
+        from_block=batch.block_number or 0,
+        to_block=latest.number,
+        topics=[USAGES_SETTLED_TOPIC],
+    )
+    assert (log.tx_hash, log.block_hash) == (batch.tx_hash, batch.block_hash)
