@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default=500 * 10**9, description="Cap on the EIP-1559 max fee per gas."
     )
     worker_poll_s: PositiveFloat = Field(default=0.2)
+    replace_after: timedelta = Field(
+        default=timedelta(seconds=60),
+        description="Replace a pending settlement tx with a fee bump after this long.",
+    )
     attester_keystore: Path | None = None
     relayer_keystore: Path | None = None
     keystore_password: SecretStr | None = None

@@ -38,6 +38,7 @@ from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
     NonceTooLowError,
+    ReplacementUnderpricedError,
     RpcError,
     TransactionAlreadyKnownError,
 )
@@ -61,6 +62,12 @@ GAS_MARGIN_PERCENT: Final = 25
 """Head room over the gas estimate (the estimate runs against a block that may differ)."""
 
 
+def bumped(fee: int) -> int:
+    """The least fee a node takes to replace a pending transaction paying ``fee``: 10 % more,
+    rounded up (geth's and anvil's price bump), and at least one wei more."""
+    return fee + max(1, -(-fee // 10))
+
+
 def _no_crash(point: str) -> None:
     pass
 
@@ -74,6 +81,7 @@ class WorkerConfig:
     max_fee_per_gas: int = 500 * 10**9
     deadline_s: int = 3600
     poll_s: float = 0.2
+    replace_after: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -87,6 +95,7 @@ class WorkerConfig:
             max_fee_per_gas=settings.max_fee_per_gas_wei,
             deadline_s=settings.batch_deadline_s,
             poll_s=settings.worker_poll_s,
+            replace_after=settings.replace_after,
         )
 
 
@@ -217,18 +226,9 @@ class SettlementWorker:
         )
         gas_limit = estimate + estimate * GAS_MARGIN_PERCENT // 100
         max_fee, priority = self._fees()
-        tx: dict[str, Any] = {
-            "type": 2,
-            "chainId": self.chain_id,
-            "nonce": nonce,
-            "to": self._ledger,
-            "value": 0,
-            "data": calldata,
-            "gas": gas_limit,
-            "maxFeePerGas": max_fee,
-            "maxPriorityFeePerGas": priority,
-        }
-        signed = self._relayer.sign_transaction(tx)
+        raw_tx, tx_hash = self._sign_tx(
+            nonce=nonce, data=calldata, gas=gas_limit, max_fee=max_fee, priority=priority
+        )
         with self._store.session() as session:
             batch = settlement.create_batch(
                 session,
@@ -239,8 +239,8 @@ class SettlementWorker:
                     deadline=deadline,
                     groups=words,
                     signature=signature,
-                    raw_tx=bytes(signed.raw_transaction),
-                    tx_hash=signed.hash.to_0x_hex(),
+                    raw_tx=raw_tx,
+                    tx_hash=tx_hash,
                     gas_limit=gas_limit,
                     max_fee_per_gas=max_fee,
                     max_priority_fee_per_gas=priority,
@@ -253,6 +253,24 @@ class SettlementWorker:
         )  # fmt: skip
         self._crash("after_signing")
         return self._send(batch) or True
+
+    def _sign_tx(
+        self, *, nonce: int, data: bytes, gas: int, max_fee: int, priority: int
+    ) -> tuple[bytes, str]:
+        """The relayer's signed EIP-1559 transaction to the ledger and its hash."""
+        tx: dict[str, Any] = {
+            "type": 2,
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "to": self._ledger,
+            "value": 0,
+            "data": data,
+            "gas": gas,
+            "maxFeePerGas": max_fee,
+            "maxPriorityFeePerGas": priority,
+        }
+        signed = self._relayer.sign_transaction(tx)
+        return bytes(signed.raw_transaction), signed.hash.to_0x_hex()
 
     def _plan_nonce(self) -> int:
         """The nonce of a new batch. No batch of ours is open, so every nonce we used is mined and
@@ -281,6 +299,10 @@ class SettlementWorker:
             self._chain.send_raw_transaction(batch.raw_tx)
         except TransactionAlreadyKnownError:
             log.info("batch %d: tx %s already known to the node", batch.id, batch.tx_hash)
+        except ReplacementUnderpricedError as exc:
+            # Another transaction with this nonce is pending: an earlier one of this batch (the
+            # next replacement bumps further) or a stranger's, which "nonce too low" will reveal.
+            log.warning("batch %d: tx %s not taken: %s", batch.id, batch.tx_hash, exc.message)
         except NonceTooLowError:
             # Possibly mined (ours) or the nonce went to another transaction: ask the chain.
             if self._receipt(batch) is None and self._chain.transaction(batch.tx_hash) is None:
@@ -288,7 +310,7 @@ class SettlementWorker:
                 return True
             log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
         with self._store.session() as session:
-            settlement.mark_sent(session, batch.id)
+            settlement.mark_sent(session, batch.id, at=self._clock())
         self._crash("after_sending")
         return True
 
@@ -303,11 +325,14 @@ class SettlementWorker:
         self._crash("before_receipt")
         receipt = self._receipt(batch)
         if receipt is None:
-            if self._chain.transaction(batch.tx_hash) is None:
+            if all(self._chain.transaction(h) is None for h in batch.tx_hashes):
                 log.warning(
                     "batch %d: tx %s unknown to the node, resending", batch.id, batch.tx_hash
                 )
                 return self._send(batch)
+            sent_at = batch.sent_at or self._clock()
+            if self._clock() - sent_at >= self._config.replace_after:
+                return self._replace(batch)
             return False
         if receipt.status != 1:
             self._fail(batch, f"tx {receipt.tx_hash} reverted in block {receipt.block_number}")
@@ -323,6 +348,42 @@ class SettlementWorker:
             )
         return True
 
+    def _replace(self, batch: BatchRecord) -> bool:
+        """Replaces the stuck transaction: same nonce and calldata, fees up by at least 10 % (more
+        if the network asks for more), never above the cap. Stored before it is sent."""
+        fees = self._chain.fee_data()
+        cap = self._config.max_fee_per_gas
+        priority = max(min(fees.priority_fee, cap), bumped(batch.max_priority_fee_per_gas))
+        max_fee = max(min(cap, 2 * fees.base_fee + priority), bumped(batch.max_fee_per_gas))
+        if max_fee > cap or priority > max_fee:
+            log.warning(
+                "batch %d: tx %s is stuck but a 10%% fee bump would pass the cap of %d wei",
+                batch.id, batch.tx_hash, cap,
+            )  # fmt: skip
+            return False
+        raw_tx, tx_hash = self._sign_tx(
+            nonce=batch.nonce,
+            data=settle_calldata(batch.deadline, batch.groups, batch.signature),
+            gas=batch.gas_limit,
+            max_fee=max_fee,
+            priority=priority,
+        )
+        with self._store.session() as session:
+            replacement = settlement.replace_tx(
+                session,
+                batch.id,
+                raw_tx=raw_tx,
+                tx_hash=tx_hash,
+                max_fee_per_gas=max_fee,
+                max_priority_fee_per_gas=priority,
+                at=self._clock(),
+            )
+        log.info(
+            "batch %d: replacing %s with %s (max fee %d, tip %d wei)",
+            batch.id, batch.tx_hash, tx_hash, max_fee, priority,
+        )  # fmt: skip
+        return self._send(replacement)
+
     def _check_mined(self, batch: BatchRecord) -> bool:
         assert batch.block_number is not None  # noqa: S101 - mined batches have a block
         latest = self._chain.block("latest")
@@ -334,7 +395,7 @@ class SettlementWorker:
             log.warning("batch %d: tx %s left block %s", batch.id, batch.tx_hash, batch.block_hash)
             with self._store.session() as session:
                 if receipt is None:
-                    settlement.mark_sent(session, batch.id)
+                    settlement.mark_sent(session, batch.id, at=self._clock())
                 else:
                     settlement.mark_mined(
                         session,

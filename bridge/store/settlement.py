@@ -65,6 +65,8 @@ class BatchRecord:
     block_number: int | None
     block_hash: str | None
     error: str | None
+    sent_at: datetime | None
+    """When the current transaction (the first or the latest replacement) was sent."""
 
     @property
     def usage_count(self) -> int:
@@ -93,6 +95,7 @@ class BatchRecord:
             block_number=row.block_number,
             block_hash=row.block_hash,
             error=row.error,
+            sent_at=row.sent_at,
         )
 
 
@@ -245,11 +248,35 @@ def _batch_row(session: Session, batch_id: int) -> SettlementBatch:
     return row
 
 
-def mark_sent(session: Session, batch_id: int) -> None:
+def mark_sent(session: Session, batch_id: int, *, at: datetime) -> None:
+    """The batch's transaction went out (first time at ``at``), or came back out of a block."""
     row = _batch_row(session, batch_id)
     row.status = BatchStatus.SENT
-    row.sent_at = row.sent_at or utcnow()
+    row.sent_at = row.sent_at or at
     session.commit()
+
+
+def replace_tx(
+    session: Session,
+    batch_id: int,
+    *,
+    raw_tx: bytes,
+    tx_hash: str,
+    max_fee_per_gas: int,
+    max_priority_fee_per_gas: int,
+    at: datetime,
+) -> BatchRecord:
+    """Stores a replacement transaction (same nonce, higher fees) before it is sent; the earlier
+    hashes stay in ``tx_hashes``, since any of them may still be mined."""
+    row = _batch_row(session, batch_id)
+    row.raw_tx = raw_tx.hex()
+    row.tx_hash = tx_hash
+    row.tx_hashes = json.dumps([*json.loads(row.tx_hashes), tx_hash])
+    row.max_fee_per_gas = max_fee_per_gas
+    row.max_priority_fee_per_gas = max_priority_fee_per_gas
+    row.sent_at = at
+    session.commit()
+    return BatchRecord.of(row)
 
 
 def mark_mined(

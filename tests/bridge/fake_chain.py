@@ -22,7 +22,11 @@ from bridge.chain.ledger import (
     usages_settled_log,
 )
 from bridge.codec import Outcome, Usage
-from bridge.errors import NonceTooLowError, TransactionAlreadyKnownError
+from bridge.errors import (
+    NonceTooLowError,
+    ReplacementUnderpricedError,
+    TransactionAlreadyKnownError,
+)
 
 LEDGER = "0x000000000000000000000000000000000000ED6e"
 CHAIN_ID = 31337
@@ -38,6 +42,8 @@ class _Tx:
     nonce: int
     to: str
     data: bytes
+    max_fee: int
+    priority: int
 
 
 @dataclass
@@ -121,7 +127,17 @@ class FakeChain:
             nonce=nonce,
             to=to_checksum_address(bytes(fields["to"])),
             data=bytes(fields["data"]),
+            max_fee=int(fields["maxFeePerGas"]),
+            priority=int(fields["maxPriorityFeePerGas"]),
         )
+        for old in list(self.mempool.values()):
+            if (old.sender, old.nonce) != (sender, nonce):
+                continue
+            if tx.max_fee * 10 < old.max_fee * 11 or tx.priority * 10 < old.priority * 11:
+                raise ReplacementUnderpricedError(
+                    "fake://chain", -32000, "replacement transaction underpriced"
+                )
+            del self.mempool[old.tx_hash]
         self.mempool[tx_hash] = tx
         self.sent.append(tx_hash)
         if self.automine:

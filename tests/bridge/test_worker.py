@@ -16,7 +16,7 @@ from eth_utils.crypto import keccak
 from sqlalchemy import select
 
 from bridge.codec import Outcome
-from bridge.errors import NonceTooLowError
+from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
 from bridge.store.settlement import PendingUsage, recorded_nonce
@@ -393,3 +393,91 @@ def test_run_stops_promptly_when_asked(env: Env) -> None:
     thread.join(timeout=2)
     assert not thread.is_alive()
     assert env.usages()[0].status is UsageStatus.SETTLED
+
+
+# ---------------------------------------------------------------- stuck transactions
+
+
+def test_a_stuck_transaction_is_replaced_with_a_ten_percent_fee_bump(env: Env) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker(replace_after=timedelta(seconds=30), max_fee_per_gas=100 * 10**9)
+    worker.run_until_idle()
+    [first] = env.batches()
+    assert (first.status, first.max_fee_per_gas, first.max_priority_fee_per_gas) == (
+        BatchStatus.SENT,
+        3 * 10**9,
+        10**9,
+    )
+    env.clock.now += timedelta(seconds=29)
+    assert worker.step() is False  # not stuck yet
+
+    env.clock.now += timedelta(seconds=1)
+    assert worker.step() is True
+    [replaced] = env.batches()
+    assert (replaced.nonce, replaced.max_fee_per_gas, replaced.max_priority_fee_per_gas) == (
+        first.nonce,
+        3_300_000_000,
+        1_100_000_000,
+    )
+    assert replaced.tx_hashes == f'["{first.tx_hash}", "{replaced.tx_hash}"]'
+    assert list(env.chain.mempool) == [replaced.tx_hash]
+
+    env.chain.mine()
+    worker.run_until_idle()
+    [batch] = env.batches()
+    assert (batch.status, batch.tx_hash) == (BatchStatus.CONFIRMED, replaced.tx_hash)
+    assert env.usages()[0].tx_hash == replaced.tx_hash
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+def test_a_replacement_follows_a_rising_base_fee(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker(replace_after=timedelta(seconds=30), max_fee_per_gas=100 * 10**9)
+    worker.run_until_idle()
+    env.chain.base_fee = 20 * 10**9
+    env.clock.now += timedelta(seconds=30)
+    worker.step()
+    [batch] = env.batches()
+    assert (batch.max_fee_per_gas, batch.max_priority_fee_per_gas) == (
+        41_100_000_000,
+        1_100_000_000,
+    )
+
+
+def test_no_replacement_when_the_bump_would_pass_the_cap(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker(replace_after=timedelta(seconds=30), max_fee_per_gas=3 * 10**9)
+    worker.run_until_idle()
+    env.clock.now += timedelta(seconds=60)
+    assert worker.step() is False
+    [batch] = env.batches()
+    assert (batch.status, batch.max_fee_per_gas) == (BatchStatus.SENT, 3 * 10**9)
+    assert batch.tx_hashes == f'["{batch.tx_hash}"]'
+
+
+def test_an_earlier_transaction_of_the_batch_mined_after_its_replacement_settles_it(
+    env: Env,
+) -> None:
+    """The node refused the replacement (underpriced): the first transaction gets mined."""
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker(replace_after=timedelta(seconds=30))
+    worker.run_until_idle()
+    [first] = env.batches()
+    env.chain.send_errors.append(
+        ReplacementUnderpricedError("fake://chain", -32000, "replacement transaction underpriced")
+    )
+    env.clock.now += timedelta(seconds=30)
+    assert worker.step() is True
+    [replaced] = env.batches()
+    assert replaced.tx_hash != first.tx_hash
+    assert list(env.chain.mempool) == [first.tx_hash]
+    env.chain.mine()
+    worker.run_until_idle()
+    [batch] = env.batches()
+    assert (batch.status, batch.tx_hash) == (BatchStatus.CONFIRMED, first.tx_hash)
+    assert env.usages()[0].tx_hash == first.tx_hash
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}

@@ -23,7 +23,7 @@ from bridge.chain.client import Web3ChainClient
 from bridge.chain.ledger import USAGES_SETTLED_TOPIC
 from bridge.chain.views import Web3LicenseView
 from bridge.codec import Outcome
-from bridge.errors import NonceTooLowError
+from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.ingest import Ingestor, ItemStatus, UsageReport
 from bridge.settings import Settings
 from bridge.signers import load_signer
@@ -294,3 +294,55 @@ def test_the_web3_client_reads_blocks_transactions_and_ledger_logs(bridge: Bridg
         topics=[USAGES_SETTLED_TOPIC],
     )
     assert (log.tx_hash, log.block_hash) == (batch.tx_hash, batch.block_hash)
+
+
+def test_a_stuck_transaction_is_replaced_and_anvil_takes_the_bump(bridge: Bridge) -> None:
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    relayer = Account.from_key(RELAYER_KEY)
+    now = bridge.now()
+    ids = bridge.accept(0, *[(t, u, 1, now - 40) for t, u in _licensed(world, 0, 2)])
+    nonce_before = w3.eth.get_transaction_count(relayer.address)
+    clock = [datetime.now(UTC)]
+    worker = bridge.worker(clock=lambda: clock[0])
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        worker.run_until_idle()
+        [first] = bridge.batches()
+        assert first.status is BatchStatus.SENT
+
+        # A replacement paying no more is refused (anvil asks for more, geth for 10 % more), in
+        # words the client classifies.
+        client = Web3ChainClient([bridge.chain.url])
+        tx = w3.eth.get_transaction(first.tx_hash)
+        same_fees = relayer.sign_transaction(
+            {
+                "type": 2,
+                "chainId": w3.eth.chain_id,
+                "nonce": first.nonce,
+                "to": tx["to"],
+                "value": 0,
+                "data": tx["input"],
+                "gas": first.gas_limit + 1,
+                "maxFeePerGas": first.max_fee_per_gas,
+                "maxPriorityFeePerGas": first.max_priority_fee_per_gas,
+            }
+        )
+        with pytest.raises(ReplacementUnderpricedError):
+            client.send_raw_transaction(bytes(same_fees.raw_transaction))
+
+        clock[0] += timedelta(minutes=5)
+        assert worker.step() is True
+        [replaced] = bridge.batches()
+        assert replaced.tx_hash != first.tx_hash
+        assert replaced.nonce == first.nonce
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+        worker.run_until_idle()
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    [batch] = bridge.batches()
+    assert (batch.status, batch.tx_hash) == (BatchStatus.CONFIRMED, replaced.tx_hash)
+    assert w3.eth.get_transaction_count(relayer.address) == nonce_before + 1
+    usages = bridge.usages()
+    assert [usages[i].status for i in ids] == [UsageStatus.SETTLED] * 2
+    assert {usages[i].tx_hash for i in ids} == {replaced.tx_hash}
