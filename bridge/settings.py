@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         default=timedelta(seconds=60),
         description="Replace a pending settlement tx with a fee bump after this long.",
     )
+    worker_lease_ttl: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="A worker that has not renewed its relayer lease this long is replaced.",
+    )
     attester_keystore: Path | None = None
     relayer_keystore: Path | None = None
     keystore_password: SecretStr | None = None

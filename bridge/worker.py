@@ -17,7 +17,10 @@ The clock, the chain client (and with it the RPC URL list) and a crash hook call
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,6 +85,7 @@ class WorkerConfig:
     deadline_s: int = 3600
     poll_s: float = 0.2
     replace_after: timedelta = timedelta(seconds=60)
+    lease_ttl: timedelta = timedelta(seconds=30)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -96,6 +100,7 @@ class WorkerConfig:
             deadline_s=settings.batch_deadline_s,
             poll_s=settings.worker_poll_s,
             replace_after=settings.replace_after,
+            lease_ttl=settings.worker_lease_ttl,
         )
 
 
@@ -132,6 +137,7 @@ class SettlementWorker:
         config: WorkerConfig,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: CrashHook = _no_crash,
+        holder: str | None = None,
     ) -> None:
         self._store = store
         self._chain = chain
@@ -143,22 +149,50 @@ class SettlementWorker:
         self._crash_point = crash_point
         self._chain_id: int | None = None
         self.relayer_address: str = relayer.address
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._leased = False
 
     # ------------------------------------------------------------ loop
 
     def run(self, stop: threading.Event) -> None:
         """Steps until ``stop`` is set. Stopping never abandons a batch half-way: each step ends in
         a stored state that this or the next worker resumes."""
-        log.info("settlement worker for relayer %s started", self.relayer_address)
-        while not stop.is_set():
-            try:
-                progressed = self.step()
-            except (ChainUnavailableError, RpcError) as exc:
-                log.warning("settlement step failed, retrying: %s", exc)
-                progressed = False
-            if not progressed:
-                stop.wait(self._config.poll_s)
-        log.info("settlement worker for relayer %s stopped", self.relayer_address)
+        log.info("settlement worker %s for relayer %s started", self.holder, self.relayer_address)
+        try:
+            while not stop.is_set():
+                try:
+                    progressed = self.step()
+                except (ChainUnavailableError, RpcError) as exc:
+                    log.warning("settlement step failed, retrying: %s", exc)
+                    progressed = False
+                if not progressed:
+                    stop.wait(self._config.poll_s)
+        finally:
+            self.release()
+        log.info("settlement worker %s for relayer %s stopped", self.holder, self.relayer_address)
+
+    def release(self) -> None:
+        """Gives up the relayer's lease, so a waiting worker takes over without waiting it out."""
+        with self._store.session() as session:
+            settlement.release_lease(session, relayer=self.relayer_address, holder=self.holder)
+        self._leased = False
+
+    def _hold_lease(self) -> bool:
+        with self._store.session() as session:
+            held = settlement.acquire_lease(
+                session,
+                relayer=self.relayer_address,
+                holder=self.holder,
+                now=self._clock(),
+                ttl=self._config.lease_ttl,
+            )
+        if held != self._leased:
+            log.info(
+                "worker %s %s the lease of relayer %s",
+                self.holder, "holds" if held else "lost", self.relayer_address,
+            )  # fmt: skip
+            self._leased = held
+        return held
 
     def run_until_idle(self, *, max_steps: int = 10_000) -> int:
         """Steps until nothing is left to do now; the number of steps that made progress."""
@@ -169,7 +203,11 @@ class SettlementWorker:
 
     def step(self) -> bool:
         """Moves the open batch on by one stored transition, or starts a batch; whether anything
-        happened (False: waiting for the chain or for usages)."""
+        happened (False: waiting for the chain, for usages or for another worker's lease).
+
+        Only the holder of the relayer's lease acts; each step renews it (``lease_ttl``)."""
+        if not self._hold_lease():
+            return False
         with self._store.session() as session:
             batch = settlement.open_batch(session, relayer=self.relayer_address)
         if batch is None:

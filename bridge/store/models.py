@@ -194,3 +194,14 @@ class RelayerNonce(Base):
     address: Mapped[str] = mapped_column(String(42), primary_key=True)
     next_nonce: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class WorkerLease(Base):
+    """Who runs the settlement worker of a relayer key, until when (renewed while it runs)."""
+
+    __tablename__ = "worker_leases"
+
+    relayer: Mapped[str] = mapped_column(String(42), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())

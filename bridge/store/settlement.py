@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.store.models import (
@@ -23,6 +24,7 @@ from bridge.store.models import (
     SettlementBatch,
     UsageEvent,
     UsageStatus,
+    WorkerLease,
     utcnow,
 )
 
@@ -338,3 +340,58 @@ def batch_usage_ids(session: Session, batch_id: int) -> list[int]:
             select(UsageEvent.id).where(UsageEvent.batch_id == batch_id).order_by(UsageEvent.id)
         )
     )
+
+
+# ---------------------------------------------------------------- the lease
+
+
+def acquire_lease(
+    session: Session, *, relayer: str, holder: str, now: datetime, ttl: timedelta
+) -> bool:
+    """Takes or renews the relayer's lease for ``holder`` until ``now + ttl``; whether it holds it.
+
+    One conditional UPDATE (the row is locked while it runs, on PostgreSQL as on SQLite) renews a
+    lease of ``holder`` or takes over an expired one; a missing row is inserted, and of two
+    inserting at once the primary key lets one win.
+    """
+    key = relayer.lower()
+    try:
+        result: Any = session.execute(
+            update(WorkerLease)
+            .where(
+                WorkerLease.relayer == key,
+                or_(WorkerLease.holder == holder, WorkerLease.expires_at <= now),
+            )
+            .values(holder=holder, expires_at=now + ttl)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:
+            session.commit()
+            return True
+        if session.get(WorkerLease, key) is not None:
+            session.rollback()
+            return False
+        session.add(WorkerLease(relayer=key, holder=holder, expires_at=now + ttl, acquired_at=now))
+        session.commit()
+        return True
+    except IntegrityError:
+        session.rollback()
+        return False
+    except BaseException:
+        session.rollback()
+        raise
+
+
+def release_lease(session: Session, *, relayer: str, holder: str) -> None:
+    """Gives the lease up (if ``holder`` has it), so a waiting worker takes over at once."""
+    session.execute(
+        delete(WorkerLease).where(
+            WorkerLease.relayer == relayer.lower(), WorkerLease.holder == holder
+        )
+    )
+    session.commit()
+
+
+def lease_holder(session: Session, relayer: str) -> str | None:
+    row = session.get(WorkerLease, relayer.lower())
+    return None if row is None else row.holder

@@ -122,8 +122,8 @@ def store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Itera
         with store.engine.begin() as conn:
             conn.execute(
                 text(
-                    "TRUNCATE usage_events, settlement_batches, relayer_nonces, brands"
-                    " RESTART IDENTITY CASCADE"
+                    "TRUNCATE usage_events, settlement_batches, relayer_nonces, worker_leases,"
+                    " brands RESTART IDENTITY CASCADE"
                 )
             )
     try:

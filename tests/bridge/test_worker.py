@@ -19,7 +19,7 @@ from bridge.codec import Outcome
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
-from bridge.store.settlement import PendingUsage, recorded_nonce
+from bridge.store.settlement import PendingUsage, acquire_lease, lease_holder, recorded_nonce
 from bridge.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
 
 from .fake_chain import DEFAULT_PRICE, LEDGER, START_TIME, FakeChain
@@ -85,8 +85,13 @@ class Env:
             return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
 
     def worker(
-        self, crash_point: Callable[[str], None] | None = None, **config: object
+        self,
+        crash_point: Callable[[str], None] | None = None,
+        holder: str = "the-worker",
+        **config: object,
     ) -> SettlementWorker:
+        """A worker; by default every worker of a test has one identity (a process restarted
+        under the same name), so it does not wait out its predecessor's lease."""
         options: dict[str, object] = {"batch_size": 10, "max_age": timedelta(seconds=2)}
         options.update(config)
         return SettlementWorker(
@@ -97,6 +102,7 @@ class Env:
             config=WorkerConfig(ledger=LEDGER, **options),  # type: ignore[arg-type]
             clock=self.clock,
             crash_point=crash_point or (lambda point: None),
+            holder=holder,
         )
 
 
@@ -481,3 +487,69 @@ def test_an_earlier_transaction_of_the_batch_mined_after_its_replacement_settles
     assert (batch.status, batch.tx_hash) == (BatchStatus.CONFIRMED, first.tx_hash)
     assert env.usages()[0].tx_hash == first.tx_hash
     assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+# ---------------------------------------------------------------- one worker per relayer
+
+
+def test_a_second_worker_waits_for_the_lease_and_takes_over_when_the_first_dies(
+    env: Env,
+) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    first = env.worker(crash_at("after_signing"), holder="first", lease_ttl=timedelta(seconds=30))
+    with pytest.raises(Crash):
+        first.run_until_idle()
+    second = env.worker(holder="second", lease_ttl=timedelta(seconds=30))
+    assert second.step() is False
+    env.clock.now += timedelta(seconds=29)
+    assert second.run_until_idle() == 0
+    assert env.chain.sent == []
+    with env.store.session() as session:
+        assert lease_holder(session, RELAYER.address) == "first"
+
+    env.clock.now += timedelta(seconds=1)  # the first worker's lease runs out
+    assert second.run_until_idle() > 0
+    with env.store.session() as session:
+        assert lease_holder(session, RELAYER.address) == "second"
+    [batch] = env.batches()
+    assert (batch.status, env.chain.sent) == (BatchStatus.CONFIRMED, [batch.tx_hash])
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+    env.add(BRAND_A, (1, 0, 1))
+    assert first.run_until_idle() == 0  # the first one, back, has lost the lease
+
+
+def test_a_stopped_worker_hands_the_lease_over_at_once(env: Env) -> None:
+    stop = threading.Event()
+    stop.set()
+    first = env.worker(holder="first")
+    assert first.step() is False  # takes the lease, nothing to do
+    first.run(stop)  # returns at once and releases the lease
+    with env.store.session() as session:
+        assert lease_holder(session, RELAYER.address) is None
+    env.add(BRAND_A, (1, 0, 1))
+    assert env.worker(holder="second").run_until_idle() > 0
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+
+
+def test_only_one_of_two_racing_workers_gets_the_lease(env: Env) -> None:
+    barrier = threading.Barrier(8)
+    won: list[str] = []
+
+    def race(holder: str) -> None:
+        barrier.wait()
+        with env.store.session() as session:
+            if acquire_lease(
+                session,
+                relayer=RELAYER.address,
+                holder=holder,
+                now=env.clock.now,
+                ttl=timedelta(seconds=30),
+            ):
+                won.append(holder)
+
+    threads = [threading.Thread(target=race, args=(f"w{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(won) == 1

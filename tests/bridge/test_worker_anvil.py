@@ -248,7 +248,9 @@ def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_pa
     assert (signed.status, signed.nonce) == (BatchStatus.SIGNED, nonce_before)
     assert w3.eth.get_transaction_count(relayer) == nonce_before  # nothing went out
 
-    bridge.worker().run_until_idle()
+    # A new process: it waits out the dead worker's lease (its clock is past it), then resumes.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    bridge.worker(clock=lambda: later).run_until_idle()
     [batch] = bridge.batches()
     assert (batch.status, batch.nonce, batch.tx_hash) == (
         BatchStatus.CONFIRMED,
