@@ -135,6 +135,55 @@ def brand_list() -> None:
     Console(highlight=False, width=200).print(table)
 
 
+@app.command("worker")
+def worker_command() -> None:
+    """Run the settlement worker until SIGTERM or Ctrl-C (the batch in flight stays stored and
+    resumes on the next start)."""
+    import signal
+    import threading
+
+    from bridge.chain.client import Web3ChainClient
+    from bridge.errors import BridgeError
+    from bridge.signers import signers_from_settings
+    from bridge.worker import SettlementWorker, WorkerConfig
+
+    settings = _settings()
+    if not settings.rpc_urls or settings.ledger_address is None:
+        _stderr().print(
+            "the worker needs TWIN_BRIDGE_RPC_URL and TWIN_BRIDGE_LEDGER_ADDRESS",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    chain = Web3ChainClient(settings.rpc_urls)
+    try:
+        attester, relayer = signers_from_settings(settings, chain_id=chain.chain_id())
+    except BridgeError as exc:
+        _stderr().print(str(exc), style="red", markup=False)
+        raise typer.Exit(2) from exc
+    store = _migrated_store(settings)
+    worker = SettlementWorker(
+        store=store,
+        chain=chain,
+        attester=attester,
+        relayer=relayer,
+        config=WorkerConfig.from_settings(settings),
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    _stderr().print(
+        f"settling for relayer {relayer.address} (attester {attester.address}) on chain "
+        f"{chain.chain_id()} through {', '.join(settings.rpc_urls)}",
+        markup=False,
+        soft_wrap=True,
+    )
+    try:
+        worker.run(stop)
+    finally:
+        store.close()
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 
 from bridge.errors import SigningKeyError
+
+if TYPE_CHECKING:
+    from bridge.settings import Settings
 
 DEV_CHAIN_IDS: Final = frozenset({31337, 1337})
 """Anvil/Hardhat and Ganache/geth --dev: chains whose keys guard nothing."""
@@ -64,3 +68,40 @@ def read_password(*, password_file: Path | None, password: str | None) -> str | 
         lines = password_file.read_text(encoding="utf-8").splitlines()
         return lines[0] if lines else ""
     return password
+
+
+def signers_from_settings(
+    settings: Settings, *, chain_id: int
+) -> tuple[LocalAccount, LocalAccount]:
+    """The attester and relayer keys the settings name; with no relayer key of its own, the
+    relayer is the attester (one key for both, as on a dev chain).
+
+    Raises:
+        SigningKeyError: as ``load_signer``.
+    """
+
+    def raw(value: SecretStr | None) -> str | None:
+        return None if value is None else value.get_secret_value()
+
+    password = read_password(
+        password_file=settings.keystore_password_file,
+        password=raw(settings.keystore_password),
+    )
+
+    attester = load_signer(
+        "attester",
+        chain_id=chain_id,
+        keystore=settings.attester_keystore,
+        password=password,
+        private_key=raw(settings.attester_private_key),
+    )
+    if settings.relayer_keystore is None and settings.relayer_private_key is None:
+        return attester, attester
+    relayer = load_signer(
+        "relayer",
+        chain_id=chain_id,
+        keystore=settings.relayer_keystore,
+        password=password,
+        private_key=raw(settings.relayer_private_key),
+    )
+    return attester, relayer

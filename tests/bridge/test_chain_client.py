@@ -146,3 +146,28 @@ def test_a_keystore_is_decrypted_with_its_password(tmp_path: Path) -> None:
     with pytest.raises(SigningKeyError, match="exactly one"):
         load_signer("relayer", chain_id=1)
     assert read_password(password_file=None, password="from-env") == "from-env"  # noqa: S106
+
+
+def test_settings_name_the_keys_and_the_relayer_defaults_to_the_attester(tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from bridge.settings import Settings
+    from bridge.signers import signers_from_settings
+
+    relayer_key = keccak(text="another key")
+    keystore = tmp_path / "relayer.json"
+    keystore.write_text(
+        json.dumps(Account.encrypt(relayer_key, "pw", kdf="pbkdf2", iterations=1024)),
+        encoding="utf-8",
+    )
+    only_attester = Settings(attester_private_key=SecretStr("0x" + KEY.hex()))
+    attester, relayer = signers_from_settings(only_attester, chain_id=31337)
+    assert attester.address == relayer.address == Account.from_key(KEY).address
+
+    both = only_attester.model_copy(
+        update={"relayer_keystore": keystore, "keystore_password": SecretStr("pw")}
+    )
+    attester, relayer = signers_from_settings(both, chain_id=1337)
+    assert relayer.address == Account.from_key(relayer_key).address
+    with pytest.raises(SigningKeyError, match="raw private key is refused on chain 1;"):
+        signers_from_settings(both, chain_id=1)

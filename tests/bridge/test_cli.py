@@ -92,3 +92,9 @@ def test_invalid_settings_are_reported(runner: CliRunner, monkeypatch: pytest.Mo
     result = runner.invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert "rpc_url and ledger_address must be set together" in result.output
+
+
+def test_worker_needs_an_rpc_url_and_a_ledger(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["worker"])
+    assert result.exit_code == 2
+    assert "the worker needs TWIN_BRIDGE_RPC_URL and TWIN_BRIDGE_LEDGER_ADDRESS" in result.output

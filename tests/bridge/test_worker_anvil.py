@@ -7,6 +7,13 @@ benchmark's setup) and each test runs from an ``evm_snapshot`` of that state."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +37,7 @@ from bridge.signers import load_signer
 from bridge.store import migrate
 from bridge.store.models import BatchStatus, SettlementBatch, UsageEvent, UsageStatus
 from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
+from bridge.store.settlement import lease_holder
 from bridge.usage import UsageType
 from bridge.worker import SettlementWorker, WorkerConfig
 from scripts.bench_gas import World, local_anvil, setup
@@ -348,3 +356,54 @@ def test_a_stuck_transaction_is_replaced_and_anvil_takes_the_bump(bridge: Bridge
     usages = bridge.usages()
     assert [usages[i].status for i in ids] == [UsageStatus.SETTLED] * 2
     assert {usages[i].tx_hash for i in ids} == {replaced.tx_hash}
+
+
+def test_the_worker_command_settles_and_stops_cleanly_on_sigterm(
+    bridge: Bridge, tmp_path: Path
+) -> None:
+    world = bridge.chain.world
+    now = bridge.now()
+    ids = bridge.accept(0, *[(t, u, 1, now - 20) for t, u in _licensed(world, 0, 2)])
+    keystore = tmp_path / "relayer.json"
+    keystore.write_text(
+        json.dumps(Account.encrypt(RELAYER_KEY, "pw", kdf="pbkdf2", iterations=1024)),
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+    env.update(
+        {
+            "TWIN_BRIDGE_DATA_DIR": str(tmp_path / "state"),
+            "TWIN_BRIDGE_DATABASE_URL": bridge.store.engine.url.render_as_string(False),
+            "TWIN_BRIDGE_RPC_URL": DEAD_URL,
+            "TWIN_BRIDGE_RPC_FALLBACK_URLS": json.dumps([bridge.chain.url]),
+            "TWIN_BRIDGE_LEDGER_ADDRESS": world.ledger.address,
+            "TWIN_BRIDGE_ATTESTER_PRIVATE_KEY": "0x" + world.attester.key.hex(),
+            "TWIN_BRIDGE_RELAYER_KEYSTORE": str(keystore),
+            "TWIN_BRIDGE_KEYSTORE_PASSWORD": "pw",
+            "TWIN_BRIDGE_BATCH_MAX_AGE": "PT0S",
+            "TWIN_BRIDGE_WORKER_POLL_S": "0.05",
+        }
+    )
+    command = [str(Path(sys.executable).parent / "twin-bridge"), "worker"]
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and proc.poll() is None:
+                if all(bridge.usages()[i].status is UsageStatus.SETTLED for i in ids):
+                    break
+                time.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            returncode = proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log.seek(0)
+        output = log.read().decode()
+    assert returncode == 0, output
+    relayer = Account.from_key(RELAYER_KEY).address
+    assert f"settling for relayer {relayer}" in output, output
+    assert [bridge.usages()[i].status for i in ids] == [UsageStatus.SETTLED] * 2
+    with bridge.store.session() as session:
+        assert lease_holder(session, relayer) is None
