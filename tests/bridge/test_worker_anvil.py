@@ -113,7 +113,7 @@ class Bridge:
         with self.store.session() as session:
             return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
 
-    def worker(self, **hooks: Any) -> SettlementWorker:
+    def worker(self, confirmations: int = 1, **hooks: Any) -> SettlementWorker:
         client = Web3ChainClient([DEAD_URL, self.chain.url], timeout=5, backoff=0)
         chain_id = client.chain_id()
         attester = load_signer(
@@ -128,7 +128,7 @@ class Bridge:
             config=WorkerConfig(
                 ledger=self.chain.world.ledger.address,
                 batch_size=100,
-                confirmations=1,
+                confirmations=confirmations,
                 max_age=timedelta(0),  # settle at once
             ),
             **hooks,
@@ -407,3 +407,34 @@ def test_the_worker_command_settles_and_stops_cleanly_on_sigterm(
     assert [bridge.usages()[i].status for i in ids] == [UsageStatus.SETTLED] * 2
     with bridge.store.session() as session:
         assert lease_holder(session, relayer) is None
+
+
+def test_a_reorg_before_the_confirmation_depth_is_settled_again_and_paid_once(
+    bridge: Bridge,
+) -> None:
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    now = bridge.now()
+    ids = bridge.accept(1, *[(t, u, 2, now - 20) for t, u in _licensed(world, 1, 2)])
+    escrow_before = _escrow(world, 1)
+    worker = bridge.worker(confirmations=3)
+    worker.run_until_idle()
+    [mined] = bridge.batches()
+    assert mined.status is BatchStatus.MINED
+
+    w3.provider.make_request("anvil_reorg", [1, []])  # type: ignore[arg-type]
+    for _ in range(2):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    worker.run_until_idle()
+    for _ in range(2):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    worker.run_until_idle()
+
+    [batch] = bridge.batches()
+    assert batch.status is BatchStatus.CONFIRMED
+    assert batch.block_hash != mined.block_hash
+    usages = bridge.usages()
+    assert [(usages[i].status, usages[i].block_number) for i in ids] == [
+        (UsageStatus.SETTLED, batch.block_number)
+    ] * 2
+    assert escrow_before - _escrow(world, 1) == sum(usages[i].amount or 0 for i in ids)
