@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from sqlalchemy.exc import OperationalError
 
 from bridge import eip712
 from bridge.chain.client import ChainClient, Receipt
@@ -49,7 +50,13 @@ from bridge.settings import Settings
 from bridge.store import settlement
 from bridge.store.models import BatchStatus
 from bridge.store.repository import Store
-from bridge.store.settlement import BatchRecord, NewBatch, PendingUsage, UsageResult
+from bridge.store.settlement import (
+    BatchRecord,
+    ClaimConflictError,
+    NewBatch,
+    PendingUsage,
+    UsageResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +169,12 @@ class SettlementWorker:
             while not stop.is_set():
                 try:
                     progressed = self.step()
-                except (ChainUnavailableError, RpcError) as exc:
+                except (
+                    ChainUnavailableError,
+                    RpcError,
+                    OperationalError,
+                    ClaimConflictError,
+                ) as exc:
                     log.warning("settlement step failed, retrying: %s", exc)
                     progressed = False
                 if not progressed:
@@ -239,19 +251,24 @@ class SettlementWorker:
         )
 
     def _start_batch(self) -> bool:
+        latest = self._chain.block("latest")
+        if latest is None:
+            raise ChainUnavailableError("chain", "no latest block")
+        # A usage reported a little ahead (the API takes up to a few minutes) waits for the chain's
+        # clock: settled now, the ledger would reject it as a usage in the future.
+        used_by = datetime.fromtimestamp(latest.timestamp, UTC)
         with self._store.session() as session:
-            oldest = settlement.oldest_accepted(session)
+            oldest = settlement.oldest_accepted(session, used_by=used_by)
             if oldest is None:
                 return False
-            usages = settlement.pick_accepted(session, limit=self._config.batch_size)
+            usages = settlement.pick_accepted(
+                session, limit=self._config.batch_size, used_by=used_by
+            )
         if not usages or not self._ready(len(usages), oldest):
             return False
         groups = group_usages(usages)
         self._crash("after_batching")
 
-        latest = self._chain.block("latest")
-        if latest is None:
-            raise ChainUnavailableError("chain", "no latest block")
         deadline = latest.timestamp + self._config.deadline_s
         words = [(brand, [u.encode() for u in members]) for brand, members in groups]
         data = eip712.usage_batch(deadline, words, chain_id=self.chain_id, ledger=self._ledger)

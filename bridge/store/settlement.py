@@ -130,19 +130,21 @@ class UsageResult:
     amount: int | None
 
 
-def oldest_accepted(session: Session) -> datetime | None:
-    """When the longest-waiting accepted usage was stored."""
+def oldest_accepted(session: Session, *, used_by: datetime) -> datetime | None:
+    """When the longest-waiting accepted usage used by ``used_by`` was stored."""
     return session.scalar(
-        select(func.min(UsageEvent.created_at)).where(UsageEvent.status == UsageStatus.ACCEPTED)
+        select(func.min(UsageEvent.created_at)).where(
+            UsageEvent.status == UsageStatus.ACCEPTED, UsageEvent.used_at <= used_by
+        )
     )
 
 
-def pick_accepted(session: Session, *, limit: int) -> list[PendingUsage]:
-    """Up to ``limit`` accepted usages, oldest (lowest id) first."""
+def pick_accepted(session: Session, *, limit: int, used_by: datetime) -> list[PendingUsage]:
+    """Up to ``limit`` accepted usages used by ``used_by``, oldest (lowest id) first."""
     query = (
         select(UsageEvent, Brand.address)
         .join(Brand, Brand.id == UsageEvent.brand_id)
-        .where(UsageEvent.status == UsageStatus.ACCEPTED)
+        .where(UsageEvent.status == UsageStatus.ACCEPTED, UsageEvent.used_at <= used_by)
         .order_by(UsageEvent.id)
         .limit(limit)
     )

@@ -50,7 +50,9 @@ class Env:
     clock: Clock
     brands: dict[str, int]
 
-    def add(self, brand: str, *specs: tuple[int, int, int]) -> list[int]:
+    def add(
+        self, brand: str, *specs: tuple[int, int, int], used_at: datetime = USED_AT
+    ) -> list[int]:
         """Stores accepted usages ``(twin, usage type, quantity)`` of ``brand``; their ids."""
         brand_id = self.brands[brand]
         with self.store.session() as session:
@@ -62,7 +64,7 @@ class Env:
                     twin_id=twin,
                     usage_type=usage_type,
                     quantity=quantity,
-                    used_at=USED_AT,
+                    used_at=used_at,
                     campaign_ref=None,
                     asset_ref=None,
                 )
@@ -167,6 +169,22 @@ def test_waits_for_a_full_batch_or_for_the_oldest_usage_to_age(env: Env) -> None
     env.add(BRAND_A, (1, 0, 1), (1, 0, 1), (1, 0, 1))  # a full batch goes at once
     assert worker.run_until_idle() > 0
     assert [u.status for u in env.usages()] == [UsageStatus.SETTLED] * 5
+
+
+def test_a_usage_reported_ahead_of_the_chain_clock_waits_for_it(env: Env) -> None:
+    (ahead,) = env.add(BRAND_A, (1, 0, 1), used_at=datetime.fromtimestamp(START_TIME + 5, UTC))
+    (now,) = env.add(BRAND_A, (1, 0, 1))
+    worker = env.worker()
+    worker.run_until_idle()
+    assert {u.usage_id: u.status for u in env.usages()} == {
+        ahead: UsageStatus.ACCEPTED,
+        now: UsageStatus.SETTLED,
+    }
+    for _ in range(5):  # the fake chain's blocks are a second apart
+        env.chain.mine(empty=True)
+    worker.run_until_idle()
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED] * 2
+    assert env.chain.paid == {ahead: DEFAULT_PRICE, now: DEFAULT_PRICE}
 
 
 def test_splits_usages_into_batches_of_batch_size_with_consecutive_nonces(env: Env) -> None:
