@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from bridge import eip712
 from bridge.chain.client import ChainClient, Receipt
 from bridge.chain.ledger import (
+    SettledGroup,
     decode_price_at,
     decode_usages_settled,
     price_at_calldata,
@@ -109,6 +110,10 @@ class WorkerConfig:
             replace_after=settings.replace_after,
             lease_ttl=settings.worker_lease_ttl,
         )
+
+
+def _price_key(usage: Usage, brand: str) -> tuple[int, str, int, int]:
+    return (usage.twin_id, brand, usage.usage_type, usage.used_at)
 
 
 def group_usages(usages: Sequence[PendingUsage]) -> list[tuple[str, list[Usage]]]:
@@ -474,19 +479,19 @@ class SettlementWorker:
 
     def _results(self, batch: BatchRecord, receipt: Receipt) -> list[UsageResult]:
         expected = {Usage.decode(w).usage_id for _, words in batch.groups for w in words}
-        prices: dict[tuple[int, str, int, int], int] = {}
+        groups = [
+            group
+            for group in decode_usages_settled(receipt.logs, ledger=self._ledger)
+            if group.batch_digest.hex() == batch.digest.removeprefix("0x")
+        ]
+        prices = self._prices(groups, receipt.block_number)
         results: list[UsageResult] = []
-        for group in decode_usages_settled(receipt.logs, ledger=self._ledger):
-            if group.batch_digest.hex() != batch.digest.removeprefix("0x"):
-                continue
+        for group in groups:
             total = 0
             for usage, outcome in group.results:
                 amount: int | None = None
                 if outcome is Outcome.PAID:
-                    key = (usage.twin_id, group.brand, usage.usage_type, usage.used_at)
-                    if key not in prices:
-                        prices[key] = self._price(key, receipt.block_number)
-                    amount = prices[key] * usage.quantity
+                    amount = prices[_price_key(usage, group.brand)] * usage.quantity
                     total += amount
                 results.append(
                     UsageResult(
@@ -508,15 +513,32 @@ class SettlementWorker:
                 "chain",
                 None,
                 f"receipt of {receipt.tx_hash} reports usages {sorted(found ^ expected)[:5]} "
-                "unlike batch {batch.id}",
+                f"unlike batch {batch.id}",
             )
         return results
 
-    def _price(self, key: tuple[int, str, int, int], block_number: int) -> int:
-        twin_id, brand, usage_type, used_at = key
-        data = price_at_calldata(twin_id=twin_id, brand=brand, usage_type=usage_type, at=used_at)
-        _, price = decode_price_at(self._chain.call(to=self._ledger, data=data, block=block_number))
-        return price
+    def _prices(
+        self, groups: Sequence[SettledGroup], block_number: int
+    ) -> dict[tuple[int, str, int, int], int]:
+        """The price of each paid usage's (twin, brand, type, time) as the settling block saw it,
+        asked of ``priceAt`` in batched calls."""
+        keys = sorted(
+            {
+                _price_key(usage, group.brand)
+                for group in groups
+                for usage, outcome in group.results
+                if outcome is Outcome.PAID
+            }
+        )
+        answers = self._chain.call_many(
+            to=self._ledger,
+            calls=[
+                price_at_calldata(twin_id=twin, brand=brand, usage_type=kind, at=at)
+                for twin, brand, kind, at in keys
+            ],
+            block=block_number,
+        )
+        return {key: decode_price_at(answer)[1] for key, answer in zip(keys, answers, strict=True)}
 
     def _fail(self, batch: BatchRecord, error: str) -> None:
         log.error("batch %d failed, its usages go back to accepted: %s", batch.id, error)

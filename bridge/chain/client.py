@@ -92,6 +92,12 @@ class ChainClient(Protocol):
 
     def call(self, *, to: str, data: bytes, block: BlockTag = "latest") -> bytes: ...
 
+    def call_many(
+        self, *, to: str, calls: Sequence[bytes], block: BlockTag = "latest"
+    ) -> list[bytes]:
+        """``call`` for each calldata, in as few round trips as the node allows."""
+        ...
+
     def send_raw_transaction(self, raw: bytes) -> str:
         """Broadcasts a signed transaction; returns its hash (0x-hex)."""
         ...
@@ -170,6 +176,9 @@ def _log(entry: Any) -> LogEntry:
         log_index=int(entry["logIndex"]),
     )
 
+
+_CALLS_PER_BATCH: Final = 250
+"""eth_calls per JSON-RPC batch request (providers cap batches at 100-1,000)."""
 
 _UNREACHABLE: Final = (
     requests.exceptions.ConnectionError,
@@ -279,6 +288,24 @@ class Web3ChainClient:
     def call(self, *, to: str, data: bytes, block: BlockTag = "latest") -> bytes:
         tx: Any = {"to": Web3.to_checksum_address(to), "data": _hex(data)}
         return self._ask(lambda w3: bytes(w3.eth.call(tx, block)))
+
+    def call_many(
+        self, *, to: str, calls: Sequence[bytes], block: BlockTag = "latest"
+    ) -> list[bytes]:
+        target = Web3.to_checksum_address(to)
+
+        def run(w3: Web3) -> list[bytes]:
+            answers: list[bytes] = []
+            for start in range(0, len(calls), _CALLS_PER_BATCH):
+                with w3.batch_requests() as batch:
+                    for data in calls[start : start + _CALLS_PER_BATCH]:
+                        tx: Any = {"to": target, "data": _hex(data)}
+                        batch.add(w3.eth.call(tx, block))
+                    results: list[Any] = list(batch.execute())  # formatted results, not raw
+                    answers.extend(bytes(answer) for answer in results)
+            return answers
+
+        return self._ask(run)
 
     def send_raw_transaction(self, raw: bytes) -> str:
         return self._ask(lambda w3: _hex(w3.eth.send_raw_transaction(raw)))

@@ -109,6 +109,11 @@ class FakeChain:
         price = self.price(int(twin_id), str(brand), int(usage_type))
         return encode(["uint8", "uint256"], [0, price])
 
+    def call_many(
+        self, *, to: str, calls: Sequence[bytes], block: BlockTag = "latest"
+    ) -> list[bytes]:
+        return [self.call(to=to, data=data, block=block) for data in calls]
+
     def send_raw_transaction(self, raw: bytes) -> str:
         if self.send_errors:
             raise self.send_errors.pop(0)
