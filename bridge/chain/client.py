@@ -182,6 +182,7 @@ _CALLS_PER_BATCH: Final = 250
 
 _UNREACHABLE: Final = (
     requests.exceptions.ConnectionError,
+    requests.exceptions.HTTPError,  # 5xx and 429 from the endpoint or a proxy in front of it
     requests.exceptions.Timeout,
     ConnectionError,
     TimeoutError,

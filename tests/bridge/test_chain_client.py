@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,6 +73,30 @@ def test_a_client_with_no_reachable_url_says_which_failed_last() -> None:
         client.chain_id()
     assert caught.value.rpc_url == "http://127.0.0.1:9/a"  # a, b, then a again
     assert client.current_url == "http://127.0.0.1:9/b"
+
+
+def test_an_endpoint_answering_http_errors_hands_over_to_the_next() -> None:
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.send_response(503)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Unavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        busy = f"http://127.0.0.1:{server.server_address[1]}"
+        client = Web3ChainClient([busy, "http://127.0.0.1:9"], timeout=2, attempts=2, backoff=0)
+        with pytest.raises(ChainUnavailableError) as caught:
+            client.chain_id()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.rpc_url == "http://127.0.0.1:9"  # the 503 one first, then the next
+    assert client.current_url == busy
 
 
 def test_a_client_needs_a_url() -> None:
