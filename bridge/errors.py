@@ -47,6 +47,10 @@ class ReplacementUnderpricedError(RpcError):
     """A transaction with that nonce is pending and the new one does not pay enough more."""
 
 
+class ExecutionRevertedError(RpcError):
+    """The call or gas estimation reverted: the transaction would revert as it stands."""
+
+
 class InsufficientFundsError(RpcError):
     """The sender cannot pay gas times fee plus value."""
 

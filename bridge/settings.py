@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default=timedelta(seconds=30),
         description="A worker that has not renewed its relayer lease this long is replaced.",
     )
+    max_settle_attempts: PositiveInt = Field(
+        default=3,
+        description="Reverted batches (estimation or on chain) a usage is in before it is held.",
+    )
     attester_keystore: Path | None = None
     relayer_keystore: Path | None = None
     keystore_password: SecretStr | None = None

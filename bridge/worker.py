@@ -42,6 +42,7 @@ from bridge.chain.ledger import (
 from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
+    ExecutionRevertedError,
     NonceTooLowError,
     ReplacementUnderpricedError,
     RpcError,
@@ -94,6 +95,7 @@ class WorkerConfig:
     poll_s: float = 0.2
     replace_after: timedelta = timedelta(seconds=60)
     lease_ttl: timedelta = timedelta(seconds=30)
+    max_settle_attempts: int = 3
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -109,6 +111,7 @@ class WorkerConfig:
             poll_s=settings.worker_poll_s,
             replace_after=settings.replace_after,
             lease_ttl=settings.worker_lease_ttl,
+            max_settle_attempts=settings.max_settle_attempts,
         )
 
 
@@ -134,6 +137,28 @@ def group_usages(usages: Sequence[PendingUsage]) -> list[tuple[str, list[Usage]]
         (brand, sorted(members, key=lambda u: (u.twin_id, u.usage_id)))
         for brand, members in groups.items()
     ]
+
+
+_Planned = tuple[
+    list[PendingUsage], list[tuple[str, list[Usage]]], dict[str, Any], bytes, bytes, int
+]
+"""Usages of a batch, their groups, the typed data, its signature, the calldata, the estimate."""
+
+
+def _halves(
+    usages: Sequence[PendingUsage],
+) -> tuple[list[PendingUsage], list[PendingUsage]]:
+    """Splits by brand (the brands in order of their first usage) while several are in, else by
+    count."""
+    brands = list(dict.fromkeys(u.brand.lower() for u in usages))
+    if len(brands) > 1:
+        first = set(brands[: len(brands) // 2])
+        return (
+            [u for u in usages if u.brand.lower() in first],
+            [u for u in usages if u.brand.lower() not in first],
+        )
+    middle = len(usages) // 2
+    return list(usages[:middle]), list(usages[middle:])
 
 
 class SettlementWorker:
@@ -271,19 +296,15 @@ class SettlementWorker:
             )
         if not usages or not self._ready(len(usages), oldest):
             return False
-        groups = group_usages(usages)
         self._crash("after_batching")
 
         deadline = latest.timestamp + self._config.deadline_s
-        words = [(brand, [u.encode() for u in members]) for brand, members in groups]
-        data = eip712.usage_batch(deadline, words, chain_id=self.chain_id, ledger=self._ledger)
-        signature = eip712.sign(self._attester, data)
-        calldata = settle_calldata(deadline, words, signature)
-
         nonce = self._plan_nonce()
-        estimate = self._chain.estimate_gas(
-            sender=self.relayer_address, to=self._ledger, data=calldata
-        )
+        planned = self._estimable(usages, deadline)
+        if planned is None:
+            return True  # every usage tried got its attempt counted
+        usages, groups, data, signature, calldata, estimate = planned
+        words = [(brand, [u.encode() for u in members]) for brand, members in groups]
         gas_limit = estimate + estimate * GAS_MARGIN_PERCENT // 100
         max_fee, priority = self._fees()
         raw_tx, tx_hash = self._sign_tx(
@@ -313,6 +334,47 @@ class SettlementWorker:
         )  # fmt: skip
         self._crash("after_signing")
         return self._send(batch) or True
+
+    def _plan(
+        self, usages: Sequence[PendingUsage], deadline: int
+    ) -> tuple[list[tuple[str, list[Usage]]], dict[str, Any], bytes, bytes]:
+        groups = group_usages(usages)
+        words = [(brand, [u.encode() for u in members]) for brand, members in groups]
+        data = eip712.usage_batch(deadline, words, chain_id=self.chain_id, ledger=self._ledger)
+        signature = eip712.sign(self._attester, data)
+        return groups, data, signature, settle_calldata(deadline, words, signature)
+
+    def _estimable(self, usages: Sequence[PendingUsage], deadline: int) -> _Planned | None:
+        """The signed batch of ``usages`` and its gas estimate; when the estimate reverts, the
+        first half (by brand while several brands are in, else by count) that estimates, the
+        other half waiting for the next batch. A single usage whose estimate reverts gets an
+        attempt counted (held after ``max_settle_attempts``); None if no part estimates."""
+        groups, data, signature, calldata = self._plan(usages, deadline)
+        try:
+            estimate = self._chain.estimate_gas(
+                sender=self.relayer_address, to=self._ledger, data=calldata
+            )
+        except ExecutionRevertedError as exc:
+            if len(usages) == 1:
+                self._count_attempt(usages, f"gas estimation reverted: {exc.message}")
+                return None
+            left, right = _halves(usages)
+            log.warning(
+                "gas estimation of %d usages reverted (%s), trying %d and %d apart",
+                len(usages), exc.message, len(left), len(right),
+            )  # fmt: skip
+            return self._estimable(left, deadline) or self._estimable(right, deadline)
+        return list(usages), groups, data, signature, calldata, estimate
+
+    def _count_attempt(self, usages: Sequence[PendingUsage], error: str) -> None:
+        log.warning("usages %s: %s", [u.usage_id for u in usages][:10], error)
+        with self._store.session() as session:
+            settlement.count_attempt(
+                session,
+                [u.usage_id for u in usages],
+                error=error,
+                max_attempts=self._config.max_settle_attempts,
+            )
 
     def _sign_tx(
         self, *, nonce: int, data: bytes, gas: int, max_fee: int, priority: int
@@ -395,7 +457,11 @@ class SettlementWorker:
                 return self._replace(batch)
             return False
         if receipt.status != 1:
-            self._fail(batch, f"tx {receipt.tx_hash} reverted in block {receipt.block_number}")
+            self._fail(
+                batch,
+                f"tx {receipt.tx_hash} reverted in block {receipt.block_number}",
+                counts_attempt=True,
+            )
             return True
         with self._store.session() as session:
             settlement.mark_mined(
@@ -540,7 +606,14 @@ class SettlementWorker:
         )
         return {key: decode_price_at(answer)[1] for key, answer in zip(keys, answers, strict=True)}
 
-    def _fail(self, batch: BatchRecord, error: str) -> None:
+    def _fail(self, batch: BatchRecord, error: str, *, counts_attempt: bool = False) -> None:
+        """Hands the batch's usages back; ``counts_attempt``: the batch itself reverted, so each
+        usage's attempt is counted (held after ``max_settle_attempts``)."""
         log.error("batch %d failed, its usages go back to accepted: %s", batch.id, error)
         with self._store.session() as session:
-            settlement.fail_batch(session, batch.id, error=error)
+            settlement.fail_batch(
+                session,
+                batch.id,
+                error=error,
+                max_attempts=self._config.max_settle_attempts if counts_attempt else None,
+            )

@@ -139,11 +139,12 @@ class BatchResultOut(BaseModel):
 
 
 class UsageEventOut(BaseModel):
-    """A stored usage and where it is: accepted → submitted → settled, or rejected."""
+    """A stored usage and where it is: accepted → submitted → settled, or rejected; held when its
+    batches kept reverting (``error`` says why)."""
 
     event_id: str
     usage_id: int
-    status: Literal["accepted", "submitted", "settled", "rejected"]
+    status: Literal["accepted", "submitted", "settled", "rejected", "held"]
     twin_id: int
     usage_type: str
     quantity: int
@@ -159,6 +160,9 @@ class UsageEventOut(BaseModel):
     )
     reason_code: int | None = Field(default=None, description="Ledger outcome code if rejected.")
     reason: str | None = Field(default=None, description="The rejection in words.")
+    error: str | None = Field(
+        default=None, description="Why settling failed, if held (the last attempt's error)."
+    )
 
 
 class HealthOut(BaseModel):

@@ -15,10 +15,11 @@ import requests
 from hexbytes import HexBytes
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from web3 import Web3
-from web3.exceptions import BlockNotFound, TransactionNotFound, Web3RPCError
+from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFound, Web3RPCError
 
 from bridge.errors import (
     ChainUnavailableError,
+    ExecutionRevertedError,
     InsufficientFundsError,
     NonceTooLowError,
     ReplacementUnderpricedError,
@@ -129,6 +130,7 @@ _BY_MESSAGE: Final[tuple[tuple[str, type[RpcError]], ...]] = (
     ("insufficient funds", InsufficientFundsError),  # geth, anvil, erigon
     ("insufficientfunds", InsufficientFundsError),  # nethermind
     ("insufficient balance", InsufficientFundsError),
+    ("execution reverted", ExecutionRevertedError),  # geth, anvil
 )
 """Lower-cased message fragments, newest wording first; the codes of these refusals are generic
 (-32000, -32003) on most nodes, so the message decides."""
@@ -239,6 +241,8 @@ class Web3ChainClient:
             return fn(self._w3s[index])
         except Web3RPCError as exc:
             raise _rpc_error(url, exc) from exc
+        except ContractLogicError as exc:
+            raise ExecutionRevertedError(url, 3, str(exc)) from exc
         except _UNREACHABLE as exc:
             self._current = (index + 1) % len(self.rpc_urls)
             raise ChainUnavailableError(url, f"{type(exc).__name__}: {exc}") from exc

@@ -74,6 +74,8 @@ class UsageStatus(StrEnum):
     SUBMITTED = "submitted"
     SETTLED = "settled"
     REJECTED = "rejected"
+    HELD = "held"
+    """Failed ``max_settle_attempts`` times (see ``last_error``); no longer batched."""
 
 
 class BatchStatus(StrEnum):
@@ -150,6 +152,9 @@ class UsageEvent(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     log_index: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int | None] = mapped_column(UInt256())
+    settle_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Batches with this usage that reverted (in gas estimation or on chain)."""
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 

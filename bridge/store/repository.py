@@ -70,6 +70,8 @@ class StoredUsage:
     created_at: datetime
     updated_at: datetime
     batch_id: int | None = None
+    settle_attempts: int = 0
+    last_error: str | None = None
 
     @classmethod
     def of(cls, row: UsageEvent) -> StoredUsage:
@@ -93,6 +95,8 @@ class StoredUsage:
             created_at=row.created_at,
             updated_at=row.updated_at,
             batch_id=row.batch_id,
+            settle_attempts=row.settle_attempts,
+            last_error=row.last_error,
         )
 
 

@@ -296,18 +296,67 @@ def mark_mined(
     session.commit()
 
 
-def fail_batch(session: Session, batch_id: int, *, error: str) -> None:
-    """Marks the batch failed and hands its usages back (accepted, no batch) in one commit."""
+def fail_batch(
+    session: Session, batch_id: int, *, error: str, max_attempts: int | None = None
+) -> None:
+    """Marks the batch failed and hands its usages back (accepted, no batch) in one commit.
+
+    With ``max_attempts`` the failure is the usages' own (the batch reverted): each one's attempt
+    is counted and a usage that reached ``max_attempts`` is held instead (see ``count_attempt``).
+    """
     row = _batch_row(session, batch_id)
     row.status = BatchStatus.FAILED
     row.error = error
+    ids = list(session.scalars(select(UsageEvent.id).where(UsageEvent.batch_id == batch_id)))
     session.execute(
         update(UsageEvent)
         .where(UsageEvent.batch_id == batch_id)
         .values(status=UsageStatus.ACCEPTED, batch_id=None, updated_at=utcnow())
         .execution_options(synchronize_session=False)
     )
+    if max_attempts is not None:
+        _count_attempt(session, ids, error=error, max_attempts=max_attempts)
     session.commit()
+
+
+def _count_attempt(
+    session: Session, usage_ids: Sequence[int], *, error: str, max_attempts: int
+) -> None:
+    now = utcnow()
+    for start in range(0, len(usage_ids), 500):
+        chunk = list(usage_ids[start : start + 500])
+        session.execute(
+            update(UsageEvent)
+            .where(UsageEvent.id.in_(chunk), UsageEvent.status == UsageStatus.ACCEPTED)
+            .values(
+                settle_attempts=UsageEvent.settle_attempts + 1, last_error=error, updated_at=now
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(UsageEvent)
+            .where(
+                UsageEvent.id.in_(chunk),
+                UsageEvent.status == UsageStatus.ACCEPTED,
+                UsageEvent.settle_attempts >= max_attempts,
+            )
+            .values(status=UsageStatus.HELD, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def count_attempt(
+    session: Session, usage_ids: Sequence[int], *, error: str, max_attempts: int
+) -> None:
+    """Counts a failed settlement attempt of accepted usages (their batch's gas estimation
+    reverted) and holds those that reached ``max_attempts``: they keep ``last_error`` and are
+    never batched again (``pick_accepted`` takes accepted usages only)."""
+    try:
+        _count_attempt(session, usage_ids, error=error, max_attempts=max_attempts)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
 
 
 def confirm_batch(session: Session, batch_id: int, *, results: Sequence[UsageResult]) -> None:

@@ -23,6 +23,7 @@ from bridge.chain.ledger import (
 )
 from bridge.codec import Outcome, Usage
 from bridge.errors import (
+    ExecutionRevertedError,
     NonceTooLowError,
     ReplacementUnderpricedError,
     TransactionAlreadyKnownError,
@@ -68,6 +69,9 @@ class FakeChain:
     """Usage id -> amount paid, across all settlements (a second payment would be a bug)."""
     sent: list[str] = field(default_factory=list)
     """Hash of every accepted send, repeats included."""
+    estimate_reverts: set[int] = field(default_factory=set)
+    """Usage ids whose presence makes gas estimation revert (as a processed one does)."""
+    estimates: int = 0
 
     def __post_init__(self) -> None:
         if not self.blocks:
@@ -97,6 +101,12 @@ class FakeChain:
         return FeeData(base_fee=self.base_fee, priority_fee=self.priority_fee)
 
     def estimate_gas(self, *, sender: str, to: str, data: bytes) -> int:
+        self.estimates += 1
+        _deadline, groups, _signature = decode_settle_calldata(data)
+        usages = {Usage.decode(w).usage_id for _, words in groups for w in words}
+        bad = usages & (self.estimate_reverts | self.processed)
+        if bad:
+            raise ExecutionRevertedError("fake", 3, f"execution reverted: usages {sorted(bad)}")
         return 60_000 + 16 * len(data)
 
     def call(self, *, to: str, data: bytes, block: BlockTag = "latest") -> bytes:

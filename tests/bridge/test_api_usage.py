@@ -494,6 +494,14 @@ def test_status_of_a_rejected_event_says_why(api: Api) -> None:
     )
 
 
+def test_status_of_a_held_event_gives_the_last_error(api: Api) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    _set(api, status=UsageStatus.HELD, settle_attempts=3, last_error="gas estimation reverted: x")
+    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
+    assert (body["status"], body["error"]) == ("held", "gas estimation reverted: x")
+    assert "reason" not in body
+
+
 def test_status_of_unknown_or_other_brands_event_is_404(api: Api) -> None:
     api.client.post(URL, json=event(), headers=api.auth)
     _, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)

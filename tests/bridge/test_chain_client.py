@@ -21,6 +21,7 @@ from bridge.chain.ledger import (
 from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
+    ExecutionRevertedError,
     InsufficientFundsError,
     NonceTooLowError,
     ReplacementUnderpricedError,
@@ -54,7 +55,7 @@ BRAND = "0x000000000000000000000000000000000000BbBB"
         (-32003, "Insufficient funds: balance 0", InsufficientFundsError),
         (-32010, "InsufficientFunds, Account balance: 0", InsufficientFundsError),
         (-32000, "max fee per gas less than block base fee", RpcError),
-        (None, "execution reverted", RpcError),
+        (None, "execution reverted", ExecutionRevertedError),
     ],
 )
 def test_rpc_errors_are_classified_by_message_then_code(

@@ -67,7 +67,7 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0003"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
         migrate.upgrade(empty_db_url)  # a second upgrade is a no-op
         migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}

@@ -367,6 +367,65 @@ def test_a_reverted_transaction_hands_the_usages_back_for_a_new_batch(env: Env) 
     assert env.chain.paid == {usage_id: DEFAULT_PRICE}
 
 
+# ---------------------------------------------------------------- batches that cannot succeed
+
+
+def test_a_batch_whose_estimation_always_reverts_is_held_after_three_attempts(env: Env) -> None:
+    ids = env.add(BRAND_A, (1, 0, 1), (1, 0, 2))
+    env.chain.estimate_reverts.update(ids)
+    worker = env.worker()
+    for attempt in (1, 2):
+        assert worker.step() is True
+        assert [(u.status, u.settle_attempts) for u in env.usages()] == [
+            (UsageStatus.ACCEPTED, attempt)
+        ] * 2
+    assert worker.step() is True
+    usages = env.usages()
+    assert [(u.status, u.settle_attempts) for u in usages] == [(UsageStatus.HELD, 3)] * 2
+    assert all("reverted" in (u.last_error or "") for u in usages)
+    estimates = env.chain.estimates
+    assert worker.run_until_idle() == 0  # held usages are never batched again
+    assert env.chain.estimates == estimates
+    assert (env.batches(), env.chain.sent) == ([], [])
+
+
+def test_one_usage_whose_estimation_reverts_is_held_and_the_others_settle(env: Env) -> None:
+    a1, a2, a3 = env.add(BRAND_A, (1, 0, 1), (2, 0, 1), (3, 0, 1))
+    (b1,) = env.add(BRAND_B, (1, 0, 1))
+    env.chain.estimate_reverts.add(a2)
+    worker = env.worker(max_settle_attempts=2)
+    worker.run_until_idle()
+    by_id = {u.usage_id: u for u in env.usages()}
+    assert {i: by_id[i].status for i in (a1, a3, b1)} == dict.fromkeys(
+        (a1, a3, b1), UsageStatus.SETTLED
+    )
+    assert (by_id[a2].status, by_id[a2].settle_attempts) == (UsageStatus.HELD, 2)
+    assert str(a2) in (by_id[a2].last_error or "")
+    assert set(env.chain.paid) == {a1, a3, b1}
+    assert all(b.status is BatchStatus.CONFIRMED for b in env.batches())
+
+
+def test_an_on_chain_revert_counts_an_attempt_and_holds_after_the_maximum(env: Env) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.attesters.clear()  # the attester lost its role: every batch reverts on chain
+    worker = env.worker()
+    assert worker.step() is True  # signed, sent, mined with status 0
+    assert worker.step() is True  # the receipt is read
+    [usage] = env.usages()
+    assert (usage.status, usage.settle_attempts) == (UsageStatus.ACCEPTED, 1)
+    assert "reverted" in (usage.last_error or "")
+
+    worker.run_until_idle()
+    [usage] = env.usages()
+    assert (usage.status, usage.settle_attempts) == (UsageStatus.HELD, 3)
+    assert [b.status for b in env.batches()] == [BatchStatus.FAILED] * 3
+    assert len(env.chain.sent) == 3
+    assert worker.run_until_idle() == 0
+    assert len(env.chain.sent) == 3
+    assert env.chain.paid == {}
+    assert usage.usage_id == usage_id
+
+
 def test_a_dropped_transaction_is_resent_byte_for_byte(env: Env) -> None:
     env.add(BRAND_A, (1, 0, 1))
     env.chain.automine = False

@@ -211,6 +211,7 @@ def _status_out(usage: StoredUsage) -> UsageEventOut:
         amount=None if usage.amount is None else str(usage.amount),
         reason_code=code,
         reason=None if code is None else Outcome(code).description,
+        error=usage.last_error if usage.status is UsageStatus.HELD else None,
     )
 
 
