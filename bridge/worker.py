@@ -55,6 +55,7 @@ from bridge.store.repository import Store
 from bridge.store.settlement import (
     BatchRecord,
     ClaimConflictError,
+    LeaseLostError,
     NewBatch,
     PendingUsage,
     UsageResult,
@@ -188,6 +189,8 @@ class SettlementWorker:
         self.relayer_address: str = relayer.address
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leased = False
+        self._fence = settlement.Lease(relayer=self.relayer_address, holder=self.holder)
+        """Every store write of the worker is fenced by its lease (``LeaseLostError``)."""
 
     # ------------------------------------------------------------ loop
 
@@ -199,6 +202,12 @@ class SettlementWorker:
             while not stop.is_set():
                 try:
                     progressed = self.step()
+                except LeaseLostError as exc:
+                    # Paused past the lease (GC, a frozen VM, a slow node): another worker has
+                    # taken over, and nothing of this step was written. Stop processing.
+                    log.error("settlement worker stops: %s", exc)
+                    self._leased = False
+                    break
                 except (
                     ChainUnavailableError,
                     RpcError,
@@ -247,7 +256,13 @@ class SettlementWorker:
         """Moves the open batch on by one stored transition, or starts a batch; whether anything
         happened (False: waiting for the chain, for usages or for another worker's lease).
 
-        Only the holder of the relayer's lease acts; each step renews it (``lease_ttl``)."""
+        Only the holder of the relayer's lease acts; each step renews it (``lease_ttl``), and each
+        store write checks, in its own transaction, that it is still held.
+
+        Raises:
+            LeaseLostError: another worker took the lease over during the step (this worker was
+                paused past ``lease_ttl``); the write was not done.
+        """
         if not self._hold_lease():
             return False
         with self._store.session() as session:
@@ -327,6 +342,7 @@ class SettlementWorker:
                     max_priority_fee_per_gas=priority,
                     usage_ids=[u.usage_id for u in usages],
                 ),
+                lease=self._fence,
             )
         log.info(
             "batch %d: %d usages in %d groups, nonce %d, tx %s",
@@ -374,6 +390,7 @@ class SettlementWorker:
                 [u.usage_id for u in usages],
                 error=error,
                 max_attempts=self._config.max_settle_attempts,
+                lease=self._fence,
             )
 
     def _sign_tx(
@@ -432,7 +449,7 @@ class SettlementWorker:
                 return True
             log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
         with self._store.session() as session:
-            settlement.mark_sent(session, batch.id, at=self._clock())
+            settlement.mark_sent(session, batch.id, at=self._clock(), lease=self._fence)
         self._crash("after_sending")
         return True
 
@@ -471,6 +488,7 @@ class SettlementWorker:
                 block_number=receipt.block_number,
                 block_hash=receipt.block_hash,
                 gas_used=receipt.gas_used,
+                lease=self._fence,
             )
         return True
 
@@ -503,6 +521,7 @@ class SettlementWorker:
                 max_fee_per_gas=max_fee,
                 max_priority_fee_per_gas=priority,
                 at=self._clock(),
+                lease=self._fence,
             )
         log.info(
             "batch %d: replacing %s with %s (max fee %d, tip %d wei)",
@@ -521,7 +540,7 @@ class SettlementWorker:
             log.warning("batch %d: tx %s left block %s", batch.id, batch.tx_hash, batch.block_hash)
             with self._store.session() as session:
                 if receipt is None:
-                    settlement.mark_sent(session, batch.id, at=self._clock())
+                    settlement.mark_sent(session, batch.id, at=self._clock(), lease=self._fence)
                 else:
                     settlement.mark_mined(
                         session,
@@ -530,12 +549,13 @@ class SettlementWorker:
                         block_number=receipt.block_number,
                         block_hash=receipt.block_hash,
                         gas_used=receipt.gas_used,
+                        lease=self._fence,
                     )
             return True
         results = self._results(batch, receipt)
         self._crash("before_marking_settled")
         with self._store.session() as session:
-            settlement.confirm_batch(session, batch.id, results=results)
+            settlement.confirm_batch(session, batch.id, results=results, lease=self._fence)
         settled = sum(1 for r in results if r.settled)
         log.info(
             "batch %d confirmed in block %d: %d settled, %d rejected",
@@ -616,4 +636,5 @@ class SettlementWorker:
                 batch.id,
                 error=error,
                 max_attempts=self._config.max_settle_attempts if counts_attempt else None,
+                lease=self._fence,
             )

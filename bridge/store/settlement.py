@@ -35,6 +35,46 @@ class ClaimConflictError(RuntimeError):
     """Some usages of a new batch were no longer accepted (claimed by someone else)."""
 
 
+class LeaseLostError(RuntimeError):
+    """The writing worker no longer holds its relayer's lease: nothing was written."""
+
+    def __init__(self, relayer: str, holder: str) -> None:
+        self.relayer = relayer
+        self.holder = holder
+        super().__init__(f"worker {holder} no longer holds the lease of relayer {relayer}")
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """The lease a write is fenced by: done only while ``holder`` holds ``relayer``'s lease."""
+
+    relayer: str
+    holder: str
+
+
+def check_lease(session: Session, lease: Lease | None) -> None:
+    """Fences the session's transaction by ``lease`` (None: unfenced).
+
+    A no-op UPDATE of the lease row that matches only while ``holder`` holds it: it locks the row
+    until the transaction ends (PostgreSQL; SQLite locks the database for the write), so no other
+    worker takes the lease over between this check and the commit.
+
+    Raises:
+        LeaseLostError: another worker holds the lease (or none does); the session is rolled back.
+    """
+    if lease is None:
+        return
+    result: Any = session.execute(
+        update(WorkerLease)
+        .where(WorkerLease.relayer == lease.relayer.lower(), WorkerLease.holder == lease.holder)
+        .values(holder=lease.holder)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.rollback()
+        raise LeaseLostError(lease.relayer, lease.holder)
+
+
 @dataclass(frozen=True, slots=True)
 class PendingUsage:
     """An accepted usage waiting for a batch, with its brand's address."""
@@ -183,13 +223,14 @@ def get_batch(session: Session, batch_id: int) -> BatchRecord | None:
     return None if row is None else BatchRecord.of(row)
 
 
-def create_batch(session: Session, batch: NewBatch) -> BatchRecord:
+def create_batch(session: Session, batch: NewBatch, *, lease: Lease | None = None) -> BatchRecord:
     """Stores the signed batch, claims its usages (submitted) and records the relayer's next nonce,
     in one commit.
 
     Raises:
         ClaimConflictError: when a usage is no longer accepted; nothing is stored then.
     """
+    check_lease(session, lease)
     now = utcnow()
     row = SettlementBatch(
         relayer=batch.relayer,
@@ -252,8 +293,9 @@ def _batch_row(session: Session, batch_id: int) -> SettlementBatch:
     return row
 
 
-def mark_sent(session: Session, batch_id: int, *, at: datetime) -> None:
+def mark_sent(session: Session, batch_id: int, *, at: datetime, lease: Lease | None = None) -> None:
     """The batch's transaction went out (first time at ``at``), or came back out of a block."""
+    check_lease(session, lease)
     row = _batch_row(session, batch_id)
     row.status = BatchStatus.SENT
     row.sent_at = row.sent_at or at
@@ -269,9 +311,11 @@ def replace_tx(
     max_fee_per_gas: int,
     max_priority_fee_per_gas: int,
     at: datetime,
+    lease: Lease | None = None,
 ) -> BatchRecord:
     """Stores a replacement transaction (same nonce, higher fees) before it is sent; the earlier
     hashes stay in ``tx_hashes``, since any of them may still be mined."""
+    check_lease(session, lease)
     row = _batch_row(session, batch_id)
     row.raw_tx = raw_tx.hex()
     row.tx_hash = tx_hash
@@ -285,8 +329,9 @@ def replace_tx(
 
 def mark_mined(
     session: Session, batch_id: int, *, tx_hash: str, block_number: int, block_hash: str,
-    gas_used: int,
+    gas_used: int, lease: Lease | None = None,
 ) -> None:  # fmt: skip
+    check_lease(session, lease)
     row = _batch_row(session, batch_id)
     row.status = BatchStatus.MINED
     row.tx_hash = tx_hash
@@ -297,13 +342,19 @@ def mark_mined(
 
 
 def fail_batch(
-    session: Session, batch_id: int, *, error: str, max_attempts: int | None = None
+    session: Session,
+    batch_id: int,
+    *,
+    error: str,
+    max_attempts: int | None = None,
+    lease: Lease | None = None,
 ) -> None:
     """Marks the batch failed and hands its usages back (accepted, no batch) in one commit.
 
     With ``max_attempts`` the failure is the usages' own (the batch reverted): each one's attempt
     is counted and a usage that reached ``max_attempts`` is held instead (see ``count_attempt``).
     """
+    check_lease(session, lease)
     row = _batch_row(session, batch_id)
     row.status = BatchStatus.FAILED
     row.error = error
@@ -346,11 +397,17 @@ def _count_attempt(
 
 
 def count_attempt(
-    session: Session, usage_ids: Sequence[int], *, error: str, max_attempts: int
+    session: Session,
+    usage_ids: Sequence[int],
+    *,
+    error: str,
+    max_attempts: int,
+    lease: Lease | None = None,
 ) -> None:
     """Counts a failed settlement attempt of accepted usages (their batch's gas estimation
     reverted) and holds those that reached ``max_attempts``: they keep ``last_error`` and are
     never batched again (``pick_accepted`` takes accepted usages only)."""
+    check_lease(session, lease)
     try:
         _count_attempt(session, usage_ids, error=error, max_attempts=max_attempts)
         session.commit()
@@ -359,8 +416,15 @@ def count_attempt(
         raise
 
 
-def confirm_batch(session: Session, batch_id: int, *, results: Sequence[UsageResult]) -> None:
+def confirm_batch(
+    session: Session,
+    batch_id: int,
+    *,
+    results: Sequence[UsageResult],
+    lease: Lease | None = None,
+) -> None:
     """Marks the batch confirmed and each of its usages settled or rejected, in one commit."""
+    check_lease(session, lease)
     row = _batch_row(session, batch_id)
     if row.status is not BatchStatus.MINED:
         raise ValueError(f"batch {batch_id} is {row.status}, not mined")

@@ -19,7 +19,13 @@ from bridge.codec import Outcome
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
-from bridge.store.settlement import PendingUsage, acquire_lease, lease_holder, recorded_nonce
+from bridge.store.settlement import (
+    LeaseLostError,
+    PendingUsage,
+    acquire_lease,
+    lease_holder,
+    recorded_nonce,
+)
 from bridge.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
 
 from .fake_chain import DEFAULT_PRICE, LEDGER, START_TIME, FakeChain
@@ -630,3 +636,53 @@ def test_only_one_of_two_racing_workers_gets_the_lease(env: Env) -> None:
     for thread in threads:
         thread.join()
     assert len(won) == 1
+
+
+@pytest.mark.parametrize("point", ["after_batching", "after_signing", "before_marking_settled"])
+def test_a_worker_paused_past_its_lease_writes_nothing_once_another_took_over(
+    env: Env, point: str
+) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    ttl = timedelta(seconds=30)
+    second = env.worker(holder="second", lease_ttl=ttl)
+    snapshot: list[object] = []
+
+    def pause(name: str) -> None:
+        if name == point and not snapshot:
+            env.clock.now += ttl  # the first worker freezes past its lease ...
+            assert second.run_until_idle() > 0  # ... and the second takes over
+            snapshot.append((env.usages(), [(b.id, b.status) for b in env.batches()]))
+
+    first = env.worker(pause, holder="first", lease_ttl=ttl)
+    if point == "before_marking_settled":
+        assert first.step() is True  # signs and sends the batch
+        assert first.step() is True  # mined
+    with pytest.raises(LeaseLostError):
+        first.run_until_idle()
+    assert snapshot == [(env.usages(), [(b.id, b.status) for b in env.batches()])]
+    with env.store.session() as session:
+        assert lease_holder(session, RELAYER.address) == "second"
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+def test_run_stops_when_the_lease_is_lost(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    second = env.worker(holder="second")
+
+    def pause(name: str) -> None:
+        if name == "after_batching":
+            env.clock.now += timedelta(seconds=30)
+            second.step()  # takes the lease over
+
+    first = env.worker(pause, holder="first")
+    stop = threading.Event()
+    thread = threading.Thread(target=first.run, args=(stop,))
+    thread.start()
+    thread.join(timeout=10)
+    stopped = not thread.is_alive()
+    stop.set()
+    thread.join()
+    assert stopped
+    with env.store.session() as session:
+        assert lease_holder(session, RELAYER.address) == "second"
