@@ -31,9 +31,4 @@ library UsageCodec {
     function usageType(uint256 usage) internal pure returns (uint8) {
         return uint8(usage >> USAGE_TYPE_SHIFT);
     }
-
-    function encode(uint64 id, uint64 twin, uint40 at, uint32 qty, uint8 kind) internal pure returns (uint256) {
-        return (uint256(id) << USAGE_ID_SHIFT) | (uint256(twin) << TWIN_ID_SHIFT) | (uint256(at) << USED_AT_SHIFT)
-            | (uint256(qty) << QUANTITY_SHIFT) | (uint256(kind) << USAGE_TYPE_SHIFT);
-    }
 }
