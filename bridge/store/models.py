@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Enum,
@@ -61,6 +64,23 @@ class UInt256(TypeDecorator[int]):
             return None
         if not 0 <= value < 2**256:
             raise ValueError(f"{value} is not a uint256")
+        return str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+
+class Int256(TypeDecorator[int]):
+    """A signed 256-bit integer (a change of a token balance), stored as its decimal digits."""
+
+    impl = String(79)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if not -(2**255) <= value < 2**255:
+            raise ValueError(f"{value} is not an int256")
         return str(value)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> int | None:
@@ -210,3 +230,251 @@ class WorkerLease(Base):
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
     acquired_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+# ---------------------------------------------------------------- the indexer (migration 0005)
+#
+# Rows the indexer writes from confirmed ledger events. Each carries the block it came from, so a
+# rewind after a reorg deletes every row above the fork point; the current-state tables (twins,
+# brand_accounts, license_versions' effective windows) are then restored from what remains.
+
+
+class IndexedBlock(Base):
+    """A block the indexer went through: every block with ledger events and the last block of each
+    indexed range. Their hashes are compared with the chain's to find a fork point."""
+
+    __tablename__ = "indexed_blocks"
+
+    number: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(66))
+    parent_hash: Mapped[str] = mapped_column(String(66))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class IndexerCursor(Base):
+    """The last block indexed for a ledger (every event up to it is stored)."""
+
+    __tablename__ = "indexer_cursors"
+
+    ledger: Mapped[str] = mapped_column(String(42), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class LedgerEventRow(Base):
+    """Every ledger event as decoded from its log (``bridge.chain.events``), with the twin and the
+    brand it concerns, if any."""
+
+    __tablename__ = "ledger_events"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "name", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    block_hash: Mapped[str] = mapped_column(String(66))
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    name: Mapped[str] = mapped_column(String(64))
+    twin_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    brand: Mapped[str | None] = mapped_column(String(42), index=True)
+    args: Mapped[dict[str, Any]] = mapped_column(JSON())
+
+
+class SettledUsageRow(Base):
+    """One usage of a ``UsagesSettled`` event: its outcome, and for a paid usage its amount (price
+    under the license version in force at ``used_at`` times quantity) and that version."""
+
+    __tablename__ = "settled_usages"
+    __table_args__ = (
+        Index(None, "twin_id", "used_at"),
+        Index(None, "brand", "used_at"),
+        Index(None, "block_number"),
+    )
+
+    usage_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    brand: Mapped[str] = mapped_column(String(42))
+    twin_id: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    usage_type: Mapped[int] = mapped_column(SmallInteger)
+    outcome: Mapped[int] = mapped_column(SmallInteger)
+    amount: Mapped[int | None] = mapped_column(UInt256())
+    license_version: Mapped[int | None] = mapped_column(Integer)
+    batch_digest: Mapped[str] = mapped_column(String(66))
+    attester: Mapped[str] = mapped_column(String(42))
+    position: Mapped[int] = mapped_column(Integer)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    log_index: Mapped[int] = mapped_column(Integer)
+
+
+class TwinRow(Base):
+    """A twin as of the last indexed block."""
+
+    __tablename__ = "twins"
+
+    twin_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    owner: Mapped[str] = mapped_column(String(42), index=True)
+    uri: Mapped[str] = mapped_column(Text)
+    consent_hash: Mapped[str] = mapped_column(String(66))
+    paused: Mapped[bool] = mapped_column(Boolean)
+    paused_since: Mapped[int | None] = mapped_column(BigInteger)
+    payees: Mapped[list[Any]] = mapped_column(JSON())
+    """``[{"account": ..., "bps": ...}]``; the owner receives what they leave."""
+    minted_block: Mapped[int] = mapped_column(BigInteger)
+    updated_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class TwinChange(Base):
+    """The whole state of a twin after each event that changed it (mint, transfer, pause,
+    payees)."""
+
+    __tablename__ = "twin_changes"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "twin_id", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    twin_id: Mapped[int] = mapped_column(BigInteger)
+    event: Mapped[str] = mapped_column(String(64))
+    owner: Mapped[str] = mapped_column(String(42))
+    uri: Mapped[str] = mapped_column(Text)
+    consent_hash: Mapped[str] = mapped_column(String(66))
+    paused: Mapped[bool] = mapped_column(Boolean)
+    paused_since: Mapped[int | None] = mapped_column(BigInteger)
+    payees: Mapped[list[Any]] = mapped_column(JSON())
+    minted_block: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LicenseVersionRow(Base):
+    """A granted license version with its terms; ``effective_from``/``effective_until`` and
+    ``revoked`` follow the later grants and revocations that ended it (as the ledger does)."""
+
+    __tablename__ = "license_versions"
+    __table_args__ = (Index(None, "brand", "twin_id"), Index(None, "block_number"))
+
+    twin_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    brand: Mapped[str] = mapped_column(String(42), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    valid_from: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int] = mapped_column(BigInteger)
+    purpose_hash: Mapped[str] = mapped_column(String(66))
+    consent_hash: Mapped[str] = mapped_column(String(66))
+    prices: Mapped[list[Any]] = mapped_column(JSON())
+    """``[{"usageType": ..., "price": ...}]`` as granted."""
+    effective_from: Mapped[int] = mapped_column(BigInteger)
+    effective_until: Mapped[int] = mapped_column(BigInteger)
+    revoked: Mapped[bool] = mapped_column(Boolean)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class LicenseRevocation(Base):
+    """A ``LicenseRevoked`` event: every running version of the pair ended at ``revoked_at``."""
+
+    __tablename__ = "license_revocations"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "twin_id", "brand"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    twin_id: Mapped[int] = mapped_column(BigInteger)
+    brand: Mapped[str] = mapped_column(String(42))
+    version: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class BrandAccountRow(Base):
+    """A brand's escrow and debt as of the last indexed block (``ITwinLedger.brandAccount``)."""
+
+    __tablename__ = "brand_accounts"
+
+    brand: Mapped[str] = mapped_column(String(42), primary_key=True)
+    escrow: Mapped[int] = mapped_column(UInt256())
+    debt: Mapped[int] = mapped_column(UInt256())
+    debt_reserve: Mapped[int] = mapped_column(UInt256())
+    pending_withdrawal: Mapped[int] = mapped_column(UInt256())
+    withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
+    updated_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class BrandAccountChange(Base):
+    """How one event changed a brand's escrow and debt, and the account after it."""
+
+    __tablename__ = "brand_account_changes"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "brand", "block_number"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    brand: Mapped[str] = mapped_column(String(42))
+    event: Mapped[str] = mapped_column(String(64))
+    escrow_delta: Mapped[int] = mapped_column(Int256())
+    debt_delta: Mapped[int] = mapped_column(Int256())
+    escrow: Mapped[int] = mapped_column(UInt256())
+    debt: Mapped[int] = mapped_column(UInt256())
+    debt_reserve: Mapped[int] = mapped_column(UInt256())
+    pending_withdrawal: Mapped[int] = mapped_column(UInt256())
+    withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class RoyaltyDistribution(Base):
+    """``RoyaltiesDistributed``: part of a twin's royalties credited to a payee (or the owner)."""
+
+    __tablename__ = "royalty_distributions"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "payee", "block_time"),
+        Index(None, "twin_id", "block_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    twin_id: Mapped[int] = mapped_column(BigInteger)
+    payee: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(UInt256())
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class PayeePayout(Base):
+    """``PayeePaid``: tokens that left the ledger to a payee."""
+
+    __tablename__ = "payee_payouts"
+    __table_args__ = (
+        UniqueConstraint("block_number", "log_index"),
+        Index(None, "payee", "block_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    payee: Mapped[str] = mapped_column(String(42))
+    caller: Mapped[str] = mapped_column(String(42))
+    amount: Mapped[int] = mapped_column(UInt256())
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())

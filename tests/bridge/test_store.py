@@ -63,11 +63,23 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
             "settlement_batches",
             "relayer_nonces",
             "worker_leases",
+            "indexed_blocks",
+            "indexer_cursors",
+            "ledger_events",
+            "settled_usages",
+            "twins",
+            "twin_changes",
+            "license_versions",
+            "license_revocations",
+            "brand_accounts",
+            "brand_account_changes",
+            "royalty_distributions",
+            "payee_payouts",
         }
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0004"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
         migrate.upgrade(empty_db_url)  # a second upgrade is a no-op
         migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
