@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     max_quantity: PositiveInt = Field(default=1_000_000, le=MAX_QUANTITY)
     rpc_url: str | None = Field(default=None, description="JSON-RPC endpoint of the chain.")
     ledger_address: str | None = Field(default=None, description="Deployed TwinLedger address.")
+    deployment: Path | None = Field(
+        default=None,
+        description="Deployment manifest (deploy/deployments/<network>.json): the ledger address "
+        "is taken from it after checking it against the chain at rpc_url.",
+    )
     license_cache_ttl_s: float = Field(default=10.0, ge=0)
     rpc_fallback_urls: list[str] = Field(
         default_factory=list, description="Further RPC endpoints, tried when rpc_url fails."
@@ -77,7 +82,10 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _chain_settings_come_together(self) -> Self:
-        if (self.rpc_url is None) != (self.ledger_address is None):
+        if self.deployment is not None:
+            if self.rpc_url is None:
+                raise ValueError("deployment needs rpc_url")
+        elif (self.rpc_url is None) != (self.ledger_address is None):
             raise ValueError("rpc_url and ledger_address must be set together")
         return self
 
