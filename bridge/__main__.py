@@ -1,0 +1,5 @@
+"""``python -m bridge``: the ``twin-bridge`` command line."""
+
+from bridge.cli import main
+
+main()
