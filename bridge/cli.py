@@ -12,6 +12,8 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from bridge import toolchain
+from bridge.cli_deploy import register as register_deploy_commands
+from bridge.cli_deploy import with_deployment
 from bridge.errors import BrandExistsError
 from bridge.keys import hash_api_key, new_api_key
 from bridge.settings import Settings
@@ -26,6 +28,7 @@ db_app = typer.Typer(help="The bridge's database.", no_args_is_help=True)
 brand_app = typer.Typer(help="Brands and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(brand_app, name="brand")
+register_deploy_commands(app)
 
 
 def _stderr() -> Console:
@@ -147,7 +150,7 @@ def worker_command() -> None:
     from bridge.signers import signers_from_settings
     from bridge.worker import SettlementWorker, WorkerConfig
 
-    settings = _settings()
+    settings = with_deployment(_settings())
     if not settings.rpc_urls or settings.ledger_address is None:
         _stderr().print(
             "the worker needs TWIN_BRIDGE_RPC_URL and TWIN_BRIDGE_LEDGER_ADDRESS",
@@ -195,7 +198,7 @@ def serve(
     from bridge.api import create_app
 
     try:
-        api = create_app(_settings())
+        api = create_app(with_deployment(_settings()))
     except ValueError as exc:
         _stderr().print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from exc

@@ -619,8 +619,8 @@ class _Deployer:
         cap = self.network.max_fee_per_gas_wei
         if base_fee > cap:
             raise DeploymentError(
-                f"the base fee on {self.network.name} is {_gwei(base_fee)}, above the network's "
-                f"fee cap of {_gwei(cap)} (max_fee_per_gas_wei): wait for cheaper blocks or "
+                f"the base fee on {self.network.name} is {base_fee:,} wei, above the network's "
+                f"fee cap of {cap:,} wei (max_fee_per_gas_wei): wait for cheaper blocks or "
                 "raise the cap"
             )
         max_fee = min(cap, 2 * base_fee + tip)

@@ -1,0 +1,178 @@
+"""``twin-bridge deploy``, ``twin-bridge doctor`` and ``twin-bridge keystore new``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from eth_account import Account
+from pydantic import ValidationError
+from rich.console import Console
+
+from bridge.deployment import (
+    DEFAULT_NETWORKS_FILE,
+    DeploymentError,
+    NetworkConfig,
+    connect,
+    deploy,
+    load_networks,
+)
+from bridge.doctor import DEFAULT_BATCHES, run_doctor
+from bridge.errors import BridgeError
+from bridge.settings import Settings
+
+keystore_app = typer.Typer(help="Encrypted keystore (v3) files.", no_args_is_help=True)
+
+NetworkOption = Annotated[
+    str, typer.Option("--network", help="A network of the networks file (local, sepolia, ...).")
+]
+NetworksOption = Annotated[
+    Path, typer.Option("--networks", help="The networks file.", dir_okay=False)
+]
+ManifestOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest", help="Deployment manifest (default deploy/deployments/<network>.json)."
+    ),
+]
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    _stderr().print(message, style="red", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _network(name: str, networks_file: Path) -> NetworkConfig:
+    try:
+        networks = load_networks(networks_file)
+    except DeploymentError as exc:
+        raise _fail(str(exc), 2) from exc
+    if name not in networks:
+        raise _fail(f"no network {name!r} in {networks_file}; there are: {', '.join(networks)}", 2)
+    return networks[name]
+
+
+def deploy_command(
+    network: NetworkOption,
+    networks_file: NetworksOption = DEFAULT_NETWORKS_FILE,
+    manifest: ManifestOption = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Deploy anew although the code or config changed.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show the transactions with gas and cost; send nothing."),
+    ] = False,
+) -> None:
+    """Deploy the ledger to a network and write its manifest (nothing to do if unchanged)."""
+    config = _network(network, networks_file)
+    console = _stderr()
+    try:
+        config.require_env()
+        deployer = config.load_deployer()
+        w3 = connect(config.rpc_urls)
+        outcome = deploy(
+            w3,
+            config,
+            deployer,
+            manifest_path=manifest or config.default_manifest_path(),
+            force=force,
+            dry_run=dry_run,
+            console=console,
+        )
+    except BridgeError as exc:
+        raise _fail(str(exc)) from exc
+    if outcome.manifest is not None:
+        typer.echo(outcome.manifest.ledger_address)
+
+
+def doctor_command(
+    network: NetworkOption,
+    networks_file: NetworksOption = DEFAULT_NETWORKS_FILE,
+    manifest: ManifestOption = None,
+    batches: Annotated[
+        int,
+        typer.Option(
+            "--batches", min=1, help="The relayer must afford this many batches at the fee cap."
+        ),
+    ] = DEFAULT_BATCHES,
+) -> None:
+    """Check a network for the bridge: RPCs, chain id, keys, contracts, roles, relayer balance.
+    Exits 1 if any check fails."""
+    config = _network(network, networks_file)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise _fail(f"invalid TWIN_BRIDGE_* settings:\n{exc}", 2) from exc
+    checks = run_doctor(
+        config,
+        settings,
+        manifest_path=manifest or config.default_manifest_path(),
+        batches=batches,
+    )
+    console = Console(highlight=False, soft_wrap=True)
+    marks = {True: "[green]✓[/]", False: "[red]✗[/]", None: "[yellow]-[/]"}
+    for check in checks:
+        console.print(f"{marks[check.ok]} {check.name}: ", end="")
+        console.print(check.detail, markup=False)
+    failed = [check for check in checks if check.ok is False]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(checks)} checks failed[/]")
+        raise typer.Exit(1)
+    console.print(f"[green]network {network} is ready[/]")
+
+
+@keystore_app.command("new")
+def keystore_new(
+    out: Annotated[
+        Path, typer.Option("--out", help="The keystore file to write (must not exist).")
+    ],
+    password_file: Annotated[
+        Path | None,
+        typer.Option("--password-file", help="Read the password from this file's first line."),
+    ] = None,
+) -> None:
+    """Create a new key and write it as an encrypted keystore v3 file; prints its address."""
+    if out.exists():
+        raise _fail(f"{out} exists; refusing to overwrite a key", 2)
+    if password_file is not None:
+        lines = password_file.read_text(encoding="utf-8").splitlines()
+        password = lines[0] if lines else ""
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise _fail("an empty password protects nothing", 2)
+    account = Account.create()
+    encrypted = Account.encrypt(account.key, password)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(encrypted, handle)
+    _stderr().print(f"wrote keystore {out} for", markup=False)
+    typer.echo(account.address)
+
+
+def register(app: typer.Typer) -> None:
+    """Adds ``deploy``, ``doctor`` and ``keystore`` to the ``twin-bridge`` app."""
+    app.command("deploy")(deploy_command)
+    app.command("doctor")(doctor_command)
+    app.add_typer(keystore_app, name="keystore")
+
+
+def with_deployment(settings: Settings) -> Settings:
+    """``settings`` with the ledger of ``TWIN_BRIDGE_DEPLOYMENT`` once the manifest is checked
+    against the chain (see :func:`bridge.deployment.apply_deployment`); exits 2 if it does not
+    match."""
+    from bridge.deployment import apply_deployment
+
+    try:
+        return apply_deployment(settings)
+    except DeploymentError as exc:
+        raise _fail(str(exc), 2) from exc

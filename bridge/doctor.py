@@ -1,0 +1,354 @@
+"""``twin-bridge doctor``: is a network ready for the bridge? Each check says what is wrong.
+
+Checks, in order: every RPC URL answers, with the network's chain id; the deployer, attester and
+relayer keys decrypt; the deployment manifest matches the chain and the build; the roles on chain
+are the configured ones (and the bridge's attester holds ``ATTESTER_ROLE``); the relayer holds
+enough ether for some batches at the fee cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from pydantic import SecretStr
+from web3 import Web3
+from web3.contract import Contract
+
+from bridge.deployment import (
+    DEFAULT_ADMIN_ROLE,
+    ROLE_NAMES,
+    DeploymentError,
+    Manifest,
+    NetworkConfig,
+    load_manifest,
+    manifest_problems,
+)
+from bridge.errors import BridgeError
+from bridge.settings import Settings
+from bridge.signers import load_signer, read_password
+from bridge.toolchain import ToolchainError, load_artifact
+
+DEFAULT_BATCHES: Final = 10
+"""The relayer should afford this many full batches at the fee cap."""
+
+
+def settle_gas(batch_size: int) -> int:
+    """A generous upper bound of the gas of one settle transaction of ``batch_size`` usages
+    (measured: 560,261 at 100 usages, 1,437,817 at 500; README "Gas")."""
+    return 400_000 + 2_400 * batch_size
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: ``ok`` is None when it was skipped (``detail`` says why)."""
+
+    name: str
+    ok: bool | None
+    detail: str
+
+
+def _eth(wei: int) -> str:
+    return f"{wei / 10**18:.6f} ETH"
+
+
+def _raw(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
+
+
+def _connect(url: str, timeout: float) -> Web3:
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+    w3.provider.exception_retry_configuration = None  # type: ignore[attr-defined]
+    return w3
+
+
+def run_doctor(
+    network: NetworkConfig,
+    settings: Settings,
+    *,
+    manifest_path: Path,
+    batches: int = DEFAULT_BATCHES,
+    environ: Mapping[str, str] | None = None,
+    artifacts_dir: Path | None = None,
+    timeout: float = 10.0,
+) -> list[Check]:
+    """Runs every check that can run and returns them all; none raises.
+
+    Args:
+        network: the network to check.
+        settings: the bridge's settings, for the attester and relayer keys and the batch size.
+        manifest_path: the network's deployment manifest.
+        batches: the relayer must afford this many batches of ``settings.batch_size`` usages at
+            the network's fee cap.
+        environ: for the deployer's password (default: the process environment).
+        artifacts_dir: the build the manifest is checked against (default ``build/artifacts``).
+        timeout: seconds per RPC request.
+    """
+    checks: list[Check] = []
+    if network.missing_env:
+        checks.append(
+            Check(
+                "environment",
+                False,
+                f"network {network.name} needs {', '.join(network.missing_env)}",
+            )
+        )
+    if not network.rpc_urls:
+        checks.append(Check("rpc", False, f"network {network.name} has no RPC URL"))
+
+    # ------------------------------------------------------------ RPC and chain id
+    w3: Web3 | None = None
+    for url in network.rpc_urls:
+        candidate = _connect(url, timeout)
+        try:
+            chain_id = int(candidate.eth.chain_id)
+            block = int(candidate.eth.block_number)
+        except Exception as exc:  # any failure to get an answer means it is unreachable
+            checks.append(
+                Check(f"rpc {url}", False, f"cannot reach {url}: {type(exc).__name__}: {exc}")
+            )
+            continue
+        checks.append(Check(f"rpc {url}", True, f"answers, at block {block}"))
+        if chain_id != network.chain_id:
+            checks.append(
+                Check(
+                    f"chain id {url}",
+                    False,
+                    f"{url} is chain {chain_id}, but network {network.name} is chain "
+                    f"{network.chain_id}",
+                )
+            )
+            continue
+        checks.append(Check(f"chain id {url}", True, f"{chain_id}, as configured"))
+        w3 = w3 or candidate
+
+    # ------------------------------------------------------------ keys
+    deployer = _deployer_check(network, environ, checks)
+    attester, relayer = _bridge_key_checks(network, settings, checks)
+
+    # ------------------------------------------------------------ the chain
+    if w3 is None:
+        checks.append(
+            Check(
+                "chain",
+                False,
+                f"no RPC of network {network.name} answers with chain {network.chain_id}: "
+                "manifest, roles and balance not checked",
+            )
+        )
+        return checks
+    manifest = _manifest_check(w3, manifest_path, artifacts_dir, checks)
+    if manifest is not None:
+        _role_checks(w3, network, manifest, attester, deployer, artifacts_dir, checks)
+    if relayer is not None:
+        _balance_check(w3, network, settings, relayer, batches, checks)
+    return checks
+
+
+def _deployer_check(
+    network: NetworkConfig, environ: Mapping[str, str] | None, checks: list[Check]
+) -> LocalAccount | None:
+    source = network.deployer
+    if source.keystore is not None and not source.password_available(environ):
+        checks.append(
+            Check(
+                "deployer key",
+                None,
+                f"not checked: no password for {source.describe()} (needed only to deploy)",
+            )
+        )
+        return None
+    try:
+        account = network.load_deployer(environ)
+    except BridgeError as exc:
+        checks.append(Check("deployer key", False, str(exc)))
+        return None
+    checks.append(Check("deployer key", True, f"{account.address} from {source.describe()}"))
+    return account
+
+
+def _bridge_key_checks(
+    network: NetworkConfig, settings: Settings, checks: list[Check]
+) -> tuple[LocalAccount | None, LocalAccount | None]:
+    try:
+        password = read_password(
+            password_file=settings.keystore_password_file,
+            password=_raw(settings.keystore_password),
+        )
+    except OSError as exc:
+        checks.append(Check("keystore password", False, f"cannot read the password file: {exc}"))
+        password = None
+
+    def load(role: str, keystore: Path | None, key: SecretStr | None) -> LocalAccount | None:
+        try:
+            account = load_signer(
+                role,
+                chain_id=network.chain_id,
+                keystore=keystore,
+                password=password,
+                private_key=_raw(key),
+            )
+        except BridgeError as exc:
+            checks.append(Check(f"{role} key", False, str(exc)))
+            return None
+        origin = f"keystore {keystore}" if keystore is not None else "raw key"
+        checks.append(Check(f"{role} key", True, f"{account.address} from {origin}"))
+        return account
+
+    if settings.attester_keystore is None and settings.attester_private_key is None:
+        checks.append(
+            Check(
+                "attester key",
+                False,
+                "no attester key: set TWIN_BRIDGE_ATTESTER_KEYSTORE and the keystore password "
+                "(TWIN_BRIDGE_KEYSTORE_PASSWORD_FILE or TWIN_BRIDGE_KEYSTORE_PASSWORD)",
+            )
+        )
+        attester = None
+    else:
+        attester = load("attester", settings.attester_keystore, settings.attester_private_key)
+    if settings.relayer_keystore is None and settings.relayer_private_key is None:
+        if attester is not None:
+            checks.append(
+                Check("relayer key", True, f"{attester.address}: the attester key relays too")
+            )
+        return attester, attester
+    relayer = load("relayer", settings.relayer_keystore, settings.relayer_private_key)
+    return attester, relayer
+
+
+def _manifest_check(
+    w3: Web3, path: Path, artifacts_dir: Path | None, checks: list[Check]
+) -> Manifest | None:
+    try:
+        manifest = load_manifest(path)
+        problems = manifest_problems(w3, manifest, artifacts_dir=artifacts_dir)
+    except DeploymentError as exc:
+        checks.append(Check("contracts", False, str(exc)))
+        return None
+    if problems:
+        checks.append(Check("contracts", False, "; ".join(problems)))
+        return None
+    checks.append(
+        Check(
+            "contracts",
+            True,
+            f"ledger {manifest.ledger_address} and {len(manifest.contracts) - 1} other "
+            f"contract(s) match {path} and the build",
+        )
+    )
+    return manifest
+
+
+def _ledger(w3: Web3, manifest: Manifest, artifacts_dir: Path | None) -> Contract:
+    abi = load_artifact("TwinLedger", artifacts_dir=artifacts_dir).abi
+    return w3.eth.contract(address=manifest.ledger_address, abi=abi)
+
+
+def _role_checks(
+    w3: Web3,
+    network: NetworkConfig,
+    manifest: Manifest,
+    attester: LocalAccount | None,
+    deployer: LocalAccount | None,
+    artifacts_dir: Path | None,
+    checks: list[Check],
+) -> None:
+    try:
+        ledger = _ledger(w3, manifest, artifacts_dir)
+        wanted = network.role_holders(manifest.deployer)
+    except (ToolchainError, DeploymentError) as exc:
+        checks.append(Check("roles", False, str(exc)))
+        return
+    deployer_address = to_checksum_address(manifest.deployer)
+    if deployer is not None and deployer.address != deployer_address:
+        checks.append(
+            Check(
+                "deployer key",
+                False,
+                f"the deployer key is {deployer.address}, but {deployer_address} deployed the "
+                "ledger",
+            )
+        )
+
+    def has(role: str, account: str) -> bool:
+        role_id = bytes(32) if role == DEFAULT_ADMIN_ROLE else keccak(text=role)
+        return bool(ledger.functions.hasRole(role_id, account).call())
+
+    for role in ROLE_NAMES:
+        holders = list(wanted[role])
+        if role == "ATTESTER_ROLE" and attester is not None and attester.address not in holders:
+            holders.append(attester.address)
+        lacking = [account for account in holders if not has(role, account)]
+        extra = deployer_address not in holders and has(role, deployer_address)
+        problems = [f"{account} lacks it" for account in lacking]
+        if role == "ATTESTER_ROLE" and attester is not None and attester.address in lacking:
+            problems[lacking.index(attester.address)] = (
+                f"the bridge's attester {attester.address} lacks it: its batches would be refused"
+            )
+        if extra:
+            problems.append(f"the deployer {deployer_address} still holds it but should not")
+        if problems:
+            checks.append(Check(role, False, "; ".join(problems)))
+        else:
+            checks.append(Check(role, True, "held by " + ", ".join(holders) if holders else "none"))
+
+    admin = wanted[DEFAULT_ADMIN_ROLE][0]
+    current = to_checksum_address(ledger.functions.defaultAdmin().call())
+    if current == admin:
+        checks.append(Check(DEFAULT_ADMIN_ROLE, True, f"held by {admin}"))
+        return
+    pending, schedule = ledger.functions.pendingDefaultAdmin().call()
+    if to_checksum_address(pending) == admin:
+        when = datetime.fromtimestamp(int(schedule), UTC)
+        checks.append(
+            Check(
+                DEFAULT_ADMIN_ROLE,
+                True,
+                f"held by {current} until {admin} accepts: {admin} must call "
+                f"acceptDefaultAdminTransfer() on the ledger after {when:%Y-%m-%d %H:%M:%S} UTC",
+            )
+        )
+        return
+    checks.append(
+        Check(
+            DEFAULT_ADMIN_ROLE,
+            False,
+            f"held by {current}, but the network's admin is {admin} (and no transfer to it is "
+            "pending)",
+        )
+    )
+
+
+def _balance_check(
+    w3: Web3,
+    network: NetworkConfig,
+    settings: Settings,
+    relayer: LocalAccount,
+    batches: int,
+    checks: list[Check],
+) -> None:
+    balance = int(w3.eth.get_balance(relayer.address))
+    gas = settle_gas(settings.batch_size)
+    needed = batches * gas * network.max_fee_per_gas_wei
+    terms = (
+        f"{batches} batches of {settings.batch_size} usages ({gas:,} gas each) at the fee cap of "
+        f"{network.max_fee_per_gas_wei / 10**9:,.3f} gwei"
+    )
+    if balance >= needed:
+        checks.append(Check("relayer balance", True, f"{_eth(balance)}, enough for {terms}"))
+    else:
+        checks.append(
+            Check(
+                "relayer balance",
+                False,
+                f"the relayer {relayer.address} holds {_eth(balance)} but needs {_eth(needed)} "
+                f"for {terms}: fund it",
+            )
+        )
