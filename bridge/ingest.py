@@ -103,19 +103,23 @@ class Ingestor:
         session.rollback()  # end the read; the insert below runs in a transaction of its own
 
         results: dict[int, ItemResult] = {}
-        fresh: list[tuple[int, NewUsage]] = []
-        memo: dict[tuple[int, int, int], Outcome] = {}
+        to_check: list[int] = []
         for event_id, index in first.items():
-            report = reports[index]
             if event_id in stored:
                 results[index] = _repeat(stored[event_id], hashes[index])
                 continue
-            refusal = self._refusal(brand, report, memo)
+            refusal = self._refusal(reports[index])
             if refusal is not None:
-                reason, detail = refusal
-                results[index] = ItemResult(
-                    event_id, ItemStatus.REFUSED, reason=reason, detail=detail
-                )
+                results[index] = _refused(event_id, refusal)
+                continue
+            to_check.append(index)
+        outcomes = self._license_outcomes(brand, [reports[i] for i in to_check])
+        fresh: list[tuple[int, NewUsage]] = []
+        for index, verdict in zip(to_check, outcomes, strict=True):
+            report = reports[index]
+            if verdict is not Outcome.PAID:
+                refusal = Refusal.from_outcome(verdict), verdict.description
+                results[index] = _refused(report.event_id, refusal)
                 continue
             fresh.append((index, _new_usage(report, hashes[index])))
 
@@ -144,12 +148,8 @@ class Ingestor:
                 )
         return answers
 
-    def _refusal(
-        self,
-        brand: BrandRecord,
-        report: UsageReport,
-        memo: dict[tuple[int, int, int], Outcome],
-    ) -> tuple[Refusal, str] | None:
+    def _refusal(self, report: UsageReport) -> tuple[Refusal, str] | None:
+        """The door checks that need no chain: quantity and time of use."""
         settings = self._settings
         if not 0 < report.quantity <= settings.max_quantity:
             return (
@@ -169,20 +169,19 @@ class Ingestor:
                 f"used_at {report.used_at.isoformat()} is more than "
                 f"{_human(settings.usage_max_ahead.total_seconds())} in the future",
             )
-        used_at = int(report.used_at.timestamp())
-        key = (report.twin_id, int(report.usage_type), used_at)
-        outcome = memo.get(key)
-        if outcome is None:
-            outcome = self._licenses.check_usage(
-                brand=brand.address,
-                twin_id=report.twin_id,
-                usage_type=int(report.usage_type),
-                used_at=used_at,
-            )
-            memo[key] = outcome
-        if outcome is Outcome.PAID:
-            return None
-        return Refusal.from_outcome(outcome), outcome.description
+        return None
+
+    def _license_outcomes(
+        self, brand: BrandRecord, reports: Sequence[UsageReport]
+    ) -> list[Outcome]:
+        """What the ledger says of each report, asked once per (twin, type, second) in one call."""
+        keys = [(r.twin_id, int(r.usage_type), int(r.used_at.timestamp())) for r in reports]
+        distinct = list(dict.fromkeys(keys))
+        if not distinct:
+            return []
+        answers = self._licenses.check_usages(brand=brand.address, usages=distinct)
+        by_key = dict(zip(distinct, answers, strict=True))
+        return [by_key[key] for key in keys]
 
 
 def _human(seconds: float) -> str:
@@ -209,6 +208,11 @@ def _repeat(stored: StoredUsage, body_hash: str) -> ItemResult:
     if stored.body_hash != body_hash:
         return _conflict(stored.event_id)
     return ItemResult(stored.event_id, ItemStatus.DUPLICATE, usage_id=stored.usage_id)
+
+
+def _refused(event_id: str, refusal: tuple[Refusal, str]) -> ItemResult:
+    reason, detail = refusal
+    return ItemResult(event_id, ItemStatus.REFUSED, reason=reason, detail=detail)
 
 
 def _conflict(event_id: str) -> ItemResult:

@@ -9,18 +9,28 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Final, NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Final, NamedTuple, Protocol
 
+from eth_abi.abi import encode
+from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
+from web3.types import RPCEndpoint
 
 from bridge.chain.deploy import LEDGER, contract_at
+from bridge.chain.ledger import decode_price_at, price_at_calldata
 from bridge.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
 _CACHE_LIMIT: Final = 100_000
+_KEYS_PER_REQUEST: Final = 250
+"""Usages asked per JSON-RPC batch (two calls each: ``priceAt`` and ``isPausedAt``)."""
+IS_PAUSED_AT_SELECTOR: Final = keccak(text="isPausedAt(uint256,uint40)")[:4]
+
+UsageKey = tuple[int, int, int]
+"""``(twin_id, usage_type, used_at)`` of one usage to check."""
 
 
 class LicenseView(Protocol):
@@ -34,6 +44,15 @@ class LicenseView(Protocol):
             twin_id: the twin used.
             usage_type: the usage type's number.
             used_at: time of use, unix seconds.
+
+        Raises:
+            ChainUnavailableError: when the chain cannot be asked.
+        """
+        ...
+
+    def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
+        """``check_usage`` of each ``(twin_id, usage_type, used_at)`` of the brand, in order, in as
+        few round trips as the chain allows.
 
         Raises:
             ChainUnavailableError: when the chain cannot be asked.
@@ -79,18 +98,68 @@ class Web3LicenseView:
         return cls(w3, contract_at(w3, LEDGER, ledger_address), ttl=ttl, rpc_url=rpc_url)
 
     def check_usage(self, *, brand: str, twin_id: int, usage_type: int, used_at: int) -> Outcome:
-        key = _Key(Web3.to_checksum_address(brand), twin_id, usage_type, used_at)
-        now = self._clock()
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        outcome = self._ask(key)
-        with self._lock:
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            self._cache[key] = (now + self._ttl, outcome)
+        [outcome] = self.check_usages(brand=brand, usages=[(twin_id, usage_type, used_at)])
         return outcome
+
+    def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
+        checksum = Web3.to_checksum_address(brand)
+        keys = [_Key(checksum, *usage) for usage in usages]
+        now = self._clock()
+        answers: dict[_Key, Outcome] = {}
+        with self._lock:
+            for key in keys:
+                hit = self._cache.get(key)
+                if hit is not None and hit[0] > now:
+                    answers[key] = hit[1]
+        missing = [key for key in dict.fromkeys(keys) if key not in answers]
+        if missing:
+            asked = self._ask_many(missing)
+            with self._lock:
+                if len(self._cache) + len(asked) > _CACHE_LIMIT:
+                    self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                for key, outcome in asked.items():
+                    self._cache[key] = (now + self._ttl, outcome)
+            answers.update(asked)
+        return [answers[key] for key in keys]
+
+    def _ask_many(self, keys: Sequence[_Key]) -> dict[_Key, Outcome]:
+        """Asks the ledger about each key: both calls of every key in one JSON-RPC batch (up to
+        ``_KEYS_PER_REQUEST`` keys a request), or one call at a time where the provider takes no
+        batches (the in-process test chain)."""
+        provider: Any = self._w3.provider
+        if not hasattr(provider, "make_batch_request"):
+            return {key: self._ask(key) for key in keys}
+        answers: dict[_Key, Outcome] = {}
+        for start in range(0, len(keys), _KEYS_PER_REQUEST):
+            chunk = keys[start : start + _KEYS_PER_REQUEST]
+            requests: list[tuple[RPCEndpoint, Any]] = []
+            for key in chunk:
+                price_at = price_at_calldata(
+                    twin_id=key.twin_id, brand=key.brand, usage_type=key.usage_type, at=key.used_at
+                )
+                paused_at = IS_PAUSED_AT_SELECTOR + encode(
+                    ["uint256", "uint40"], [key.twin_id, key.used_at]
+                )
+                for data in (price_at, paused_at):
+                    call = {"to": self._ledger.address, "data": "0x" + data.hex()}
+                    requests.append((RPCEndpoint("eth_call"), [call, "latest"]))
+            try:
+                responses = provider.make_batch_request(requests)
+                if not isinstance(responses, list) or len(responses) != len(requests):
+                    raise ValueError(f"batch answered {str(responses)[:200]}")
+                results = []
+                for response in responses:
+                    if "error" in response:
+                        raise ValueError(f"eth_call failed: {response['error']}")
+                    results.append(bytes.fromhex(str(response["result"]).removeprefix("0x")))
+                for i, key in enumerate(chunk):
+                    outcome, _price = decode_price_at(results[2 * i])
+                    if outcome is Outcome.PAID and int.from_bytes(results[2 * i + 1]):
+                        outcome = Outcome.TWIN_PAUSED
+                    answers[key] = outcome
+            except (Web3Exception, OSError, ValueError) as exc:
+                raise ChainUnavailableError(self._rpc_url, str(exc) or type(exc).__name__) from exc
+        return answers
 
     def _ask(self, key: _Key) -> Outcome:
         functions = self._ledger.functions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
 
@@ -236,22 +236,52 @@ def insert_usages(
         case other:  # pragma: no cover - the engine factory makes only these two
             raise NotImplementedError(f"no idempotent insert for {other}")
     try:
-        inserted = {
-            event_id for (event_id,) in session.execute(stmt.returning(table.c.event_id), rows)
-        }
-        stored = find_usages(session, brand_id=brand_id, event_ids=[u.event_id for u in usages])
+        returned = session.execute(stmt.returning(table.c.event_id, table.c.id), rows)
+        inserted: dict[str, int] = {row[0]: row[1] for row in returned}
+        stored = find_usages(
+            session,
+            brand_id=brand_id,
+            event_ids=[u.event_id for u in usages if u.event_id not in inserted],
+        )
         session.commit()
     except BaseException:
         session.rollback()
         raise
     results: dict[str, InsertResult] = {}
     for usage in usages:
+        usage_id = inserted.get(usage.event_id)
+        if usage_id is not None:
+            row = _inserted(usage, usage_id=usage_id, brand_id=brand_id, now=now)
+            results[usage.event_id] = InsertResult(outcome=InsertOutcome.INSERTED, usage=row)
+            continue
         row = stored[usage.event_id]
-        if usage.event_id in inserted:
-            outcome = InsertOutcome.INSERTED
-        elif row.body_hash == usage.body_hash:
+        if row.body_hash == usage.body_hash:
             outcome = InsertOutcome.DUPLICATE
         else:
             outcome = InsertOutcome.CONFLICT
         results[usage.event_id] = InsertResult(outcome=outcome, usage=row)
     return results
+
+
+def _inserted(usage: NewUsage, *, usage_id: int, brand_id: int, now: datetime) -> StoredUsage:
+    """The row just inserted, as reading it back would give it (without the read)."""
+    return StoredUsage(
+        usage_id=usage_id,
+        brand_id=brand_id,
+        event_id=usage.event_id,
+        body_hash=usage.body_hash,
+        twin_id=usage.twin_id,
+        usage_type=usage.usage_type,
+        quantity=usage.quantity,
+        used_at=usage.used_at.astimezone(UTC),
+        campaign_ref=usage.campaign_ref,
+        asset_ref=usage.asset_ref,
+        status=UsageStatus.ACCEPTED,
+        reason_code=None,
+        tx_hash=None,
+        block_number=None,
+        log_index=None,
+        amount=None,
+        created_at=now,
+        updated_at=now,
+    )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bridge.codec import Outcome
@@ -50,6 +51,12 @@ class FakeLicenseView:
         if since is not None and used_at >= since:
             return Outcome.TWIN_PAUSED
         return Outcome.PAID
+
+    def check_usages(self, *, brand: str, usages: Sequence[tuple[int, int, int]]) -> list[Outcome]:
+        return [
+            self.check_usage(brand=brand, twin_id=twin, usage_type=kind, used_at=at)
+            for twin, kind, at in usages
+        ]
 
     def ping(self) -> None:
         if self.down:

@@ -1,0 +1,71 @@
+"""``Web3LicenseView.check_usages`` against the ledger on a real anvil: many usages in one JSON-RPC
+batch, answered in order like one ``check_usage`` each, then from the cache."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from web3 import Web3
+
+from bridge.chain.views import Web3LicenseView
+from bridge.codec import Outcome
+from scripts.bench_gas import World, local_anvil, setup
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[World]:
+    with local_anvil() as w3:
+        yield setup(w3)
+
+
+def test_check_usages_asks_once_in_one_batch_and_answers_in_order(world: World) -> None:
+    w3 = world.w3
+    url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    view = Web3LicenseView(w3, world.ledger, ttl=60, rpc_url=url)
+    batches: list[int] = []
+    make_batch_request = w3.provider.make_batch_request  # type: ignore[attr-defined]
+
+    def counting(requests: list[tuple[Any, Any]]) -> Any:
+        batches.append(len(requests))
+        return make_batch_request(requests)
+
+    w3.provider.make_batch_request = counting  # type: ignore[attr-defined]
+    (twin, brand), plan = next(iter(world.licenses.items()))
+    paused = next(t for t in world.twin_ids if t != twin)
+    unlicensed = next(t for t in range(4) if t not in plan.prices)
+    owner = world.ledger.functions.ownerOf(paused).call()
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.setTwinPaused(paused, True).transact({"from": owner})
+    )
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    priced = min(plan.prices)
+    paused_type = min(world.licenses[paused, brand].prices)
+    usages = [
+        (twin, priced, now),
+        (twin, unlicensed, now),
+        (999, priced, now),
+        (paused, paused_type, now),
+        (twin, priced, now),  # asked once
+    ]
+    expected = [
+        Outcome.PAID,
+        Outcome.USAGE_TYPE_NOT_LICENSED,
+        Outcome.UNKNOWN_TWIN,
+        Outcome.TWIN_PAUSED,
+        Outcome.PAID,
+    ]
+
+    assert view.check_usages(brand=world.brands[brand], usages=usages) == expected
+    assert batches == [8]  # four distinct usages, priceAt and isPausedAt each
+    stranger = Web3.to_checksum_address("0x" + "ab" * 20)
+    assert (
+        view.check_usage(brand=stranger, twin_id=twin, usage_type=priced, used_at=now)
+        is Outcome.NO_LICENSE
+    )
+    assert batches == [8, 2]
+    assert view.check_usages(brand=world.brands[brand].lower(), usages=usages) == expected
+    assert batches == [8, 2]  # all cached
