@@ -58,9 +58,8 @@ bench-gas: venv node_modules compile ## gas per settled usage (scripts/bench_gas
 
 bench: bench-gas ## all benchmarks
 
-run: ## local chain, contracts, demo data, API and worker
-	@echo "make run arrives with the run issue" >&2
-	@exit 1
+run: venv node_modules compile ## the whole system locally: anvil, contracts, demo, API, worker, indexer
+	$(VENV)/bin/twin-bridge dev $(DEV_ARGS)
 
 lock: ## re-resolve requirements.lock and requirements-slither.lock in throwaway venvs
 	rm -rf $(LOCK_VENV)

@@ -205,6 +205,46 @@ def serve(
     uvicorn.run(api, host=host, port=port)
 
 
+@app.command("dev")
+def dev_command(
+    rpc_port: Annotated[int, typer.Option(help="Port of the local anvil chain.")] = 8545,
+    api_port: Annotated[int, typer.Option(help="Port of the brand API.")] = 8000,
+    block_time: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Seconds between blocks. The worker settles usages once the chain's time has "
+            "passed their time of use, so the chain keeps mining even when idle.",
+        ),
+    ] = 1.0,
+) -> None:
+    """Run the whole system locally: anvil (state kept in the data dir), the contracts, a demo
+    world, the API, the settlement worker and the indexer, until Ctrl-C."""
+    import signal
+    import threading
+
+    from bridge.dev import DevError, DevOptions, DevStack
+
+    settings = _settings()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    stack = DevStack(
+        DevOptions(
+            data_dir=settings.data_dir,
+            rpc_port=rpc_port,
+            api_port=api_port,
+            block_time=block_time,
+        )
+    )
+    try:
+        stack.run(stop)
+    except DevError as exc:
+        _stderr().print(str(exc), style="red", markup=False)
+        raise typer.Exit(1) from exc
+    _stderr().print("dev stack stopped; chain state saved", markup=False)
+
+
 def main() -> None:
     """Entry point of the ``twin-bridge`` console script."""
     app()

@@ -199,12 +199,14 @@ class Child:
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         if self.proc.poll() is None:
+            # its own process group: npm's anvil is a node wrapper around the native binary
             with contextlib.suppress(ProcessLookupError):
-                self.proc.send_signal(signal.SIGTERM)
+                os.killpg(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self.log.close()
 
@@ -640,10 +642,12 @@ def try_it(
         [
             f"  KEY={brand['api_key']}   # {brand['name']}",
             "  EVENT=try-$(date +%s)",
-            f'  curl -s -X POST {api_url}/v1/usage-events -H "Authorization: Bearer $KEY" \\',
-            f"       -H 'Content-Type: application/json' -d {body}",
+            f"  curl -s -w '\\n' -X POST {api_url}/v1/usage-events \\",
+            '       -H "Authorization: Bearer $KEY" -H "Content-Type: application/json" \\',
+            f"       -d {body}",
             "  sleep 3",
-            f'  curl -s {api_url}/v1/usage-events/$EVENT -H "Authorization: Bearer $KEY"',
+            f"  curl -s -w '\\n' {api_url}/v1/usage-events/$EVENT"
+            ' -H "Authorization: Bearer $KEY"',
         ]
     )
     return {

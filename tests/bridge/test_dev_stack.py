@@ -1,0 +1,239 @@
+"""``make run`` itself: the dev stack starts in a temporary data directory, the printed "try it"
+commands report a usage that settles on chain, a second start is refused with a clear message,
+Ctrl-C stops everything, and a restart resumes the same chain, contracts, keys and history."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from bridge.chain.deploy import contract_at
+from bridge.demo import ESCROW_PER_BRAND
+from bridge.toolchain import REPO_ROOT
+from bridge.usage import UsageType
+
+pytestmark = pytest.mark.integration
+
+START_TIMEOUT_S = 180.0
+STOP_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Run:
+    proc: subprocess.Popen[bytes]
+    out: Path
+
+    def output(self) -> str:
+        return self.out.read_text(encoding="utf-8", errors="replace")
+
+    def interrupt(self) -> None:
+        """Ctrl-C in the terminal: SIGINT to the whole foreground process group. make itself
+        then ends by the signal, after the dev stack has stopped its parts."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+        assert self.proc.wait(timeout=STOP_TIMEOUT_S) in (0, -signal.SIGINT)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while "dev stack stopped; chain state saved" not in self.output():
+            assert time.monotonic() < deadline, self.output()
+            time.sleep(0.2)
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    rpc_port: int
+    api_port: int
+    runs: list[Run]
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+        env["TWIN_BRIDGE_DATA_DIR"] = str(self.data_dir)
+        return env
+
+    def make_run(self, name: str) -> Run:
+        out = self.data_dir.parent / f"{name}.out"
+        args = f"--rpc-port {self.rpc_port} --api-port {self.api_port} --block-time 0.5"
+        with out.open("wb") as sink:
+            proc = subprocess.Popen(
+                ["make", "-s", "--no-print-directory", "run", f"DEV_ARGS={args}"],  # noqa: S607
+                cwd=REPO_ROOT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        run = Run(proc, out)
+        self.runs.append(run)
+        return run
+
+    def wait_ready(self, run: Run) -> dict[str, Any]:
+        """dev.json of this run once it says ready, and the API answers."""
+        deadline = time.monotonic() + START_TIMEOUT_S
+        dev_json = self.data_dir / "dev.json"
+        while time.monotonic() < deadline:
+            if run.proc.poll() is not None:
+                pytest.fail(f"make run exited with {run.proc.returncode}:\n{run.output()}")
+            try:
+                info = json.loads(dev_json.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = {}
+            if info.get("ready") is True and "Ctrl-C stops everything" in run.output():
+                assert httpx.get(f"{info['api_url']}/readyz", timeout=5).status_code == 200
+                return dict(info)
+            time.sleep(0.5)
+        pytest.fail(f"the dev stack was not ready in {START_TIMEOUT_S} s:\n{run.output()}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path / "data", _free_port(), _free_port(), [])
+    try:
+        yield stack
+    finally:
+        for run in stack.runs:
+            if run.proc.poll() is None:
+                os.killpg(run.proc.pid, signal.SIGKILL)
+                run.proc.wait()
+
+
+def _try_it_block(output: str) -> str:
+    """The shell lines printed under "Try it", as a script."""
+    lines = output.split("Try it:", 1)[1].splitlines()[1:]
+    block = []
+    for line in lines:
+        if not line.startswith("  "):
+            break
+        block.append(line[2:])
+    return "\n".join(block)
+
+
+def _wait_settled(api_url: str, key: str, event_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = httpx.get(
+            f"{api_url}/v1/usage-events/{event_id}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=5,
+        ).json()
+        if status["status"] in ("settled", "rejected"):
+            return status
+        time.sleep(0.5)
+    pytest.fail(f"usage {event_id} did not settle: {status}")
+
+
+def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: Stack) -> None:
+    first = stack.make_run("first")
+    info = stack.wait_ready(first)
+
+    # dev.json: connection details, contracts, brands with API keys, models with dev keys
+    assert info["chain_id"] == 31337
+    assert info["api_url"] == f"http://127.0.0.1:{stack.api_port}"
+    assert info["rpc_url"] == f"http://127.0.0.1:{stack.rpc_port}"
+    assert set(info["contracts"]) == {"TwinLedger", "MockStablecoin", "LicenseBook", "PayeeBook"}
+    assert [b["name"] for b in info["brands"]] == ["Maison Lumiere", "Nordic Thread", "Atelier Kei"]
+    assert all(re.fullmatch(r"tb_live_[A-Za-z0-9_-]{43}", b["api_key"]) for b in info["brands"])
+    assert len(info["models"]) == 30
+    assert [m["twin_ids"] for m in info["models"]] == [[i] for i in range(1, 31)]
+    for model in info["models"]:
+        assert Account.from_key(model["private_key"]).address == model["address"]
+    assert {p["bps"] for m in info["models"] for p in m["payees"]} == {1_500, 500}
+
+    w3 = Web3(Web3.HTTPProvider(info["rpc_url"]))
+    ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
+    for model in info["models"]:
+        assert ledger.functions.ownerOf(model["twin_ids"][0]).call() == model["address"]
+
+    # the printed "try it" commands, run as printed
+    script = _try_it_block(first.output())
+    assert "curl -s -w" in script and "-X POST" in script
+    ran = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    posted, status = (json.loads(line) for line in ran.stdout.strip().splitlines())
+    assert posted["status"] == "accepted"
+    assert posted["usage_id"] == 1
+    assert status["event_id"] == posted["event_id"]
+    assert status["status"] in ("accepted", "submitted", "settled")
+
+    try_it = info["try_it"]
+    brand = next(b for b in info["brands"] if b["name"] == try_it["brand"])
+    twin_id = try_it["report"]["json"]["twin_id"]
+    usage_type = try_it["report"]["json"]["usage_type"]
+    model = next(m for m in info["models"] if m["twin_ids"] == [twin_id])
+    price = next(lic for lic in model["licenses"] if lic["brand"] == brand["address"])["prices"][
+        usage_type
+    ]
+    settled = _wait_settled(info["api_url"], brand["api_key"], posted["event_id"])
+    assert settled["status"] == "settled"
+    assert settled["amount"] == str(price)
+    assert settled["usage_type"] == usage_type == UsageType[usage_type.upper()].api_name
+    receipt = w3.eth.get_transaction_receipt(settled["tx_hash"])
+    assert receipt["status"] == 1
+    assert receipt["blockNumber"] == settled["block_number"]
+    escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
+    assert escrow == ESCROW_PER_BRAND - price
+
+    # a second `make run` on the same data dir says so
+    second = subprocess.run(
+        ["make", "-s", "--no-print-directory", "run"],  # noqa: S607
+        cwd=REPO_ROOT,
+        env=stack.env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert second.returncode != 0
+    assert "a Twin Bridge dev stack is already running from" in " ".join(second.stderr.split())
+
+    # Ctrl-C stops everything and saves the chain
+    block_before = w3.eth.block_number
+    first.interrupt()
+    assert not w3.is_connected()
+
+    # restart: same contracts, keys, balances and history; nothing seeded again
+    again = stack.make_run("again")
+    info2 = stack.wait_ready(again)
+    assert "reusing it" in again.output()
+    assert "seeding" not in again.output()
+    assert info2["contracts"] == info["contracts"]
+    assert info2["brands"] == info["brands"]
+    assert info2["models"] == info["models"]
+    assert w3.eth.block_number >= block_before
+    assert ledger.functions.brandAccount(brand["address"]).call()[0] == ESCROW_PER_BRAND - price
+    after = httpx.get(
+        f"{info2['api_url']}/v1/usage-events/{posted['event_id']}",
+        headers={"Authorization": f"Bearer {brand['api_key']}"},
+        timeout=5,
+    ).json()
+    assert after == settled
+    assert w3.eth.get_transaction_receipt(settled["tx_hash"])["blockNumber"] == settled[
+        "block_number"
+    ]
+    again.interrupt()
