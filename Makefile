@@ -13,7 +13,7 @@ SLITHER_VERSION := 0.11.6
 NODE_STAMP := node_modules/.installed
 LOCK_VENV := .venv-lock
 
-.PHONY: help venv node_modules compile test fuzz lint bench-gas bench run lock clean distclean
+.PHONY: help venv node_modules compile test fuzz lint bench-gas bench run rehearse-testnet lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench: bench-gas ## all benchmarks
 
 run: venv node_modules compile ## the whole system locally: anvil, contracts, demo, API, worker, indexer
 	$(VENV)/bin/twin-bridge dev $(DEV_ARGS)
+
+rehearse-testnet: venv node_modules compile ## Sepolia dress rehearsal on anvil (chain 11155111, 12 s blocks)
+	$(VENV)/bin/python -m scripts.rehearse_testnet $(REHEARSE_ARGS)
 
 lock: ## re-resolve requirements.lock and requirements-slither.lock in throwaway venvs
 	rm -rf $(LOCK_VENV)
