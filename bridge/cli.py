@@ -187,6 +187,55 @@ def worker_command() -> None:
         store.close()
 
 
+@app.command("indexer")
+def indexer_command() -> None:
+    """Index the ledger's confirmed events into the store until SIGTERM or Ctrl-C (resumes from
+    its cursor on the next start; rewinds on reorgs deeper than the confirmation depth)."""
+    import signal
+    import threading
+
+    from bridge.chain.client import Web3ChainClient
+    from bridge.deployment import LEDGER, load_manifest
+    from bridge.indexer import Indexer
+
+    settings = with_deployment(_settings())
+    if not settings.rpc_urls or settings.ledger_address is None:
+        _stderr().print(
+            "the indexer needs TWIN_BRIDGE_RPC_URL and TWIN_BRIDGE_LEDGER_ADDRESS",
+            style="red",
+            markup=False,
+        )
+        raise typer.Exit(2)
+    start = settings.indexer_start_block
+    if start is None and settings.deployment is not None:
+        start = load_manifest(settings.deployment).contracts[LEDGER].block_number
+    chain = Web3ChainClient(settings.rpc_urls)
+    store = _migrated_store(settings)
+    indexer = Indexer(
+        store,
+        chain,
+        ledger_address=settings.ledger_address,
+        confirmations=settings.confirmations,
+        start_block=start or 0,
+        max_block_range=settings.indexer_max_block_range,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    cursor = indexer.cursor()
+    _stderr().print(
+        f"indexing ledger {indexer.ledger} on chain {chain.chain_id()} from block "
+        f"{indexer.start_block if cursor is None else cursor + 1} with "
+        f"{settings.confirmations} confirmation(s) through {', '.join(settings.rpc_urls)}",
+        markup=False,
+        soft_wrap=True,
+    )
+    try:
+        indexer.run(stop, poll_s=settings.indexer_poll_s)
+    finally:
+        store.close()
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",

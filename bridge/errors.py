@@ -55,6 +55,11 @@ class InsufficientFundsError(RpcError):
     """The sender cannot pay gas times fee plus value."""
 
 
+class LogRangeTooLargeError(RpcError):
+    """``eth_getLogs`` over that block range returns more logs, or spans more blocks, than the node
+    serves in one answer: ask for a smaller range."""
+
+
 class SigningKeyError(BridgeError):
     """A signing key could not be loaded or is not allowed on this chain."""
 

@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     rpc_fallback_urls: list[str] = Field(
         default_factory=list, description="Further RPC endpoints, tried when rpc_url fails."
     )
+    indexer_start_block: int | None = Field(
+        default=None,
+        ge=0,
+        description="First block the indexer reads when the store has no cursor yet; defaults to "
+        "the ledger's deployment block from the manifest, else 0.",
+    )
+    indexer_max_block_range: PositiveInt = Field(
+        default=2000, description="Most blocks per eth_getLogs (halved while the node refuses)."
+    )
+    indexer_poll_s: PositiveFloat = Field(
+        default=1.0, description="Wait between indexer steps once no confirmed block is left."
+    )
 
     batch_size: PositiveInt = Field(default=500, le=5000, description="Usages per settle tx.")
     batch_max_age: timedelta = Field(

@@ -21,6 +21,7 @@ from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,
     InsufficientFundsError,
+    LogRangeTooLargeError,
     NonceTooLowError,
     ReplacementUnderpricedError,
     RpcError,
@@ -36,6 +37,7 @@ class Block:
     number: int
     hash: str
     timestamp: int
+    parent_hash: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,11 @@ _BY_MESSAGE: Final[tuple[tuple[str, type[RpcError]], ...]] = (
     ("insufficientfunds", InsufficientFundsError),  # nethermind
     ("insufficient balance", InsufficientFundsError),
     ("execution reverted", ExecutionRevertedError),  # geth, anvil
+    ("query returned more than", LogRangeTooLargeError),  # geth-based providers, infura
+    ("log response size exceeded", LogRangeTooLargeError),  # alchemy
+    ("block range", LogRangeTooLargeError),  # "block range is too wide", "exceed max block range"
+    ("too many results", LogRangeTooLargeError),
+    ("response size", LogRangeTooLargeError),  # "response size should not be greater than"
 )
 """Lower-cased message fragments, newest wording first; the codes of these refusals are generic
 (-32000, -32003) on most nodes, so the message decides."""
@@ -264,6 +271,7 @@ class Web3ChainClient:
                 number=int(block["number"]),
                 hash=_hex(block["hash"]),
                 timestamp=int(block["timestamp"]),
+                parent_hash=_hex(block["parentHash"]),
             )
 
         return self._ask(get)

@@ -1,0 +1,771 @@
+"""The indexer against a real anvil (Prague) with the deployed ledger, on SQLite and PostgreSQL:
+every event, settled usage, twin, license version, brand account and royalty row matches the
+chain; only confirmed blocks are indexed; a reorg that replaces indexed blocks is rewound; a
+restarted indexer resumes from its cursor; ranges shrink when the node refuses them.
+
+Anvil, the ledger and its world (20 twins licensed to 3 brands, payees, escrow) are set up once per
+module (the gas benchmark's setup) and each test runs from an ``evm_snapshot`` of that state."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from sqlalchemy import func, select, text, update
+from web3 import Web3
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from bridge import eip712
+from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient, classify_rpc_error
+from bridge.codec import Outcome, Usage
+from bridge.errors import LogRangeTooLargeError
+from bridge.indexer import Indexer, IndexerChain, IndexerError, license_windows
+from bridge.store import migrate
+from bridge.store.models import (
+    BrandAccountChange,
+    BrandAccountRow,
+    IndexedBlock,
+    IndexerCursor,
+    LedgerEventRow,
+    LicenseVersionRow,
+    PayeePayout,
+    RoyaltyDistribution,
+    SettledUsageRow,
+    TwinRow,
+)
+from bridge.store.repository import Store
+from scripts.bench_gas import NOTICE_PERIOD, USD, World, local_anvil, setup
+
+pytestmark = pytest.mark.integration
+
+INDEX_TABLES = (
+    "indexed_blocks",
+    "indexer_cursors",
+    "ledger_events",
+    "settled_usages",
+    "twins",
+    "twin_changes",
+    "license_versions",
+    "license_revocations",
+    "brand_accounts",
+    "brand_account_changes",
+    "royalty_distributions",
+    "payee_payouts",
+)
+
+
+@dataclass
+class Chain:
+    w3: Web3
+    url: str
+    world: World
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    with local_anvil() as w3:
+        yield Chain(w3, w3.provider.endpoint_uri, setup(w3))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def snapshot(chain: Chain) -> Iterator[Chain]:
+    snap = _rpc(chain.w3, "evm_snapshot")
+    try:
+        yield chain
+    finally:
+        _rpc(chain.w3, "evm_revert", snap)
+
+
+@pytest.fixture
+def index_store(store: Store, backend: str) -> Store:
+    """The migrated store of each backend with empty indexer tables."""
+    if backend == "postgresql":
+        with store.engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {', '.join(INDEX_TABLES)} RESTART IDENTITY"))
+    return store
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def _rpc(w3: Web3, method: str, *params: Any) -> Any:
+    response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in response, response
+    return response["result"]
+
+
+def _mine(w3: Web3, blocks: int = 1) -> None:
+    for _ in range(blocks):
+        _rpc(w3, "evm_mine")
+
+
+def _latest(w3: Web3) -> int:
+    return int(w3.eth.block_number)
+
+
+def _now(w3: Web3) -> int:
+    return int(w3.eth.get_block("latest")["timestamp"])
+
+
+def _wait(w3: Web3, tx: HexBytes) -> TxReceipt:
+    receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
+    assert receipt["status"] == 1
+    return receipt
+
+
+def _settle(world: World, groups: Sequence[tuple[str, Sequence[Usage]]]) -> TxReceipt:
+    w3 = world.w3
+    words = [(brand, [u.encode() for u in usages]) for brand, usages in groups]
+    deadline = _now(w3) + 3600
+    data = eip712.usage_batch(
+        deadline, words, chain_id=w3.eth.chain_id, ledger=world.ledger.address
+    )
+    signature = eip712.sign(world.attester, data)
+    call = world.ledger.functions.settle((deadline, words), signature)
+    return _wait(w3, call.transact({"from": world.relayer}))
+
+
+def _as_owner(world: World, twin: int, call: Any) -> TxReceipt:
+    owner = world.ledger.functions.ownerOf(twin).call()
+    return _wait(world.w3, call.transact({"from": owner}))
+
+
+def _licensed(world: World, brand: int) -> list[tuple[int, int, int]]:
+    """(twin, usage type, price) of each license of the brand, by twin."""
+    return sorted(
+        (twin, min(plan.prices), plan.prices[min(plan.prices)])
+        for (twin, b), plan in world.licenses.items()
+        if b == brand
+    )
+
+
+def _unlicensed_type(world: World, twin: int, brand: int) -> int:
+    return next(t for t in range(4) if t not in world.licenses[twin, brand].prices)
+
+
+def _chain_events(world: World, to_block: int) -> list[tuple[int, int, str, str]]:
+    """(block, log index, tx hash, event name) of every ledger log up to ``to_block``."""
+    names = {
+        bytes(HexBytes(world.ledger.events[e["name"]]().topic)): e["name"]
+        for e in world.ledger.abi
+        if e["type"] == "event"
+    }
+    logs = world.w3.eth.get_logs(
+        {"address": world.ledger.address, "fromBlock": 0, "toBlock": to_block}
+    )
+    return [
+        (
+            int(entry["blockNumber"]),
+            int(entry["logIndex"]),
+            HexBytes(entry["transactionHash"]).to_0x_hex(),
+            names[bytes(entry["topics"][0])],
+        )
+        for entry in logs
+    ]
+
+
+# ---------------------------------------------------------------- the store
+
+
+def _indexer(
+    chain: Chain, store: Store, *, client: IndexerChain | None = None, **options: int
+) -> Indexer:
+    settings = {"confirmations": 1, "start_block": 0, "max_block_range": 2000, **options}
+    return Indexer(
+        store,
+        client or Web3ChainClient([chain.url], backoff=0),
+        ledger_address=chain.world.ledger.address,
+        **settings,
+    )
+
+
+def _events(store: Store) -> list[tuple[int, int, str, str]]:
+    with store.session() as session:
+        rows = session.execute(
+            select(
+                LedgerEventRow.block_number,
+                LedgerEventRow.log_index,
+                LedgerEventRow.tx_hash,
+                LedgerEventRow.name,
+            ).order_by(LedgerEventRow.block_number, LedgerEventRow.log_index)
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+
+def _usages(store: Store) -> dict[int, tuple[Any, ...]]:
+    """usage id -> (brand, twin, used_at, quantity, type, outcome, amount, license version)."""
+    with store.session() as session:
+        return {
+            row.usage_id: (
+                row.brand,
+                row.twin_id,
+                int(row.used_at.timestamp()),
+                row.quantity,
+                row.usage_type,
+                Outcome(row.outcome),
+                row.amount,
+                row.license_version,
+            )
+            for row in session.scalars(select(SettledUsageRow))
+        }
+
+
+def _dump(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    """Every indexer table's rows without surrogate ids, sorted (for idempotency checks)."""
+    dumped = {}
+    with store.engine.connect() as conn:
+        for table in INDEX_TABLES:
+            result = conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608 - fixed names
+            keys = [k for k in result.keys() if k not in ("id", "updated_at")]  # noqa: SIM118
+            dumped[table] = sorted(
+                (tuple(repr(row._mapping[k]) for k in keys) for row in result), key=repr
+            )
+    return dumped
+
+
+def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
+    """Events, blocks, twins, license versions and brand accounts equal what the chain says."""
+    world, w3 = chain.world, chain.w3
+    fn = world.ledger.functions
+    assert _events(store) == _chain_events(world, to_block)
+    with store.session() as session:
+        blocks = session.scalars(select(IndexedBlock).order_by(IndexedBlock.number)).all()
+        assert blocks[-1].number == to_block
+        for block in blocks:
+            header = w3.eth.get_block(block.number)
+            assert (block.hash, block.parent_hash, block.timestamp) == (
+                header["hash"].to_0x_hex(),
+                header["parentHash"].to_0x_hex(),
+                header["timestamp"],
+            )
+        cursor = session.get(IndexerCursor, world.ledger.address)
+        assert cursor is not None
+        assert (cursor.block_number, cursor.block_hash) == (to_block, blocks[-1].hash)
+
+        twins = {row.twin_id: row for row in session.scalars(select(TwinRow))}
+        assert sorted(twins) == world.twin_ids
+        for twin, row in twins.items():
+            paused_since = fn.twinState(twin).call(block_identifier=to_block)[1]
+            payees = fn.payeesOf(twin).call(block_identifier=to_block)
+            assert (row.owner, row.uri, row.consent_hash, row.paused, row.paused_since) == (
+                fn.ownerOf(twin).call(block_identifier=to_block),
+                fn.tokenURI(twin).call(block_identifier=to_block),
+                "0x" + fn.consentHashOf(twin).call(block_identifier=to_block).hex(),
+                paused_since != 0,
+                paused_since or None,
+            )
+            assert row.payees == [{"account": a, "bps": bps} for a, bps in payees]
+
+        versions = session.scalars(select(LicenseVersionRow)).all()
+        expected_count = sum(
+            fn.licenseVersionCount(twin, brand).call(block_identifier=to_block)
+            for twin in world.twin_ids
+            for brand in world.brands
+        )
+        assert len(versions) == expected_count
+        for v in versions:
+            valid_from, valid_until, max_uses, _uses, revoked, prices = fn.licenseVersion(
+                v.twin_id, v.brand, v.version
+            ).call(block_identifier=to_block)
+            assert (v.effective_from, v.effective_until, v.max_uses, v.revoked) == (
+                valid_from,
+                valid_until,
+                max_uses,
+                revoked,
+            )
+            assert sorted((p["usageType"], p["price"]) for p in v.prices) == sorted(prices)
+
+        accounts = {row.brand: row for row in session.scalars(select(BrandAccountRow))}
+        assert sorted(accounts) == sorted(world.brands)
+        for brand, row in accounts.items():
+            assert (
+                row.escrow,
+                row.debt,
+                row.debt_reserve,
+                row.pending_withdrawal,
+                row.withdrawal_unlocks_at,
+            ) == tuple(fn.brandAccount(brand).call(block_identifier=to_block))
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_license_windows_follow_grants_and_revocations() -> None:
+    assert license_windows(
+        [
+            ("grant", 0, 100, 1_000),
+            ("grant", 1, 500, 900),  # starts later: version 0 ends at 500
+            ("grant", 2, 200, 800),  # starts earlier: version 1 never runs, version 0 ends at 200
+            ("revoke", 0, 300, 0),  # ends version 2 at 300
+            ("grant", 3, 400, 600),
+        ]
+    ) == {
+        0: (100, 200, False),
+        1: (200, 200, False),
+        2: (200, 300, True),
+        3: (400, 600, False),
+    }
+
+
+def test_indexes_settlements_owner_actions_and_payouts_exactly(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn = world.ledger.functions
+    brand0, brand1, brand2 = world.brands
+    now = _now(w3)
+    licensed = _licensed(world, 0)
+    t1, type1, price1 = next(x for x in licensed if not fn.payeesOf(x[0]).call())
+    (t2, type2, price2), (t3, _, _) = [x for x in licensed if x[0] != t1][:2]
+    t4, type4, price4 = next(x for x in _licensed(world, 1) if x[0] not in (t1, t2, t3))
+    paid1 = Usage(usage_id=1_001, twin_id=t1, used_at=now - 100, quantity=2, usage_type=type1)
+    paid2 = Usage(usage_id=1_002, twin_id=t2, used_at=now - 90, quantity=3, usage_type=type2)
+    unlicensed = Usage(
+        usage_id=1_003,
+        twin_id=t1,
+        used_at=now - 80,
+        quantity=1,
+        usage_type=_unlicensed_type(world, t1, 0),
+    )
+    unknown = Usage(usage_id=1_004, twin_id=999, used_at=now - 70, quantity=1, usage_type=0)
+    zero = Usage(usage_id=1_005, twin_id=t2, used_at=now - 60, quantity=0, usage_type=type2)
+    paid4 = Usage(usage_id=1_006, twin_id=t4, used_at=now - 50, quantity=1, usage_type=type4)
+    settled = _settle(
+        world, [(brand0, [paid1, paid2, unlicensed, unknown, zero]), (brand1, [paid4])]
+    )
+
+    # Owner actions: revoke, pause, payees, a transfer; a payout; a brand asks for its escrow.
+    agency = w3.eth.accounts[-1]
+    owner1 = fn.ownerOf(t1).call()
+    new_owner = w3.eth.accounts[-2]
+    receipts = [
+        settled,
+        _as_owner(world, t3, fn.revokeLicense(t3, brand0)),
+        _as_owner(world, t2, fn.setTwinPaused(t2, True)),
+        _as_owner(world, t4, fn.setPayees(t4, [(agency, 2_500)])),  # distributes t4 first
+        transfer := _as_owner(world, t1, fn.transferFrom(owner1, new_owner, t1)),
+        payout := _wait(w3, fn.payout(owner1, [t1]).transact({"from": agency})),
+        _wait(w3, fn.requestEscrowWithdrawal(5 * USD).transact({"from": brand2})),
+    ]
+    last = _latest(w3)
+
+    indexer = _indexer(snapshot, index_store)
+    assert indexer.cursor() is None
+    assert indexer.catch_up() == last + 1
+    assert indexer.step() == 0
+    assert indexer.cursor() == last
+
+    _assert_matches_chain(snapshot, index_store, last)
+    assert _usages(index_store) == {
+        1_001: (brand0, t1, now - 100, 2, type1, Outcome.PAID, 2 * price1, 0),
+        1_002: (brand0, t2, now - 90, 3, type2, Outcome.PAID, 3 * price2, 0),
+        1_003: (brand0, t1, now - 80, 1, unlicensed.usage_type, Outcome.USAGE_TYPE_NOT_LICENSED,
+                None, None),
+        1_004: (brand0, 999, now - 70, 1, 0, Outcome.UNKNOWN_TWIN, None, None),
+        1_005: (brand0, t2, now - 60, 0, type2, Outcome.ZERO_QUANTITY, None, None),
+        1_006: (brand1, t4, now - 50, 1, type4, Outcome.PAID, price4, 0),
+    }  # fmt: skip
+    with index_store.session() as session:
+        [row] = session.scalars(select(SettledUsageRow).where(SettledUsageRow.usage_id == 1_002))
+        log_index = {
+            e["args"]["brand"]: e["logIndex"]
+            for e in world.ledger.events.UsagesSettled().process_receipt(settled)
+        }
+        assert (row.block_number, row.tx_hash, row.log_index, row.position) == (
+            settled["blockNumber"],
+            settled["transactionHash"].to_0x_hex(),
+            log_index[brand0],
+            1,
+        )
+        assert row.block_time == datetime.fromtimestamp(
+            w3.eth.get_block(settled["blockNumber"])["timestamp"], UTC
+        )
+        assert (
+            row.batch_digest
+            == "0x"
+            + world.ledger.events.UsagesSettled()
+            .process_receipt(settled)[0]["args"]["batchDigest"]
+            .hex()
+        )
+        [minted] = session.scalars(
+            select(LedgerEventRow).where(
+                LedgerEventRow.name == "TwinMinted", LedgerEventRow.twin_id == t1
+            )
+        )
+        assert minted.args == {
+            "twinId": t1,
+            "owner": owner1,
+            "uri": fn.tokenURI(t1).call(),
+            "consentHash": "0x" + fn.consentHashOf(t1).call().hex(),
+        }
+        # The royalties of t1 went to its first owner on the transfer, then out in the payout.
+        distributed = [
+            (
+                int(e["args"]["twinId"]),
+                e["args"]["payee"],
+                int(e["args"]["amount"]),
+                e["transactionHash"].to_0x_hex(),
+            )
+            for receipt in receipts
+            for e in world.ledger.events.RoyaltiesDistributed().process_receipt(
+                receipt, errors=DISCARD
+            )
+        ]
+        assert (t1, owner1, 2 * price1, transfer["transactionHash"].to_0x_hex()) in distributed
+        assert {twin for twin, *_ in distributed} == {t1, t4}
+        assert [
+            (r.twin_id, r.payee, r.amount, r.tx_hash)
+            for r in session.scalars(
+                select(RoyaltyDistribution).order_by(
+                    RoyaltyDistribution.block_number, RoyaltyDistribution.log_index
+                )
+            )
+        ] == distributed
+        assert [
+            (p.payee, p.caller, p.amount, p.block_number)
+            for p in session.scalars(select(PayeePayout))
+        ] == [(owner1, agency, 2 * price1, payout["blockNumber"])]
+        # Escrow moves of brand 0: the setup's deposit, then the settlement of its group.
+        assert [
+            (c.event, c.escrow_delta, c.debt_delta, c.escrow)
+            for c in session.scalars(
+                select(BrandAccountChange)
+                .where(BrandAccountChange.brand == brand0)
+                .order_by(BrandAccountChange.block_number, BrandAccountChange.log_index)
+            )
+        ] == [
+            ("EscrowDeposited", 100_000_000 * USD, 0, 100_000_000 * USD),
+            (
+                "UsagesSettled",
+                -(2 * price1 + 3 * price2),
+                0,
+                100_000_000 * USD - 2 * price1 - 3 * price2,
+            ),
+        ]
+
+
+def test_escrow_shortfall_becomes_debt_and_a_deposit_repays_it(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn = world.ledger.functions
+    brand = world.brands[2]
+    escrow = fn.brandAccount(brand).call()[0]
+    _wait(w3, fn.requestEscrowWithdrawal(escrow - 1).transact({"from": brand}))
+    _rpc(w3, "evm_increaseTime", NOTICE_PERIOD + 1)
+    _mine(w3)
+    _wait(w3, fn.withdrawEscrow().transact({"from": brand}))
+    (twin, usage_type, price), *_ = _licensed(world, 2)
+    now = _now(w3)
+    usage = Usage(usage_id=5_001, twin_id=twin, used_at=now - 5, quantity=4, usage_type=usage_type)
+    _settle(world, [(brand, [usage])])
+    amount = 4 * price
+    repay = amount // 2
+    _wait(w3, world.token.functions.mint(brand, repay).transact({"from": brand}))
+    _wait(w3, world.token.functions.approve(world.ledger.address, repay).transact({"from": brand}))
+    _wait(w3, fn.deposit(brand, repay).transact({"from": brand}))
+    last = _latest(w3)
+
+    _indexer(snapshot, index_store).catch_up()
+    _assert_matches_chain(snapshot, index_store, last)
+    assert _usages(index_store) == {
+        5_001: (brand, twin, now - 5, 4, usage_type, Outcome.PAID, amount, 0)
+    }
+    with index_store.session() as session:
+        changes = session.scalars(
+            select(BrandAccountChange)
+            .where(BrandAccountChange.brand == brand)
+            .order_by(BrandAccountChange.block_number, BrandAccountChange.log_index)
+        )
+        assert [
+            (c.event, c.escrow_delta, c.debt_delta, c.escrow, c.debt, c.debt_reserve)
+            for c in changes
+        ] == [
+            ("EscrowDeposited", escrow, 0, escrow, 0, 0),
+            ("EscrowWithdrawalRequested", 0, 0, escrow, 0, 0),
+            ("EscrowWithdrawn", -(escrow - 1), 0, 1, 0, 0),
+            ("DebtRecorded", 0, amount - 1, 1, amount - 1, 0),
+            ("UsagesSettled", -1, 0, 0, amount - 1, 0),
+            ("EscrowDeposited", 0, 0, 0, amount - 1, repay),
+            ("DebtRepaid", 0, -repay, 0, amount - 1 - repay, 0),
+        ]
+
+
+def test_only_blocks_past_the_confirmation_depth_are_indexed(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    (twin, usage_type, price), *_ = _licensed(world, 1)
+    usage = Usage(
+        usage_id=7_001, twin_id=twin, used_at=_now(w3) - 1, quantity=1, usage_type=usage_type
+    )
+    receipt = _settle(world, [(world.brands[1], [usage])])
+    mined = int(receipt["blockNumber"])
+    assert _latest(w3) == mined
+
+    indexer = _indexer(snapshot, index_store, confirmations=3)
+    assert indexer.catch_up() == mined - 1  # blocks 0 .. mined - 2
+    assert indexer.cursor() == mined - 2
+    assert _usages(index_store) == {}
+    _mine(w3)
+    assert indexer.step() == 1
+    assert (indexer.cursor(), _usages(index_store)) == (mined - 1, {})
+    _mine(w3)
+    assert indexer.step() == 1
+    assert indexer.cursor() == mined
+    assert _usages(index_store) == {
+        7_001: (world.brands[1], twin, usage.used_at, 1, usage_type, Outcome.PAID, price, 0)
+    }
+    assert indexer.step() == 0
+    _assert_matches_chain(snapshot, index_store, mined)
+
+
+def test_a_reorg_deeper_than_the_confirmations_is_rewound_and_indexed_again(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn = world.ledger.functions
+    brand0, brand1, _ = world.brands
+    (t1, type1, _), (t2, _, _), *_ = _licensed(world, 0)
+    (t3, type3, price3), *_ = _licensed(world, 1)
+    fork = _latest(w3)
+    snap = _rpc(w3, "evm_snapshot")
+    now = _now(w3)
+    lost = Usage(usage_id=8_001, twin_id=t1, used_at=now - 10, quantity=2, usage_type=type1)
+    _settle(world, [(brand0, [lost])])
+    _as_owner(world, t2, fn.revokeLicense(t2, brand0))
+    _as_owner(world, t3, fn.setTwinPaused(t3, True))
+    indexer = _indexer(snapshot, index_store)
+    indexer.catch_up()
+    assert indexer.cursor() == fork + 3
+    assert set(_usages(index_store)) == {8_001}
+    with index_store.session() as session:
+        twin3 = session.get(TwinRow, t3)
+        assert twin3 is not None
+        assert twin3.paused is True
+
+    # The chain drops the three blocks and grows another branch past them.
+    _rpc(w3, "evm_revert", snap)
+    assert _latest(w3) == fork
+    kept = Usage(usage_id=8_002, twin_id=t3, used_at=now - 5, quantity=3, usage_type=type3)
+    _settle(world, [(brand1, [kept])])
+    _mine(w3, 3)
+    # Rewound to the newest stored block the branch shares (the setup's last deposit, fork - 1),
+    # then indexed again up to the branch's tip.
+    assert indexer.catch_up() == 5
+    assert indexer.cursor() == fork + 4
+    _assert_matches_chain(snapshot, index_store, fork + 4)
+    assert _usages(index_store) == {
+        8_002: (brand1, t3, now - 5, 3, type3, Outcome.PAID, 3 * price3, 0)
+    }
+    with index_store.session() as session:
+        twin3 = session.get(TwinRow, t3)
+        assert twin3 is not None
+        assert (twin3.paused, twin3.paused_since) == (False, None)
+        license2 = session.get(LicenseVersionRow, (t2, brand0, 0))
+        assert license2 is not None
+        assert license2.revoked is False
+        account0 = session.get(BrandAccountRow, brand0)
+        assert account0 is not None
+        assert account0.escrow == fn.brandAccount(brand0).call()[0]
+        assert session.scalar(select(func.count()).select_from(BrandAccountChange)) == 4
+
+
+def test_anvil_reorg_replacing_the_tip_is_detected_and_rewound(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    (twin, usage_type, _), *_ = _licensed(world, 2)
+    usage = Usage(
+        usage_id=9_001, twin_id=twin, used_at=_now(w3) - 3, quantity=1, usage_type=usage_type
+    )
+    receipt = _settle(world, [(world.brands[2], [usage])])
+    _mine(w3)
+    indexer = _indexer(snapshot, index_store)
+    indexer.catch_up()
+    assert set(_usages(index_store)) == {9_001}
+    old_hash = w3.eth.get_block(receipt["blockNumber"])["hash"].to_0x_hex()
+
+    _rpc(w3, "anvil_reorg", 2, [])  # the last two blocks (the settlement's) are replaced
+    _mine(w3)
+    assert w3.eth.get_block(receipt["blockNumber"])["hash"].to_0x_hex() != old_hash
+    indexer.catch_up()
+    last = _latest(w3)
+    _assert_matches_chain(snapshot, index_store, last)
+    settled_on_chain = {
+        u.usage_id
+        for e in world.ledger.events.UsagesSettled().get_logs(from_block=0, to_block=last)
+        for u in [Usage.decode(w) for w in e["args"]["results"]]
+    }
+    assert set(_usages(index_store)) == settled_on_chain
+
+
+def test_a_restarted_indexer_resumes_from_its_cursor_without_duplicates(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    (twin, usage_type, _), *_ = _licensed(world, 0)
+    now = _now(w3)
+    _settle(
+        world,
+        [(world.brands[0], [Usage(9_101, twin, now - 2, 1, usage_type)])],
+    )
+    _mine(w3, 2)
+    last = _latest(w3)
+
+    first = _indexer(snapshot, index_store, max_block_range=3)
+    assert [first.step() for _ in range(2)] == [3, 3]
+    assert first.cursor() == 5
+    second = _indexer(snapshot, index_store, max_block_range=3)
+    assert second.cursor() == 5
+    assert second.catch_up() == last - 5
+    _assert_matches_chain(snapshot, index_store, last)
+    done = _dump(index_store)
+
+    # The cursor moved back (an operator re-indexing): the same ranges again change nothing.
+    block = w3.eth.get_block(2)
+    with index_store.session() as session, session.begin():
+        session.execute(
+            update(IndexerCursor).values(block_number=2, block_hash=block["hash"].to_0x_hex())
+        )
+    assert _indexer(snapshot, index_store, max_block_range=3).catch_up() == last - 2
+    assert _dump(index_store) == done
+    assert sum(len(rows) for rows in done.values()) > 100
+
+
+class LimitedLogs:
+    """A chain client whose node refuses ``eth_getLogs`` over more than ``limit`` blocks, in the
+    words of a hosted provider."""
+
+    def __init__(self, inner: Web3ChainClient, limit: int) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.asked: list[tuple[int, int, bool]] = []
+
+    def block(self, tag: BlockTag = "latest") -> Block | None:
+        return self.inner.block(tag)
+
+    def logs(
+        self, *, address: str, from_block: int, to_block: int, topics: Sequence[bytes | None] = ()
+    ) -> list[LogEntry]:
+        refused = to_block - from_block + 1 > self.limit
+        self.asked.append((from_block, to_block, refused))
+        if refused:
+            raise classify_rpc_error(
+                "http://provider", -32005, "query returned more than 10000 results"
+            )
+        return self.inner.logs(address=address, from_block=from_block, to_block=to_block)
+
+
+def test_log_ranges_shrink_when_the_node_refuses_them_and_grow_back(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    start = _latest(w3) - 20  # the setup's last 20 blocks and 10 more
+    _mine(w3, 10)
+    client = LimitedLogs(Web3ChainClient([snapshot.url]), limit=5)
+    indexer = _indexer(snapshot, index_store, client=client, start_block=start, max_block_range=16)
+    assert indexer.catch_up() == 31
+    assert [(a - start, b - start, refused) for a, b, refused in client.asked] == [
+        (0, 15, True), (0, 7, True), (0, 3, False),  # 16 -> 8 -> 4 blocks, then back to 8
+        (4, 11, True), (4, 7, False),
+        (8, 15, True), (8, 11, False),
+        (12, 19, True), (12, 15, False),
+        (16, 23, True), (16, 19, False),
+        (20, 27, True), (20, 23, False),
+        (24, 30, True), (24, 26, False),  # 7 blocks left: 3, back to 6
+        (27, 30, False),
+    ]  # fmt: skip
+    assert indexer.cursor() == start + 30
+    assert _events(index_store) == [
+        event for event in _chain_events(world, start + 30) if event[0] >= start
+    ]
+    assert len(_events(index_store)) > 10
+
+    # A node that refuses even one block: the step fails, nothing is written.
+    _mine(w3)
+    client.limit = 0
+    with pytest.raises(LogRangeTooLargeError):
+        indexer.step()
+    assert indexer.cursor() == start + 30
+
+
+def test_log_range_refusals_are_classified_by_message() -> None:
+    for message in (
+        "query returned more than 10000 results",
+        "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+        "block range is too wide",
+        "exceed maximum block range: 5000",
+        "eth_getLogs is limited to a 10,000 blocks range; too many results",
+    ):
+        assert type(classify_rpc_error("http://node", -32005, message)) is LogRangeTooLargeError
+    assert type(classify_rpc_error("http://node", -32005, "rate limited")) is not (
+        LogRangeTooLargeError
+    )
+
+
+def test_a_store_following_another_ledger_is_refused(snapshot: Chain, index_store: Store) -> None:
+    _indexer(snapshot, index_store).step()
+    other = Indexer(
+        index_store,
+        snapshot.w3,
+        ledger_address="0x" + keccak(text="another ledger")[:20].hex(),
+    )
+    with pytest.raises(IndexerError, match="the store indexes ledger 0x"):
+        other.step()
+
+
+def test_the_indexer_command_follows_the_chain_and_stops_on_sigterm(
+    snapshot: Chain, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    migrate.upgrade(url)
+    store = Store.from_url(url)
+    last = _latest(snapshot.w3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+    env.update(
+        {
+            "TWIN_BRIDGE_DATA_DIR": str(tmp_path / "state"),
+            "TWIN_BRIDGE_DATABASE_URL": url,
+            "TWIN_BRIDGE_RPC_URL": snapshot.url,
+            "TWIN_BRIDGE_LEDGER_ADDRESS": snapshot.world.ledger.address,
+            "TWIN_BRIDGE_CONFIRMATIONS": "2",
+            "TWIN_BRIDGE_INDEXER_POLL_S": "0.05",
+        }
+    )
+    command = [str(Path(sys.executable).parent / "twin-bridge"), "indexer"]
+    indexer = Indexer(store, snapshot.w3, ledger_address=snapshot.world.ledger.address)
+    try:
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline and indexer.cursor() != last - 1:
+                    time.sleep(0.1)
+                proc.send_signal(signal.SIGTERM)
+                returncode = proc.wait(timeout=10)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            log.seek(0)
+            output = log.read().decode()
+        assert returncode == 0, output
+        assert f"indexing ledger {snapshot.world.ledger.address}" in output, output
+        assert indexer.cursor() == last - 1
+        assert _events(store) == _chain_events(snapshot.world, last - 1)
+    finally:
+        store.close()
