@@ -139,11 +139,21 @@ def brand_list() -> None:
 
 
 @app.command("worker")
-def worker_command() -> None:
+def worker_command(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve this process's Prometheus metrics on this TCP port."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="Interface the metrics port listens on.")
+    ] = "127.0.0.1",
+) -> None:
     """Run the settlement worker until SIGTERM or Ctrl-C (the batch in flight stays stored and
     resumes on the next start)."""
     import signal
     import threading
+
+    from prometheus_client import start_http_server
 
     from bridge.chain.client import Web3ChainClient
     from bridge.errors import BridgeError
@@ -172,6 +182,11 @@ def worker_command() -> None:
         relayer=relayer,
         config=WorkerConfig.from_settings(settings),
     )
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr=metrics_host, registry=worker.metrics.registry)
+        _stderr().print(
+            f"worker metrics on http://{metrics_host}:{metrics_port}/metrics", markup=False
+        )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 import httpx
-from eth_utils.crypto import keccak
 from rich.console import Console
 from web3 import Web3
 
-from bridge.chain.deploy import STABLECOIN, contract_at, deploy_ledger
+from bridge.chain.deploy import STABLECOIN, contract_at
 from bridge.demo import (
     ATTESTER,
     DEPLOYER,
@@ -45,20 +44,27 @@ from bridge.demo import (
     dev_account,
     seed,
 )
+from bridge.deployment import (
+    Manifest,
+    NetworkConfig,
+    RolesConfig,
+    deploy,
+    load_manifest,
+    load_networks,
+    manifest_problems,
+)
 from bridge.errors import BridgeError
 from bridge.keys import hash_api_key, new_api_key
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store, create_brand, list_brands
-from bridge.toolchain import REPO_ROOT, load_artifact
+from bridge.toolchain import REPO_ROOT
 from bridge.usage import UsageType
 
 ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"
 DEV_CHAIN_ID: Final = 31337
 HARDFORK: Final = "prague"
 LEDGER: Final = "TwinLedger"
-ADMIN_DELAY: Final = 0
-"""The dev chain's admin can be handed over at once (a public network uses days)."""
 NOTICE_PERIOD: Final = 24 * 3600
 STATE_INTERVAL_S: Final = 10
 """Anvil also saves its state this often, so a crash loses at most this much chain history."""
@@ -103,6 +109,10 @@ class DevOptions:
     @property
     def deployment_file(self) -> Path:
         return self.data_dir / "deployment.json"
+
+    @property
+    def seed_file(self) -> Path:
+        return self.data_dir / "seed.json"
 
     @property
     def log_dir(self) -> Path:
@@ -249,90 +259,79 @@ def _wait_until(child: Child, ready: Any, what: str, timeout: float = START_TIME
 
 @dataclass(frozen=True)
 class DevDeployment:
-    ledger: str
-    token: str
-    libraries: dict[str, str]
+    manifest: Manifest
     fresh: bool
+    """Deployed by this start: the demo must be seeded on it."""
+
+    @property
+    def ledger(self) -> str:
+        return self.manifest.ledger_address
+
+    @property
+    def token(self) -> str:
+        return self.manifest.token_address
+
+    @property
+    def contracts(self) -> dict[str, str]:
+        return {name: record.address for name, record in self.manifest.contracts.items()}
 
 
-def mark_seeded(options: DevOptions) -> None:
-    """Records in ``deployment.json`` that the demo on this deployment is complete."""
-    deployment = read_dev_json(options.deployment_file)
-    if deployment is None:
-        raise DevError(f"{options.deployment_file} vanished while seeding")
-    _write_json(options.deployment_file, {**deployment, "seeded": True})
+def dev_network(options: DevOptions) -> NetworkConfig:
+    """The ``local`` network of ``deploy/networks.toml`` on this stack's port, with the demo's
+    role holders (one well-known dev account per role)."""
+    local = load_networks()["local"]
+    return local.model_copy(
+        update={
+            "rpc_urls": (options.rpc_url,),
+            "notice_period": NOTICE_PERIOD,
+            "block_time_s": options.block_time,
+            "roles": RolesConfig(
+                admin=dev_account(DEPLOYER).address,
+                registrar=(dev_account(REGISTRAR).address,),
+                attester=(dev_account(ATTESTER).address,),
+                pauser=(dev_account(PAUSER).address,),
+            ),
+        }
+    )
 
 
-def _runtime_hashes(w3: Web3, contracts: Mapping[str, str]) -> dict[str, str]:
-    return {
-        name: "0x" + keccak(bytes(w3.eth.get_code(Web3.to_checksum_address(address)))).hex()
-        for name, address in contracts.items()
-    }
+def _seeded_ledger(options: DevOptions) -> str | None:
+    marker = read_dev_json(options.seed_file) or {}
+    ledger = marker.get("ledger")
+    return ledger if isinstance(ledger, str) else None
 
 
-def _artifact_hash() -> str:
-    """One hash over the creation code of everything the dev stack deploys."""
-    names = (LEDGER, STABLECOIN, *load_artifact(LEDGER).libraries)
-    return "0x" + keccak(text="|".join(load_artifact(n).bytecode for n in names)).hex()
+def mark_seeded(options: DevOptions, ledger: str) -> None:
+    """Records that the demo on ``ledger`` is complete (its brands' keys are saved)."""
+    _write_json(options.seed_file, {"ledger": ledger, "at": datetime.now(UTC).isoformat()})
 
 
-def ensure_deployment(w3: Web3, options: DevOptions) -> DevDeployment:
-    """The contracts of ``<data_dir>/deployment.json`` if this chain runs exactly the code recorded
-    there and it was compiled from the current sources; else a new deployment (libraries, mock
-    stablecoin, ledger) with the demo's roles."""
-    previous = read_dev_json(options.deployment_file)
-    if (
-        previous
-        and previous.get("chain_id") == w3.eth.chain_id
-        and previous.get("artifact_hash") == _artifact_hash()
-        and previous.get("seeded") is True
-    ):
-        contracts: dict[str, str] = previous.get("contracts", {})
-        if contracts and _runtime_hashes(w3, contracts) == previous.get("runtime_hashes"):
-            return DevDeployment(
-                ledger=contracts[LEDGER],
-                token=contracts[STABLECOIN],
-                libraries={k: v for k, v in contracts.items() if k not in (LEDGER, STABLECOIN)},
-                fresh=False,
-            )
+def ensure_deployment(w3: Web3, options: DevOptions, console: Console) -> DevDeployment:
+    """The deployment of ``<data_dir>/deployment.json`` when this chain runs its code, it was
+    compiled from the current sources and its demo was seeded; else a new one (the manifest of the
+    old one is kept beside it)."""
+    network = dev_network(options)
     deployer = dev_account(DEPLOYER)
-    deployment = deploy_ledger(
-        w3,
-        sender=deployer.address,
-        admin=deployer.address,
-        admin_delay=ADMIN_DELAY,
-        notice_period=NOTICE_PERIOD,
-    )
-    fn = deployment.ledger.functions
-    for role, index in (
-        (fn.REGISTRAR_ROLE().call(), REGISTRAR),
-        (fn.ATTESTER_ROLE().call(), ATTESTER),
-        (fn.PAUSER_ROLE().call(), PAUSER),
-    ):
-        tx = fn.grantRole(role, dev_account(index).address).transact({"from": deployer.address})
-        if w3.eth.wait_for_transaction_receipt(tx)["status"] != 1:
-            raise DevError("granting the demo roles failed")
-    contracts = {
-        LEDGER: deployment.ledger.address,
-        STABLECOIN: deployment.token.address,
-        **deployment.libraries,
-    }
-    _write_json(
-        options.deployment_file,
-        {
-            "chain_id": w3.eth.chain_id,
-            "artifact_hash": _artifact_hash(),
-            "contracts": contracts,
-            "runtime_hashes": _runtime_hashes(w3, contracts),
-            "seeded": False,
-        },
-    )
-    return DevDeployment(
-        ledger=deployment.ledger.address,
-        token=deployment.token.address,
-        libraries=dict(deployment.libraries),
-        fresh=True,
-    )
+    path = options.deployment_file
+    if path.exists():
+        manifest = load_manifest(path)
+        problems = (
+            ["the demo was not seeded completely"]
+            if _seeded_ledger(options) != manifest.ledger_address
+            else manifest_problems(w3, manifest)
+        )
+        if not problems:
+            outcome = deploy(w3, network, deployer, manifest_path=path, console=console)
+            if outcome.action == "unchanged" and outcome.manifest is not None:
+                return DevDeployment(outcome.manifest, fresh=False)
+        else:
+            console.print(f"deploying anew: {'; '.join(problems)}", markup=False, highlight=False)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        path.replace(path.with_name(f"{path.name}.{stamp}.old"))
+    outcome = deploy(w3, network, deployer, manifest_path=path, console=console)
+    if outcome.manifest is None:
+        raise DevError(f"deploying to the dev chain gave no manifest ({outcome.action})")
+    return DevDeployment(outcome.manifest, fresh=True)
 
 
 # ---------------------------------------------------------------- the stack
@@ -361,6 +360,8 @@ class DevStack:
                 "TWIN_BRIDGE_DATA_DIR": str(self.options.data_dir),
                 "TWIN_BRIDGE_RPC_URL": self.options.rpc_url,
                 "TWIN_BRIDGE_LEDGER_ADDRESS": deployment.ledger,
+                # each part checks the chain's code against the manifest before using it
+                "TWIN_BRIDGE_DEPLOYMENT": str(self.options.deployment_file),
                 # anvil's well-known dev keys (see bridge.demo): public, valid on chain 31337 only
                 "TWIN_BRIDGE_ATTESTER_PRIVATE_KEY": dev_account(ATTESTER).key.hex(),
                 "TWIN_BRIDGE_RELAYER_PRIVATE_KEY": dev_account(RELAYER).key.hex(),
@@ -369,7 +370,6 @@ class DevStack:
         )
         env.setdefault("TWIN_BRIDGE_CONFIRMATIONS", "1")
         env.setdefault("TWIN_BRIDGE_BATCH_MAX_AGE", "PT1S")
-        env.pop("TWIN_BRIDGE_DEPLOYMENT", None)
         return env
 
     def _start_anvil(self) -> Child:
@@ -505,11 +505,8 @@ class DevStack:
             "rpc_url": self.options.rpc_url,
             "chain_id": DEV_CHAIN_ID,
             "data_dir": str(self.options.data_dir),
-            "contracts": {
-                LEDGER: deployment.ledger,
-                STABLECOIN: deployment.token,
-                **deployment.libraries,
-            },
+            "contracts": deployment.contracts,
+            "deployment": str(self.options.deployment_file),
             "roles": roles,
             "brands": brands,
             "models": models,
@@ -540,10 +537,10 @@ class DevStack:
         options = self.options
         self._start_anvil()
         w3 = Web3(Web3.HTTPProvider(options.rpc_url, request_kwargs={"timeout": 60}))
-        deployment = ensure_deployment(w3, options)
+        deployment = ensure_deployment(w3, options, self.console)
         demo: Demo | None = None
         if deployment.fresh:
-            self._say(f"deployed TwinLedger at {deployment.ledger}; seeding the demo...")
+            self._say("seeding the demo...")
             self._retire_database(settings)
             demo = seed(
                 w3,
@@ -561,7 +558,7 @@ class DevStack:
         info = self._dev_json(deployment, brands, demo)
         _write_json(options.dev_json, {**info, "ready": False})
         if demo is not None:  # the demo is complete only once its brands' keys are saved
-            mark_seeded(options)
+            mark_seeded(options, deployment.ledger)
         env = self._child_env(deployment)
         python = [sys.executable, "-m", "bridge"]
         api = _spawn(

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
         default=3,
         description="Reverted batches (estimation or on chain) a usage is in before it is held.",
     )
+    reorg_watch_blocks: int = Field(
+        default=64,
+        ge=0,
+        le=100_000,
+        description="Confirmed batches of the last this many blocks are checked to be still in "
+        "their block (a reorg deeper than the confirmation depth); 0 turns the watch off.",
+    )
     attester_keystore: Path | None = None
     relayer_keystore: Path | None = None
     keystore_password: SecretStr | None = None
