@@ -569,8 +569,7 @@ class DevStack:
         )
         self.children.append(api)
         self.children.append(_spawn("worker", [*python, "worker"], options.log_dir, env))
-        if _has_indexer():
-            self.children.append(_spawn("indexer", [*python, "indexer"], options.log_dir, env))
+        self.children.append(_spawn("indexer", [*python, "indexer"], options.log_dir, env))
         _wait_until(
             api,
             lambda: httpx.get(f"{options.api_url}/readyz", timeout=2).status_code == 200,
@@ -602,12 +601,6 @@ class DevStack:
         self._say(info["try_it"]["shell"])
         self._say("")
         self._say("Ctrl-C stops everything; the next start resumes the same chain and data.")
-
-
-def _has_indexer() -> bool:
-    from bridge.cli import app
-
-    return any(command.name == "indexer" for command in app.registered_commands)
 
 
 def _licensed_now(
