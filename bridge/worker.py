@@ -9,29 +9,37 @@ One batch is in flight at a time per relayer. Each step is a committed transitio
   is resent; "nonce too low" means "possibly mined", answered by the chain, never by a new nonce.
 - ``mined``: once the block is ``confirmations`` deep and still carries the transaction, the
   usages are marked settled or rejected from the ``UsagesSettled`` events.
+- ``confirmed``: watched for ``reorg_watch_blocks`` more blocks. A reorg deeper than the depth
+  that re-included the transaction elsewhere moves the usages' outcomes to the new receipt; one
+  that left it in no block puts the batch back to ``sent`` and resends the stored bytes (same
+  nonce; the ledger pays a usage id once).
 
 The clock, the chain client (and with it the RPC URL list) and a crash hook called at named points
-(``CRASH_POINTS``) are injected, for the fault-injection suite.
+(``CRASH_POINTS``) are injected, for the fault-injection suite. What a worker process did is
+counted in ``WorkerMetrics`` (its own Prometheus registry); what every worker did is read from the
+store by the API's ``/metrics``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import OperationalError
 
 from bridge import eip712
-from bridge.chain.client import ChainClient, Receipt
+from bridge.chain.client import Block, ChainClient, Receipt
 from bridge.chain.ledger import (
     SettledGroup,
     decode_price_at,
@@ -56,6 +64,7 @@ from bridge.store.settlement import (
     BatchRecord,
     ClaimConflictError,
     LeaseLostError,
+    MinedIn,
     NewBatch,
     PendingUsage,
     UsageResult,
@@ -85,6 +94,85 @@ def _no_crash(point: str) -> None:
     pass
 
 
+BATCH_EVENTS: Final = ("sent", "resent", "replaced", "confirmed", "failed")
+
+
+class WorkerMetrics:
+    """What one worker process did, in a Prometheus registry of its own (served by
+    ``twin-bridge worker --metrics-port``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.batches = Counter(
+            "twin_bridge_worker_batches",
+            "Settlement batches by event: sent (first time), resent (the stored bytes again), "
+            "replaced (fee bump), confirmed, failed (usages handed back).",
+            ["event"],
+            registry=self.registry,
+        )
+        for event in BATCH_EVENTS:
+            self.batches.labels(event)
+        self.usages = Counter(
+            "twin_bridge_worker_usages",
+            "Usages of the batches this process confirmed, by outcome (settled, rejected).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in ("settled", "rejected"):
+            self.usages.labels(outcome)
+        self.gas_used = Counter(
+            "twin_bridge_worker_gas_used",
+            "Gas used by the batches this process confirmed.",
+            registry=self.registry,
+        )
+        self.reorged = Counter(
+            "twin_bridge_worker_reorged_batches",
+            "Batches whose block a reorg replaced, by what they were then: mined (before the "
+            "confirmation depth) or confirmed (a reorg deeper than the depth).",
+            ["stage"],
+            registry=self.registry,
+        )
+        for stage in ("mined", "confirmed"):
+            self.reorged.labels(stage)
+        self.rpc_errors = Counter(
+            "twin_bridge_worker_rpc_errors",
+            "Errors of the chain client by kind: unreachable endpoints (chain_unavailable) and "
+            "node refusals, answered by the worker or not.",
+            ["error"],
+            registry=self.registry,
+        )
+        self.lease_held = Gauge(
+            "twin_bridge_worker_lease_held",
+            "1 while this process holds its relayer's lease.",
+            registry=self.registry,
+        )
+
+
+def _error_kind(exc: Exception) -> str:
+    """``NonceTooLowError`` -> ``nonce_too_low``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__.removesuffix("Error")).lower()
+
+
+class _CountedChain:
+    """The chain client, counting each error it raises in ``errors``."""
+
+    def __init__(self, chain: ChainClient, errors: Counter) -> None:
+        self._chain = chain
+        self._errors = errors
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._chain, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except (ChainUnavailableError, RpcError) as exc:
+                self._errors.labels(_error_kind(exc)).inc()
+                raise
+
+        return counted
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     ledger: str
@@ -97,6 +185,8 @@ class WorkerConfig:
     replace_after: timedelta = timedelta(seconds=60)
     lease_ttl: timedelta = timedelta(seconds=30)
     max_settle_attempts: int = 3
+    reorg_watch_blocks: int = 64
+    """Confirmed batches mined in the last this many blocks are checked still to be there."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerConfig:
@@ -113,6 +203,7 @@ class WorkerConfig:
             replace_after=settings.replace_after,
             lease_ttl=settings.worker_lease_ttl,
             max_settle_attempts=settings.max_settle_attempts,
+            reorg_watch_blocks=settings.reorg_watch_blocks,
         )
 
 
@@ -176,9 +267,11 @@ class SettlementWorker:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         crash_point: CrashHook = _no_crash,
         holder: str | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or WorkerMetrics()
         self._store = store
-        self._chain = chain
+        self._chain = cast(ChainClient, _CountedChain(chain, self.metrics.rpc_errors))
         self._attester = attester
         self._relayer = relayer
         self._config = config
@@ -191,6 +284,11 @@ class SettlementWorker:
         self._leased = False
         self._fence = settlement.Lease(relayer=self.relayer_address, holder=self.holder)
         """Every store write of the worker is fenced by its lease (``LeaseLostError``)."""
+        self._watch_anchor: Block | None = None
+        """A head under which every confirmed batch of the watch window was found in its block
+        (None: look at them all again)."""
+        self._unwatched: set[int] = set()
+        """Batches confirmed since the anchor was set."""
 
     # ------------------------------------------------------------ loop
 
@@ -206,7 +304,7 @@ class SettlementWorker:
                     # Paused past the lease (GC, a frozen VM, a slow node): another worker has
                     # taken over, and nothing of this step was written. Stop processing.
                     log.error("settlement worker stops: %s", exc)
-                    self._leased = False
+                    self._set_leased(False)
                     break
                 except (
                     ChainUnavailableError,
@@ -226,7 +324,14 @@ class SettlementWorker:
         """Gives up the relayer's lease, so a waiting worker takes over without waiting it out."""
         with self._store.session() as session:
             settlement.release_lease(session, relayer=self.relayer_address, holder=self.holder)
-        self._leased = False
+        self._set_leased(False)
+
+    def _set_leased(self, held: bool) -> None:
+        if held and not self._leased:
+            # Other workers may have confirmed batches meanwhile: the watch looks at them all.
+            self._watch_anchor = None
+        self._leased = held
+        self.metrics.lease_held.set(1 if held else 0)
 
     def _hold_lease(self) -> bool:
         with self._store.session() as session:
@@ -242,7 +347,7 @@ class SettlementWorker:
                 "worker %s %s the lease of relayer %s",
                 self.holder, "holds" if held else "lost", self.relayer_address,
             )  # fmt: skip
-            self._leased = held
+            self._set_leased(held)
         return held
 
     def run_until_idle(self, *, max_steps: int = 10_000) -> int:
@@ -265,13 +370,15 @@ class SettlementWorker:
         """
         if not self._hold_lease():
             return False
+        if self._watch_confirmed():
+            return True
         with self._store.session() as session:
             batch = settlement.open_batch(session, relayer=self.relayer_address)
         if batch is None:
             return self._start_batch()
         match batch.status:
             case BatchStatus.SIGNED:
-                return self._send(batch)
+                return self._send(batch, "sent")
             case BatchStatus.SENT:
                 return self._check_sent(batch)
             case BatchStatus.MINED:
@@ -349,7 +456,7 @@ class SettlementWorker:
             batch.id, len(usages), len(groups), nonce, batch.tx_hash,
         )  # fmt: skip
         self._crash("after_signing")
-        return self._send(batch) or True
+        return self._send(batch, "sent") or True
 
     def _plan(
         self, usages: Sequence[PendingUsage], deadline: int
@@ -433,7 +540,9 @@ class SettlementWorker:
             log.warning("fee cap %d wei is below the base fee %d wei", cap, fees.base_fee)
         return max_fee, priority
 
-    def _send(self, batch: BatchRecord) -> bool:
+    def _send(self, batch: BatchRecord, event: str) -> bool:
+        """Broadcasts the batch's stored transaction and marks it sent; ``event`` is what the send
+        counts as (``BATCH_EVENTS``)."""
         try:
             self._chain.send_raw_transaction(batch.raw_tx)
         except TransactionAlreadyKnownError:
@@ -450,6 +559,7 @@ class SettlementWorker:
             log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
         with self._store.session() as session:
             settlement.mark_sent(session, batch.id, at=self._clock(), lease=self._fence)
+        self.metrics.batches.labels(event).inc()
         self._crash("after_sending")
         return True
 
@@ -468,7 +578,7 @@ class SettlementWorker:
                 log.warning(
                     "batch %d: tx %s unknown to the node, resending", batch.id, batch.tx_hash
                 )
-                return self._send(batch)
+                return self._send(batch, "resent")
             sent_at = batch.sent_at or self._clock()
             if self._clock() - sent_at >= self._config.replace_after:
                 return self._replace(batch)
@@ -527,7 +637,7 @@ class SettlementWorker:
             "batch %d: replacing %s with %s (max fee %d, tip %d wei)",
             batch.id, batch.tx_hash, tx_hash, max_fee, priority,
         )  # fmt: skip
-        return self._send(replacement)
+        return self._send(replacement, "replaced")
 
     def _check_mined(self, batch: BatchRecord) -> bool:
         assert batch.block_number is not None  # noqa: S101 - mined batches have a block
@@ -551,12 +661,18 @@ class SettlementWorker:
                         gas_used=receipt.gas_used,
                         lease=self._fence,
                     )
+            self.metrics.reorged.labels("mined").inc()
             return True
         results = self._results(batch, receipt)
         self._crash("before_marking_settled")
         with self._store.session() as session:
             settlement.confirm_batch(session, batch.id, results=results, lease=self._fence)
+        self._unwatched.add(batch.id)
         settled = sum(1 for r in results if r.settled)
+        self.metrics.batches.labels("confirmed").inc()
+        self.metrics.usages.labels("settled").inc(settled)
+        self.metrics.usages.labels("rejected").inc(len(results) - settled)
+        self.metrics.gas_used.inc(receipt.gas_used)
         log.info(
             "batch %d confirmed in block %d: %d settled, %d rejected",
             batch.id, receipt.block_number, settled, len(results) - settled,
@@ -638,3 +754,112 @@ class SettlementWorker:
                 max_attempts=self._config.max_settle_attempts if counts_attempt else None,
                 lease=self._fence,
             )
+        self.metrics.batches.labels("failed").inc()
+
+    # ------------------------------------------------------------ reorgs deeper than the depth
+
+    def _watch_confirmed(self) -> bool:
+        """Checks that the confirmed batches mined in the last ``reorg_watch_blocks`` blocks are
+        still in their blocks, and moves those that are not (``_recheck``); whether any moved.
+
+        Cheap on a quiet chain: while the head is the anchor (the head of the last look that
+        found everything in place), one lookup of the head. A new head costs one lookup of the
+        anchor's number: if the anchor is still there, so is every block below it, and only the
+        batches confirmed since are looked at; if not, every batch of the window is.
+        """
+        window = self._config.reorg_watch_blocks
+        if window <= 0:
+            return False
+        head = self._chain.block("latest")
+        if head is None:
+            raise ChainUnavailableError("chain", "no latest block")
+        anchor = self._watch_anchor
+        if anchor is not None and (
+            head.number < anchor.number  # a node behind the last one asked: wait for it
+            or (head.hash == anchor.hash and not self._unwatched)
+        ):
+            return False
+        hashes: dict[int, str | None] = {}
+
+        def hash_at(number: int) -> str | None:
+            if number not in hashes:
+                block = self._chain.block(number)
+                hashes[number] = None if block is None else block.hash
+            return hashes[number]
+
+        since = anchor is not None and hash_at(anchor.number) == anchor.hash
+        if since and not self._unwatched:
+            self._watch_anchor = head
+            return False
+        with self._store.session() as session:
+            batches = settlement.confirmed_batches(
+                session,
+                relayer=self.relayer_address,
+                from_block=head.number - window + 1,
+                ids=sorted(self._unwatched) if since else None,
+            )
+        moved = False
+        for batch in batches:  # oldest first: resent transactions go out in nonce order
+            assert batch.block_number is not None  # noqa: S101 - confirmed batches have a block
+            if batch.block_number > head.number:
+                continue  # above a head that has not grown back (yet): wait for it
+            if hash_at(batch.block_number) != batch.block_hash:
+                moved = self._recheck(batch, head) or moved
+        self._watch_anchor = None if moved else head
+        self._unwatched.clear()
+        return moved
+
+    def _recheck(self, batch: BatchRecord, head: Block) -> bool:
+        """A confirmed batch whose block is no longer the block at its number; whether it moved.
+
+        Mined again elsewhere (any of its transactions): its usages follow the new receipt, at
+        once if it is deep enough, else back to submitted until it is. In no block: back to sent
+        with its usages submitted, and the stored transaction is resent (its nonce is free
+        again; no other transaction of ours can have taken it, since later batches' nonces
+        were above it and went out of the chain with it).
+        """
+        receipt = self._receipt(batch)
+        if receipt is not None and receipt.block_hash == batch.block_hash:
+            return False  # the block lookup was answered by a node seeing another chain
+        now = self._clock()
+        if receipt is not None and receipt.status == 1:
+            mined = MinedIn(
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+                block_hash=receipt.block_hash,
+                gas_used=receipt.gas_used,
+            )
+            deep = head.number - receipt.block_number + 1 >= max(self._config.confirmations, 1)
+            log.warning(
+                "batch %d: a reorg moved tx %s from block %s (%s) to block %d (%s)%s",
+                batch.id, batch.tx_hash, batch.block_number, batch.block_hash,
+                receipt.block_number, receipt.block_hash,
+                "" if deep else "; its usages wait for the confirmation depth again",
+            )  # fmt: skip
+            with self._store.session() as session:
+                if deep:
+                    settlement.resettle_batch(
+                        session,
+                        batch.id,
+                        mined=mined,
+                        results=self._results(batch, receipt),
+                        lease=self._fence,
+                    )
+                else:
+                    settlement.reopen_batch(
+                        session, batch.id, at=now, mined=mined, lease=self._fence
+                    )
+            self.metrics.reorged.labels("confirmed").inc()
+            return True
+        log.warning(
+            "batch %d: a reorg took tx %s out of the chain (it was in block %s); its usages are "
+            "submitted again and the transaction goes out again with nonce %d",
+            batch.id, batch.tx_hash, batch.block_number, batch.nonce,
+        )  # fmt: skip
+        with self._store.session() as session:
+            reopened = settlement.reopen_batch(session, batch.id, at=now, lease=self._fence)
+        self.metrics.reorged.labels("confirmed").inc()
+        if receipt is None:
+            self._send(reopened, "resent")
+        # else: mined again but reverted; the next step fails the batch from the receipt
+        return True

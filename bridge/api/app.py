@@ -56,7 +56,7 @@ def create_app(
         chain=chain,
         ingestor=ingestor,
         limiter=RateLimiter(rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
-        metrics=Metrics(),
+        metrics=Metrics(store),
     )
 
     @asynccontextmanager

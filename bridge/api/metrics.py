@@ -1,21 +1,159 @@
-"""Prometheus metrics of one app, in a registry of its own."""
+"""Prometheus metrics of one app, in a registry of its own: what this process answered, and the
+settlement's progress read from the store at scrape time (``StoreCollector``)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Final
 
+from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.ingest import ItemResult
+from bridge.store.models import BatchStatus, UsageStatus
+from bridge.store.repository import Store
+from bridge.store.settlement import OPEN_STATUSES, SettlementStats, settlement_stats
+
+log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class StoreCollector(Collector):
+    """The settlement's progress as the store holds it, read at each scrape.
+
+    The worker runs in a process of its own and API processes can be many: every one of them
+    reads the same numbers from the store, whichever process did the work. A few aggregate
+    queries on indexes (``settlement_stats``); a store that does not answer shows as
+    ``twin_bridge_store_up 0`` with nothing else.
+    """
+
+    def __init__(self, store: Store, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._store = store
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def describe(self) -> Iterable[Metric]:
+        return _families()
+
+    def collect(self) -> Iterable[Metric]:
+        up = _gauge("twin_bridge_store_up", "Whether the store answered the metrics queries.")
+        try:
+            with self._store.session() as session:
+                stats = settlement_stats(session)
+        except SQLAlchemyError as exc:
+            log.warning("metrics: the store did not answer: %s", exc)
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        return [up, *_families(stats, self._clock())]
+
+
+def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=list(labels))
+
+
+def _families(stats: SettlementStats | None = None, now: datetime | None = None) -> list[Metric]:
+    """The store's metric families, filled from ``stats`` (empty without: their description)."""
+    usages = _gauge("twin_bridge_usages", "Usages in the store by status.", ["status"])
+    lag = _gauge(
+        "twin_bridge_settlement_lag_seconds",
+        "Age of the oldest usage accepted but not yet settled (accepted or submitted); 0 if none.",
+    )
+    batches = _gauge("twin_bridge_settlement_batches", "Settlement batches by status.", ["status"])
+    gas = _gauge("twin_bridge_settlement_gas_used", "Gas used by the confirmed batches.")
+    gas_per_usage = _gauge(
+        "twin_bridge_settlement_gas_per_usage",
+        "Gas used by the confirmed batches per usage they settled (paid or rejected on chain); "
+        "NaN before the first.",
+    )
+    lease_held = _gauge(
+        "twin_bridge_relayer_lease_held",
+        "1 while a worker holds the relayer's lease (not expired).",
+        ["relayer"],
+    )
+    lease_expiry = _gauge(
+        "twin_bridge_relayer_lease_expiry_timestamp_seconds",
+        "When the relayer's lease runs out unless its holder renews it.",
+        ["relayer", "holder"],
+    )
+    last_block = _gauge(
+        "twin_bridge_relayer_last_batch_block",
+        "The block of the relayer's latest mined or confirmed batch.",
+        ["relayer"],
+    )
+    inflight_id = _gauge(
+        "twin_bridge_relayer_inflight_batch_id",
+        "The relayer's open batch (signed, sent or mined, not yet confirmed; the oldest if "
+        "several); 0 if none.",
+        ["relayer"],
+    )
+    inflight_status = _gauge(
+        "twin_bridge_relayer_inflight_batch_status",
+        "1 for the status of the relayer's open batch, 0 for the others.",
+        ["relayer", "status"],
+    )
+    inflight_usages = _gauge(
+        "twin_bridge_relayer_inflight_batch_usages",
+        "Usages in the relayer's open batch; 0 if none.",
+        ["relayer"],
+    )
+    inflight_age = _gauge(
+        "twin_bridge_relayer_inflight_batch_age_seconds",
+        "Since the relayer's open batch was signed; 0 if none.",
+        ["relayer"],
+    )
+    families: list[Metric] = [
+        usages, lag, batches, gas, gas_per_usage, lease_held, lease_expiry, last_block,
+        inflight_id, inflight_status, inflight_usages, inflight_age,
+    ]  # fmt: skip
+    if stats is None or now is None:
+        return families
+
+    for usage_status in UsageStatus:
+        usages.add_metric([usage_status.value], stats.usages[usage_status])
+    oldest = stats.oldest_unsettled
+    lag.add_metric([], 0.0 if oldest is None else (now - oldest).total_seconds())
+    for batch_status in BatchStatus:
+        batches.add_metric([batch_status.value], stats.batches[batch_status])
+    gas.add_metric([], stats.confirmed_gas_used)
+    settled = stats.usages[UsageStatus.SETTLED] + stats.usages[UsageStatus.REJECTED]
+    gas_per_usage.add_metric([], stats.confirmed_gas_used / settled if settled else math.nan)
+    for state in stats.relayers:
+        relayer = to_checksum_address(state.relayer)
+        expires = state.lease_expires_at
+        lease_held.add_metric([relayer], 1 if expires is not None and expires > now else 0)
+        if expires is not None:
+            lease_expiry.add_metric([relayer, state.lease_holder or ""], expires.timestamp())
+        if state.last_block is not None:
+            last_block.add_metric([relayer], state.last_block)
+        inflight = state.inflight
+        inflight_id.add_metric([relayer], 0 if inflight is None else inflight.id)
+        for open_status in OPEN_STATUSES:
+            current = inflight is not None and inflight.status is open_status
+            inflight_status.add_metric([relayer, open_status.value], 1 if current else 0)
+        inflight_usages.add_metric([relayer], 0 if inflight is None else inflight.usages)
+        inflight_age.add_metric(
+            [relayer], 0.0 if inflight is None else (now - inflight.created_at).total_seconds()
+        )
+    return families
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(
+        self, store: Store | None = None, *, clock: Callable[[], datetime] | None = None
+    ) -> None:
+        """This process's counters, and with a ``store`` the settlement's (``StoreCollector``)."""
         self.registry = CollectorRegistry()
+        if store is not None:
+            self.registry.register(StoreCollector(store, clock=clock))
         self.events = Counter(
             "twin_bridge_usage_events",
             "Usage events answered by the API, by status and refusal reason.",

@@ -428,6 +428,12 @@ def confirm_batch(
     row = _batch_row(session, batch_id)
     if row.status is not BatchStatus.MINED:
         raise ValueError(f"batch {batch_id} is {row.status}, not mined")
+    _write_results(session, row, results)
+    row.status = BatchStatus.CONFIRMED
+    session.commit()
+
+
+def _write_results(session: Session, row: SettlementBatch, results: Sequence[UsageResult]) -> None:
     now = utcnow()
     session.execute(
         update(UsageEvent).execution_options(synchronize_session=False),
@@ -445,8 +451,104 @@ def confirm_batch(
             for r in results
         ],
     )
-    row.status = BatchStatus.CONFIRMED
+
+
+# ---------------------------------------------------------------- reorgs past the depth
+
+
+@dataclass(frozen=True, slots=True)
+class MinedIn:
+    """Where a transaction of a batch is mined now."""
+
+    tx_hash: str
+    block_number: int
+    block_hash: str
+    gas_used: int
+
+
+def confirmed_batches(
+    session: Session, *, relayer: str, from_block: int, ids: Sequence[int] | None = None
+) -> list[BatchRecord]:
+    """The relayer's confirmed batches mined in ``from_block`` or later (of ``ids`` only, if
+    given), oldest first."""
+    query = select(SettlementBatch).where(
+        SettlementBatch.status == BatchStatus.CONFIRMED,
+        SettlementBatch.relayer == relayer,
+        SettlementBatch.block_number >= from_block,
+    )
+    if ids is not None:
+        query = query.where(SettlementBatch.id.in_(list(ids)))
+    return [BatchRecord.of(row) for row in session.scalars(query.order_by(SettlementBatch.id))]
+
+
+def _confirmed_row(session: Session, batch_id: int) -> SettlementBatch:
+    row = _batch_row(session, batch_id)
+    if row.status is not BatchStatus.CONFIRMED:
+        raise ValueError(f"batch {batch_id} is {row.status}, not confirmed")
+    return row
+
+
+def _move(row: SettlementBatch, mined: MinedIn) -> None:
+    row.tx_hash = mined.tx_hash
+    row.block_number = mined.block_number
+    row.block_hash = mined.block_hash
+    row.gas_used = mined.gas_used
+
+
+def resettle_batch(
+    session: Session,
+    batch_id: int,
+    *,
+    mined: MinedIn,
+    results: Sequence[UsageResult],
+    lease: Lease | None = None,
+) -> None:
+    """A confirmed batch whose block a reorg replaced, its transaction mined again (deep enough)
+    in ``mined``: the batch and its usages' outcomes, blocks, log indexes and amounts follow the
+    new receipt, in one commit; the batch stays confirmed."""
+    check_lease(session, lease)
+    row = _confirmed_row(session, batch_id)
+    _move(row, mined)
+    _write_results(session, row, results)
     session.commit()
+
+
+def reopen_batch(
+    session: Session,
+    batch_id: int,
+    *,
+    at: datetime,
+    mined: MinedIn | None = None,
+    lease: Lease | None = None,
+) -> BatchRecord:
+    """A confirmed batch whose block a reorg replaced: back to mined (in ``mined``, not yet deep
+    enough) or, when its transaction is in no block, to sent (sent again ``at``), its usages back
+    to submitted without their outcomes, in one commit. Its nonce stays its own."""
+    check_lease(session, lease)
+    row = _confirmed_row(session, batch_id)
+    if mined is None:
+        row.status = BatchStatus.SENT
+        row.sent_at = at
+        row.block_number = row.block_hash = row.gas_used = None
+    else:
+        row.status = BatchStatus.MINED
+        _move(row, mined)
+    session.execute(
+        update(UsageEvent)
+        .where(UsageEvent.batch_id == batch_id)
+        .values(
+            status=UsageStatus.SUBMITTED,
+            reason_code=None,
+            tx_hash=None,
+            block_number=None,
+            log_index=None,
+            amount=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return BatchRecord.of(row)
 
 
 def batch_usage_ids(session: Session, batch_id: int) -> list[int]:
@@ -510,3 +612,114 @@ def release_lease(session: Session, *, relayer: str, holder: str) -> None:
 def lease_holder(session: Session, relayer: str) -> str | None:
     row = session.get(WorkerLease, relayer.lower())
     return None if row is None else row.holder
+
+
+# ---------------------------------------------------------------- what the metrics show
+
+
+@dataclass(frozen=True, slots=True)
+class InflightBatch:
+    """A relayer's oldest open batch."""
+
+    id: int
+    status: BatchStatus
+    usages: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RelayerState:
+    """A relayer's worker as the store sees it."""
+
+    relayer: str
+    """Lower case, as the lease and nonce tables hold it."""
+    lease_holder: str | None
+    lease_expires_at: datetime | None
+    last_block: int | None
+    """The block of the relayer's latest mined or confirmed batch."""
+    inflight: InflightBatch | None
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementStats:
+    """The settlement's progress across every process that writes the store."""
+
+    usages: dict[UsageStatus, int]
+    """Usages by status, every status present."""
+    oldest_unsettled: datetime | None
+    """When the oldest usage still accepted or submitted was stored."""
+    batches: dict[BatchStatus, int]
+    """Batches by status, every status present."""
+    confirmed_gas_used: int
+    relayers: tuple[RelayerState, ...]
+    """Every relayer that ever planned a nonce or holds a lease, by address."""
+
+
+def settlement_stats(session: Session) -> SettlementStats:
+    """A handful of aggregate queries, each on an index (usages and batches by status) or on the
+    few rows of the lease and nonce tables, and two index lookups per relayer."""
+    usages = dict.fromkeys(UsageStatus, 0)
+    for usage_status, count in session.execute(
+        select(UsageEvent.status, func.count()).group_by(UsageEvent.status)
+    ):
+        usages[usage_status] = int(count)
+    oldest = session.scalar(
+        select(func.min(UsageEvent.created_at)).where(
+            UsageEvent.status.in_((UsageStatus.ACCEPTED, UsageStatus.SUBMITTED))
+        )
+    )
+    batches = dict.fromkeys(BatchStatus, 0)
+    gas_used = 0
+    for batch_status, count, gas in session.execute(
+        select(
+            SettlementBatch.status,
+            func.count(),
+            func.sum(SettlementBatch.gas_used),
+        ).group_by(SettlementBatch.status)
+    ):
+        batches[batch_status] = int(count)
+        if batch_status is BatchStatus.CONFIRMED:
+            gas_used = int(gas or 0)
+    leases = {row.relayer: row for row in session.scalars(select(WorkerLease))}
+    relayers = sorted(set(leases) | set(session.scalars(select(RelayerNonce.address))))
+    return SettlementStats(
+        usages=usages,
+        oldest_unsettled=oldest,
+        batches=batches,
+        confirmed_gas_used=gas_used,
+        relayers=tuple(_relayer_state(session, r, leases.get(r)) for r in relayers),
+    )
+
+
+def _relayer_state(session: Session, relayer: str, lease: WorkerLease | None) -> RelayerState:
+    of_relayer = func.lower(SettlementBatch.relayer) == relayer
+    last_block = session.scalar(
+        select(SettlementBatch.block_number)
+        .where(
+            of_relayer,
+            SettlementBatch.status.in_((BatchStatus.MINED, BatchStatus.CONFIRMED)),
+        )
+        .order_by(SettlementBatch.id.desc())
+        .limit(1)
+    )
+    row = session.execute(
+        select(SettlementBatch.id, SettlementBatch.status, SettlementBatch.created_at)
+        .where(of_relayer, SettlementBatch.status.in_(OPEN_STATUSES))
+        .order_by(SettlementBatch.id)
+        .limit(1)
+    ).one_or_none()
+    inflight = None
+    if row is not None:
+        count = session.scalar(
+            select(func.count()).select_from(UsageEvent).where(UsageEvent.batch_id == row.id)
+        )
+        inflight = InflightBatch(
+            id=row.id, status=row.status, usages=int(count or 0), created_at=row.created_at
+        )
+    return RelayerState(
+        relayer=relayer,
+        lease_holder=None if lease is None else lease.holder,
+        lease_expires_at=None if lease is None else lease.expires_at,
+        last_block=last_block,
+        inflight=inflight,
+    )

@@ -72,6 +72,10 @@ class FakeChain:
     estimate_reverts: set[int] = field(default_factory=set)
     """Usage ids whose presence makes gas estimation revert (as a processed one does)."""
     estimates: int = 0
+    block_lookups: list[BlockTag] = field(default_factory=list)
+    """Every ``block(tag)`` asked, in order."""
+    produced: int = 0
+    """Blocks made so far, reorged ones included (a new block never has an old one's hash)."""
 
     def __post_init__(self) -> None:
         if not self.blocks:
@@ -83,6 +87,7 @@ class FakeChain:
         return CHAIN_ID
 
     def block(self, tag: BlockTag = "latest") -> Block | None:
+        self.block_lookups.append(tag)
         if tag == "latest":
             return self.blocks[-1]
         if tag == "finalized":
@@ -194,9 +199,10 @@ class FakeChain:
         """Mines a block with the mempool's next transactions per sender (unless ``empty``)."""
         number = len(self.blocks)
         parent = self.blocks[-1]
+        self.produced += 1
         block = Block(
             number=number,
-            hash=self._block_hash(number, len(self.mined) + len(self.sent)),
+            hash=self._block_hash(number, self.produced),
             timestamp=parent.timestamp + 1,
         )
         self.blocks.append(block)

@@ -537,6 +537,17 @@ def test_metrics_count_events_by_status_and_reason(api: Api) -> None:
     )
 
 
+def test_metrics_show_the_settlement_as_the_store_holds_it(api: Api) -> None:
+    api.client.post(URL, json={"events": [event("a"), event("b"), event("c")]}, headers=api.auth)
+    text = api.client.get("/metrics").text
+    assert "twin_bridge_store_up 1.0" in text
+    assert 'twin_bridge_usages{status="accepted"} 3.0' in text
+    assert 'twin_bridge_usages{status="settled"} 0.0' in text
+    assert 'twin_bridge_settlement_batches{status="confirmed"} 0.0' in text
+    assert "twin_bridge_settlement_gas_used 0.0" in text
+    assert "twin_bridge_settlement_gas_per_usage NaN" in text
+
+
 def test_healthz_and_readyz(api: Api) -> None:
     assert api.client.get("/healthz").json() == {"status": "ok"}
     assert api.client.get("/readyz").json() == {

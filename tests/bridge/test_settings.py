@@ -25,6 +25,7 @@ def test_defaults() -> None:
         timedelta(days=35),
         timedelta(minutes=5),
     )
+    assert settings.reorg_watch_blocks == 64
 
 
 def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -43,6 +44,7 @@ def test_read_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         ({"max_batch_events": 1001}, "less than or equal to 1000"),
         ({"max_quantity": 2**32}, "less than or equal to 4294967295"),
         ({"max_quantity": 0}, "greater than 0"),
+        ({"reorg_watch_blocks": -1}, "greater than or equal to 0"),
         ({"rpc_url": "http://127.0.0.1:8545"}, "rpc_url and ledger_address must be set together"),
         ({"unknown": 1}, "Extra inputs are not permitted"),
     ],

@@ -1,20 +1,25 @@
 """The settlement worker on the fake chain and SQLite: batching, grouping, state transitions,
-restarts at every crash point, nonce and receipt edge cases."""
+restarts at every crash point, nonce and receipt edge cases, reorgs deeper than the confirmation
+depth, and the metrics of the worker process and of the store."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from bridge.api.metrics import StoreCollector
 from bridge.codec import Outcome
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
@@ -467,6 +472,12 @@ def test_a_reorg_before_the_confirmation_depth_settles_the_usages_once(env: Env)
     [usage] = env.usages()
     assert (usage.status, usage.block_number) == (UsageStatus.SETTLED, batch.block_number)
     assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+    assert (
+        worker.metrics.registry.get_sample_value(
+            "twin_bridge_worker_reorged_batches_total", {"stage": "mined"}
+        )
+        == 1
+    )
 
 
 def test_run_stops_promptly_when_asked(env: Env) -> None:
@@ -686,3 +697,334 @@ def test_run_stops_when_the_lease_is_lost(env: Env) -> None:
     assert stopped
     with env.store.session() as session:
         assert lease_holder(session, RELAYER.address) == "second"
+
+
+# ---------------------------------------------------------------- reorgs deeper than the depth
+
+
+def sample(worker: SettlementWorker, name: str, **labels: str) -> float | None:
+    return worker.metrics.registry.get_sample_value(name, labels)
+
+
+@pytest.mark.parametrize("confirmations", [1, 2])
+def test_a_confirmed_settlement_a_deeper_reorg_mines_in_another_block_follows_its_receipt(
+    env: Env, confirmations: int
+) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 2))
+    worker = env.worker(confirmations=confirmations)
+    worker.run_until_idle()
+    env.chain.mine(empty=True)
+    worker.run_until_idle()
+    [settled] = env.batches()
+    assert (settled.status, settled.block_number) == (BatchStatus.CONFIRMED, 1)
+    assert env.chain.paid == {usage_id: 2 * DEFAULT_PRICE}
+
+    # A reorg of both blocks (deeper than the depth); the new chain mines the transaction one
+    # block later, and the usage's price (the license version in force) differs there.
+    env.chain.automine = False
+    env.chain.reorg(2)
+    env.chain.prices[(1, BRAND_A.lower(), 0)] = 3_000
+    env.chain.mine(empty=True)
+    env.chain.mine()
+    assert worker.step() is True
+    if confirmations == 2:  # one block deep only: back to mined, the usage waits again
+        [batch] = env.batches()
+        assert (batch.status, batch.block_number) == (BatchStatus.MINED, 2)
+        [usage] = env.usages()
+        assert (usage.status, usage.tx_hash, usage.block_number, usage.amount) == (
+            UsageStatus.SUBMITTED,
+            None,
+            None,
+            None,
+        )
+        assert worker.run_until_idle() == 0
+        env.chain.mine(empty=True)
+    worker.run_until_idle()
+
+    [batch] = env.batches()
+    receipt = env.chain.receipt(settled.tx_hash)
+    assert receipt is not None
+    assert (batch.status, batch.tx_hash, batch.block_number, batch.block_hash) == (
+        BatchStatus.CONFIRMED,
+        settled.tx_hash,
+        2,
+        receipt.block_hash,
+    )
+    assert batch.block_hash != settled.block_hash
+    [usage] = env.usages()
+    assert (usage.status, usage.tx_hash, usage.block_number, usage.log_index, usage.amount) == (
+        UsageStatus.SETTLED,
+        settled.tx_hash,
+        2,
+        0,
+        6_000,
+    )
+    assert env.chain.paid == {usage_id: 6_000}
+    assert env.chain.sent == [settled.tx_hash]  # never sent again
+    assert sample(worker, "twin_bridge_worker_reorged_batches_total", stage="confirmed") == 1
+    assert sample(worker, "twin_bridge_worker_batches_total", event="confirmed") == (
+        1 if confirmations == 1 else 2
+    )
+
+
+@pytest.mark.parametrize("dropped", [True, False], ids=["dropped", "kept-in-the-pool"])
+def test_settlements_a_deeper_reorg_takes_out_of_the_chain_are_resent_with_their_nonces(
+    env: Env, dropped: bool
+) -> None:
+    a, b = env.add(BRAND_A, (1, 0, 1), (2, 0, 1))
+    worker = env.worker(batch_size=1)
+    worker.run_until_idle()
+    first, second = env.batches()
+    assert [(x.nonce, x.status, x.block_number) for x in (first, second)] == [
+        (0, BatchStatus.CONFIRMED, 1),
+        (1, BatchStatus.CONFIRMED, 2),
+    ]
+
+    env.chain.automine = False
+    env.chain.reorg(2)  # both transactions go back to the pool ...
+    if dropped:  # ... and the node forgets them
+        env.chain.drop(first.tx_hash)
+        env.chain.drop(second.tx_hash)
+    for _ in range(3):  # the new chain is longer, without them
+        env.chain.mine(empty=True)
+    assert worker.step() is True
+    assert [(x.nonce, x.status, x.block_number) for x in env.batches()] == [
+        (0, BatchStatus.SENT, None),
+        (1, BatchStatus.SENT, None),
+    ]
+    assert [(u.status, u.tx_hash, u.block_number, u.amount) for u in env.usages()] == [
+        (UsageStatus.SUBMITTED, None, None, None)
+    ] * 2
+    # the stored bytes went out again, in nonce order (a kept transaction is "already known")
+    resent = [first.tx_hash, second.tx_hash] if dropped else []
+    assert env.chain.sent == [first.tx_hash, second.tx_hash, *resent]
+    assert sorted(env.chain.mempool) == sorted([first.tx_hash, second.tx_hash])
+
+    env.chain.mine()
+    worker.run_until_idle()
+    assert [(x.nonce, x.status, x.tx_hash, x.block_number) for x in env.batches()] == [
+        (0, BatchStatus.CONFIRMED, first.tx_hash, 4),
+        (1, BatchStatus.CONFIRMED, second.tx_hash, 4),
+    ]
+    assert [(u.status, u.tx_hash, u.block_number, u.amount) for u in env.usages()] == [
+        (UsageStatus.SETTLED, first.tx_hash, 4, DEFAULT_PRICE),
+        (UsageStatus.SETTLED, second.tx_hash, 4, DEFAULT_PRICE),
+    ]
+    assert env.chain.paid == {a: DEFAULT_PRICE, b: DEFAULT_PRICE}
+    assert sample(worker, "twin_bridge_worker_reorged_batches_total", stage="confirmed") == 2
+    assert sample(worker, "twin_bridge_worker_batches_total", event="resent") == 2
+    assert sample(worker, "twin_bridge_worker_batches_total", event="confirmed") == 4
+    assert sample(
+        worker, "twin_bridge_worker_rpc_errors_total", error="transaction_already_known"
+    ) == (None if dropped else 2)
+
+    # no nonce burnt or used twice: the next batch takes the next one
+    env.chain.automine = True
+    (c,) = env.add(BRAND_A, (3, 0, 1))
+    worker.run_until_idle()
+    assert [(x.nonce, x.status) for x in env.batches()][2:] == [(2, BatchStatus.CONFIRMED)]
+    assert env.chain.nonces[RELAYER.address.lower()] == 3
+    with env.store.session() as session:
+        assert recorded_nonce(session, RELAYER.address) == 3
+    assert env.chain.paid == {a: DEFAULT_PRICE, b: DEFAULT_PRICE, c: DEFAULT_PRICE}
+
+
+def test_the_watch_costs_one_head_lookup_per_step_on_a_quiet_chain(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    worker = env.worker()
+    worker.run_until_idle()
+    env.chain.block_lookups.clear()
+    assert worker.step() is False
+    assert env.chain.block_lookups == ["latest", "latest"]  # the watch's, the batcher's
+    env.chain.block_lookups.clear()
+    env.chain.mine(empty=True)
+    assert worker.step() is False  # a new head: is the last one looked at still there?
+    assert env.chain.block_lookups == ["latest", 1, "latest"]
+    env.chain.block_lookups.clear()
+    assert worker.step() is False
+    assert env.chain.block_lookups == ["latest", "latest"]
+
+
+def test_confirmed_batches_below_the_watch_window_stay_as_they_are(env: Env) -> None:
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    worker = env.worker(reorg_watch_blocks=2)
+    worker.run_until_idle()
+    for _ in range(2):  # block 1 falls out of a window of 2 blocks
+        env.chain.mine(empty=True)
+    worker.run_until_idle()
+    [settled] = env.batches()
+    env.chain.automine = False
+    env.chain.reorg(3)
+    env.chain.drop(settled.tx_hash)
+    for _ in range(3):
+        env.chain.mine(empty=True)
+    env.chain.block_lookups.clear()
+    assert worker.run_until_idle() == 0
+    assert 1 not in env.chain.block_lookups
+    [batch] = env.batches()
+    assert (batch.status, batch.block_hash) == (BatchStatus.CONFIRMED, settled.block_hash)
+    assert [u.status for u in env.usages()] == [UsageStatus.SETTLED]
+    assert env.chain.sent == [settled.tx_hash]
+    assert sample(worker, "twin_bridge_worker_reorged_batches_total", stage="confirmed") == 0
+    assert usage_id not in env.chain.paid
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def store_metrics(store: Store, clock: Clock) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(StoreCollector(store, clock=clock))
+    return registry
+
+
+def test_the_store_metrics_show_usages_batches_gas_lag_and_the_worker_exactly(env: Env) -> None:
+    a1, a2, a3 = env.add(BRAND_A, (1, 0, 1), (2, 0, 1), (3, 0, 1))
+    (b1,) = env.add(BRAND_B, (1, 0, 1))
+    env.chain.outcomes[a2] = Outcome.LICENSE_REVOKED
+    env.chain.estimate_reverts.add(b1)
+    worker = env.worker(max_settle_attempts=1)
+    worker.run_until_idle()  # A's three in batch 1 (65,000 gas), B's one held
+    env.chain.automine = False
+    (a4,) = env.add(BRAND_A, (4, 0, 1))
+    (a5,) = env.add(BRAND_A, (5, 0, 1), used_at=datetime.fromtimestamp(START_TIME + 3600, UTC))
+    worker.run_until_idle()  # a4 in batch 2, sent; a5 waits for the chain's clock
+
+    registry = store_metrics(env.store, env.clock)
+    relayer = RELAYER.address
+    usages = {u.usage_id: u for u in env.usages()}
+    batches = env.batches()
+    now = env.clock.now
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("twin_bridge_store_up") == 1
+    assert {s.value: value("twin_bridge_usages", status=s.value) for s in UsageStatus} == {
+        "accepted": 1,
+        "submitted": 1,
+        "settled": 2,
+        "rejected": 1,
+        "held": 1,
+    }
+    assert {
+        s.value: value("twin_bridge_settlement_batches", status=s.value) for s in BatchStatus
+    } == {
+        "signed": 0,
+        "sent": 1,
+        "mined": 0,
+        "confirmed": 1,
+        "failed": 0,
+    }
+    assert value("twin_bridge_settlement_lag_seconds") == (
+        (now - usages[a4].created_at).total_seconds()
+    )
+    assert value("twin_bridge_settlement_gas_used") == 65_000
+    assert value("twin_bridge_settlement_gas_per_usage") == 65_000 / 3
+    assert value("twin_bridge_relayer_lease_held", relayer=relayer) == 1
+    assert (
+        value(
+            "twin_bridge_relayer_lease_expiry_timestamp_seconds",
+            relayer=relayer,
+            holder="the-worker",
+        )
+        == (now + timedelta(seconds=30)).timestamp()
+    )
+    assert value("twin_bridge_relayer_last_batch_block", relayer=relayer) == 1
+    assert value("twin_bridge_relayer_inflight_batch_id", relayer=relayer) == batches[1].id
+    assert {
+        s: value("twin_bridge_relayer_inflight_batch_status", relayer=relayer, status=s)
+        for s in ("signed", "sent", "mined")
+    } == {"signed": 0, "sent": 1, "mined": 0}
+    assert value("twin_bridge_relayer_inflight_batch_usages", relayer=relayer) == 1
+    assert value("twin_bridge_relayer_inflight_batch_age_seconds", relayer=relayer) == (
+        (now - batches[1].created_at).total_seconds()
+    )
+
+    env.chain.mine()
+    worker.run_until_idle()  # batch 2 confirmed in block 2 (55,000 gas)
+    worker.release()
+    later = env.clock.now
+    assert value("twin_bridge_usages", status="submitted") == 0
+    assert value("twin_bridge_usages", status="settled") == 3
+    assert value("twin_bridge_settlement_lag_seconds") == (
+        (later - usages[a5].created_at).total_seconds()
+    )
+    assert value("twin_bridge_settlement_gas_used") == 120_000
+    assert value("twin_bridge_settlement_gas_per_usage") == 30_000
+    assert value("twin_bridge_relayer_lease_held", relayer=relayer) == 0
+    assert (
+        value(
+            "twin_bridge_relayer_lease_expiry_timestamp_seconds",
+            relayer=relayer,
+            holder="the-worker",
+        )
+        is None
+    )
+    assert value("twin_bridge_relayer_last_batch_block", relayer=relayer) == 2
+    assert value("twin_bridge_relayer_inflight_batch_id", relayer=relayer) == 0
+    assert value("twin_bridge_relayer_inflight_batch_usages", relayer=relayer) == 0
+    assert value("twin_bridge_relayer_inflight_batch_status", relayer=relayer, status="sent") == 0
+
+    # what this worker process counted itself
+    assert {e: sample(worker, "twin_bridge_worker_batches_total", event=e) for e in (
+        "sent", "resent", "replaced", "confirmed", "failed"
+    )} == {"sent": 2, "resent": 0, "replaced": 0, "confirmed": 2, "failed": 0}  # fmt: skip
+    assert sample(worker, "twin_bridge_worker_usages_total", outcome="settled") == 3
+    assert sample(worker, "twin_bridge_worker_usages_total", outcome="rejected") == 1
+    assert sample(worker, "twin_bridge_worker_gas_used_total") == 120_000
+    assert sample(worker, "twin_bridge_worker_rpc_errors_total", error="execution_reverted") == 2
+    assert sample(worker, "twin_bridge_worker_reorged_batches_total", stage="mined") == 0
+    assert sample(worker, "twin_bridge_worker_lease_held") == 0
+    assert {u.usage_id: u.status for u in env.usages()} == {
+        a1: UsageStatus.SETTLED,
+        a2: UsageStatus.REJECTED,
+        a3: UsageStatus.SETTLED,
+        b1: UsageStatus.HELD,
+        a4: UsageStatus.SETTLED,
+        a5: UsageStatus.ACCEPTED,
+    }
+
+
+def test_the_store_metrics_before_any_settlement(env: Env) -> None:
+    registry = store_metrics(env.store, env.clock)
+    assert registry.get_sample_value("twin_bridge_store_up") == 1
+    assert registry.get_sample_value("twin_bridge_usages", {"status": "accepted"}) == 0
+    assert registry.get_sample_value("twin_bridge_settlement_lag_seconds") == 0
+    assert registry.get_sample_value("twin_bridge_settlement_gas_used") == 0
+    gas_per_usage = registry.get_sample_value("twin_bridge_settlement_gas_per_usage")
+    assert gas_per_usage is not None
+    assert math.isnan(gas_per_usage)
+    assert (
+        registry.get_sample_value("twin_bridge_relayer_lease_held", {"relayer": RELAYER.address})
+        is None
+    )
+
+
+def test_the_store_metrics_say_so_when_the_store_does_not_answer(tmp_path: Path) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'unmigrated.db'}")  # no tables
+    try:
+        registry = store_metrics(store, Clock(datetime.now(UTC)))
+        assert registry.get_sample_value("twin_bridge_store_up") == 0
+        assert registry.get_sample_value("twin_bridge_usages", {"status": "accepted"}) is None
+    finally:
+        store.close()
+
+
+def test_the_worker_counts_replacements_failures_and_node_refusals(env: Env) -> None:
+    env.add(BRAND_A, (1, 0, 1))
+    env.chain.send_errors.append(NonceTooLowError("fake://chain", -32000, "nonce too low"))
+    worker = env.worker(replace_after=timedelta(seconds=30))
+    assert worker.step() is True  # the nonce went to another transaction: failed
+    env.chain.nonces[RELAYER.address.lower()] = 1
+    env.chain.automine = False
+    worker.run_until_idle()
+    env.clock.now += timedelta(seconds=30)
+    worker.run_until_idle()  # replaced
+    env.chain.mine()
+    worker.run_until_idle()
+    assert {e: sample(worker, "twin_bridge_worker_batches_total", event=e) for e in (
+        "sent", "resent", "replaced", "confirmed", "failed"
+    )} == {"sent": 1, "resent": 0, "replaced": 1, "confirmed": 1, "failed": 1}  # fmt: skip
+    assert sample(worker, "twin_bridge_worker_rpc_errors_total", error="nonce_too_low") == 1
+    assert sample(worker, "twin_bridge_worker_lease_held") == 1

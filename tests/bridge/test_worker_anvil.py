@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -384,13 +386,25 @@ def test_the_worker_command_settles_and_stops_cleanly_on_sigterm(
             "TWIN_BRIDGE_WORKER_POLL_S": "0.05",
         }
     )
-    command = [str(Path(sys.executable).parent / "twin-bridge"), "worker"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        metrics_port = sock.getsockname()[1]
+    command = [
+        str(Path(sys.executable).parent / "twin-bridge"),
+        "worker",
+        "--metrics-port",
+        str(metrics_port),
+    ]
+    metrics = ""
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and proc.poll() is None:
                 if all(bridge.usages()[i].status is UsageStatus.SETTLED for i in ids):
+                    url = f"http://127.0.0.1:{metrics_port}/metrics"
+                    with urllib.request.urlopen(url, timeout=5) as response:
+                        metrics = response.read().decode()
                     break
                 time.sleep(0.1)
             proc.send_signal(signal.SIGTERM)
@@ -405,6 +419,11 @@ def test_the_worker_command_settles_and_stops_cleanly_on_sigterm(
     relayer = Account.from_key(RELAYER_KEY).address
     assert f"settling for relayer {relayer}" in output, output
     assert [bridge.usages()[i].status for i in ids] == [UsageStatus.SETTLED] * 2
+    # the process's own counters, on its metrics port
+    assert 'twin_bridge_worker_batches_total{event="sent"} 1.0' in metrics, metrics
+    assert 'twin_bridge_worker_batches_total{event="confirmed"} 1.0' in metrics
+    assert 'twin_bridge_worker_usages_total{outcome="settled"} 2.0' in metrics
+    assert "twin_bridge_worker_lease_held 1.0" in metrics
     with bridge.store.session() as session:
         assert lease_holder(session, relayer) is None
 
@@ -438,3 +457,64 @@ def test_a_reorg_before_the_confirmation_depth_is_settled_again_and_paid_once(
         (UsageStatus.SETTLED, batch.block_number)
     ] * 2
     assert escrow_before - _escrow(world, 1) == sum(usages[i].amount or 0 for i in ids)
+
+
+def test_a_settlement_rolled_back_past_the_confirmation_depth_is_resent_and_paid_once(
+    bridge: Bridge,
+) -> None:
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    relayer = Account.from_key(RELAYER_KEY).address
+    now = bridge.now()
+    ids = bridge.accept(0, *[(t, u, 1, now - 30) for t, u in _licensed(world, 0, 3)])
+    escrow_before = _escrow(world, 0)
+    nonce_before = w3.eth.get_transaction_count(relayer)
+    worker = bridge.worker(confirmations=1)
+    worker.run_until_idle()
+    [settled] = bridge.batches()
+    assert settled.status is BatchStatus.CONFIRMED
+    amounts = {i: u.amount for i, u in bridge.usages().items()}
+    paid = sum(a or 0 for a in amounts.values())
+    assert paid > 0
+    assert escrow_before - _escrow(world, 0) == paid
+
+    # The chain forgets the settlement's block, and its transaction with it; the new chain grows
+    # longer than the old one without it.
+    w3.provider.make_request("anvil_rollback", [1])  # type: ignore[arg-type]
+    assert w3.eth.get_transaction_count(relayer) == nonce_before
+    assert _escrow(world, 0) == escrow_before
+    assert Web3ChainClient([bridge.chain.url]).receipt(settled.tx_hash) is None
+    for _ in range(2):
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
+    assert worker.step() is True  # the watch puts the batch back to sent and resends it
+    [resent] = bridge.batches()
+    assert (resent.status, resent.block_number) == (BatchStatus.SENT, None)
+    assert {u.status for u in bridge.usages().values()} == {UsageStatus.SUBMITTED}
+    worker.run_until_idle()  # anvil mined it at once: mined, then confirmed
+
+    [batch] = bridge.batches()
+    receipt = w3.eth.get_transaction_receipt(settled.tx_hash)
+    assert (batch.status, batch.nonce, batch.tx_hash) == (
+        BatchStatus.CONFIRMED,
+        nonce_before,
+        settled.tx_hash,
+    )
+    assert (batch.block_number, batch.block_hash) == (
+        receipt["blockNumber"],
+        receipt["blockHash"].to_0x_hex(),
+    )
+    assert batch.block_number == (settled.block_number or 0) + 2
+    usages = bridge.usages()
+    assert {i: (u.status, u.block_number, u.amount) for i, u in usages.items()} == {
+        i: (UsageStatus.SETTLED, batch.block_number, amounts[i]) for i in ids
+    }
+    assert escrow_before - _escrow(world, 0) == paid  # paid once
+    assert w3.eth.get_transaction_count(relayer) == nonce_before + 1
+    assert all(world.ledger.functions.isUsageProcessed(i).call() for i in ids)
+    metrics = worker.metrics.registry
+    assert (
+        metrics.get_sample_value("twin_bridge_worker_reorged_batches_total", {"stage": "confirmed"})
+        == 1
+    )
+    assert metrics.get_sample_value("twin_bridge_worker_batches_total", {"event": "resent"}) == 1
