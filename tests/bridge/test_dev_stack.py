@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from sqlalchemy import create_engine, text
 from web3 import Web3
 
 from bridge.chain.deploy import contract_at
@@ -142,6 +143,31 @@ def _wait_settled(api_url: str, key: str, event_id: str) -> dict[str, Any]:
     pytest.fail(f"usage {event_id} did not settle: {status}")
 
 
+def _wait_indexed(db: Path, usage_id: int) -> tuple[Any, ...]:
+    """(twins, and the usage's brand, twin, outcome, amount, tx) once the indexer has them."""
+    engine = create_engine(f"sqlite:///{db}")
+    deadline = time.monotonic() + 60
+    row: tuple[Any, ...] | None = None
+    try:
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                twins = conn.execute(text("SELECT count(*) FROM twins")).scalar_one()
+                row = conn.execute(
+                    text(
+                        "SELECT brand, twin_id, outcome, amount, tx_hash FROM settled_usages "
+                        "WHERE usage_id = :id"
+                    ),
+                    {"id": usage_id},
+                ).one_or_none()
+            if row is not None:
+                brand, twin, outcome, amount, tx = row
+                return (twins, brand, twin, outcome, int(amount), tx)
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+    pytest.fail(f"the indexer did not index usage {usage_id}")
+
+
 def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: Stack) -> None:
     first = stack.make_run("first")
     info = stack.wait_ready(first)
@@ -166,7 +192,8 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
 
     # the printed "try it" commands, run as printed
     script = _try_it_block(first.output())
-    assert "curl -s -w" in script and "-X POST" in script
+    assert "curl -s -w" in script
+    assert "-X POST" in script
     ran = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],  # noqa: S607
         capture_output=True,
@@ -197,6 +224,10 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
     assert receipt["blockNumber"] == settled["block_number"]
     escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
     assert escrow == ESCROW_PER_BRAND - price
+
+    # the indexer mirrors the chain into the store: the 30 twins and the settled usage
+    indexed = _wait_indexed(stack.data_dir / "bridge.db", posted["usage_id"])
+    assert indexed == (30, brand["address"], twin_id, 0, price, settled["tx_hash"])
 
     # a second `make run` on the same data dir says so
     second = subprocess.run(
@@ -233,7 +264,7 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
         timeout=5,
     ).json()
     assert after == settled
-    assert w3.eth.get_transaction_receipt(settled["tx_hash"])["blockNumber"] == settled[
-        "block_number"
-    ]
+    assert (
+        w3.eth.get_transaction_receipt(settled["tx_hash"])["blockNumber"] == settled["block_number"]
+    )
     again.interrupt()
