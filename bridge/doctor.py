@@ -155,6 +155,9 @@ def _deployer_check(
     network: NetworkConfig, environ: Mapping[str, str] | None, checks: list[Check]
 ) -> LocalAccount | None:
     source = network.deployer
+    if source.keystore is not None and not source.keystore.is_file():
+        checks.append(Check("deployer key", False, f"no keystore file at {source.keystore}"))
+        return None
     if source.keystore is not None and not source.password_available(environ):
         checks.append(
             Check(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -364,6 +365,31 @@ def test_running_deploy_again_with_unchanged_code_does_nothing(
     assert nonce(w3, done.deployer) == sent
     assert done.manifest_path.read_bytes() == written
     assert "testnet: unchanged" in out.getvalue()
+
+
+def test_deploy_waits_for_the_confirmations(w3: Web3, url: str, tmp_path: Path) -> None:
+    stop = threading.Event()
+
+    def mine() -> None:  # another block every 0.2 s, as a chain with a block time would
+        while not stop.wait(0.2):
+            rpc(w3, "evm_mine")
+
+    miner = threading.Thread(target=mine, daemon=True)
+    miner.start()
+    try:
+        done = deploy_fresh(w3, url, tmp_path, confirmations=4)
+        head = w3.eth.block_number
+    finally:
+        stop.set()
+        miner.join()
+    last_block = max(
+        number
+        for number in range(head + 1)
+        for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
+        if tx["from"] == done.deployer.address  # type: ignore[index]
+    )
+    assert f"4 confirmation(s) at block {last_block + 3}" in done.output
+    assert head >= last_block + 3
 
 
 def test_changed_artifacts_are_refused_unless_forced(w3: Web3, url: str, tmp_path: Path) -> None:
@@ -731,6 +757,13 @@ def test_doctor_skips_the_deployer_key_without_its_password(setup: Setup) -> Non
             "(password in $DEPLOYER_PASSWORD) (needed only to deploy)",
         )
     ]
+
+
+def test_doctor_names_a_missing_deployer_keystore(setup: Setup, tmp_path: Path) -> None:
+    gone = KeySource(keystore=tmp_path / "gone.json", password_env="DEPLOYER_PASSWORD")  # noqa: S106
+    assert failures(doctor(setup, network={"deployer": gone})) == {
+        "deployer key": f"no keystore file at {tmp_path / 'gone.json'}"
+    }
 
 
 def test_doctor_names_an_unfunded_relayer(setup: Setup) -> None:
