@@ -211,6 +211,7 @@ def indexer_command() -> None:
 
     from bridge.chain.client import Web3ChainClient
     from bridge.deployment import LEDGER, load_manifest
+    from bridge.errors import BridgeError
     from bridge.indexer import Indexer
 
     settings = with_deployment(_settings())
@@ -247,6 +248,9 @@ def indexer_command() -> None:
     )
     try:
         indexer.run(stop, poll_s=settings.indexer_poll_s)
+    except BridgeError as exc:  # a log the ABI cannot decode, a store of another ledger
+        _stderr().print(f"indexer stopped: {exc}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
     finally:
         store.close()
 

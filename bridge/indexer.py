@@ -29,7 +29,7 @@ from typing import Any, Final, Protocol
 
 from eth_utils.address import to_checksum_address
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from web3 import Web3
 
@@ -69,9 +69,15 @@ class IndexerChain(Protocol):
         self, *, address: str, from_block: int, to_block: int, topics: Sequence[bytes | None] = ()
     ) -> list[LogEntry]: ...
 
+    def code(self, address: str, block: BlockTag = "latest") -> bytes: ...
+
 
 class IndexerError(BridgeError):
     """The indexer cannot go on with this store or chain."""
+
+
+class IndexerConflictError(IndexerError):
+    """Another indexer wrote to the store since this one read its cursor; nothing was written."""
 
 
 class ChainMovedError(BridgeError):
@@ -137,6 +143,14 @@ def covering_version(
 
 
 # ---------------------------------------------------------------- the indexer
+
+
+@dataclass(frozen=True, slots=True)
+class _Tip:
+    """The last indexed block as the cursor holds it."""
+
+    block_number: int
+    block_hash: str
 
 
 @dataclass
@@ -616,7 +630,8 @@ class Indexer:
         ledger_address: the ``TwinLedger`` to follow.
         confirmations: blocks on top of a block, counting itself, before it is indexed (0 and 1
             both mean the latest block).
-        start_block: the first block to index when the store has no cursor (the deployment's).
+        start_block: the first block to index when the store has no cursor: the ledger's
+            deployment block or earlier (a later one is refused, see ``step``).
         max_block_range: the most blocks one ``eth_getLogs`` asks for.
     """
 
@@ -642,6 +657,7 @@ class Indexer:
         self.max_block_range = max_block_range
         self.block_range = max_block_range
         """The range the next ``eth_getLogs`` asks for (shrinks on node limits, grows back)."""
+        self._history_checked = False
 
     # ------------------------------------------------------------ loop
 
@@ -652,7 +668,13 @@ class Indexer:
         while not stop.is_set():
             try:
                 advanced = self.step()
-            except (ChainUnavailableError, RpcError, OperationalError, ChainMovedError) as exc:
+            except (
+                ChainUnavailableError,
+                RpcError,
+                OperationalError,
+                ChainMovedError,
+                IndexerConflictError,
+            ) as exc:
                 log.warning("indexer step failed, retrying: %s", exc)
                 advanced = 0
             if advanced == 0:
@@ -683,13 +705,17 @@ class Indexer:
 
         Raises:
             ChainMovedError: the chain changed while the range was read (nothing was written).
-            IndexerError: the store follows another ledger.
+            IndexerConflictError: another indexer moved the cursor meanwhile (nothing was written).
+            IndexerError: the store follows another ledger, or ``start_block`` is after the
+                ledger's deployment.
         """
         tip = self._tip()
-        if tip is not None:
+        if tip is None:
+            self._check_whole_history()
+        else:
             onchain = self._chain.block(tip.block_number)
             if onchain is None or onchain.hash != tip.block_hash:
-                tip = self._rewind(tip.block_number)
+                tip = self._rewind(tip)
         first = self.start_block if tip is None else tip.block_number + 1
         latest = self._chain.block("latest")
         if latest is None:
@@ -698,19 +724,57 @@ class Indexer:
         if safe < first:
             return 0
         read = self._read(first, min(safe, first + self.block_range - 1), tip)
-        self._write(read)
+        self._write(read, tip)
         return read.last - read.first + 1
 
-    def _tip(self) -> IndexerCursor | None:
+    def _tip(self) -> _Tip | None:
         with self._store.session() as session:
             other = session.scalars(
                 select(IndexerCursor.ledger).where(IndexerCursor.ledger != self.ledger)
             ).first()
             if other is not None:
                 raise IndexerError(f"the store indexes ledger {other}, not {self.ledger}")
-            return session.get(IndexerCursor, self.ledger)
+            cursor = session.get(IndexerCursor, self.ledger)
+            return None if cursor is None else _Tip(cursor.block_number, cursor.block_hash)
 
-    def _read(self, first: int, last: int, tip: IndexerCursor | None) -> _Range:
+    def _check_whole_history(self) -> None:
+        """Refuses a start block after the ledger's deployment: twins, license prices and
+        balances are rebuilt from every event since, and would be wrong without the first ones.
+
+        Raises:
+            IndexerError: the ledger has code before ``start_block``.
+        """
+        if self.start_block == 0 or self._history_checked:
+            return
+        try:
+            code = self._chain.code(self.ledger, self.start_block - 1)
+        except RpcError as exc:  # a node without the state of old blocks
+            log.warning("cannot check that the ledger is younger than block %d: %s",
+                        self.start_block, exc)  # fmt: skip
+            code = b""
+        if code:
+            raise IndexerError(
+                f"ledger {self.ledger} exists before block {self.start_block}: start from its "
+                "deployment block (the indexer rebuilds twins, licenses and balances from every "
+                "event since)"
+            )
+        self._history_checked = True
+
+    def _lock_cursor(self, session: Session, expected: _Tip | None) -> IndexerCursor | None:
+        """The cursor row, locked until the transaction ends, if it is still at ``expected``.
+
+        Raises:
+            IndexerConflictError: it moved.
+        """
+        cursor = session.scalars(
+            select(IndexerCursor).where(IndexerCursor.ledger == self.ledger).with_for_update()
+        ).first()
+        found = None if cursor is None else _Tip(cursor.block_number, cursor.block_hash)
+        if found != expected:
+            raise IndexerConflictError(f"the cursor moved from {expected} to {found}")
+        return cursor
+
+    def _read(self, first: int, last: int, tip: _Tip | None) -> _Range:
         """The ledger's logs of [first, last] (fewer blocks if the node refuses the range) with
         the headers of their blocks, checked to be one chain that still extends ``tip``."""
         while True:
@@ -746,53 +810,62 @@ class Indexer:
             raise ChainMovedError(f"block {number} is gone")
         return block
 
-    def _write(self, read: _Range) -> None:
-        with self._store.session() as session, session.begin():
-            highest = session.scalar(select(func.max(IndexedBlock.number)))
-            if highest is not None and highest >= read.first:  # a range indexed before
-                delete_above(session, read.first - 1)
-            for block in read.headers.values():
-                session.add(
-                    IndexedBlock(
-                        number=block.number,
-                        hash=block.hash,
-                        parent_hash=block.parent_hash,
-                        timestamp=block.timestamp,
-                    )
-                )
-            writer = _Writer(session, read.headers)
-            for event in read.events:
-                writer.apply(event)
-            end = read.headers[read.last]
-            cursor = session.get(IndexerCursor, self.ledger)
-            if cursor is None:
-                session.add(
-                    IndexerCursor(ledger=self.ledger, block_number=end.number, block_hash=end.hash)
-                )
-            else:
-                cursor.block_number, cursor.block_hash = end.number, end.hash
+    def _write(self, read: _Range, tip: _Tip | None) -> None:
+        try:
+            with self._store.session() as session, session.begin():
+                self._write_range(session, read, tip)
+        except IntegrityError as exc:
+            if tip is not None:
+                raise
+            # Two first ranges at once: the other one's rows and cursor were committed first.
+            raise IndexerConflictError("another indexer wrote the first range") from exc
         if read.events:
             log.info("indexed blocks %d-%d: %d events", read.first, read.last, len(read.events))
 
+    def _write_range(self, session: Session, read: _Range, tip: _Tip | None) -> None:
+        cursor = self._lock_cursor(session, tip)
+        highest = session.scalar(select(func.max(IndexedBlock.number)))
+        if highest is not None and highest >= read.first:  # a range indexed before
+            delete_above(session, read.first - 1)
+        for block in read.headers.values():
+            session.add(
+                IndexedBlock(
+                    number=block.number,
+                    hash=block.hash,
+                    parent_hash=block.parent_hash,
+                    timestamp=block.timestamp,
+                )
+            )
+        writer = _Writer(session, read.headers)
+        for event in read.events:
+            writer.apply(event)
+        end = read.headers[read.last]
+        if cursor is None:
+            session.add(
+                IndexerCursor(ledger=self.ledger, block_number=end.number, block_hash=end.hash)
+            )
+        else:
+            cursor.block_number, cursor.block_hash = end.number, end.hash
+
     # ------------------------------------------------------------ reorgs
 
-    def _rewind(self, tip: int) -> IndexerCursor | None:
+    def _rewind(self, tip: _Tip) -> _Tip | None:
         """Deletes everything above the newest stored block the chain still has; the new tip."""
-        fork = self._common_ancestor(tip)
+        fork = self._common_ancestor(tip.block_number)
         with self._store.session() as session, session.begin():
+            cursor = self._lock_cursor(session, tip)
+            assert cursor is not None  # noqa: S101 - equal to ``tip``
             if fork is None:
                 delete_above(session, -1)
-                session.execute(delete(IndexerCursor).where(IndexerCursor.ledger == self.ledger))
+                session.delete(cursor)
                 log.warning("reorg below every indexed block: indexing again from the start")
                 return None
             delete_above(session, fork.number)
-            cursor = session.get(IndexerCursor, self.ledger)
-            assert cursor is not None  # noqa: S101 - the tip was read from it
             cursor.block_number, cursor.block_hash = fork.number, fork.hash
-            log.warning("reorg: block %d left the chain, rewound to block %d", tip, fork.number)
-            session.flush()
-            session.expunge(cursor)
-            return cursor
+        log.warning(
+            "reorg: block %d left the chain, rewound to block %d", tip.block_number, fork.number
+        )
+        return _Tip(fork.number, fork.hash)
 
     def _common_ancestor(self, below: int) -> IndexedBlock | None:
         """The newest stored block at or below ``below`` whose hash the chain still has."""

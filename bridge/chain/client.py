@@ -341,6 +341,11 @@ class Web3ChainClient:
 
         return self._ask(get)
 
+    def code(self, address: str, block: BlockTag = "latest") -> bytes:
+        """The contract code at ``address`` as of ``block`` (empty for no contract)."""
+        checksum = Web3.to_checksum_address(address)
+        return self._ask(lambda w3: bytes(w3.eth.get_code(checksum, block)))
+
     def transaction(self, tx_hash: str) -> PendingTx | None:
         def get(w3: Web3) -> PendingTx | None:
             try:

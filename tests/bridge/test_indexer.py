@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,13 @@ from bridge import eip712
 from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient, classify_rpc_error
 from bridge.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
-from bridge.indexer import Indexer, IndexerChain, IndexerError, license_windows
+from bridge.indexer import (
+    Indexer,
+    IndexerChain,
+    IndexerConflictError,
+    IndexerError,
+    license_windows,
+)
 from bridge.store import migrate
 from bridge.store.models import (
     BrandAccountChange,
@@ -669,38 +675,33 @@ class LimitedLogs:
             )
         return self.inner.logs(address=address, from_block=from_block, to_block=to_block)
 
+    def code(self, address: str, block: BlockTag = "latest") -> bytes:
+        return self.inner.code(address, block)
+
 
 def test_log_ranges_shrink_when_the_node_refuses_them_and_grow_back(
     snapshot: Chain, index_store: Store
 ) -> None:
-    world, w3 = snapshot.world, snapshot.w3
-    start = _latest(w3) - 20  # the setup's last 20 blocks and 10 more
-    _mine(w3, 10)
-    client = LimitedLogs(Web3ChainClient([snapshot.url]), limit=5)
-    indexer = _indexer(snapshot, index_store, client=client, start_block=start, max_block_range=16)
-    assert indexer.catch_up() == 31
-    assert [(a - start, b - start, refused) for a, b, refused in client.asked] == [
-        (0, 15, True), (0, 7, True), (0, 3, False),  # 16 -> 8 -> 4 blocks, then back to 8
-        (4, 11, True), (4, 7, False),
-        (8, 15, True), (8, 11, False),
-        (12, 19, True), (12, 15, False),
-        (16, 23, True), (16, 19, False),
-        (20, 27, True), (20, 23, False),
-        (24, 30, True), (24, 26, False),  # 7 blocks left: 3, back to 6
-        (27, 30, False),
+    w3 = snapshot.w3
+    _mine(w3, 127 - _latest(w3))
+    client = LimitedLogs(Web3ChainClient([snapshot.url]), limit=40)
+    indexer = _indexer(snapshot, index_store, client=client, max_block_range=128)
+    assert indexer.catch_up() == 128
+    assert client.asked == [
+        (0, 127, True), (0, 63, True), (0, 31, False),  # 128 -> 64 -> 32 blocks, back to 64
+        (32, 95, True), (32, 63, False),
+        (64, 127, True), (64, 95, False),
+        (96, 127, False),  # what is left fits
     ]  # fmt: skip
-    assert indexer.cursor() == start + 30
-    assert _events(index_store) == [
-        event for event in _chain_events(world, start + 30) if event[0] >= start
-    ]
-    assert len(_events(index_store)) > 10
+    assert indexer.block_range == 64
+    _assert_matches_chain(snapshot, index_store, 127)
 
     # A node that refuses even one block: the step fails, nothing is written.
     _mine(w3)
     client.limit = 0
     with pytest.raises(LogRangeTooLargeError):
         indexer.step()
-    assert indexer.cursor() == start + 30
+    assert indexer.cursor() == 127
 
 
 def test_log_range_refusals_are_classified_by_message() -> None:
@@ -715,6 +716,67 @@ def test_log_range_refusals_are_classified_by_message() -> None:
     assert type(classify_rpc_error("http://node", -32005, "rate limited")) is not (
         LogRangeTooLargeError
     )
+
+
+class Racing:
+    """A chain client that lets another indexer run while this one reads its range's logs."""
+
+    def __init__(self, inner: Web3ChainClient, race: Callable[[], object]) -> None:
+        self.inner = inner
+        self.race: Callable[[], object] | None = race
+
+    def block(self, tag: BlockTag = "latest") -> Block | None:
+        return self.inner.block(tag)
+
+    def logs(
+        self, *, address: str, from_block: int, to_block: int, topics: Sequence[bytes | None] = ()
+    ) -> list[LogEntry]:
+        race, self.race = self.race, None
+        if race is not None:
+            race()
+        return self.inner.logs(address=address, from_block=from_block, to_block=to_block)
+
+    def code(self, address: str, block: BlockTag = "latest") -> bytes:
+        return self.inner.code(address, block)
+
+
+def test_two_indexers_on_one_store_write_each_range_once(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    first = _latest(w3)
+    other = _indexer(snapshot, index_store)
+    racing = Racing(Web3ChainClient([snapshot.url]), other.catch_up)
+    indexer = _indexer(snapshot, index_store, client=racing)
+    with pytest.raises(IndexerConflictError, match="the cursor moved from None to"):
+        indexer.step()
+    assert indexer.cursor() == first
+
+    (twin, usage_type, price), *_ = _licensed(world, 1)
+    usage = Usage(9_201, twin, _now(w3) - 1, 2, usage_type)
+    last = int(_settle(world, [(world.brands[1], [usage])])["blockNumber"])
+    racing.race = other.catch_up
+    with pytest.raises(
+        IndexerConflictError, match=f"the cursor moved from .*{first}.* to .*{last}"
+    ):
+        indexer.step()
+    assert indexer.step() == 0
+    _assert_matches_chain(snapshot, index_store, last)
+    assert _usages(index_store) == {
+        9_201: (world.brands[1], twin, usage.used_at, 2, usage_type, Outcome.PAID, 2 * price, 0)
+    }
+
+
+def test_a_start_block_after_the_ledger_deployment_is_refused(
+    snapshot: Chain, index_store: Store
+) -> None:
+    late = _latest(snapshot.w3)
+    indexer = _indexer(snapshot, index_store, start_block=late)
+    with pytest.raises(IndexerError, match=f"exists before block {late}: start from its deploy"):
+        indexer.step()
+    assert indexer.cursor() is None
+    # Block 1 is the first library's deployment: the ledger has no code before it.
+    assert _indexer(snapshot, index_store, start_block=1).step() == late
 
 
 def test_a_store_following_another_ledger_is_refused(snapshot: Chain, index_store: Store) -> None:
