@@ -13,6 +13,11 @@ than the confirmation depth), the indexer walks back over the stored block hashe
 block the chain still has, deletes every row above it, restores the current-state tables from what
 remains and indexes again from there.
 
+The cursor row is locked and compared with the tip the range was read from in the writing
+transaction, so a second indexer on the same store never writes a range twice
+(``IndexerConflictError``). Everything is rebuilt from the ledger's whole history: a start block
+after the ledger's deployment is refused.
+
 ``eth_getLogs`` ranges start at ``max_block_range`` blocks, halve when the node answers that a
 range holds too many logs or spans too many blocks, and double back after each success.
 """
@@ -124,7 +129,9 @@ def license_windows(
 
 
 @dataclass(frozen=True, slots=True)
-class _Version:
+class PricedVersion:
+    """A license version of one (twin, brand) pair as far as pricing needs it."""
+
     version: int
     valid_from: int
     prices: dict[int, int]
@@ -133,8 +140,8 @@ class _Version:
 
 
 def covering_version(
-    versions: Sequence[_Version], *, at: int, before: tuple[int, int]
-) -> _Version | None:
+    versions: Sequence[PricedVersion], *, at: int, before: tuple[int, int]
+) -> PricedVersion | None:
     """The version that priced a paid use at ``at`` settled at log position ``before``: the newest
     version granted before it that starts at or before ``at`` (a later grant ends every earlier
     version at its own start, so no other can still cover ``at``)."""
@@ -169,7 +176,7 @@ class _Writer:
 
     session: Session
     headers: dict[int, Block]
-    versions: dict[tuple[int, str], list[_Version]] = field(default_factory=dict)
+    versions: dict[tuple[int, str], list[PricedVersion]] = field(default_factory=dict)
     shortfall: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     """(tx hash, brand) -> debt recorded since the brand's last ``UsagesSettled`` in that tx."""
 
@@ -300,7 +307,7 @@ class _Writer:
         cached = self.versions.get((twin, brand))
         if cached is not None:
             cached.append(
-                _Version(
+                PricedVersion(
                     version=event.int_arg("version"),
                     valid_from=event.int_arg("validFrom"),
                     prices={int(p["usageType"]): int(p["price"]) for p in prices},
@@ -324,7 +331,7 @@ class _Writer:
         self.session.flush()
         refresh_license_windows(self.session, twin, brand)
 
-    def _versions(self, twin: int, brand: str) -> list[_Version]:
+    def _versions(self, twin: int, brand: str) -> list[PricedVersion]:
         cached = self.versions.get((twin, brand))
         if cached is None:
             rows = self.session.scalars(
@@ -333,7 +340,7 @@ class _Writer:
                 )
             )
             cached = [
-                _Version(
+                PricedVersion(
                     version=row.version,
                     valid_from=row.valid_from,
                     prices={int(p["usageType"]): int(p["price"]) for p in row.prices},

@@ -37,6 +37,8 @@ from bridge.indexer import (
     IndexerChain,
     IndexerConflictError,
     IndexerError,
+    PricedVersion,
+    covering_version,
     license_windows,
 )
 from bridge.store import migrate
@@ -309,6 +311,17 @@ def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
 # ---------------------------------------------------------------- tests
 
 
+def test_the_covering_version_is_the_newest_granted_before_the_settlement() -> None:
+    v0 = PricedVersion(version=0, valid_from=100, prices={1: 5}, position=(10, 0))
+    v1 = PricedVersion(version=1, valid_from=300, prices={1: 7}, position=(20, 3))
+    versions = [v0, v1]
+    assert covering_version(versions, at=299, before=(30, 0)) == v0
+    assert covering_version(versions, at=300, before=(30, 0)) == v1
+    assert covering_version(versions, at=300, before=(20, 3)) == v0  # granted after the settle
+    assert covering_version(versions, at=300, before=(20, 4)) == v1
+    assert covering_version(versions, at=99, before=(30, 0)) is None
+
+
 def test_license_windows_follow_grants_and_revocations() -> None:
     assert license_windows(
         [
@@ -461,6 +474,55 @@ def test_indexes_settlements_owner_actions_and_payouts_exactly(
                 100_000_000 * USD - 2 * price1 - 3 * price2,
             ),
         ]
+
+
+def test_a_regranted_license_prices_each_usage_by_the_version_in_force_at_its_time(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn = world.ledger.functions
+    brand = world.brands[0]
+    (twin, usage_type, price), *_ = _licensed(world, 0)
+    before = _now(w3) - 10
+    terms = (
+        brand,
+        0,  # from the grant
+        _now(w3) + 30 * 24 * 3600,
+        0,
+        keccak(text="second campaign"),
+        keccak(text="second consent"),
+        [(usage_type, 2 * price + 1)],
+    )
+    grant = _as_owner(world, twin, fn.grantLicense(twin, terms))
+    granted_at = int(w3.eth.get_block(grant["blockNumber"])["timestamp"])
+    _mine(w3)
+    after = _now(w3)
+    old_use = Usage(9_401, twin, before, 2, usage_type)
+    new_use = Usage(9_402, twin, after, 3, usage_type)
+    _settle(world, [(brand, [old_use, new_use])])
+    last = _latest(w3)
+
+    _indexer(snapshot, index_store).catch_up()
+    _assert_matches_chain(snapshot, index_store, last)
+    assert _usages(index_store) == {
+        9_401: (brand, twin, before, 2, usage_type, Outcome.PAID, 2 * price, 0),
+        9_402: (brand, twin, after, 3, usage_type, Outcome.PAID, 3 * (2 * price + 1), 1),
+    }
+    with index_store.session() as session:
+        first = session.get(LicenseVersionRow, (twin, brand, 0))
+        second = session.get(LicenseVersionRow, (twin, brand, 1))
+        assert first is not None
+        assert second is not None
+        assert first.effective_until == granted_at < first.valid_until
+        assert (second.valid_from, second.effective_from, second.effective_until) == (
+            granted_at,
+            granted_at,
+            terms[2],
+        )
+        assert (second.purpose_hash, second.prices) == (
+            "0x" + keccak(text="second campaign").hex(),
+            [{"usageType": usage_type, "price": 2 * price + 1}],
+        )
 
 
 def test_escrow_shortfall_becomes_debt_and_a_deposit_repays_it(
