@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from eth_utils.address import to_checksum_address
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, exists, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from web3 import Web3
@@ -664,6 +664,9 @@ class Indexer:
         self.max_block_range = max_block_range
         self.block_range = max_block_range
         """The range the next ``eth_getLogs`` asks for (shrinks on node limits, grows back)."""
+        self.keep_empty_blocks = 256
+        """Range ends without ledger events are kept this many blocks below the newest one (they
+        only serve the search for a fork point); blocks with events are kept for good."""
         self._history_checked = False
 
     # ------------------------------------------------------------ loop
@@ -847,6 +850,15 @@ class Indexer:
         for event in read.events:
             writer.apply(event)
         end = read.headers[read.last]
+        # Forget the range ends without events that fell out of the recent window; the window
+        # moves with the ranges, so each block is looked at once.
+        session.execute(
+            delete(IndexedBlock).where(
+                IndexedBlock.number >= read.first - self.keep_empty_blocks,
+                IndexedBlock.number < read.last + 1 - self.keep_empty_blocks,
+                ~exists().where(LedgerEventRow.block_number == IndexedBlock.number),
+            )
+        )
         if cursor is None:
             session.add(
                 IndexerCursor(ledger=self.ledger, block_number=end.number, block_hash=end.hash)

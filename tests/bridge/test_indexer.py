@@ -681,6 +681,23 @@ def test_anvil_reorg_replacing_the_tip_is_detected_and_rewound(
     assert set(_usages(index_store)) == settled_on_chain
 
 
+def test_range_ends_without_events_are_forgotten_below_the_recent_window(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    _mine(w3, 20)
+    last = _latest(w3)
+    indexer = _indexer(snapshot, index_store, max_block_range=2)
+    indexer.keep_empty_blocks = 3
+    assert indexer.catch_up() == last + 1
+    with_events = {block for block, *_ in _chain_events(world, last)}
+    range_ends = set(range(1, last + 1, 2)) | {last}  # [0, 1], [2, 3], ...
+    with index_store.session() as session:
+        stored = set(session.scalars(select(IndexedBlock.number)))
+    assert stored == with_events | {end for end in range_ends if end >= last - 2}
+    assert max(with_events) < last - 20
+
+
 def test_a_restarted_indexer_resumes_from_its_cursor_without_duplicates(
     snapshot: Chain, index_store: Store
 ) -> None:
