@@ -24,12 +24,14 @@ import pytest
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from sqlalchemy import func, select, text, update
+from typer.testing import CliRunner
 from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from bridge import eip712
 from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient, classify_rpc_error
+from bridge.cli import app
 from bridge.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
 from bridge.indexer import (
@@ -910,3 +912,45 @@ def test_the_indexer_command_follows_the_chain_and_stops_on_sigterm(
         assert _events(store) == _chain_events(snapshot.world, last - 1)
     finally:
         store.close()
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    for name in [n for n in os.environ if n.startswith("TWIN_BRIDGE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TWIN_BRIDGE_DATA_DIR", str(tmp_path / "state"))
+    return CliRunner()
+
+
+def test_the_indexer_command_needs_a_chain(cli: CliRunner) -> None:
+    result = cli.invoke(app, ["indexer"])
+    assert result.exit_code == 2
+    assert "the indexer needs TWIN_BRIDGE_RPC_URL and TWIN_BRIDGE_LEDGER_ADDRESS" in result.output
+
+
+def test_the_indexer_command_stops_with_the_reason_on_a_store_of_another_ledger(
+    snapshot: Chain, cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    migrate.upgrade(url)
+    store = Store.from_url(url)
+    other = "0x" + "11" * 20
+    try:
+        with store.session() as session, session.begin():
+            session.add(IndexerCursor(ledger=other, block_number=1, block_hash="0x" + "22" * 32))
+    finally:
+        store.close()
+    monkeypatch.setenv("TWIN_BRIDGE_DATABASE_URL", url)
+    monkeypatch.setenv("TWIN_BRIDGE_RPC_URL", snapshot.url)
+    monkeypatch.setenv("TWIN_BRIDGE_LEDGER_ADDRESS", snapshot.world.ledger.address)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        result = cli.invoke(app, ["indexer"])  # in process: it sets its signal handlers
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert result.exit_code == 1, result.output
+    assert (
+        f"indexer stopped: the store indexes ledger {other}, not {snapshot.world.ledger.address}"
+        in " ".join(result.output.split())
+    )
