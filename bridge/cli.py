@@ -12,6 +12,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from bridge import toolchain
+from bridge.cli_audit import register as register_audit_command
 from bridge.cli_deploy import register as register_deploy_commands
 from bridge.cli_deploy import with_deployment
 from bridge.errors import BrandExistsError
@@ -29,6 +30,7 @@ brand_app = typer.Typer(help="Brands and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(brand_app, name="brand")
 register_deploy_commands(app)
+register_audit_command(app)
 
 
 def _stderr() -> Console:
