@@ -54,6 +54,7 @@ from bridge.store.models import (
     PayeePayout,
     RoyaltyDistribution,
     SettledUsageRow,
+    TwinChange,
     TwinRow,
 )
 from bridge.store.repository import Store
@@ -151,6 +152,10 @@ def _settle(world: World, groups: Sequence[tuple[str, Sequence[Usage]]]) -> TxRe
 def _as_owner(world: World, twin: int, call: Any) -> TxReceipt:
     owner = world.ledger.functions.ownerOf(twin).call()
     return _wait(world.w3, call.transact({"from": owner}))
+
+
+def _block_time(w3: Web3, receipt: TxReceipt) -> int:
+    return int(w3.eth.get_block(receipt["blockNumber"])["timestamp"])
 
 
 def _licensed(world: World, brand: int) -> list[tuple[int, int, int]]:
@@ -380,6 +385,10 @@ def test_indexes_settlements_owner_actions_and_payouts_exactly(
         transfer := _as_owner(world, t1, fn.transferFrom(owner1, new_owner, t1)),
         payout := _wait(w3, fn.payout(owner1, [t1]).transact({"from": agency})),
         _wait(w3, fn.requestEscrowWithdrawal(5 * USD).transact({"from": brand2})),
+        _wait(w3, fn.requestEscrowWithdrawal(7 * USD).transact({"from": brand1})),
+        _wait(w3, fn.cancelEscrowWithdrawal().transact({"from": brand1})),
+        _as_owner(world, t3, fn.setTwinPaused(t3, True)),
+        _as_owner(world, t3, fn.setTwinPaused(t3, False)),
     ]
     last = _latest(w3)
 
@@ -390,6 +399,38 @@ def test_indexes_settlements_owner_actions_and_payouts_exactly(
     assert indexer.cursor() == last
 
     _assert_matches_chain(snapshot, index_store, last)
+    with index_store.session() as session:
+        account2 = session.get(BrandAccountRow, brand2)
+        twin3 = session.get(TwinRow, t3)
+        assert account2 is not None
+        assert twin3 is not None
+        assert (account2.pending_withdrawal, twin3.paused, twin3.paused_since) == (
+            5 * USD,
+            False,
+            None,
+        )
+        assert [
+            (c.event, c.pending_withdrawal, c.escrow_delta)
+            for c in session.scalars(
+                select(BrandAccountChange)
+                .where(BrandAccountChange.brand == brand1)
+                .order_by(BrandAccountChange.block_number, BrandAccountChange.log_index)
+            )
+        ] == [
+            ("EscrowDeposited", 0, 100_000_000 * USD),
+            ("UsagesSettled", 0, -price4),
+            ("EscrowWithdrawalRequested", 7 * USD, 0),
+            ("EscrowWithdrawalCancelled", 0, 0),
+        ]
+        assert [
+            (c.event, c.paused, c.paused_since)
+            for c in session.scalars(
+                select(TwinChange).where(TwinChange.twin_id == t3).order_by(TwinChange.id)
+            )
+        ][-2:] == [
+            ("TwinPaused", True, _block_time(w3, receipts[-2])),
+            ("TwinUnpaused", False, None),
+        ]
     assert _usages(index_store) == {
         1_001: (brand0, t1, now - 100, 2, type1, Outcome.PAID, 2 * price1, 0),
         1_002: (brand0, t2, now - 90, 3, type2, Outcome.PAID, 3 * price2, 0),
