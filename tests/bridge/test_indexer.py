@@ -695,6 +695,26 @@ def test_a_reorg_deeper_than_the_confirmations_is_rewound_and_indexed_again(
         assert session.scalar(select(func.count()).select_from(BrandAccountChange)) == 4
 
 
+def test_a_chain_shorter_than_the_stored_tip_is_rewound(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    (twin, usage_type, _), *_ = _licensed(world, 1)
+    fork = _latest(w3)
+    snap = _rpc(w3, "evm_snapshot")
+    _settle(world, [(world.brands[1], [Usage(8_101, twin, _now(w3) - 1, 1, usage_type)])])
+    _mine(w3, 2)
+    indexer = _indexer(snapshot, index_store)
+    indexer.catch_up()
+    assert (indexer.cursor(), set(_usages(index_store))) == (fork + 3, {8_101})
+
+    _rpc(w3, "evm_revert", snap)  # the stored tip's block no longer exists
+    assert indexer.catch_up() == 1  # rewound to fork - 1 (its last stored block), then block fork
+    assert indexer.cursor() == fork
+    _assert_matches_chain(snapshot, index_store, fork)
+    assert _usages(index_store) == {}
+
+
 def test_anvil_reorg_replacing_the_tip_is_detected_and_rewound(
     snapshot: Chain, index_store: Store
 ) -> None:
