@@ -23,6 +23,8 @@ _DOMAIN_TYPE: Final = [
     {"name": "chainId", "type": "uint256"},
     {"name": "verifyingContract", "type": "address"},
 ]
+DOMAIN_TYPE: Final = _DOMAIN_TYPE
+"""The ``EIP712Domain`` type of the ledger's domain."""
 _USAGE_PRICE: Final = [{"name": "usageType", "type": "uint8"}, {"name": "price", "type": "uint256"}]
 _LICENSE_TERMS: Final = [
     {"name": "brand", "type": "address"},

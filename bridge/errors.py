@@ -50,6 +50,13 @@ class ReplacementUnderpricedError(RpcError):
 class ExecutionRevertedError(RpcError):
     """The call or gas estimation reverted: the transaction would revert as it stands."""
 
+    def __init__(
+        self, rpc_url: str, code: int | None, message: str, data: bytes | None = None
+    ) -> None:
+        super().__init__(rpc_url, code, message)
+        self.data = data
+        """The revert data (a custom error's selector and arguments), when the node gave it."""
+
 
 class InsufficientFundsError(RpcError):
     """The sender cannot pay gas times fee plus value."""

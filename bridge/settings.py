@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     max_batch_events: PositiveInt = Field(default=MAX_BATCH_EVENTS, le=MAX_BATCH_EVENTS)
     max_body_bytes: PositiveInt = Field(default=1024 * 1024, description="Larger bodies get 413.")
     rate_limit_per_s: PositiveFloat = Field(default=200.0, description="Requests/s per brand.")
+    action_rate_limit_per_s: PositiveFloat = Field(
+        default=1.0, description="Relayed owner actions per second per signer (burst 10)."
+    )
     rate_limit_burst: PositiveInt = Field(default=400, description="Token-bucket size per brand.")
     usage_max_age: timedelta = Field(default=timedelta(days=35))
     usage_max_ahead: timedelta = Field(default=timedelta(minutes=5))

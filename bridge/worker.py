@@ -47,6 +47,7 @@ from bridge.chain.ledger import (
     price_at_calldata,
     settle_calldata,
 )
+from bridge.chain.reverts import describe_revert
 from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
@@ -57,7 +58,7 @@ from bridge.errors import (
     TransactionAlreadyKnownError,
 )
 from bridge.settings import Settings
-from bridge.store import settlement
+from bridge.store import actions, settlement
 from bridge.store.models import BatchStatus
 from bridge.store.repository import Store
 from bridge.store.settlement import (
@@ -375,7 +376,7 @@ class SettlementWorker:
         with self._store.session() as session:
             batch = settlement.open_batch(session, relayer=self.relayer_address)
         if batch is None:
-            return self._start_batch()
+            return self._start_action() or self._start_batch()
         match batch.status:
             case BatchStatus.SIGNED:
                 return self._send(batch, "sent")
@@ -457,6 +458,67 @@ class SettlementWorker:
         )  # fmt: skip
         self._crash("after_signing")
         return self._send(batch, "sent") or True
+
+    def _start_action(self) -> bool:
+        """Sends the oldest relayed owner action (they go before usages: a model waits on each),
+        through the same durable transaction path as a batch. One the ledger would refuse now, or
+        whose deadline has passed, fails before it costs gas."""
+        with self._store.session() as session:
+            action = actions.next_action(session)
+        if action is None:
+            return False
+        latest = self._chain.block("latest")
+        if latest is None:
+            raise ChainUnavailableError("chain", "no latest block")
+        if action.deadline is not None and action.deadline <= latest.timestamp:
+            self._fail_action(action.id, f"its deadline {action.deadline} passed before sending")
+            return True
+        nonce = self._plan_nonce()
+        try:
+            estimate = self._chain.estimate_gas(
+                sender=self.relayer_address, to=self._ledger, data=action.calldata
+            )
+        except ExecutionRevertedError as exc:
+            reason = describe_revert(exc.data) or exc.message
+            self._fail_action(action.id, f"the ledger refuses it: {reason}")
+            return True
+        gas_limit = estimate + estimate * GAS_MARGIN_PERCENT // 100
+        max_fee, priority = self._fees()
+        raw_tx, tx_hash = self._sign_tx(
+            nonce=nonce, data=action.calldata, gas=gas_limit, max_fee=max_fee, priority=priority
+        )
+        with self._store.session() as session:
+            batch = settlement.create_batch(
+                session,
+                NewBatch(
+                    relayer=self.relayer_address,
+                    nonce=nonce,
+                    digest=action.digest,
+                    deadline=action.deadline or 0,
+                    groups=[],
+                    signature=action.signature,
+                    raw_tx=raw_tx,
+                    tx_hash=tx_hash,
+                    gas_limit=gas_limit,
+                    max_fee_per_gas=max_fee,
+                    max_priority_fee_per_gas=priority,
+                    usage_ids=[],
+                    calldata=action.calldata,
+                    action_id=action.id,
+                ),
+                lease=self._fence,
+            )
+        log.info(
+            "owner action %d (%s) rides transaction %d, nonce %d, tx %s",
+            action.id, action.kind, batch.id, nonce, batch.tx_hash,
+        )  # fmt: skip
+        self._crash("after_signing")
+        return self._send(batch, "sent") or True
+
+    def _fail_action(self, action_id: int, error: str) -> None:
+        log.warning("owner action %d failed: %s", action_id, error)
+        with self._store.session() as session:
+            actions.fail_action(session, action_id, error=error, lease=self._fence)
 
     def _plan(
         self, usages: Sequence[PendingUsage], deadline: int
@@ -617,7 +679,9 @@ class SettlementWorker:
             return False
         raw_tx, tx_hash = self._sign_tx(
             nonce=batch.nonce,
-            data=settle_calldata(batch.deadline, batch.groups, batch.signature),
+            data=batch.calldata
+            if batch.calldata is not None
+            else settle_calldata(batch.deadline, batch.groups, batch.signature),
             gas=batch.gas_limit,
             max_fee=max_fee,
             priority=priority,

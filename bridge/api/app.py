@@ -15,9 +15,12 @@ from bridge.api import problems
 from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
+from bridge.api.routes import actions as action_routes
 from bridge.api.routes import health, usage
 from bridge.chain.views import LicenseView, Web3LicenseView
+from bridge.chain.client import Web3ChainClient
 from bridge.ingest import Ingestor
+from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store
@@ -29,6 +32,7 @@ def create_app(
     store: Store | None = None,
     chain: LicenseView | None = None,
     ingestor: Ingestor | None = None,
+    actions: ActionVerifier | None = None,
 ) -> FastAPI:
     """The API over ``store`` (default: ``settings``' database, migrated at startup) checking
     licenses with ``chain`` (default: the ledger at ``settings.rpc_url``).
@@ -50,11 +54,15 @@ def create_app(
     if ingestor is None:
         assert chain is not None  # noqa: S101 - checked above
         ingestor = Ingestor(settings=settings, licenses=chain)
+    if actions is None and settings.rpc_urls and settings.ledger_address is not None:
+        actions = ActionVerifier(Web3ChainClient(settings.rpc_urls), settings.ledger_address)
     context = AppContext(
         settings=settings,
         store=store,
         chain=chain,
         ingestor=ingestor,
+        actions=actions,
+        action_limiter=RateLimiter(rate=settings.action_rate_limit_per_s, burst=10),
         limiter=RateLimiter(rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
         metrics=Metrics(store),
     )
@@ -78,6 +86,7 @@ def create_app(
     app.state.context = context
     problems.install(app)
     app.include_router(usage.router)
+    app.include_router(action_routes.router)
     app.include_router(health.router)
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
 

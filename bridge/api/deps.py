@@ -16,6 +16,7 @@ from bridge.api.problems import ProblemError
 from bridge.api.ratelimit import RateLimiter
 from bridge.chain.views import LicenseView
 from bridge.ingest import Ingestor
+from bridge.owner_actions import ActionVerifier
 from bridge.keys import hash_api_key, key_matches
 from bridge.settings import Settings
 from bridge.store.repository import BrandRecord, Store, brand_by_key_hash
@@ -31,6 +32,10 @@ class AppContext:
     ingestor: Ingestor
     limiter: RateLimiter
     metrics: Metrics
+    actions: ActionVerifier | None = None
+    """Checks relayed owner actions against the chain (None: no chain configured)."""
+    action_limiter: RateLimiter | None = None
+    """Per-signer token buckets of the owner-action relay."""
 
 
 def get_context(request: Request) -> AppContext:

@@ -249,7 +249,10 @@ class Web3ChainClient:
         except Web3RPCError as exc:
             raise _rpc_error(url, exc) from exc
         except ContractLogicError as exc:
-            raise ExecutionRevertedError(url, 3, str(exc)) from exc
+            data = exc.data if isinstance(exc.data, str) and exc.data.startswith("0x") else None
+            raise ExecutionRevertedError(
+                url, 3, str(exc), bytes.fromhex(data[2:]) if data else None
+            ) from exc
         except _UNREACHABLE as exc:
             self._current = (index + 1) % len(self.rpc_urls)
             raise ChainUnavailableError(url, f"{type(exc).__name__}: {exc}") from exc

@@ -478,3 +478,40 @@ class PayeePayout(Base):
     log_index: Mapped[int] = mapped_column(Integer)
     tx_hash: Mapped[str] = mapped_column(String(66))
     block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ActionStatus(StrEnum):
+    """Where a relayed owner action is before it rides a transaction: accepted (verified and
+    stored), or failed before sending (the ledger would refuse it now, or its deadline passed).
+    Once it rides a transaction (``batch_id``), its status follows that transaction's."""
+
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+
+
+class OwnerAction(Base):
+    """A signed owner action (or an anyone-may-trigger payout) the bridge relays to the ledger."""
+
+    __tablename__ = "owner_actions"
+    __table_args__ = (
+        Index(None, "status", "id"),
+        Index(None, "signer", "nonce"),
+    )
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    signer: Mapped[str] = mapped_column(String(42))
+    """The owner who signed (for a payout: the payee)."""
+    twin_id: Mapped[int | None] = mapped_column(BigInteger)
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    deadline: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text)
+    """The EIP-712 message (JSON, numbers as decimal strings)."""
+    signature: Mapped[str | None] = mapped_column(Text)
+    digest: Mapped[str] = mapped_column(String(66), unique=True)
+    calldata: Mapped[str] = mapped_column(Text)
+    status: Mapped[ActionStatus] = mapped_column(_enum(ActionStatus, "action_status"))
+    error: Mapped[str | None] = mapped_column(Text)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("settlement_batches.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)

@@ -18,8 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bridge.store.models import (
+    ActionStatus,
     BatchStatus,
     Brand,
+    OwnerAction,
     RelayerNonce,
     SettlementBatch,
     UsageEvent,
@@ -109,6 +111,10 @@ class BatchRecord:
     error: str | None
     sent_at: datetime | None
     """When the current transaction (the first or the latest replacement) was sent."""
+    calldata: bytes | None = None
+    """The transaction's calldata when it is not a usage batch's ``settle`` (an owner action)."""
+    action_id: int | None = None
+    """The owner action this transaction carries, if it carries one."""
 
     @property
     def usage_count(self) -> int:
@@ -138,6 +144,8 @@ class BatchRecord:
             block_hash=row.block_hash,
             error=row.error,
             sent_at=row.sent_at,
+            calldata=bytes.fromhex(payload["calldata"]) if "calldata" in payload else None,
+            action_id=payload.get("action_id"),
         )
 
 
@@ -157,6 +165,9 @@ class NewBatch:
     max_fee_per_gas: int
     max_priority_fee_per_gas: int
     usage_ids: Sequence[int]
+    calldata: bytes | None = None
+    """For an owner action: the calldata of its transaction (``groups`` and ``usage_ids`` empty)."""
+    action_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +252,11 @@ def create_batch(session: Session, batch: NewBatch, *, lease: Lease | None = Non
             {
                 "groups": [[brand, [str(w) for w in words]] for brand, words in batch.groups],
                 "signature": batch.signature.hex(),
+                **(
+                    {"calldata": batch.calldata.hex(), "action_id": batch.action_id}
+                    if batch.calldata is not None
+                    else {}
+                ),
             }
         ),
         raw_tx=batch.raw_tx.hex(),
@@ -269,6 +285,19 @@ def create_batch(session: Session, batch: NewBatch, *, lease: Lease | None = Non
             claimed += int(result.rowcount)
         if claimed != len(ids):
             raise ClaimConflictError(f"claimed {claimed} of {len(ids)} usages")
+        if batch.action_id is not None:
+            taken: Any = session.execute(
+                update(OwnerAction)
+                .where(
+                    OwnerAction.id == batch.action_id,
+                    OwnerAction.status == ActionStatus.ACCEPTED,
+                    OwnerAction.batch_id.is_(None),
+                )
+                .values(batch_id=row.id, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if int(taken.rowcount) != 1:
+                raise ClaimConflictError(f"owner action {batch.action_id} is no longer accepted")
         nonce_row = session.get(RelayerNonce, batch.relayer.lower())
         if nonce_row is None:
             session.add(

@@ -75,11 +75,12 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
             "brand_account_changes",
             "royalty_distributions",
             "payee_payouts",
+            "owner_actions",
         }
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0005"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0006"
         migrate.upgrade(empty_db_url)  # a second upgrade is a no-op
         migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}

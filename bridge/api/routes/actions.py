@@ -1,0 +1,238 @@
+"""Owner actions: what to sign (EIP-712 domain, types, the signer's next nonce), the relay that
+submits a signed action through the bridge's relayer, and its status."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from bridge.api.deps import AppContext, ContextDep
+from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
+from bridge.errors import ChainUnavailableError, RpcError
+from bridge.owner_actions import (
+    ActionRefusedError,
+    ActionVerifier,
+    Address,
+    PayoutIn,
+    SignedActionIn,
+    VerifiedAction,
+    action_types,
+)
+from bridge.store import actions as store_actions
+from bridge.store.actions import ActionRecord
+
+router = APIRouter(prefix="/v1", tags=["owner actions"])
+
+_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
+ActionBody = Annotated[SignedActionIn | PayoutIn, Field(discriminator="type")]
+_BODY: Final[TypeAdapter[SignedActionIn | PayoutIn]] = TypeAdapter(ActionBody)
+MAX_ACTION_BYTES: Final = 64 * 1024
+
+
+class ActionOut(BaseModel):
+    """A relayed action: accepted (held) → submitted (in a transaction) → confirmed, or failed
+    with the reason."""
+
+    id: int
+    type: str
+    signer: str = Field(description="The owner who signed (for a payout, the payee).")
+    twin_id: int | None
+    nonce: int | None
+    deadline: int | None
+    message: dict[str, Any]
+    digest: str = Field(description="EIP-712 digest of the signed message.")
+    status: Literal["accepted", "submitted", "confirmed", "failed"]
+    error: str | None = None
+    tx_hash: str | None = Field(default=None, description="The relayer's transaction.")
+    block_number: int | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, record: ActionRecord) -> ActionOut:
+        return cls(
+            id=record.id,
+            type=record.kind,
+            signer=record.signer,
+            twin_id=record.twin_id,
+            nonce=record.nonce,
+            deadline=record.deadline,
+            message=record.message,
+            digest=record.digest,
+            status=record.status,  # type: ignore[arg-type]
+            error=record.error,
+            tx_hash=record.tx_hash,
+            block_number=record.block_number,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        )
+
+
+class NonceOut(BaseModel):
+    address: str
+    on_chain_nonce: int = Field(description="The ledger's current nonce of the account.")
+    next_nonce: int = Field(description="The nonce to sign the next action with.")
+    held_nonces: list[int] = Field(description="Nonces of actions the bridge holds, not yet mined.")
+
+
+def _verifier(context: AppContext) -> ActionVerifier:
+    if context.actions is None:
+        raise ProblemError(
+            503, "no-chain", "No chain", "this bridge has no chain configured for owner actions"
+        )
+    return context.actions
+
+
+def _chain_problem(exc: Exception) -> ProblemError:
+    return ProblemError(503, "chain-unavailable", "Chain unavailable", f"the chain: {exc}")
+
+
+@router.get("/owner-actions/types", summary="EIP-712 domain and types of the owner actions")
+def types(context: ContextDep) -> dict[str, Any]:
+    """The ledger's EIP-712 domain and, per owner action (``GrantLicense``, ``RevokeLicense``,
+    ``SetTwinPaused``, ``SetPayees``), its primary type and types, ready for
+    ``eth_signTypedData_v4``; the message also carries ``nonce`` (see the nonce endpoint) and
+    ``deadline`` (unix seconds)."""
+    verifier = _verifier(context)
+    try:
+        return action_types(verifier.chain_id, verifier.ledger)
+    except (ChainUnavailableError, RpcError) as exc:
+        raise _chain_problem(exc) from exc
+
+
+@router.get(
+    "/accounts/{address}/nonce",
+    summary="The nonce to sign an owner action with",
+    responses={422: _PROBLEM, 503: _PROBLEM},
+)
+def nonce(
+    context: ContextDep,
+    address: Annotated[str, Path(pattern=r"^0x[0-9a-fA-F]{40}$")],
+) -> NonceOut:
+    verifier = _verifier(context)
+    account = TypeAdapter(Address).validate_python(address)
+    try:
+        on_chain = verifier.on_chain_nonce(account)
+    except (ChainUnavailableError, RpcError) as exc:
+        raise _chain_problem(exc) from exc
+    with context.store.session() as session:
+        held = store_actions.held_nonces(session, account)
+    following = [n + 1 for n in held if n >= on_chain]
+    return NonceOut(
+        address=account,
+        on_chain_nonce=on_chain,
+        next_nonce=max([on_chain, *following]),
+        held_nonces=held,
+    )
+
+
+def _limit(context: AppContext, account: str) -> None:
+    limiter = context.action_limiter
+    if limiter is None:
+        return
+    wait = limiter.acquire(int(account, 16))
+    if wait is not None:
+        retry_after = max(1, math.ceil(wait))
+        raise ProblemError(
+            429,
+            "rate-limited",
+            "Too many requests",
+            f"too many owner actions for {account}; retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _verify_and_store(
+    context: AppContext, body: SignedActionIn | PayoutIn
+) -> tuple[ActionRecord, bool]:
+    verifier = _verifier(context)
+    account = body.signer if isinstance(body, SignedActionIn) else body.payee
+    _limit(context, account)
+    try:
+        verified: VerifiedAction
+        if isinstance(body, SignedActionIn):
+            digest = verifier.digest_of(body)
+            with context.store.session() as session:
+                known = store_actions.action_by_digest(session, digest)
+                if known is not None and known.status != "failed":
+                    return known, False  # the same signed action again: its stored state
+                held = store_actions.held_nonces(session, body.signer)
+            verified = verifier.verify_signed(body, held_nonces=held)
+        else:
+            verified = verifier.verify_payout(body)
+    except ActionRefusedError as exc:
+        raise ProblemError(
+            exc.status, exc.code.replace("_", "-"), "Owner action refused", exc.detail
+        ) from None
+    except (ChainUnavailableError, RpcError) as exc:
+        raise _chain_problem(exc) from exc
+    with context.store.session() as session:
+        return store_actions.insert_action(session, verified)
+
+
+@router.post(
+    "/owner-actions",
+    summary="Relay a signed owner action (or a payout)",
+    status_code=202,
+    responses={
+        200: {"model": ActionOut, "description": "The same signed action again."},
+        400: _PROBLEM,
+        401: _PROBLEM,
+        403: _PROBLEM,
+        404: _PROBLEM,
+        409: _PROBLEM,
+        413: _PROBLEM,
+        422: _PROBLEM,
+        429: _PROBLEM,
+        503: _PROBLEM,
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BODY.json_schema()}},
+        }
+    },
+)
+async def relay(request: Request, context: ContextDep) -> Response:
+    """Verifies the action off chain (well-formed, deadline ahead, the signer owns the twin and
+    signed it — ECDSA or ERC-1271 —, the next nonce, the ledger would take it), stores it and
+    answers 202; the relayer sends it and ``GET /v1/owner-actions/{id}`` follows it. A refused
+    action costs no gas and is not stored."""
+    body = await request.body()
+    if len(body) > MAX_ACTION_BYTES:
+        raise ProblemError(
+            413,
+            "body-too-large",
+            "Body too large",
+            f"an action is at most {MAX_ACTION_BYTES} bytes",
+        )
+    try:
+        parsed = _BODY.validate_json(body)
+    except ValidationError as exc:
+        raise validation_problem(exc.errors()) from None
+    record, created = await run_in_threadpool(_verify_and_store, context, parsed)
+    return Response(
+        ActionOut.of(record).model_dump_json(),
+        status_code=202 if created else 200,
+        media_type="application/json",
+        headers={"Location": f"/v1/owner-actions/{record.id}"},
+    )
+
+
+@router.get(
+    "/owner-actions/{action_id}",
+    summary="Status of a relayed owner action",
+    responses={404: _PROBLEM},
+)
+def status(context: ContextDep, action_id: Annotated[int, Path(ge=1)]) -> ActionOut:
+    with context.store.session() as session:
+        record = store_actions.get_action(session, action_id)
+    if record is None:
+        raise ProblemError(404, "not-found", "Not found", f"no owner action {action_id}")
+    return ActionOut.of(record)
