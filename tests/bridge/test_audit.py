@@ -1,0 +1,619 @@
+"""The audit against a real anvil (Prague) with the deployed ledger: a clean history rebuilds with
+exact counts and totals; every tampering a test can stage is caught and named (settlements the
+database does not know, database rows the chain does not know or records otherwise, tokens sent
+straight to the ledger, a view that disagrees with the events, a batch signed by a key that never
+received the attester role in an event); a resumed audit equals a full scan; ranges shrink when a
+node refuses them.
+
+Anvil, the ledger and its world (20 twins licensed to 3 brands, payees, escrow) are set up once per
+module (the gas benchmark's setup) and each test runs from an ``evm_snapshot`` of that state."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import requests
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
+from hexbytes import HexBytes
+from typer.testing import CliRunner
+from web3 import Web3
+from web3.logs import DISCARD
+from web3.types import TxReceipt
+
+from bridge import eip712
+from bridge.audit import (
+    AuditResult,
+    JsonRpc,
+    LedgerState,
+    RangeSizer,
+    run_audit,
+    write_csv,
+)
+from bridge.audit_db import reconcile
+from bridge.cli import app
+from bridge.codec import Outcome, Usage
+from bridge.store import migrate
+from bridge.store.models import Brand, UsageEvent, UsageStatus
+from bridge.store.repository import Store
+from scripts.bench_gas import ESCROW_PER_BRAND, NOTICE_PERIOD, World, local_anvil, setup
+
+pytestmark = pytest.mark.integration
+
+ESCROW_SLOT = 25
+"""Storage slot of ``TwinLedger._escrows`` (build/artifacts/TwinLedger.json storageLayout)."""
+ROLES_SLOT = 7
+"""Storage slot of ``AccessControl._roles``."""
+
+
+@dataclass
+class Chain:
+    w3: Web3
+    url: str
+    world: World
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    with local_anvil() as w3:
+        yield Chain(w3, w3.provider.endpoint_uri, setup(w3))  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def snapshot(chain: Chain) -> Iterator[Chain]:
+    snap = _rpc(chain.w3, "evm_snapshot")
+    try:
+        yield chain
+    finally:
+        _rpc(chain.w3, "evm_revert", snap)
+
+
+# ---------------------------------------------------------------- the chain
+
+
+def _rpc(w3: Web3, method: str, *params: Any) -> Any:
+    response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in response, response
+    return response["result"]
+
+
+def _now(w3: Web3) -> int:
+    return int(w3.eth.get_block("latest")["timestamp"])
+
+
+def _advance(w3: Web3, seconds: int) -> None:
+    _rpc(w3, "evm_increaseTime", seconds)
+    _rpc(w3, "evm_mine")
+
+
+def _wait(w3: Web3, tx: HexBytes) -> TxReceipt:
+    receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=30, poll_latency=0.01)
+    assert receipt["status"] == 1
+    return receipt
+
+
+def _settle(
+    world: World,
+    groups: Sequence[tuple[str, Sequence[Usage]]],
+    *,
+    attester: LocalAccount | None = None,
+) -> TxReceipt:
+    w3 = world.w3
+    words = [(brand, [u.encode() for u in usages]) for brand, usages in groups]
+    deadline = _now(w3) + 3600
+    data = eip712.usage_batch(
+        deadline, words, chain_id=w3.eth.chain_id, ledger=world.ledger.address
+    )
+    signature = eip712.sign(attester or world.attester, data)
+    call = world.ledger.functions.settle((deadline, words), signature)
+    return _wait(w3, call.transact({"from": world.relayer}))
+
+
+def _owner(world: World, twin: int) -> str:
+    return str(world.ledger.functions.ownerOf(twin).call())
+
+
+def _as(world: World, sender: str, call: Any) -> TxReceipt:
+    return _wait(world.w3, call.transact({"from": sender}))
+
+
+def _audit(chain: Chain, **kwargs: Any) -> AuditResult:
+    rpc = JsonRpc(chain.url)
+    try:
+        return run_audit(rpc, ledger=chain.world.ledger.address, start_block=0, **kwargs)
+    finally:
+        rpc.close()
+
+
+def _messages(result: AuditResult) -> list[str]:
+    return [f"{d.kind}: {d.message}" for d in result.discrepancies]
+
+
+class Ids:
+    """Usage ids above those the setup and other usages of a test took."""
+
+    def __init__(self, start: int = 1_000) -> None:
+        self.next = start
+
+    def __call__(self) -> int:
+        self.next += 1
+        return self.next
+
+
+@dataclass
+class History:
+    """What :func:`_history` did, with the figures the audit must find."""
+
+    paid: dict[int, int]
+    """Usage id -> amount of every paid usage."""
+    rejected: dict[int, Outcome]
+    receipts: list[TxReceipt]
+    paid_out: int
+    debt: int
+    withdrawn: int
+
+
+def _history(world: World) -> History:
+    """Settlements paid and rejected for every reason a test can stage, a revocation, a pause, a
+    payout, an escrow withdrawal, a debt and its repayment."""
+    w3, ledger, fn = world.w3, world.ledger, world.ledger.functions
+    ids = Ids()
+    paid: dict[int, int] = {}
+    rejected: dict[int, Outcome] = {}
+    receipts: list[TxReceipt] = []
+    now = _now(w3)
+
+    def use(twin: int, b: int, *, at: int, quantity: int = 2, kind: int | None = None) -> Usage:
+        plan = world.licenses[twin, b]
+        return Usage(ids(), twin, at, quantity, min(plan.prices) if kind is None else kind)
+
+    def price(usage: Usage, b: int) -> int:
+        return world.licenses[usage.twin_id, b].prices[usage.usage_type] * usage.quantity
+
+    # 1. One paid usage of every license, plus rejections: unknown twin, zero quantity, a type
+    # the license does not price.
+    groups: list[tuple[str, list[Usage]]] = []
+    for b, brand in enumerate(world.brands):
+        usages = [use(twin, b, at=now - 60) for twin in world.twin_ids]
+        paid.update({u.usage_id: price(u, b) for u in usages})
+        groups.append((brand, usages))
+    unknown = Usage(ids(), 999, now - 60, 1, 0)
+    zero = use(1, 0, at=now - 60, quantity=0)
+    unlicensed_type = next(t for t in range(4) if t not in world.licenses[2, 0].prices)
+    not_priced = use(2, 0, at=now - 60, kind=unlicensed_type)
+    groups[0][1].extend([unknown, zero, not_priced])
+    rejected |= {
+        unknown.usage_id: Outcome.UNKNOWN_TWIN,
+        zero.usage_id: Outcome.ZERO_QUANTITY,
+        not_priced.usage_id: Outcome.USAGE_TYPE_NOT_LICENSED,
+    }
+    receipts.append(_settle(world, groups))
+
+    # 2. Twin 3's license to brand 0 revoked, twin 4 paused: uses after them are rejected, uses
+    # before still pay. Twin 1 is paid out to its owner.
+    before = _now(w3) - 5
+    _as(world, _owner(world, 3), fn.revokeLicense(3, world.brands[0]))
+    _as(world, _owner(world, 4), fn.setTwinPaused(4, True))
+    _advance(w3, 30)
+    after = _now(w3) - 10
+    early, late = use(3, 0, at=before), use(3, 0, at=after)
+    paused_use = use(4, 0, at=after)
+    paid[early.usage_id] = price(early, 0)
+    rejected |= {late.usage_id: Outcome.LICENSE_REVOKED, paused_use.usage_id: Outcome.TWIN_PAUSED}
+    receipts.append(_settle(world, [(world.brands[0], [early, late, paused_use])]))
+    _as(world, _owner(world, 4), fn.setTwinPaused(4, False))
+    owner1 = _owner(world, 1)
+    receipt = _as(world, world.relayer, fn.payout(owner1, [1]))
+    paid_out = sum(
+        e["args"]["amount"]
+        for e in ledger.events.PayeePaid().process_receipt(receipt, errors=DISCARD)
+    )
+
+    # 3. Brand 2 withdraws all its escrow; its next usages run into debt, which a deposit repays.
+    brand2 = world.brands[2]
+    escrow2 = int(fn.brandAccount(brand2).call()[0])
+    _as(world, brand2, fn.requestEscrowWithdrawal(escrow2))
+    _advance(w3, NOTICE_PERIOD + 1)
+    _as(world, brand2, fn.withdrawEscrow())
+    now = _now(w3)
+    # Licenses of the setup run for a year: still valid after the notice period.
+    owed = [use(twin, 2, at=now - 5) for twin in (5, 6, 5)]
+    paid.update({u.usage_id: price(u, 2) for u in owed})
+    receipts.append(_settle(world, [(brand2, owed)]))
+    debt = sum(price(u, 2) for u in owed)
+    _as(world, brand2, world.token.functions.mint(brand2, debt))
+    _as(world, brand2, world.token.functions.approve(ledger.address, debt))
+    _as(world, brand2, fn.deposit(brand2, debt))
+    return History(paid, rejected, receipts, paid_out, debt, escrow2)
+
+
+# ---------------------------------------------------------------- a clean history
+
+
+def test_a_clean_history_rebuilds_with_exact_counts_and_totals(snapshot: Chain) -> None:
+    world = snapshot.world
+    history = _history(world)
+    result = _audit(snapshot)
+
+    assert _messages(result) == []
+    assert result.clean
+    summary = result.summary()
+    assert summary["twins"] == 20
+    assert summary["licenses"] == 60
+    assert summary["license_versions"] == 60
+    assert summary["license_versions_revoked"] == 1
+    assert summary["twins_paused"] == 0
+    assert summary["usages"] == len(history.paid) + len(history.rejected) == 69
+    assert summary["usages_paid"] == len(history.paid) == 64
+    assert summary["rejected_by_reason"] == {
+        "unknown_twin": 1,
+        "usage_type_not_licensed": 1,
+        "license_revoked": 1,
+        "twin_paused": 1,
+        "zero_quantity": 1,
+    }
+    assert summary["amount_paid"] == sum(history.paid.values())
+    assert summary["batches"] == summary["batches_verified"] == 3
+    assert summary["deposits"] == 4
+    assert summary["deposited"] == 3 * ESCROW_PER_BRAND + history.debt
+    assert summary["escrow_withdrawals"] == 1
+    assert summary["escrow_withdrawn"] == history.withdrawn
+    assert summary["debt_recorded"] == summary["debt_repaid"] == history.debt
+    assert summary["debt_outstanding"] == 0
+    assert summary["payouts"] == 1
+    assert summary["paid_out"] == history.paid_out > 0
+    ledger = world.ledger.functions
+    assert summary["liabilities"] == ledger.totalLiabilities().call()
+    assert summary["liabilities"] == world.token.functions.balanceOf(world.ledger.address).call()
+    assert summary["balance_checks_failed"] == 0
+
+    usages = {u[0]: u for u in result.state.usages}
+    assert {i: u[7] for i, u in usages.items() if u[6] == 0} == history.paid
+    assert {i: Outcome(u[6]) for i, u in usages.items() if u[6] != 0} == history.rejected
+    tx_of = {u[0]: result.state.batches[u[9]].tx_hash for u in result.state.usages}
+    for receipt in history.receipts:
+        assert receipt["transactionHash"].to_0x_hex() in tx_of.values()
+    batch = result.state.batches[0]
+    assert batch.signer == batch.attester == world.attester.address
+    assert len(batch.groups) == 3
+    pair = result.state.licenses[3, world.brands[0]]
+    assert pair.current is not None
+    assert pair.current.revoked
+    assert pair.current.valid_until == pair.current.revoked_at
+    assert len(result.state.twins[4].pauses) == 1
+    assert result.state.twins[4].paused_since == 0
+    assert result.state.brands[world.brands[2]].debt_head == 3  # twins 5, 6, 5: three entries
+
+
+def test_the_command_prints_a_summary_and_writes_json_and_csv(
+    snapshot: Chain, tmp_path: Path
+) -> None:
+    world = snapshot.world
+    history = _history(world)
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit", "--rpc", snapshot.url, "--ledger", world.ledger.address, "--from-block", "0",
+            "--json", str(tmp_path / "audit.json"), "--csv", str(tmp_path / "csv"), "--quiet",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "clean: the ledger's state is what its events say" in result.stdout
+    assert "twin paused" in result.stdout
+    data = orjson.loads((tmp_path / "audit.json").read_bytes())
+    assert data["clean"] is True
+    assert data["summary"]["usages"] == 69
+    assert data["discrepancies"] == []
+    with (tmp_path / "csv" / "usages.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 69
+    by_id = {int(r["usage_id"]): r for r in rows}
+    some_paid = next(iter(history.paid))
+    assert int(by_id[some_paid]["amount"]) == history.paid[some_paid]
+    revoked = next(i for i, o in history.rejected.items() if o is Outcome.LICENSE_REVOKED)
+    assert by_id[revoked]["reason"] == "the license had been revoked at the time of use"
+    with (tmp_path / "csv" / "batches.csv").open() as handle:
+        batches = list(csv.DictReader(handle))
+    assert [b["verified"] for b in batches] == ["True"] * 3
+    with (tmp_path / "csv" / "balances.csv").open() as handle:
+        balances = list(csv.DictReader(handle))
+    assert {b["ok"] for b in balances} == {"True"}
+    assert any(b["kind"] == "token balance" for b in balances)
+
+
+# ---------------------------------------------------------------- tampering
+
+
+def test_tokens_sent_straight_to_the_ledger_are_named(snapshot: Chain) -> None:
+    world = snapshot.world
+    _history(world)
+    brand = world.brands[0]
+    _as(world, brand, world.token.functions.mint(brand, 7))
+    _as(world, brand, world.token.functions.transfer(world.ledger.address, 7))
+    result = _audit(snapshot)
+    owed = result.state.liabilities()
+    assert _messages(result) == [
+        f"balance: the ledger holds {owed + 7} tokens but its events say it owes {owed} "
+        "(escrow, debt reserves, accrued royalties and claimable balances): 7 more than it owes"
+    ]
+
+
+def test_a_view_that_disagrees_with_the_events_is_named(snapshot: Chain) -> None:
+    world = snapshot.world
+    brand = world.brands[1]
+    slot = keccak(HexBytes(brand).rjust(32, b"\0") + ESCROW_SLOT.to_bytes(32, "big"))
+    word = int.from_bytes(bytes(world.w3.eth.get_storage_at(world.ledger.address, slot)), "big")
+    assert word & (2**128 - 1) == ESCROW_PER_BRAND  # the slot holds the brand's escrow
+    _rpc(world.w3, "anvil_setStorageAt", world.ledger.address, "0x" + slot.hex(),
+         "0x" + (word + 1_000).to_bytes(32, "big").hex())  # fmt: skip
+    _rpc(world.w3, "evm_mine")
+    result = _audit(snapshot)
+    assert _messages(result) == [
+        f"balance: escrow of {brand} is {ESCROW_PER_BRAND + 1_000} on chain, but the events add "
+        f"up to {ESCROW_PER_BRAND}"
+    ]
+    assert not result.clean
+
+
+def test_a_batch_signed_while_the_role_was_held_passes_after_revocation(snapshot: Chain) -> None:
+    world = snapshot.world
+    fn = world.ledger.functions
+    admin = world.w3.eth.accounts[0]
+    key: LocalAccount = Account.from_key(keccak(text="audit test: short-lived attester"))
+    _as(world, admin, fn.grantRole(fn.ATTESTER_ROLE().call(), key.address))
+    usage = Usage(5_001, 1, _now(world.w3) - 5, 1, min(world.licenses[1, 0].prices))
+    _settle(world, [(world.brands[0], [usage])], attester=key)
+    _as(world, admin, fn.revokeRole(fn.ATTESTER_ROLE().call(), key.address))
+    result = _audit(snapshot)
+    assert _messages(result) == []
+    assert result.state.batches[-1].signer == key.address
+    assert [h[2:5] for h in result.state.role_history if h[3] == key.address] == [
+        ["ATTESTER_ROLE", key.address, "granted"],
+        ["ATTESTER_ROLE", key.address, "revoked"],
+    ]
+
+
+def test_a_batch_signed_by_a_key_no_role_event_names_attester_is_caught(snapshot: Chain) -> None:
+    """The role written straight into storage (no RoleGranted): the ledger accepts the batch, but
+    by the events the signer never was an attester."""
+    world = snapshot.world
+    w3 = world.w3
+    key: LocalAccount = Account.from_key(keccak(text="audit test: attester without an event"))
+    role = bytes(world.ledger.functions.ATTESTER_ROLE().call())
+    role_data = keccak(role + ROLES_SLOT.to_bytes(32, "big"))
+    admin_slot = keccak(
+        HexBytes(w3.eth.accounts[0]).rjust(32, b"\0")
+        + keccak(b"\0" * 32 + ROLES_SLOT.to_bytes(32, "big"))
+    )
+    assert int.from_bytes(bytes(w3.eth.get_storage_at(world.ledger.address, admin_slot))) == 1
+    member = keccak(HexBytes(key.address).rjust(32, b"\0") + role_data)
+    _rpc(
+        w3, "anvil_setStorageAt", world.ledger.address, "0x" + member.hex(), "0x" + "00" * 31 + "01"
+    )
+    assert world.ledger.functions.hasRole(role, key.address).call()
+    usage = Usage(5_002, 2, _now(w3) - 5, 1, min(world.licenses[2, 1].prices))
+    receipt = _settle(world, [(world.brands[1], [usage])], attester=key)
+    tx = receipt["transactionHash"].to_0x_hex()
+    result = _audit(snapshot)
+    digest = result.state.batches[-1].digest
+    assert _messages(result) == [
+        f"attester: batch {digest} (tx {tx}, block {receipt['blockNumber']}) was signed by "
+        f"{key.address}, which did not hold ATTESTER_ROLE then according to the role events"
+    ]
+
+
+def _database(tmp_path: Path, world: World, result: AuditResult) -> str:
+    """A bridge database that knows every settled usage exactly as the chain does."""
+    url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    migrate.upgrade(url)
+    store = Store.from_url(url)
+    state = result.state
+    with store.session() as session:
+        brand_ids = {}
+        for i, address in enumerate(world.brands):
+            row = Brand(name=f"brand {i}", address=address, api_key_hash=f"{i:064x}")
+            session.add(row)
+            session.flush()
+            brand_ids[address] = row.id
+        for u in state.usages:
+            batch = state.batches[u[9]]
+            session.add(
+                UsageEvent(
+                    id=u[0],
+                    brand_id=brand_ids[u[1]],
+                    event_id=f"event-{u[0]}",
+                    body_hash="0" * 64,
+                    twin_id=u[2],
+                    usage_type=u[5],
+                    quantity=u[4],
+                    used_at=datetime.fromtimestamp(u[3], UTC),
+                    status=UsageStatus.SETTLED if u[6] == 0 else UsageStatus.REJECTED,
+                    reason_code=None if u[6] == 0 else u[6],
+                    tx_hash=batch.tx_hash,
+                    block_number=batch.block_number,
+                    log_index=u[10],
+                    amount=u[7],
+                )
+            )
+        session.commit()
+    store.close()
+    return url
+
+
+def test_reconciliation_names_each_mismatch_with_the_database(
+    snapshot: Chain, tmp_path: Path
+) -> None:
+    world = snapshot.world
+    history = _history(world)
+    result = _audit(snapshot)
+    url = _database(tmp_path, world, result)
+    assert reconcile(url, result.state) == []
+
+    state = result.state
+    paid_ids = sorted(history.paid)
+    missing, wrong_amount, wrong_tx = paid_ids[0], paid_ids[1], paid_ids[2]
+    rows = {u[0]: u for u in state.usages}
+    other_tx = state.batches[-1].tx_hash
+    store = Store.from_url(url)
+    with store.session() as session:
+        session.delete(session.get(UsageEvent, missing))
+        session.get(UsageEvent, wrong_amount).amount = history.paid[wrong_amount] + 1
+        session.get(UsageEvent, wrong_tx).tx_hash = other_tx
+        first = session.get(UsageEvent, paid_ids[3])
+        assert first is not None
+        session.add(
+            UsageEvent(
+                id=777_777, brand_id=first.brand_id, event_id="ghost", body_hash="0" * 64,
+                twin_id=1, usage_type=0, quantity=1, used_at=first.used_at,
+                status=UsageStatus.SETTLED, tx_hash=other_tx, block_number=1, log_index=0,
+                amount=5,
+            )
+        )  # fmt: skip
+        session.commit()
+    store.close()
+
+    def label(usage_id: int) -> str:
+        return f"usage {usage_id} (event 'event-{usage_id}' of {rows[usage_id][1]})"
+
+    tx = state.batches[rows[wrong_tx][9]].tx_hash
+    assert sorted(d.message for d in reconcile(url, state)) == sorted([
+        f"{label(wrong_amount)} was paid {history.paid[wrong_amount]} on chain (tx "
+        f"{state.batches[rows[wrong_amount][9]].tx_hash}), but the database records "
+        f"{history.paid[wrong_amount] + 1}",
+        f"{label(wrong_tx)} was settled in tx {tx} on chain, but the database says tx {other_tx}",
+        f"usage 777777 (event 'ghost' of {rows[paid_ids[3]][1]}) is settled in the database "
+        f"(tx {other_tx}), but no settlement on chain has it",
+        f"usage {missing} of {rows[missing][1]} (paid) was settled on chain in tx "
+        f"{state.batches[rows[missing][9]].tx_hash}, but the database does not know it",
+    ])  # fmt: skip
+
+    cli = CliRunner().invoke(
+        app,
+        ["audit", "--rpc", snapshot.url, "--ledger", world.ledger.address, "--quiet",
+         "--against-db", url],
+    )  # fmt: skip
+    assert cli.exit_code == 1, cli.output
+    assert "4 discrepancies" in cli.stdout
+    assert "but the database does not know it" in cli.stdout
+
+
+# ---------------------------------------------------------------- resuming and ranges
+
+
+def test_a_resumed_audit_equals_a_full_scan(snapshot: Chain, tmp_path: Path) -> None:
+    world = snapshot.world
+    history = _history(world)
+    middle = history.receipts[1]["blockNumber"]
+    checkpoint = tmp_path / "audit-state.json"
+    first = _audit(snapshot, to_block=middle, checkpoint=checkpoint)
+    assert first.clean
+    saved = LedgerState.load(checkpoint)
+    assert saved.last_block == middle
+    assert len(saved.usages) == 66
+    resumed = _audit(snapshot, checkpoint=checkpoint)
+    assert resumed.resumed_from == middle
+    full = _audit(snapshot)
+    assert resumed.to_block == full.to_block
+    assert resumed.to_json() == full.to_json()
+    assert resumed.stats.usages == 3
+    assert LedgerState.load(checkpoint).last_block == full.to_block
+
+
+class _RefusingProxy(BaseHTTPRequestHandler):
+    """Forwards JSON-RPC to anvil but refuses eth_getLogs over more than ``limit`` blocks as
+    providers do ("query returned more than 10000 results")."""
+
+    upstream = ""
+    limit = 0
+    asked: list[tuple[int, int, bool]] = []  # noqa: RUF012 - set per test
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        calls = orjson.loads(body)
+        single = isinstance(calls, dict)
+        answers = []
+        forward = []
+        for call in [calls] if single else calls:
+            if call["method"] == "eth_getLogs":
+                first, last = (int(call["params"][0][k], 16) for k in ("fromBlock", "toBlock"))
+                refused = last - first + 1 > self.limit
+                self.asked.append((first, last, refused))
+                if refused:
+                    error = {"code": -32005, "message": "query returned more than 10000 results"}
+                    answers.append({"jsonrpc": "2.0", "id": call["id"], "error": error})
+                    continue
+            forward.append(call)
+        if forward:
+            reply = requests.post(
+                self.upstream,
+                data=orjson.dumps(forward),
+                headers={"Content-Type": "application/json"},
+                timeout=30,
+            ).json()
+            answers.extend(reply if isinstance(reply, list) else [reply])
+        out = orjson.dumps(answers[0] if single else answers)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_log_ranges_halve_on_a_refusal_and_grow_back(snapshot: Chain) -> None:
+    world = snapshot.world
+    _history(world)
+    _RefusingProxy.upstream, _RefusingProxy.limit, _RefusingProxy.asked = snapshot.url, 8, []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RefusingProxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        rpc = JsonRpc(f"http://127.0.0.1:{server.server_address[1]}")
+        sizer = RangeSizer(max_range=64)
+        through_proxy = run_audit(rpc, ledger=world.ledger.address, start_block=0, sizer=sizer)
+        rpc.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    direct = _audit(snapshot)
+    assert through_proxy.to_json() == direct.to_json()
+    assert through_proxy.clean
+    asked = _RefusingProxy.asked
+    # 64 refused, then 32, then 16, then 8 served; after a served range of 8 it asks 16 again.
+    assert sizer.refusals[:3] == [64, 32, 16]
+    served = [(a, b) for a, b, refused in asked if not refused]
+    assert all(b - a + 1 <= 8 for a, b in served)
+    assert served[0][0] == 0
+    assert all(nxt[0] == prev[1] + 1 for prev, nxt in itertools.pairwise(served))
+    assert served[-1][1] == direct.to_block
+    grown = [b - a + 1 for a, b, refused in asked[4:] if refused]
+    assert 16 in grown
+    assert all(8 < size <= 16 for size in grown)
+
+
+def test_exports_hold_every_table(snapshot: Chain, tmp_path: Path) -> None:
+    _history(snapshot.world)
+    result = _audit(snapshot)
+    written = write_csv(result, tmp_path)
+    assert sorted(p.name for p in written) == sorted([
+        "usages.csv", "batches.csv", "balances.csv", "twins.csv", "licenses.csv", "deposits.csv",
+        "debts.csv", "payouts.csv", "discrepancies.csv",
+    ])  # fmt: skip
+    with (tmp_path / "debts.csv").open() as handle:
+        debts = list(csv.DictReader(handle))
+    assert [d["event"] for d in debts] == ["recorded"] * 3 + ["repaid"] * 3
+    with (tmp_path / "licenses.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 60
