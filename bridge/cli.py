@@ -15,6 +15,7 @@ from bridge import toolchain
 from bridge.cli_audit import register as register_audit_command
 from bridge.cli_deploy import register as register_deploy_commands
 from bridge.cli_deploy import with_deployment
+from bridge.cli_model import model_app
 from bridge.errors import BrandExistsError
 from bridge.keys import hash_api_key, new_api_key
 from bridge.settings import Settings
@@ -29,6 +30,7 @@ db_app = typer.Typer(help="The bridge's database.", no_args_is_help=True)
 brand_app = typer.Typer(help="Brands and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(brand_app, name="brand")
+app.add_typer(model_app, name="model")
 register_deploy_commands(app)
 register_audit_command(app)
 

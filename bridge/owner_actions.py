@@ -380,7 +380,7 @@ class ActionVerifier:
         )
         return int(decode(["uint256"], answer)[0])
 
-    def _chain_time(self) -> int:
+    def chain_time(self) -> int:
         block = self._chain.block("latest")
         if block is None:
             raise ActionRefusedError(503, "chain_unavailable", "the chain gave no latest block")
@@ -440,7 +440,7 @@ class ActionVerifier:
         digest = eip712.digest(data)
         twin_id = int(getattr(parsed, "twinId"))  # noqa: B009 - every signed message names a twin
 
-        now = self._chain_time()
+        now = self.chain_time()
         if parsed.deadline <= now:
             raise ActionRefusedError(
                 422,

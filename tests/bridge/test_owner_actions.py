@@ -188,6 +188,7 @@ def test_types_and_nonce_endpoints_publish_what_a_wallet_signs(relay: Relay) -> 
         "on_chain_nonce": 0,
         "next_nonce": 0,
         "held_nonces": [],
+        "chain_time": relay.now(),
     }
     bad = relay.api.get("/v1/accounts/0x1234/nonce")
     assert bad.status_code == 422
@@ -378,6 +379,7 @@ def test_actions_held_in_order_go_out_in_nonce_order(relay: Relay) -> None:
         "on_chain_nonce": 0,
         "next_nonce": 2,
         "held_nonces": [0, 1],
+        "chain_time": relay.now(),
     }
     relay.worker().run_until_idle()
     first, second = relay.status(pause.json()["id"]), relay.status(payees.json()["id"])
@@ -443,3 +445,110 @@ def test_a_payout_relays_the_claimable_royalties_to_the_payee(relay: Relay) -> N
     assert done["status"] == "confirmed"
     assert world.ledger.functions.claimable(owner.address).call() == 0
     assert world.token.functions.balanceOf(owner.address).call() - balance == claimable
+
+
+# ---------------------------------------------------------------- twin-bridge model
+
+
+@dataclass
+class Served:
+    relay: Relay
+    url: str
+
+
+@pytest.fixture
+def served(relay: Relay) -> Iterator[Served]:
+    """The relay's app on a real HTTP port, with a settlement worker running beside it."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(relay.api.app, host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    worker = relay.worker()
+    stop = threading.Event()
+    runner = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    runner.start()
+    try:
+        yield Served(relay, f"http://127.0.0.1:{port}")
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from bridge.cli import app
+
+    relay = served.relay
+    twin = relay.world.twin_ids[4]
+    model = relay.model(twin)
+    brand = _new_brand()
+    runner = CliRunner()
+    raw = {"MODEL_KEY": "0x" + model.key.hex()}
+    common = ["--api", served.url, "--private-key-env", "MODEL_KEY"]
+
+    granted = runner.invoke(
+        app,
+        ["model", "grant", "--twin", str(twin), "--brand", brand, "--price", "video=120.50",
+         "--price", "social_post=15", "--days", "30", "--max-uses", "100", *common],
+        env=raw,
+    )  # fmt: skip
+    assert granted.exit_code == 0, granted.output
+    assert "confirmed in block" in granted.output
+    license_, _ = relay.ledger.functions.licenseOf(twin, brand).call()
+    assert [tuple(p) for p in license_[5]] == [(1, 120_500_000), (2, 15_000_000)]
+    assert license_[2] == 100
+
+    agency = Web3.to_checksum_address("0x" + "a7" * 20)
+    shared = runner.invoke(
+        app, ["model", "payees", "--twin", str(twin), "--payee", f"{agency}:1500", *common], env=raw
+    )
+    assert shared.exit_code == 0, shared.output
+    assert [tuple(p) for p in relay.ledger.functions.payeesOf(twin).call()] == [(agency, 1_500)]
+
+    # the same model through an encrypted keystore and a password file
+    keystore, password = tmp_path / "model.json", tmp_path / "password"
+    password.write_text("correct horse\n", encoding="utf-8")
+    keystore.write_text(
+        __import__("json").dumps(Account.encrypt(model.key, "correct horse")), encoding="utf-8"
+    )
+    revoked = runner.invoke(
+        app,
+        ["model", "revoke", "--twin", str(twin), "--brand", brand, "--api", served.url,
+         "--keystore", str(keystore), "--password-file", str(password)],
+    )  # fmt: skip
+    assert revoked.exit_code == 0, revoked.output
+    assert relay.ledger.functions.licenseOf(twin, brand).call()[0][4] is True  # revoked
+    assert relay.ledger.functions.nonces(model.address).call() == 3
+
+    # nothing to pay: the bridge refuses before any gas is spent
+    nothing = runner.invoke(app, ["model", "withdraw", *common], env=raw)
+    assert nothing.exit_code == 1
+    assert "the bridge refused (422): the ledger would refuse this Payout: PayoutNothingToPay" in (
+        " ".join(nothing.output.split())
+    )
+    # a price with too many decimals never reaches the bridge
+    bad = runner.invoke(
+        app,
+        ["model", "grant", "--twin", str(twin), "--brand", brand, "--price", "video=1.0000001",
+         *common],
+        env=raw,
+    )  # fmt: skip
+    assert bad.exit_code == 1
+    assert "a positive amount with at most 6 decimals" in " ".join(bad.output.split())

@@ -79,6 +79,9 @@ class NonceOut(BaseModel):
     on_chain_nonce: int = Field(description="The ledger's current nonce of the account.")
     next_nonce: int = Field(description="The nonce to sign the next action with.")
     held_nonces: list[int] = Field(description="Nonces of actions the bridge holds, not yet mined.")
+    chain_time: int = Field(
+        description="The latest block's time (unix s): deadlines and license windows count on it."
+    )
 
 
 def _verifier(context: AppContext) -> ActionVerifier:
@@ -119,6 +122,7 @@ def nonce(
     account = TypeAdapter(Address).validate_python(address)
     try:
         on_chain = verifier.on_chain_nonce(account)
+        chain_time = verifier.chain_time()
     except (ChainUnavailableError, RpcError) as exc:
         raise _chain_problem(exc) from exc
     with context.store.session() as session:
@@ -129,6 +133,7 @@ def nonce(
         on_chain_nonce=on_chain,
         next_nonce=max([on_chain, *following]),
         held_nonces=held,
+        chain_time=chain_time,
     )
 
 

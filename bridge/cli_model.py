@@ -1,0 +1,494 @@
+"""``twin-bridge model …``: a model's owner actions, signed locally and relayed by the bridge.
+
+The key stays on the model's machine: each command asks the bridge for the EIP-712 domain and the
+next nonce, signs the message with the model's keystore (eth-account), and posts the signature to
+the relay; the bridge pays the gas. ``show`` reads the model's twins, licenses and earnings from
+the bridge's index of the chain.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import httpx
+import typer
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+from eth_utils.crypto import keccak
+from rich.console import Console
+from rich.table import Table
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from bridge.errors import BridgeError
+from bridge.signers import load_signer, read_password
+from bridge.usage import UsageType
+
+model_app = typer.Typer(
+    help="A model's owner actions (signed locally, relayed gas-free) and earnings.",
+    no_args_is_help=True,
+)
+
+TOKEN_DECIMALS: Final = 6
+DAY: Final = 24 * 3600
+FINAL: Final = frozenset({"confirmed", "failed"})
+
+ApiOption = Annotated[
+    str,
+    typer.Option("--api", envvar="TWIN_BRIDGE_API_URL", help="The bridge's base URL."),
+]
+KeystoreOption = Annotated[
+    Path | None,
+    typer.Option("--keystore", envvar="TWIN_BRIDGE_MODEL_KEYSTORE", help="The model's keystore."),
+]
+PasswordFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--password-file",
+        envvar="TWIN_BRIDGE_MODEL_PASSWORD_FILE",
+        help="File holding the keystore's password (else $TWIN_BRIDGE_MODEL_PASSWORD).",
+    ),
+]
+KeyEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--private-key-env",
+        help="Name of a variable holding a raw key (local dev chains 31337/1337 only).",
+    ),
+]
+TwinOption = Annotated[int, typer.Option("--twin", min=1, help="The twin's token id.")]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait until the action is confirmed on chain.")
+]
+DEFAULT_API: Final = "http://127.0.0.1:8000"
+
+
+class ModelCliError(BridgeError):
+    """A model command could not be done (the message says why)."""
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+@dataclass
+class Relay:
+    """The bridge's owner-action endpoints, retried on network errors and 5xx (an action is
+    identified by its signed digest, so posting it twice relays it once)."""
+
+    api: str
+    http: httpx.Client
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        for attempt in Retrying(
+            stop=stop_after_attempt(4),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type((httpx.TransportError, _Retry)),
+            reraise=True,
+        ):
+            with attempt:
+                response = self.http.request(method, f"{self.api.rstrip('/')}{path}", **kwargs)
+                if response.status_code >= 500:
+                    raise _Retry(response)
+                return response
+        raise AssertionError("tenacity stops by raising")  # pragma: no cover
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.request(method, path, **kwargs)
+        except _Retry as exc:
+            response = exc.response
+        except httpx.TransportError as exc:
+            raise ModelCliError(f"the bridge at {self.api} does not answer: {exc}") from exc
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+                detail = problem.get("detail") or problem.get("title")
+            except ValueError:
+                detail = response.text[:200]
+            raise ModelCliError(f"the bridge refused ({response.status_code}): {detail}")
+        return response.json()
+
+
+class _Retry(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+def _key(
+    chain_id: int, keystore: Path | None, password_file: Path | None, key_env: str | None
+) -> LocalAccount:
+    private_key = None
+    if key_env is not None:
+        private_key = os.environ.get(key_env)
+        if private_key is None:
+            raise ModelCliError(f"${key_env} is not set")
+    password = None
+    if keystore is not None:
+        password = read_password(
+            password_file=password_file, password=os.environ.get("TWIN_BRIDGE_MODEL_PASSWORD")
+        )
+    return load_signer(
+        "model", chain_id=chain_id, keystore=keystore, password=password, private_key=private_key
+    )
+
+
+def _usd(amount: int) -> str:
+    return f"{Decimal(amount) / Decimal(10**TOKEN_DECIMALS):,.2f}"
+
+
+def _price(text: str) -> dict[str, int]:
+    """``video=120.50`` -> ``{"usageType": 1, "price": 120500000}`` (6-decimal token units)."""
+    name, sep, amount = text.partition("=")
+    if not sep:
+        raise ModelCliError(f"--price {text!r}: expected TYPE=AMOUNT, e.g. video=120.50")
+    try:
+        usage_type = UsageType.parse(name.strip())
+        value = Decimal(amount.strip())
+    except (ValueError, InvalidOperation) as exc:
+        raise ModelCliError(f"--price {text!r}: {exc}") from None
+    units = value * 10**TOKEN_DECIMALS
+    if units <= 0 or units != units.to_integral_value():
+        raise ModelCliError(f"--price {text!r}: a positive amount with at most 6 decimals")
+    return {"usageType": int(usage_type), "price": int(units)}
+
+
+def _address(text: str, what: str) -> str:
+    if not is_address(text):
+        raise ModelCliError(f"{what} {text!r} is not an Ethereum address")
+    return to_checksum_address(text)
+
+
+def _hash(text: str | None) -> str:
+    """A bytes32 given as 0x-hex, or the keccak-256 of a text (a document's reference)."""
+    if text is None:
+        return "0x" + "00" * 32
+    if text.startswith("0x") and len(text) == 66:
+        return text.lower()
+    return "0x" + keccak(text=text).hex()
+
+
+def _submit(
+    relay: Relay,
+    kind: str,
+    build: Any,
+    *,
+    keystore: Path | None,
+    password_file: Path | None,
+    key_env: str | None,
+    deadline_s: int,
+    wait: bool,
+    timeout: float,
+) -> dict[str, Any]:
+    types = relay.json("GET", "/v1/owner-actions/types")
+    domain = types["domain"]
+    account = _key(int(domain["chainId"]), keystore, password_file, key_env)
+    state = relay.json("GET", f"/v1/accounts/{account.address}/nonce")
+    now = int(state["chain_time"])
+    message = {**build(now), "nonce": state["next_nonce"], "deadline": now + deadline_s}
+    spec = types["actions"][kind]
+    data = {"types": spec["types"], "primaryType": kind, "domain": domain, "message": message}
+    signature = Account.sign_typed_data(account.key, full_message=data).signature
+    body = {
+        "type": kind,
+        "signer": account.address,
+        "message": message,
+        "signature": "0x" + bytes(signature).hex(),
+    }
+    action: dict[str, Any] = relay.json("POST", "/v1/owner-actions", json=body)
+    return _follow(relay, action, wait=wait, timeout=timeout)
+
+
+def _follow(relay: Relay, action: dict[str, Any], *, wait: bool, timeout: float) -> dict[str, Any]:
+    _stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
+    deadline = time.monotonic() + timeout
+    while wait and action["status"] not in FINAL:
+        if time.monotonic() > deadline:
+            raise ModelCliError(
+                f"owner action {action['id']} is still {action['status']} after {timeout:.0f} s"
+            )
+        time.sleep(0.5)
+        action = relay.json("GET", f"/v1/owner-actions/{action['id']}")
+    if action["status"] == "failed":
+        raise ModelCliError(f"owner action {action['id']} failed: {action['error']}")
+    if action["status"] == "confirmed":
+        _console().print(
+            f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
+            soft_wrap=True,
+        )
+    return action
+
+
+def _run(fn: Any) -> None:
+    try:
+        fn()
+    except BridgeError as exc:
+        _stderr().print(str(exc), style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
+
+
+def _relay(api: str) -> Relay:
+    return Relay(api, httpx.Client(timeout=30))
+
+
+@model_app.command("grant")
+def grant(
+    twin: TwinOption,
+    brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
+    price: Annotated[
+        list[str],
+        typer.Option(
+            "--price", help="TYPE=USD per use, repeatable (e.g. video=120.50 social_post=15)."
+        ),
+    ],
+    days: Annotated[int, typer.Option("--days", min=1, help="Valid for this many days.")] = 365,
+    starts_in_days: Annotated[
+        int, typer.Option("--starts-in-days", min=0, help="Starts this many days from now.")
+    ] = 0,
+    max_uses: Annotated[int, typer.Option("--max-uses", min=0, help="Cap on uses; 0: none.")] = 0,
+    purpose: Annotated[
+        str | None, typer.Option("--purpose", help="Purpose document (text or 0x bytes32).")
+    ] = None,
+    consent: Annotated[
+        str | None, typer.Option("--consent", help="Consent record (text or 0x bytes32).")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """License a twin to a brand: usage types with a price per use, a validity window, a cap."""
+
+    def go() -> None:
+        prices = [_price(p) for p in price]
+        brand_address = _address(brand, "--brand")
+
+        def message(now: int) -> dict[str, Any]:
+            start = now + starts_in_days * DAY if starts_in_days else 0
+            terms = {
+                "brand": brand_address,
+                "validFrom": start,
+                "validUntil": max(now, start) + days * DAY,
+                "maxUses": max_uses,
+                "purposeHash": _hash(purpose),
+                "consentHash": _hash(consent),
+                "prices": prices,
+            }
+            return {"twinId": twin, "terms": terms}
+
+        _submit(
+            _relay(api),
+            "GrantLicense",
+            message,
+            keystore=keystore,
+            password_file=password_file,
+            key_env=private_key_env,
+            deadline_s=3600,
+            wait=wait,
+            timeout=120,
+        )
+
+    _run(go)
+
+
+@model_app.command("revoke")
+def revoke(
+    twin: TwinOption,
+    brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """End a brand's license now (uses before now still pay)."""
+
+    def go() -> None:
+        brand_address = _address(brand, "--brand")
+        _submit(
+            _relay(api),
+            "RevokeLicense",
+            lambda _now: {"twinId": twin, "brand": brand_address},
+            keystore=keystore,
+            password_file=password_file,
+            key_env=private_key_env,
+            deadline_s=3600,
+            wait=wait,
+            timeout=120,
+        )
+
+    _run(go)
+
+
+def _pause_command(paused: bool) -> Any:
+    def command(
+        twin: TwinOption,
+        api: ApiOption = DEFAULT_API,
+        keystore: KeystoreOption = None,
+        password_file: PasswordFileOption = None,
+        private_key_env: KeyEnvOption = None,
+        wait: WaitOption = True,
+    ) -> None:
+        _run(
+            lambda: _submit(
+                _relay(api),
+                "SetTwinPaused",
+                lambda _now: {"twinId": twin, "paused": paused},
+                keystore=keystore,
+                password_file=password_file,
+                key_env=private_key_env,
+                deadline_s=3600,
+                wait=wait,
+                timeout=120,
+            )
+        )
+
+    return command
+
+
+model_app.command(
+    "pause", help="Pause the twin: no use from now on is payable, under any license."
+)(_pause_command(True))
+model_app.command("unpause", help="Unpause the twin.")(_pause_command(False))
+
+
+@model_app.command("payees")
+def payees(
+    twin: TwinOption,
+    payee: Annotated[
+        list[str] | None,
+        typer.Option("--payee", help="ADDRESS:BPS, repeatable (1500 bps = 15 %); none clears."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """Set who shares the twin's royalties (the owner keeps what the shares leave)."""
+
+    def go() -> None:
+        shares = []
+        for entry in payee or []:
+            address, sep, bps = entry.rpartition(":")
+            if not sep or not bps.isdigit():
+                raise ModelCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
+            shares.append({"account": _address(address, "--payee"), "bps": int(bps)})
+        _submit(
+            _relay(api),
+            "SetPayees",
+            lambda _now: {"twinId": twin, "payees": shares},
+            keystore=keystore,
+            password_file=password_file,
+            key_env=private_key_env,
+            deadline_s=3600,
+            wait=wait,
+            timeout=120,
+        )
+
+    _run(go)
+
+
+@model_app.command("withdraw")
+def withdraw(
+    twin: Annotated[
+        list[int] | None,
+        typer.Option("--twin", help="Twins whose accrued royalties to distribute first."),
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """Have the bridge pay out what the ledger holds for you (gas-free)."""
+
+    def go() -> None:
+        relay = _relay(api)
+        domain = relay.json("GET", "/v1/owner-actions/types")["domain"]
+        account = _key(int(domain["chainId"]), keystore, password_file, private_key_env)
+        action = relay.json(
+            "POST",
+            "/v1/owner-actions",
+            json={"type": "Payout", "payee": account.address, "twinIds": list(twin or [])},
+        )
+        _follow(relay, action, wait=wait, timeout=120)
+
+    _run(go)
+
+
+@model_app.command("show")
+def show(
+    address: Annotated[
+        str | None, typer.Option("--address", help="Whose twins (default: the key's address).")
+    ] = None,
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+) -> None:
+    """Your twins, their licenses and your earnings, from the bridge's index of the chain."""
+
+    def go() -> None:
+        relay = _relay(api)
+        if address is not None:
+            owner = _address(address, "--address")
+        else:
+            domain = relay.json("GET", "/v1/owner-actions/types")["domain"]
+            owner = _key(int(domain["chainId"]), keystore, password_file, private_key_env).address
+        console = _console()
+        twins = relay.json("GET", "/v1/twins", params={"owner": owner})
+        items = twins["items"] if isinstance(twins, dict) and "items" in twins else twins
+        if not items:
+            console.print(f"{owner} owns no twin")
+        for summary in items:
+            twin = relay.json("GET", f"/v1/twins/{summary['twin_id']}")
+            console.print(
+                f"twin {twin['twin_id']}  {twin.get('uri', '')}  "
+                f"{'paused' if twin.get('paused') else 'active'}",
+                style="bold",
+                soft_wrap=True,
+            )
+            table = Table("brand", "state", "prices (USD per use)", "valid until", "uses")
+            for lic in twin.get("licenses", []):
+                current = lic.get("current", lic)
+                prices = ", ".join(
+                    f"{UsageType(int(p['usage_type'])).api_name}={_usd(int(p['price']))}"
+                    for p in current.get("prices", [])
+                )
+                table.add_row(
+                    lic["brand"],
+                    str(lic.get("state", "")),
+                    prices,
+                    str(current.get("valid_until", "")),
+                    f"{current.get('uses', 0)}/{current.get('max_uses') or '∞'}",
+                )
+            console.print(table)
+        earnings = relay.json("GET", f"/v1/payees/{owner}/earnings", params={"period": "month"})
+        totals = earnings.get("totals", {}) if isinstance(earnings, dict) else {}
+        if totals:
+            console.print(
+                "earnings: "
+                + ", ".join(
+                    f"{k} {_usd(int(v))} USD" for k, v in totals.items() if str(v).isdigit()
+                ),
+                soft_wrap=True,
+            )
+
+    _run(go)
