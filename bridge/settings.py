@@ -28,16 +28,24 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL; defaults to SQLite at <data_dir>/bridge.db. "
         "PostgreSQL: postgresql+psycopg://user@host/db",
     )
-    max_batch_events: PositiveInt = Field(default=MAX_BATCH_EVENTS, le=MAX_BATCH_EVENTS)
+    max_batch_events: PositiveInt = Field(
+        default=MAX_BATCH_EVENTS, le=MAX_BATCH_EVENTS, description="Most events per POST."
+    )
     max_body_bytes: PositiveInt = Field(default=1024 * 1024, description="Larger bodies get 413.")
     rate_limit_per_s: PositiveFloat = Field(default=200.0, description="Requests/s per brand.")
     action_rate_limit_per_s: PositiveFloat = Field(
         default=1.0, description="Relayed owner actions per second per signer (burst 10)."
     )
     rate_limit_burst: PositiveInt = Field(default=400, description="Token-bucket size per brand.")
-    usage_max_age: timedelta = Field(default=timedelta(days=35))
-    usage_max_ahead: timedelta = Field(default=timedelta(minutes=5))
-    max_quantity: PositiveInt = Field(default=1_000_000, le=MAX_QUANTITY)
+    usage_max_age: timedelta = Field(
+        default=timedelta(days=35), description="Older times of use are refused (ISO 8601 or s)."
+    )
+    usage_max_ahead: timedelta = Field(
+        default=timedelta(minutes=5), description="Times of use further ahead are refused."
+    )
+    max_quantity: PositiveInt = Field(
+        default=1_000_000, le=MAX_QUANTITY, description="Largest quantity of one usage event."
+    )
     rpc_url: str | None = Field(default=None, description="JSON-RPC endpoint of the chain.")
     ledger_address: str | None = Field(default=None, description="Deployed TwinLedger address.")
     deployment: Path | None = Field(
@@ -45,7 +53,9 @@ class Settings(BaseSettings):
         description="Deployment manifest (deploy/deployments/<network>.json): the ledger address "
         "is taken from it after checking it against the chain at rpc_url.",
     )
-    license_cache_ttl_s: float = Field(default=10.0, ge=0)
+    license_cache_ttl_s: float = Field(
+        default=10.0, ge=0, description="Seconds the API caches a license check's answer."
+    )
     rpc_fallback_urls: list[str] = Field(
         default_factory=list, description="Further RPC endpoints, tried when rpc_url fails."
     )
@@ -73,7 +83,9 @@ class Settings(BaseSettings):
     max_fee_per_gas_wei: PositiveInt = Field(
         default=500 * 10**9, description="Cap on the EIP-1559 max fee per gas."
     )
-    worker_poll_s: PositiveFloat = Field(default=0.2)
+    worker_poll_s: PositiveFloat = Field(
+        default=0.2, description="Wait between worker steps when nothing moved."
+    )
     replace_after: timedelta = Field(
         default=timedelta(seconds=60),
         description="Replace a pending settlement tx with a fee bump after this long.",
@@ -93,14 +105,24 @@ class Settings(BaseSettings):
         description="Confirmed batches of the last this many blocks are checked to be still in "
         "their block (a reorg deeper than the confirmation depth); 0 turns the watch off.",
     )
-    attester_keystore: Path | None = None
-    relayer_keystore: Path | None = None
-    keystore_password: SecretStr | None = None
-    keystore_password_file: Path | None = None
+    attester_keystore: Path | None = Field(
+        default=None, description="Keystore v3 file of the key that signs usage batches."
+    )
+    relayer_keystore: Path | None = Field(
+        default=None, description="Keystore v3 file of the key that sends transactions."
+    )
+    keystore_password: SecretStr | None = Field(
+        default=None, description="Password of the keystores (prefer keystore_password_file)."
+    )
+    keystore_password_file: Path | None = Field(
+        default=None, description="File holding the keystores' password."
+    )
     attester_private_key: SecretStr | None = Field(
         default=None, description="Raw key, accepted on local dev chains (31337, 1337) only."
     )
-    relayer_private_key: SecretStr | None = None
+    relayer_private_key: SecretStr | None = Field(
+        default=None, description="Raw key, accepted on local dev chains (31337, 1337) only."
+    )
 
     @model_validator(mode="after")
     def _chain_settings_come_together(self) -> Self:
