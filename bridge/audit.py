@@ -34,8 +34,9 @@ import csv
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,7 +50,7 @@ from eth_utils.crypto import keccak
 from bridge import eip712
 from bridge.chain.client import LogEntry, classify_rpc_error
 from bridge.chain.events import LedgerEvent, ledger_decoder
-from bridge.chain.ledger import decode_settle_calldata
+from bridge.chain.ledger import SETTLE_SELECTOR
 from bridge.codec import Outcome
 from bridge.errors import BridgeError, ChainUnavailableError, LogRangeTooLargeError, RpcError
 
@@ -527,8 +528,14 @@ class _Settled:
     results: list[int]
 
 
+@lru_cache(maxsize=65_536)
+def _checksum(address: str) -> str:
+    """``to_checksum_address``, remembered: a history names few distinct accounts."""
+    return to_checksum_address(address)
+
+
 def _topic_address(topic: str) -> str:
-    return to_checksum_address("0x" + topic[-40:])
+    return _checksum("0x" + topic[-40:])
 
 
 def _settled_from_raw(raw: dict[str, Any]) -> _Settled:
@@ -551,7 +558,7 @@ def _settled_from_raw(raw: dict[str, Any]) -> _Settled:
 
 def _log_entry(raw: dict[str, Any]) -> LogEntry:
     return LogEntry(
-        address=to_checksum_address(raw["address"]),
+        address=_checksum(raw["address"]),
         topics=tuple(bytes.fromhex(t[2:]) for t in raw["topics"]),
         data=bytes.fromhex(raw["data"][2:]),
         block_number=int(raw["blockNumber"], 16),
@@ -1144,7 +1151,7 @@ class Rebuilder:
             )
         else:
             try:
-                deadline, groups, signature = decode_settle_calldata(info.input)
+                deadline, groups, signature = parse_settle_calldata(info.input)
             except Exception as exc:  # eth-abi raises several types for bad input
                 problems.append(f"its input is not a settle() call ({exc})")
             else:
@@ -1166,12 +1173,13 @@ class Rebuilder:
         chain_id: int,
     ) -> None:
         problems = batch.problems
-        data = eip712.usage_batch(deadline, groups, chain_id=chain_id, ledger=self.state.ledger)
-        digest = "0x" + eip712.digest(data).hex()
+        digest = (
+            "0x" + batch_digest(deadline, groups, chain_id=chain_id, ledger=self.state.ledger).hex()
+        )
         if digest != batch.digest:
             problems.append(f"the signed input hashes to {digest}, not the events' digest")
         try:
-            signer = to_checksum_address(
+            signer = _checksum(
                 Account._recover_hash(bytes.fromhex(digest[2:]), signature=signature)
             )
         except Exception as exc:  # eth-keys raises several types for a bad signature
@@ -1212,6 +1220,105 @@ class Rebuilder:
                     )
                     break
             position += count
+
+
+# ====================================================================== the signed batch
+
+
+def _encode_type(primary: str, types: Mapping[str, Sequence[Mapping[str, str]]]) -> str:
+    """EIP-712 ``encodeType``: the primary type, then the types it references, sorted."""
+
+    def fields(name: str) -> str:
+        return f"{name}(" + ",".join(f"{f['type']} {f['name']}" for f in types[name]) + ")"
+
+    found: set[str] = set()
+    todo = [primary]
+    while todo:
+        for f in types[todo.pop()]:
+            name = f["type"].removesuffix("[]")
+            if name in types and name not in found and name != primary:
+                found.add(name)
+                todo.append(name)
+    return fields(primary) + "".join(fields(name) for name in sorted(found))
+
+
+_DOMAIN_TYPEHASH: Final = keccak(
+    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
+)
+_BATCH_TYPEHASH: Final = keccak(text=_encode_type("UsageBatch", eip712.TYPES["UsageBatch"]))
+_GROUP_TYPEHASH: Final = keccak(text=_encode_type("UsageGroup", eip712.TYPES["UsageBatch"]))
+
+
+@lru_cache(maxsize=16)
+def _domain_separator(chain_id: int, ledger: str) -> bytes:
+    d = eip712.domain(chain_id, ledger)
+    values = [
+        _DOMAIN_TYPEHASH,
+        keccak(text=d["name"]),
+        keccak(text=d["version"]),
+        d["chainId"],
+        d["verifyingContract"],
+    ]
+    return keccak(encode(["bytes32", "bytes32", "bytes32", "uint256", "address"], values))
+
+
+def batch_digest(
+    deadline: int, groups: Sequence[tuple[str, Sequence[int]]], *, chain_id: int, ledger: str
+) -> bytes:
+    """The EIP-712 digest of a usage batch, as ``bridge.eip712.digest(usage_batch(...))`` computes
+    it (the tests hold them equal) without its per-word encoding: the words of a ``uint256[]``
+    hash as their concatenation."""
+    group_hashes = b"".join(
+        keccak(
+            _GROUP_TYPEHASH
+            + bytes(12)
+            + bytes.fromhex(brand[2:])
+            + keccak(b"".join(word.to_bytes(32, "big") for word in words))
+        )
+        for brand, words in groups
+    )
+    struct = keccak(_BATCH_TYPEHASH + deadline.to_bytes(32, "big") + keccak(group_hashes))
+    return keccak(b"\x19\x01" + _domain_separator(chain_id, to_checksum_address(ledger)) + struct)
+
+
+def _word(data: bytes, offset: int) -> int:
+    if offset + 32 > len(data):
+        raise ValueError(f"calldata ends before byte {offset + 32}")
+    return int.from_bytes(data[offset : offset + 32], "big")
+
+
+def parse_settle_calldata(data: bytes) -> tuple[int, list[tuple[str, list[int]]], bytes]:
+    """``(deadline, groups, signature)`` of ``settle`` calldata, read straight from its ABI
+    layout (``bridge.chain.ledger.decode_settle_calldata`` decodes the same, word by word).
+
+    Raises:
+        ValueError: not ``settle`` calldata, or an offset or length points outside it.
+    """
+    if data[:4] != SETTLE_SELECTOR:
+        raise ValueError("not settle calldata")
+    body = memoryview(data)[4:].tobytes()
+    batch = _word(body, 0)
+    signature_at = _word(body, 32)
+    deadline = _word(body, batch)
+    groups_at = batch + _word(body, batch + 32)
+    count = _word(body, groups_at)
+    groups: list[tuple[str, list[int]]] = []
+    for g in range(count):
+        group = groups_at + 32 + _word(body, groups_at + 32 + 32 * g)
+        brand = _word(body, group)
+        if brand >> 160:
+            raise ValueError(f"group {g}: brand {brand:#x} is no address")
+        usages_at = group + _word(body, group + 32)
+        length = _word(body, usages_at)
+        end = usages_at + 32 + 32 * length
+        if end > len(body):
+            raise ValueError(f"group {g}: {length} usages run past the calldata")
+        words = [int.from_bytes(body[i : i + 32], "big") for i in range(usages_at + 32, end, 32)]
+        groups.append((_checksum(f"0x{brand:040x}"), words))
+    length = _word(body, signature_at)
+    if signature_at + 32 + length > len(body):
+        raise ValueError("the signature runs past the calldata")
+    return deadline, groups, body[signature_at + 32 : signature_at + 32 + length]
 
 
 def _paused_at(twin: Twin, at: int) -> bool:
@@ -1304,7 +1411,7 @@ def _transactions(rpc: JsonRpc, raw_logs: Sequence[dict[str, Any]]) -> dict[str,
         if tx is None:
             continue
         txs[tx_hash] = _TxInfo(
-            to=None if tx.get("to") is None else to_checksum_address(tx["to"]),
+            to=None if tx.get("to") is None else _checksum(tx["to"]),
             input=bytes.fromhex(tx["input"][2:]),
             block_time=times[tx["blockNumber"]],
         )
