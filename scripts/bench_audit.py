@@ -41,7 +41,8 @@ from scripts.bench_gas import (
 )
 
 USAGES: Final = 100_000
-BATCH_SIZE: Final = 1_000
+BATCH_SIZE: Final = 500
+"""The worker's default batch size (TWIN_BRIDGE_BATCH_SIZE)."""
 RUNS: Final = 5
 TARGET_USAGES_PER_S: Final = 10_000
 
@@ -80,9 +81,9 @@ def run(usages: int, batch_size: int, runs: int) -> dict[str, Any]:
         while settled < usages:
             settle(world, random_usages(world, batch_size))
             settled += batch_size
-            print(f"\r  settled {settled:,} usages", end="", flush=True)
+            if settled % 10_000 < batch_size:
+                print(f"  settled {settled:,} usages", flush=True)
         settle_seconds = time.monotonic() - settle_started
-        print()
         last = int(w3.eth.block_number)
         ledger = world.ledger.address
 

@@ -16,7 +16,7 @@ from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import health, usage
+from bridge.api.routes import health, ledger, usage
 from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.chain.client import Web3ChainClient
 from bridge.ingest import Ingestor
@@ -84,9 +84,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.context = context
+    app.state.read_limiter = RateLimiter(
+        rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+    )
     problems.install(app)
     app.include_router(usage.router)
     app.include_router(action_routes.router)
+    app.include_router(ledger.router)
     app.include_router(health.router)
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
 
