@@ -31,6 +31,7 @@ Every disagreement is a :class:`Discrepancy` in plain words; the audit is clean 
 from __future__ import annotations
 
 import csv
+import json
 import time
 from bisect import bisect_right
 from collections import Counter
@@ -489,14 +490,15 @@ class LedgerState:
         """Writes the checkpoint atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = path.with_name(f".{path.name}.tmp")
-        staging.write_bytes(orjson.dumps(self.to_json()))
+        # json, not orjson: amounts of 18-decimal tokens pass 64 bits.
+        staging.write_text(json.dumps(self.to_json(), separators=(",", ":")), encoding="utf-8")
         staging.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> LedgerState:
         try:
-            return cls.from_json(orjson.loads(path.read_bytes()))
-        except (OSError, orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise AuditError(f"cannot read the audit checkpoint {path}: {exc}") from exc
 
     # ---------------------------------------------------------------- totals
@@ -1795,7 +1797,7 @@ def run_audit(
 
 def write_json(result: AuditResult, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(result.to_json(), option=orjson.OPT_INDENT_2))
+    path.write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
 
 
 def _rows(writer: Any, header: Sequence[str], rows: Iterator[Sequence[Any]]) -> None:

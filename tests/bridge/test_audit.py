@@ -36,6 +36,7 @@ from web3.types import TxReceipt
 from bridge import eip712
 from bridge.audit import (
     AuditResult,
+    BrandBook,
     JsonRpc,
     LedgerState,
     RangeSizer,
@@ -48,6 +49,7 @@ from bridge.audit_db import reconcile
 from bridge.chain.ledger import decode_settle_calldata, settle_calldata
 from bridge.cli import app
 from bridge.codec import Outcome, Usage
+from bridge.deployment import CompilerRecord, ContractRecord, Manifest, write_manifest
 from bridge.store import migrate
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 from bridge.store.repository import Store
@@ -644,3 +646,67 @@ def test_the_batch_digest_and_calldata_reader_agree_with_eip712_and_eth_abi(seed
     assert parse_settle_calldata(calldata) == decode_settle_calldata(calldata)
     with pytest.raises(ValueError, match=r"calldata ends before byte|runs past the calldata"):
         parse_settle_calldata(calldata[: len(calldata) - 100])
+
+
+def test_a_checkpoint_keeps_amounts_beyond_64_bits(tmp_path: Path) -> None:
+    state = LedgerState("0x" + "ab" * 20, 1, 0, 10)
+    state.brands["0x" + "cd" * 20] = BrandBook(escrow=10**30, deposited=2**200)
+    state.usages.append((1, "0x" + "cd" * 20, 1, 100, 3, 0, 0, 3 * 10**24, 0, 0, 4))
+    state.save(tmp_path / "state.json")
+    loaded = LedgerState.load(tmp_path / "state.json")
+    assert loaded.to_json() == state.to_json()
+    assert loaded.brands["0x" + "cd" * 20].deposited == 2**200
+
+
+def _deploy_block(w3: Web3, address: str) -> int:
+    low, high = 0, int(w3.eth.block_number)
+    while low < high:
+        middle = (low + high) // 2
+        if w3.eth.get_code(Web3.to_checksum_address(address), middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _manifest(path: Path, world: World, *, chain_id: int, block: int) -> Path:
+    record = ContractRecord(
+        address=world.ledger.address, tx_hash="0x" + "00" * 32, block_number=block,
+        abi_hash="0x", bytecode_hash="0x", runtime_code_hash="0x",
+    )  # fmt: skip
+    manifest = Manifest(
+        network="local", chain_id=chain_id, contracts={"TwinLedger": record}, libraries={},
+        payment_token=world.token.address, compiler=CompilerRecord(version="0", settings={}),
+        deployer=world.w3.eth.accounts[0], roles={}, created_at=datetime.now(UTC),
+    )  # fmt: skip
+    write_manifest(path, manifest)
+    return path
+
+
+def test_the_command_audits_from_the_manifests_deployment_block(
+    snapshot: Chain, tmp_path: Path
+) -> None:
+    world = snapshot.world
+    _history(world)
+    block = _deploy_block(world.w3, world.ledger.address)
+    assert block > 0
+    manifest = _manifest(tmp_path / "local.json", world, chain_id=31337, block=block)
+    out = tmp_path / "audit.json"
+    result = CliRunner().invoke(
+        app,
+        ["audit", "--rpc", snapshot.url, "--deployment", str(manifest), "--json", str(out),
+         "--quiet"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(out.read_bytes())
+    assert data["from_block"] == block
+    assert data["summary"]["usages"] == 69
+
+    other_chain = _manifest(tmp_path / "sepolia.json", world, chain_id=11155111, block=block)
+    refused = CliRunner().invoke(
+        app, ["audit", "--rpc", snapshot.url, "--deployment", str(other_chain), "--quiet"]
+    )
+    assert refused.exit_code == 2
+    assert f"the RPC {snapshot.url} is chain 31337, the deployment is on chain 11155111" in (
+        refused.output
+    )
