@@ -1786,6 +1786,7 @@ def run_audit(
         if progress is not None:
             progress(block, target, usages)
 
+    report(state.last_block, len(state.usages))
     stats = scan(rpc, state, to_block=target, sizer=sizer, checkpoint=checkpoint, progress=report)
     checks = check_balances(rpc, state, block=target)
     discrepancies = [*state.discrepancies, *balance_discrepancies(state, checks)]

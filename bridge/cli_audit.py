@@ -144,7 +144,7 @@ def print_summary(result: AuditResult, console: Console) -> None:
         ("discrepancies", s["discrepancies"]),
     ]
     for what, value in rows:
-        table.add_row(what, str(value))
+        table.add_row(what, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
     if result.clean:
         console.print("[green]clean: the ledger's state is what its events say[/]")
