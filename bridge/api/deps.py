@@ -16,8 +16,8 @@ from bridge.api.problems import ProblemError
 from bridge.api.ratelimit import RateLimiter
 from bridge.chain.views import LicenseView
 from bridge.ingest import Ingestor
-from bridge.owner_actions import ActionVerifier
 from bridge.keys import hash_api_key, key_matches
+from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import BrandRecord, Store, brand_by_key_hash
 
@@ -38,7 +38,8 @@ class AppContext:
     """Per-signer token buckets of the owner-action relay."""
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
+    """The app's context (async: no thread hop for a lookup)."""
     context = request.app.state.context
     assert isinstance(context, AppContext)  # noqa: S101 - set by create_app
     return context
@@ -69,7 +70,6 @@ def _unauthorized() -> ProblemError:
 
 def get_current_brand(
     context: ContextDep,
-    session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> BrandRecord:
     """The brand whose API key came with the request, within its rate limit.
@@ -81,7 +81,8 @@ def get_current_brand(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized()
     key_hash = hash_api_key(credentials.credentials)
-    found = brand_by_key_hash(session, key_hash)
+    with context.store.session() as session:
+        found = brand_by_key_hash(session, key_hash)
     if found is None or not key_matches(credentials.credentials, found[1]):
         raise _unauthorized()
     brand = found[0]

@@ -3,10 +3,16 @@
 ``LicenseView`` is the protocol the API depends on; ``Web3LicenseView`` answers it from a deployed
 ``TwinLedger`` (``priceAt`` for twin, license and usage type, ``isPausedAt`` for pauses) behind a
 small TTL cache. Tests use an in-memory fake.
+
+A usage found payable at a time before the block the ledger answered from stays payable: nothing
+the ledger does reaches back (a grant starts no earlier than its block, a revocation or a pause
+ends what follows it, an unpause leaves past pauses in force). Such answers are kept until the
+cache is full, not only for the TTL; the cap on uses is the settlement's to enforce.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -72,7 +78,8 @@ class _Key(NamedTuple):
 
 
 class Web3LicenseView:
-    """``LicenseView`` over a deployed ledger, caching each answer for ``ttl`` seconds."""
+    """``LicenseView`` over a deployed ledger, caching each answer for ``ttl`` seconds (a payable
+    use dated before the answering block for good)."""
 
     def __init__(
         self,
@@ -113,26 +120,35 @@ class Web3LicenseView:
                     answers[key] = hit[1]
         missing = [key for key in dict.fromkeys(keys) if key not in answers]
         if missing:
-            asked = self._ask_many(missing)
+            asked, chain_time = self._ask_many(missing)
             with self._lock:
                 if len(self._cache) + len(asked) > _CACHE_LIMIT:
                     self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+                    if len(self._cache) + len(asked) > _CACHE_LIMIT:
+                        self._cache = {}
                 for key, outcome in asked.items():
-                    self._cache[key] = (now + self._ttl, outcome)
+                    final = outcome is Outcome.PAID and key.used_at < chain_time
+                    self._cache[key] = (math.inf if final else now + self._ttl, outcome)
             answers.update(asked)
         return [answers[key] for key in keys]
 
-    def _ask_many(self, keys: Sequence[_Key]) -> dict[_Key, Outcome]:
-        """Asks the ledger about each key: both calls of every key in one JSON-RPC batch (up to
-        ``_KEYS_PER_REQUEST`` keys a request), or one call at a time where the provider takes no
-        batches (the in-process test chain)."""
+    def _ask_many(self, keys: Sequence[_Key]) -> tuple[dict[_Key, Outcome], int]:
+        """Asks the ledger about each key: the latest block, then both calls of every key, in one
+        JSON-RPC batch (up to ``_KEYS_PER_REQUEST`` keys a request); the answers and the earliest
+        block time they were given at. One call at a time where the provider takes no batches (the
+        in-process test chain), with no block time (0)."""
         provider: Any = self._w3.provider
         if not hasattr(provider, "make_batch_request"):
-            return {key: self._ask(key) for key in keys}
+            return {key: self._ask(key) for key in keys}, 0
         answers: dict[_Key, Outcome] = {}
+        chain_time: int | None = None
         for start in range(0, len(keys), _KEYS_PER_REQUEST):
             chunk = keys[start : start + _KEYS_PER_REQUEST]
-            requests: list[tuple[RPCEndpoint, Any]] = []
+            # Nodes answer a batch in order (geth, anvil), so the calls run on this block or a later
+            # one. Were a node to run them earlier, a usage cached as payable could be one revoked
+            # since: the ledger still rejects it at settlement, as after any cached answer.
+            latest = (RPCEndpoint("eth_getBlockByNumber"), ["latest", False])
+            requests: list[tuple[RPCEndpoint, Any]] = [latest]
             for key in chunk:
                 price_at = price_at_calldata(
                     twin_id=key.twin_id, brand=key.brand, usage_type=key.usage_type, at=key.used_at
@@ -147,19 +163,21 @@ class Web3LicenseView:
                 responses = provider.make_batch_request(requests)
                 if not isinstance(responses, list) or len(responses) != len(requests):
                     raise ValueError(f"batch answered {str(responses)[:200]}")
-                results = []
+                block, *calls = responses
                 for response in responses:
                     if "error" in response:
-                        raise ValueError(f"eth_call failed: {response['error']}")
-                    results.append(bytes.fromhex(str(response["result"]).removeprefix("0x")))
+                        raise ValueError(f"{response.get('id')} failed: {response['error']}")
+                at = int(block["result"]["timestamp"], 16)
+                chain_time = at if chain_time is None else min(chain_time, at)
+                results = [bytes.fromhex(str(c["result"]).removeprefix("0x")) for c in calls]
                 for i, key in enumerate(chunk):
                     outcome, _price = decode_price_at(results[2 * i])
                     if outcome is Outcome.PAID and int.from_bytes(results[2 * i + 1]):
                         outcome = Outcome.TWIN_PAUSED
                     answers[key] = outcome
-            except (Web3Exception, OSError, ValueError) as exc:
+            except (Web3Exception, OSError, ValueError, KeyError, TypeError) as exc:
                 raise ChainUnavailableError(self._rpc_url, str(exc) or type(exc).__name__) from exc
-        return answers
+        return answers, chain_time or 0
 
     def _ask(self, key: _Key) -> Outcome:
         functions = self._ledger.functions

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +22,10 @@ from bridge.store.models import Brand, UsageEvent, UsageStatus, utcnow
 
 _IN_CHUNK: Final = 500  # bound parameters per IN (...) list
 _USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
+_SQLITE_WRITERS: Final[weakref.WeakKeyDictionary[Engine, threading.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+_SQLITE_WRITERS_GUARD: Final = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +167,15 @@ def list_brands(session: Session) -> list[BrandRecord]:
 
 def brand_by_key_hash(session: Session, api_key_hash: str) -> tuple[BrandRecord, str] | None:
     """The brand holding the key with that hash, and the stored hash (for a constant-time check)."""
-    brand = session.scalars(select(Brand).where(Brand.api_key_hash == api_key_hash)).one_or_none()
-    return None if brand is None else (BrandRecord.of(brand), brand.api_key_hash)
+    row = session.execute(
+        select(Brand.id, Brand.name, Brand.address, Brand.created_at, Brand.api_key_hash).where(
+            Brand.api_key_hash == api_key_hash
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    brand = BrandRecord(id=row.id, name=row.name, address=row.address, created_at=row.created_at)
+    return brand, row.api_key_hash
 
 
 # ---------------------------------------------------------------- usages
@@ -235,18 +249,19 @@ def insert_usages(
             stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
         case other:  # pragma: no cover - the engine factory makes only these two
             raise NotImplementedError(f"no idempotent insert for {other}")
-    try:
-        returned = session.execute(stmt.returning(table.c.event_id, table.c.id), rows)
-        inserted: dict[str, int] = {row[0]: row[1] for row in returned}
-        stored = find_usages(
-            session,
-            brand_id=brand_id,
-            event_ids=[u.event_id for u in usages if u.event_id not in inserted],
-        )
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
+    with _one_writer(session):
+        try:
+            returned = session.execute(stmt.returning(table.c.event_id, table.c.id), rows)
+            inserted: dict[str, int] = {row[0]: row[1] for row in returned}
+            stored = find_usages(
+                session,
+                brand_id=brand_id,
+                event_ids=[u.event_id for u in usages if u.event_id not in inserted],
+            )
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
     results: dict[str, InsertResult] = {}
     for usage in usages:
         usage_id = inserted.get(usage.event_id)
@@ -261,6 +276,19 @@ def insert_usages(
             outcome = InsertOutcome.CONFLICT
         results[usage.event_id] = InsertResult(outcome=outcome, usage=row)
     return results
+
+
+def _one_writer(session: Session) -> AbstractContextManager[Any]:
+    """SQLite takes one writer at a time: this process's threads queue on a lock of the engine
+    rather than sleeping in SQLite's busy handler (which backs off up to 100 ms a try)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or not isinstance(bind, Engine):
+        return nullcontext()
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.get(bind)
+        if lock is None:
+            lock = _SQLITE_WRITERS[bind] = threading.Lock()
+    return lock
 
 
 def _inserted(usage: NewUsage, *, usage_id: int, brand_id: int, now: datetime) -> StoredUsage:

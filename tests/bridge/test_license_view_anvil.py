@@ -1,5 +1,6 @@
 """``Web3LicenseView.check_usages`` against the ledger on a real anvil: many usages in one JSON-RPC
-batch, answered in order like one ``check_usage`` each, then from the cache."""
+batch, answered in order like one ``check_usage`` each, then from the cache; a payable usage dated
+before the answering block stays cached past the TTL."""
 
 from __future__ import annotations
 
@@ -60,12 +61,39 @@ def test_check_usages_asks_once_in_one_batch_and_answers_in_order(world: World) 
     ]
 
     assert view.check_usages(brand=world.brands[brand], usages=usages) == expected
-    assert batches == [8]  # four distinct usages, priceAt and isPausedAt each
+    assert batches == [9]  # the latest block, then priceAt and isPausedAt per distinct usage
     stranger = Web3.to_checksum_address("0x" + "ab" * 20)
     assert (
         view.check_usage(brand=stranger, twin_id=twin, usage_type=priced, used_at=now)
         is Outcome.NO_LICENSE
     )
-    assert batches == [8, 2]
+    assert batches == [9, 3]
     assert view.check_usages(brand=world.brands[brand].lower(), usages=usages) == expected
-    assert batches == [8, 2]  # all cached
+    assert batches == [9, 3]  # all cached
+
+
+def test_a_payable_usage_before_the_answering_block_outlives_the_ttl(world: World) -> None:
+    w3 = world.w3
+    now = [0.0]
+    url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    view = Web3LicenseView(w3, world.ledger, ttl=10, rpc_url=url, clock=lambda: now[0])
+    batches: list[int] = []
+    make_batch_request = w3.provider.make_batch_request  # type: ignore[attr-defined]
+
+    def counting(requests: list[tuple[Any, Any]]) -> Any:
+        batches.append(len(requests))
+        return make_batch_request(requests)
+
+    w3.provider.make_batch_request = counting  # type: ignore[attr-defined]
+    (twin, brand), plan = next(iter(world.licenses.items()))
+    chain_now = int(w3.eth.get_block("latest")["timestamp"])
+    priced = min(plan.prices)
+    past, ahead = (twin, priced, chain_now - 1), (twin, priced, chain_now + 120)
+    usages = [past, ahead]
+    assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
+    now[0] = 9.9
+    assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
+    assert batches == [5]
+    now[0] = 10.0  # the TTL is up: only the usage ahead of the chain is asked again
+    assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
+    assert batches == [5, 3]

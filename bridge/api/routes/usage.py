@@ -157,14 +157,15 @@ def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) 
         503: _PROBLEM,
     },
 )
-async def post_usage_events(
-    request: Request, brand: CurrentBrand, session: SessionDep, context: ContextDep
-) -> Response:
+async def post_usage_events(request: Request, brand: CurrentBrand, context: ContextDep) -> Response:
     body = await _read_body(request, context.settings.max_body_bytes)
     reports, is_batch = _parse(body, context.settings.max_batch_events)
-    results = await run_in_threadpool(
-        context.ingestor.ingest, session, brand=brand, reports=reports
-    )
+
+    def ingest() -> list[ItemResult]:
+        with context.store.session() as session:
+            return context.ingestor.ingest(session, brand=brand, reports=reports)
+
+    results = await run_in_threadpool(ingest)
     context.metrics.count(results)
     if is_batch:
         return _json(BatchResultOut(results=[_out(r) for r in results]), 200)
