@@ -419,9 +419,8 @@ def test_a_batch_signed_by_a_key_no_role_event_names_attester_is_caught(snapshot
     ]
 
 
-def _database(tmp_path: Path, world: World, result: AuditResult) -> str:
+def _database(url: str, world: World, result: AuditResult) -> str:
     """A bridge database that knows every settled usage exactly as the chain does."""
-    url = f"sqlite:///{tmp_path / 'bridge.db'}"
     migrate.upgrade(url)
     store = Store.from_url(url)
     state = result.state
@@ -458,12 +457,13 @@ def _database(tmp_path: Path, world: World, result: AuditResult) -> str:
 
 
 def test_reconciliation_names_each_mismatch_with_the_database(
-    snapshot: Chain, tmp_path: Path
+    snapshot: Chain, empty_db_url: str
 ) -> None:
+    """On SQLite and PostgreSQL, each read in a read-only transaction."""
     world = snapshot.world
     history = _history(world)
     result = _audit(snapshot)
-    url = _database(tmp_path, world, result)
+    url = _database(empty_db_url, world, result)
     assert reconcile(url, result.state) == []
 
     state = result.state
