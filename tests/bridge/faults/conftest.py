@@ -1,0 +1,74 @@
+"""Fixtures of the fault suite: one anvil per module with the benchmark's world (each test runs
+from an ``evm_snapshot``), and a bridge store per test on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from web3 import Web3
+
+from bridge.store import migrate
+from scripts.bench_gas import World, setup
+
+from .rig import RELAYER, Anvil, Rig, rpc
+
+
+@dataclass
+class Chain:
+    anvil: Anvil
+    w3: Web3
+    url: str
+    world: World
+
+
+def start_world(anvil: Anvil) -> Chain:
+    anvil.start()
+    world = setup(anvil.w3)
+    rpc(anvil.w3, "anvil_setBalance", RELAYER, hex(10**21))
+    return Chain(anvil, anvil.w3, anvil.url, world)
+
+
+@pytest.fixture(scope="module")
+def anvil_chain() -> Iterator[Chain]:
+    anvil = Anvil()
+    try:
+        yield start_world(anvil)
+    finally:
+        anvil.close()
+
+
+@pytest.fixture
+def fresh_chain(anvil_chain: Chain) -> Iterator[Chain]:
+    """The module's chain, reverted to its setup after the test."""
+    w3 = anvil_chain.w3
+    snap = rpc(w3, "evm_snapshot")
+    try:
+        yield anvil_chain
+    finally:
+        rpc(w3, "evm_setAutomine", True)
+        rpc(w3, "evm_revert", snap)
+
+
+@pytest.fixture
+def db_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new migrated bridge database of the backend (a database of its own on PostgreSQL)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bridge.db'}"
+    else:
+        url = request.getfixturevalue("postgres").new_database()
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def rig(fresh_chain: Chain, db_url: str, tmp_path: Path) -> Iterator[Rig]:
+    built = Rig.build(
+        w3=fresh_chain.w3, url=fresh_chain.url, world=fresh_chain.world, db_url=db_url, tmp=tmp_path
+    )
+    try:
+        yield built
+    finally:
+        built.store.close()

@@ -1,0 +1,459 @@
+"""The fault-injection rig: anvil as a process that can be stopped and started again from its state
+file, a TCP proxy that can go down and come back, and a bridge (store, ingest, worker, indexer,
+audit) over a chain set up like the gas benchmark's world (20 twins licensed to 3 brands)."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from eth_account import Account
+from eth_utils.crypto import keccak
+from sqlalchemy import select
+from typer.testing import CliRunner
+from web3 import Web3
+
+from bridge.chain.client import Web3ChainClient
+from bridge.chain.views import Web3LicenseView
+from bridge.cli import app
+from bridge.ingest import Ingestor, ItemStatus, UsageReport
+from bridge.keys import hash_api_key, new_api_key
+from bridge.settings import Settings
+from bridge.signers import load_signer
+from bridge.store.models import SettlementBatch, UsageEvent, UsageStatus
+from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
+from bridge.usage import UsageType
+from bridge.worker import SettlementWorker, WorkerConfig
+from scripts.bench_gas import ANVIL, ANVIL_ACCOUNTS, BLOCK_GAS_LIMIT, HARDFORK, World
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+RELAYER_KEY = "0x" + keccak(text="twin-bridge fault suite relayer").hex()
+RELAYER = Account.from_key(RELAYER_KEY).address
+TERMINAL = (UsageStatus.SETTLED, UsageStatus.REJECTED)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def rpc(w3: Web3, method: str, *params: Any) -> Any:
+    response = w3.provider.make_request(method, list(params))  # type: ignore[arg-type]
+    assert "error" not in response, (method, response)
+    return response.get("result")
+
+
+# ---------------------------------------------------------------- anvil, stoppable
+
+
+class Anvil:
+    """An anvil on a fixed port; with ``state``, stopping it (SIGTERM) writes its state file and
+    starting it again loads it: the same chain, blocks, receipts and balances."""
+
+    def __init__(self, *, state: Path | None = None, block_time: float | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.state = state
+        self.block_time = block_time
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        self.w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 60}))
+
+    def start(self) -> None:
+        command = [
+            str(ANVIL),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--hardfork", HARDFORK,
+            "--gas-limit", str(BLOCK_GAS_LIMIT),
+            "--accounts", str(ANVIL_ACCOUNTS),
+        ]  # fmt: skip
+        if self.state is not None:
+            command += ["--state", str(self.state)]
+        if self.block_time is not None:
+            command += ["--block-time", str(self.block_time)]
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.tail()
+            if self.w3.is_connected():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"anvil did not start:\n{self.tail()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def tail(self) -> str:
+        self.log.seek(0)
+        return "\n".join(self.log.read().decode(errors="replace").splitlines()[-20:])
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+
+# ---------------------------------------------------------------- a TCP proxy that can go down
+
+
+class Proxy:
+    """Forwards a local port to ``target``; ``down()`` closes the port and every connection
+    through it (the node "goes away"), ``up()`` listens again on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._listener: socket.socket | None = None
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._thread.start()
+
+    def down(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        with self._lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns.update((client, upstream))
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+
+    def _pipe(self, a: socket.socket, b: socket.socket) -> None:
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(a, selectors.EVENT_READ, b)
+            sel.register(b, selectors.EVENT_READ, a)
+            while True:
+                for key, _ in sel.select(timeout=1):
+                    data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                    if not data:
+                        return
+                    key.data.sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            sel.close()
+            with self._lock:
+                for s in (a, b):
+                    self._conns.discard(s)
+                    s.close()
+
+
+# ---------------------------------------------------------------- the bridge
+
+
+@dataclass
+class Rig:
+    """A bridge store and its parts on one chain."""
+
+    w3: Web3
+    url: str
+    world: World
+    db_url: str
+    store: Store
+    tmp: Path
+    brands: list[BrandRecord] = field(default_factory=list)
+    api_keys: list[str] = field(default_factory=list)
+    ingestor: Ingestor | None = None
+    _event_seq: int = 0
+
+    @classmethod
+    def build(cls, *, w3: Web3, url: str, world: World, db_url: str, tmp: Path) -> Rig:
+        store = Store.from_url(db_url)
+        rig = cls(w3=w3, url=url, world=world, db_url=db_url, store=store, tmp=tmp)
+        with store.session() as session:
+            for i, address in enumerate(world.brands):
+                key = new_api_key()
+                rig.brands.append(
+                    create_brand(
+                        session, name=f"brand {i}", address=address, api_key_hash=hash_api_key(key)
+                    )
+                )
+                rig.api_keys.append(key)
+        licenses = Web3LicenseView(w3, world.ledger, ttl=0, rpc_url=url)
+        rig.ingestor = Ingestor(settings=rig.settings(), licenses=licenses, clock=rig.chain_clock)
+        return rig
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": self.tmp / "data",
+            "database_url": self.db_url,
+            "rpc_url": self.url,
+            "ledger_address": self.world.ledger.address,
+            "rate_limit_per_s": 10_000,
+            "rate_limit_burst": 10_000,
+            "license_cache_ttl_s": 0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    def now(self) -> int:
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def chain_clock(self) -> datetime:
+        return datetime.fromtimestamp(self.now(), UTC)
+
+    def licensed(self, brand: int, count: int, *, skip: int = 0) -> list[tuple[int, int]]:
+        """``count`` (twin, usage type) pairs brand ``brand`` holds a license for."""
+        pairs = [
+            (twin, min(plan.prices))
+            for (twin, b), plan in sorted(self.world.licenses.items())
+            if b == brand
+        ]
+        return pairs[skip : skip + count]
+
+    def reports(self, *usages: tuple[int, int, int, int]) -> list[UsageReport]:
+        reports = []
+        for twin, usage_type, quantity, used_at in usages:
+            self._event_seq += 1
+            reports.append(
+                UsageReport(
+                    event_id=f"evt-{self._event_seq}-{twin}-{used_at}",
+                    twin_id=twin,
+                    usage_type=UsageType(usage_type),
+                    quantity=quantity,
+                    used_at=datetime.fromtimestamp(used_at, UTC),
+                )
+            )
+        return reports
+
+    def accept(self, brand: int, *usages: tuple[int, int, int, int]) -> list[int]:
+        """Ingests ``(twin, usage type, quantity, used_at)`` usages of brand ``brand``: ids."""
+        assert self.ingestor is not None
+        with self.store.session() as session:
+            results = self.ingestor.ingest(
+                session, brand=self.brands[brand], reports=self.reports(*usages)
+            )
+        assert [r.status for r in results] == [ItemStatus.ACCEPTED] * len(usages), results
+        return [r.usage_id for r in results if r.usage_id is not None]
+
+    def usages(self) -> dict[int, StoredUsage]:
+        with self.store.session() as session:
+            rows = session.scalars(select(UsageEvent).order_by(UsageEvent.id))
+            return {row.id: StoredUsage.of(row) for row in rows}
+
+    def batches(self) -> list[SettlementBatch]:
+        with self.store.session() as session:
+            return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
+
+    def escrow(self, brand: int) -> tuple[int, int]:
+        """(escrow, debt) of brand ``brand`` on chain."""
+        account = self.world.ledger.functions.brandAccount(self.world.brands[brand]).call()
+        return int(account[0]), int(account[1])
+
+    def nonce(self) -> int:
+        return int(self.w3.eth.get_transaction_count(RELAYER))
+
+    def worker(
+        self,
+        *,
+        urls: list[str] | None = None,
+        attester_key: bytes | None = None,
+        timeout: float = 5,
+        **config: Any,
+    ) -> SettlementWorker:
+        hooks = {k: config.pop(k) for k in ("clock", "crash_point", "holder") if k in config}
+        client = Web3ChainClient(urls or [self.url], timeout=timeout, backoff=0, attempts=2)
+        chain_id = client.chain_id()
+        attester = load_signer(
+            "attester",
+            chain_id=chain_id,
+            private_key="0x" + (attester_key or bytes(self.world.attester.key)).hex(),
+        )
+        relayer = load_signer("relayer", chain_id=chain_id, private_key=RELAYER_KEY)
+        options: dict[str, Any] = {
+            "batch_size": 50,
+            "confirmations": 1,
+            "max_age": timedelta(0),
+            "poll_s": 0.05,
+        }
+        options.update(config)
+        return SettlementWorker(
+            store=self.store,
+            chain=client,
+            attester=attester,
+            relayer=relayer,
+            config=WorkerConfig(ledger=self.world.ledger.address, **options),
+            **hooks,
+        )
+
+    def worker_env(self, *, urls: list[str] | None = None, **extra: str) -> dict[str, str]:
+        """The environment of a ``python -m bridge worker`` process on this rig."""
+        urls = urls or [self.url]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+        env.update(
+            {
+                "TWIN_BRIDGE_DATA_DIR": str(self.tmp / "worker-state"),
+                "TWIN_BRIDGE_DATABASE_URL": self.db_url,
+                "TWIN_BRIDGE_RPC_URL": urls[0],
+                "TWIN_BRIDGE_RPC_FALLBACK_URLS": json.dumps(urls[1:]),
+                "TWIN_BRIDGE_LEDGER_ADDRESS": self.world.ledger.address,
+                "TWIN_BRIDGE_ATTESTER_PRIVATE_KEY": "0x" + bytes(self.world.attester.key).hex(),
+                "TWIN_BRIDGE_RELAYER_PRIVATE_KEY": RELAYER_KEY,
+                "TWIN_BRIDGE_BATCH_MAX_AGE": "PT0S",
+                "TWIN_BRIDGE_BATCH_SIZE": "50",
+                "TWIN_BRIDGE_WORKER_POLL_S": "0.05",
+                "TWIN_BRIDGE_WORKER_LEASE_TTL": "PT2S",
+                "TWIN_BRIDGE_CONFIRMATIONS": "1",
+                "PYTHONPATH": str(REPO_ROOT),
+            }
+        )
+        env.update(extra)
+        return env
+
+    def settle(self, worker: SettlementWorker, *, mine: bool = False, timeout: float = 30) -> None:
+        """Steps ``worker`` (mining a block between steps when ``mine``) until every usage is
+        settled or rejected."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            worker.run_until_idle()
+            if all(u.status in TERMINAL for u in self.usages().values()):
+                return
+            if mine:
+                rpc(self.w3, "evm_mine")
+            time.sleep(0.02)
+        raise AssertionError(f"not settled: {self.open_usages()}")
+
+    def open_usages(self) -> dict[int, tuple[UsageStatus, str | None]]:
+        return {
+            i: (u.status, u.last_error)
+            for i, u in self.usages().items()
+            if u.status not in TERMINAL
+        }
+
+    def wait_until(self, done: Callable[[], bool], what: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; open usages: {self.open_usages()}")
+
+    def audit(self, *, url: str | None = None) -> dict[str, Any]:
+        """``twin-bridge audit --against-db``: exit 0 (clean), every usage of the database settled
+        or rejected, each paid usage id paid exactly once on chain. The audit's summary."""
+        assert not self.open_usages(), self.open_usages()
+        report = self.tmp / f"audit-{time.monotonic_ns()}.json"
+        result = CliRunner().invoke(
+            app,
+            [
+                "audit",
+                "--rpc", url or self.url,
+                "--ledger", self.world.ledger.address,
+                "--against-db", self.db_url,
+                "--json", str(report),
+                "--quiet",
+            ],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        audit = json.loads(report.read_text())
+        assert audit["clean"] is True, audit["discrepancies"]
+        usages = self.usages()
+        on_chain = [u[0] for u in audit["state"]["usages"]]
+        assert len(on_chain) == len(set(on_chain))  # no usage id twice
+        assert set(on_chain) >= set(usages)
+        for usage_id, usage in usages.items():
+            assert self.world.ledger.functions.isUsageProcessed(usage_id).call(), usage_id
+            assert (usage.amount is not None) == (usage.status is UsageStatus.SETTLED)
+        return dict(audit["summary"])
+
+
+# ---------------------------------------------------------------- worker processes
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
+@contextmanager
+def worker_process(env: dict[str, str], *, kill_at: str | None = None) -> Iterator[WorkerProcess]:
+    """``python -m bridge worker``; with ``kill_at``, the same command that kills itself with
+    SIGKILL at that crash point (``tests.bridge.faults.killed_worker``)."""
+    module = "bridge" if kill_at is None else "tests.bridge.faults.killed_worker"
+    command = [sys.executable, "-m", module, "worker"]
+    if kill_at is not None:
+        env = {**env, "FAULTS_KILL_AT": kill_at}
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            command, env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+        handle = WorkerProcess(proc, log)
+        try:
+            yield handle
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
