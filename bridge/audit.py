@@ -1688,6 +1688,7 @@ class AuditResult:
             "debt_outstanding": sum(b.debt for b in state.brands.values()),
             "royalties_distributed": sum(d[4] for d in state.distributions),
             "payouts": len(state.payouts),
+            "payouts_by_payee": sum(1 for p in state.payouts if p[2] == p[3]),
             "paid_out": sum(p[4] for p in state.payouts),
             "escrow": sum(b.escrow for b in state.brands.values()),
             "accrued": sum(t.accrued for t in state.twins.values()),

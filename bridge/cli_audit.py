@@ -134,6 +134,7 @@ def print_summary(result: AuditResult, console: Console) -> None:
         ("debt outstanding", _amount(s["debt_outstanding"])),
         ("royalties distributed", _amount(s["royalties_distributed"])),
         ("payouts", s["payouts"]),
+        ("  withdrawn by the payee itself", s["payouts_by_payee"]),
         ("  paid out", _amount(s["paid_out"])),
         ("escrow held", _amount(s["escrow"])),
         ("royalties accrued on twins", _amount(s["accrued"])),
