@@ -216,6 +216,10 @@ def twins_page(
     return _load_twins(session, rows[:limit], at=at), len(rows) > limit
 
 
+def twin_exists(session: Session, twin_id: int) -> bool:
+    return session.scalar(select(TwinRow.twin_id).where(TwinRow.twin_id == twin_id)) is not None
+
+
 def twin(session: Session, twin_id: int, *, at: int) -> Twin | None:
     row = session.get(TwinRow, twin_id)
     return None if row is None else _load_twins(session, [row], at=at)[0]

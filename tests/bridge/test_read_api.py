@@ -238,6 +238,12 @@ def world() -> Iterator[World]:
 
 
 @pytest.fixture
+def empty_api(make_api: Callable[..., Any]) -> Any:
+    """The API over an empty SQLite store: parameters are checked before any query."""
+    return make_api()
+
+
+@pytest.fixture
 def api(world: World, index_store: Store, tmp_path: Path) -> Iterator[TestClient]:  # noqa: F811
     """The API over ``index_store`` indexed up to the world's last block, its clock at NOW."""
     indexer = Indexer(
@@ -891,6 +897,10 @@ def test_unknown_twins_and_brands_are_404_problems(world: World, api: TestClient
         ("/v1/usages?usage_type=hologram", "/query/usage_type", "value_error"),
         ("/v1/usages?usage_type=256", "/query/usage_type", "value_error"),
         ("/v1/usages?outcome=refunded", "/query/outcome", "value_error"),
+        ("/v1/usages?outcome=%C2%B2", "/query/outcome", "value_error"),  # a digit, not ASCII
+        ("/v1/usages?used_from=0001-01-01T00:00:00%2B01:00", "/query/used_from", "value_error"),
+        ("/v1/payees/0x0000000000000000000000000000000000000001/earnings"
+         "?to=9999-12-31T23:00:00-02:00", "/query/to", "value_error"),
         ("/v1/usages?used_from=2030-01-02T00:00:00Z&used_to=2030-01-01T00:00:00Z",
          "/query/used_to", "value_error"),
         ("/v1/brands/0xZZ/account", "/path/address", "string_pattern_mismatch"),
@@ -899,9 +909,9 @@ def test_unknown_twins_and_brands_are_404_problems(world: World, api: TestClient
     ],
 )  # fmt: skip
 def test_bad_parameters_are_422_problems(
-    api: TestClient, url: str, pointer: str, error: str
+    empty_api: Any, url: str, pointer: str, error: str
 ) -> None:
-    body = get(api, url, 422)
+    body = get(empty_api.client, url, 422)
     assert (body["type"], body["status"], body["instance"]) == (
         "urn:twin-bridge:problem:validation",
         422,
@@ -911,8 +921,8 @@ def test_bad_parameters_are_422_problems(
     assert body["detail"].startswith(f"1 error(s); first at '{pointer}': ")
 
 
-def test_usage_type_and_outcome_errors_name_the_choices(api: TestClient) -> None:
-    body = get(api, "/v1/usages?outcome=refunded", 422)
+def test_usage_type_and_outcome_errors_name_the_choices(empty_api: Any) -> None:
+    body = get(empty_api.client, "/v1/usages?outcome=refunded", 422)
     assert body["errors"][0]["detail"] == (
         "'refunded' is none of paid, unknown_twin, no_license, license_not_started, "
         "license_expired, license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, "

@@ -103,9 +103,26 @@ def _invalid(name: str, message: str) -> ProblemError:
     )
 
 
-def _check_range(start: datetime | None, end: datetime | None, names: Sequence[str]) -> None:
-    if start is not None and end is not None and start >= end:
+def _range(
+    start: datetime | None, end: datetime | None, names: Sequence[str]
+) -> tuple[datetime | None, datetime | None]:
+    """``[start, end)`` in UTC.
+
+    Raises:
+        ProblemError: 422 when a time has no UTC equivalent or the range is empty.
+    """
+    bounds: list[datetime | None] = []
+    for name, value in zip(names, (start, end), strict=True):
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            bounds.append(value.astimezone(UTC))
+        except OverflowError:
+            raise _invalid(name, f"{value.isoformat()} is out of range in UTC") from None
+    if bounds[0] is not None and bounds[1] is not None and bounds[0] >= bounds[1]:
         raise _invalid(names[1], f"'{names[1]}' must be after '{names[0]}'")
+    return bounds[0], bounds[1]
 
 
 def _not_found(detail: str) -> ProblemError:
@@ -226,8 +243,8 @@ def twin_earnings(
 
     Flows count events in [from, to); ``totals`` sums them and holds the balances at the end.
     """
-    _check_range(start, to, ("from", "to"))
-    if queries.twin(session, twin_id, at=0) is None:
+    start, to = _range(start, to, ("from", "to"))
+    if not queries.twin_exists(session, twin_id):
         raise _not_found(f"no twin {twin_id} in the index")
     earnings = queries.twin_earnings(session, twin_id, period=period, start=start, end=to)
     return TwinEarningsOut(
@@ -277,7 +294,7 @@ def payee_earnings(
     Flows count events in [from, to); ``totals`` sums them and holds claimable at the end. An
     address that never received anything answers zeros.
     """
-    _check_range(start, to, ("from", "to"))
+    start, to = _range(start, to, ("from", "to"))
     payee = _address(address)
     earnings = queries.payee_earnings(session, payee, period=period, start=start, end=to)
     return PayeeEarningsOut(
@@ -295,7 +312,7 @@ def payee_earnings(
 
 def _code(name: str, value: str, names: dict[str, int], top: int) -> int:
     """A name of ``names`` or a number 0..top."""
-    if value.isdigit() and int(value) <= top:
+    if value.isascii() and value.isdigit() and int(value) <= top:
         return int(value)
     if value in names:
         return names[value]
@@ -341,7 +358,7 @@ def list_usages(
     """Every usage of every ``UsagesSettled`` event, paid or rejected, ordered by block, log index
     and position in the event (a stable order: pages never repeat or skip a usage, even while the
     indexer adds blocks). Follow ``next`` until it is null."""
-    _check_range(used_from, used_to, ("used_from", "used_to"))
+    used_from, used_to = _range(used_from, used_to, ("used_from", "used_to"))
     where = queries.UsageFilter(
         twin_id=twin_id,
         brand=None if brand is None else _address(brand),
