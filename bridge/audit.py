@@ -35,7 +35,7 @@ import json
 import time
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -45,13 +45,15 @@ import orjson
 import requests
 from eth_abi.abi import decode, encode
 from eth_account import Account
+from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from bridge import eip712
 from bridge.chain.client import LogEntry, classify_rpc_error
 from bridge.chain.events import LedgerEvent, ledger_decoder
-from bridge.chain.ledger import SETTLE_SELECTOR
+from bridge.chain.ledger import decode_settle_calldata
 from bridge.codec import Outcome
 from bridge.errors import BridgeError, ChainUnavailableError, LogRangeTooLargeError, RpcError
 
@@ -118,6 +120,14 @@ def outcome_words(code: int) -> str:
 # ====================================================================== JSON-RPC
 
 
+class _Transient(Exception):
+    """An answer worth asking again: the endpoint unreachable, or a 5xx without JSON-RPC."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class JsonRpc:
     """Plain JSON-RPC over HTTP with batch requests; node refusals become the bridge's errors
     (``classify_rpc_error``), unreachable endpoints ``ChainUnavailableError``."""
@@ -135,30 +145,38 @@ class JsonRpc:
 
     def _post(self, payload: Any) -> Any:
         body = orjson.dumps(payload)
-        for attempt in range(self._attempts):
-            self.requests += 1
-            try:
-                response = self._session.post(
-                    self.url,
-                    data=body,
-                    headers={"Content-Type": "application/json"},
-                    timeout=self._timeout,
-                )
-            except requests.RequestException as exc:
-                if attempt + 1 == self._attempts:
-                    raise ChainUnavailableError(self.url, f"{type(exc).__name__}: {exc}") from exc
-                time.sleep(0.2 * 2**attempt)
-                continue
-            try:
-                return orjson.loads(response.content)
-            except orjson.JSONDecodeError as exc:
-                if response.status_code >= 500 and attempt + 1 < self._attempts:
-                    time.sleep(0.2 * 2**attempt)
-                    continue
-                raise ChainUnavailableError(
-                    self.url, f"HTTP {response.status_code}: {response.text[:200]!r}"
-                ) from exc
-        raise AssertionError("the loop returns or raises")  # pragma: no cover
+        retrying = Retrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=0.2, max=2.0),
+            retry=retry_if_exception_type(_Transient),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._post_once(body)
+        except _Transient as exc:
+            raise ChainUnavailableError(self.url, exc.reason) from exc
+        raise AssertionError("tenacity returns or raises")  # pragma: no cover
+
+    def _post_once(self, body: bytes) -> Any:
+        self.requests += 1
+        try:
+            response = self._session.post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "application/json"},
+                timeout=self._timeout,
+            )
+        except requests.RequestException as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            reason = f"HTTP {response.status_code}: {response.text[:200]!r}"
+            if response.status_code >= 500:
+                raise _Transient(reason) from exc
+            raise ChainUnavailableError(self.url, reason) from exc
 
     def _result(self, answer: Any) -> Any:
         if not isinstance(answer, dict):
@@ -1153,7 +1171,7 @@ class Rebuilder:
             )
         else:
             try:
-                deadline, groups, signature = parse_settle_calldata(info.input)
+                deadline, groups, signature = decode_settle_calldata(info.input)
             except Exception as exc:  # eth-abi raises several types for bad input
                 problems.append(f"its input is not a settle() call ({exc})")
             else:
@@ -1175,14 +1193,13 @@ class Rebuilder:
         chain_id: int,
     ) -> None:
         problems = batch.problems
-        digest = (
-            "0x" + batch_digest(deadline, groups, chain_id=chain_id, ledger=self.state.ledger).hex()
-        )
+        typed = eip712.usage_batch(deadline, groups, chain_id=chain_id, ledger=self.state.ledger)
+        digest = "0x" + eip712.digest(typed).hex()
         if digest != batch.digest:
             problems.append(f"the signed input hashes to {digest}, not the events' digest")
         try:
             signer = _checksum(
-                Account._recover_hash(bytes.fromhex(digest[2:]), signature=signature)
+                Account.recover_message(encode_typed_data(full_message=typed), signature=signature)
             )
         except Exception as exc:  # eth-keys raises several types for a bad signature
             problems.append(f"its signature does not recover ({exc})")
@@ -1225,102 +1242,6 @@ class Rebuilder:
 
 
 # ====================================================================== the signed batch
-
-
-def _encode_type(primary: str, types: Mapping[str, Sequence[Mapping[str, str]]]) -> str:
-    """EIP-712 ``encodeType``: the primary type, then the types it references, sorted."""
-
-    def fields(name: str) -> str:
-        return f"{name}(" + ",".join(f"{f['type']} {f['name']}" for f in types[name]) + ")"
-
-    found: set[str] = set()
-    todo = [primary]
-    while todo:
-        for f in types[todo.pop()]:
-            name = f["type"].removesuffix("[]")
-            if name in types and name not in found and name != primary:
-                found.add(name)
-                todo.append(name)
-    return fields(primary) + "".join(fields(name) for name in sorted(found))
-
-
-_DOMAIN_TYPEHASH: Final = keccak(
-    text="EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"
-)
-_BATCH_TYPEHASH: Final = keccak(text=_encode_type("UsageBatch", eip712.TYPES["UsageBatch"]))
-_GROUP_TYPEHASH: Final = keccak(text=_encode_type("UsageGroup", eip712.TYPES["UsageBatch"]))
-
-
-@lru_cache(maxsize=16)
-def _domain_separator(chain_id: int, ledger: str) -> bytes:
-    d = eip712.domain(chain_id, ledger)
-    values = [
-        _DOMAIN_TYPEHASH,
-        keccak(text=d["name"]),
-        keccak(text=d["version"]),
-        d["chainId"],
-        d["verifyingContract"],
-    ]
-    return keccak(encode(["bytes32", "bytes32", "bytes32", "uint256", "address"], values))
-
-
-def batch_digest(
-    deadline: int, groups: Sequence[tuple[str, Sequence[int]]], *, chain_id: int, ledger: str
-) -> bytes:
-    """The EIP-712 digest of a usage batch, as ``bridge.eip712.digest(usage_batch(...))`` computes
-    it (the tests hold them equal) without its per-word encoding: the words of a ``uint256[]``
-    hash as their concatenation."""
-    group_hashes = b"".join(
-        keccak(
-            _GROUP_TYPEHASH
-            + bytes(12)
-            + bytes.fromhex(brand[2:])
-            + keccak(b"".join(word.to_bytes(32, "big") for word in words))
-        )
-        for brand, words in groups
-    )
-    struct = keccak(_BATCH_TYPEHASH + deadline.to_bytes(32, "big") + keccak(group_hashes))
-    return keccak(b"\x19\x01" + _domain_separator(chain_id, to_checksum_address(ledger)) + struct)
-
-
-def _word(data: bytes, offset: int) -> int:
-    if offset + 32 > len(data):
-        raise ValueError(f"calldata ends before byte {offset + 32}")
-    return int.from_bytes(data[offset : offset + 32], "big")
-
-
-def parse_settle_calldata(data: bytes) -> tuple[int, list[tuple[str, list[int]]], bytes]:
-    """``(deadline, groups, signature)`` of ``settle`` calldata, read straight from its ABI
-    layout (``bridge.chain.ledger.decode_settle_calldata`` decodes the same, word by word).
-
-    Raises:
-        ValueError: not ``settle`` calldata, or an offset or length points outside it.
-    """
-    if data[:4] != SETTLE_SELECTOR:
-        raise ValueError("not settle calldata")
-    body = memoryview(data)[4:].tobytes()
-    batch = _word(body, 0)
-    signature_at = _word(body, 32)
-    deadline = _word(body, batch)
-    groups_at = batch + _word(body, batch + 32)
-    count = _word(body, groups_at)
-    groups: list[tuple[str, list[int]]] = []
-    for g in range(count):
-        group = groups_at + 32 + _word(body, groups_at + 32 + 32 * g)
-        brand = _word(body, group)
-        if brand >> 160:
-            raise ValueError(f"group {g}: brand {brand:#x} is no address")
-        usages_at = group + _word(body, group + 32)
-        length = _word(body, usages_at)
-        end = usages_at + 32 + 32 * length
-        if end > len(body):
-            raise ValueError(f"group {g}: {length} usages run past the calldata")
-        words = [int.from_bytes(body[i : i + 32], "big") for i in range(usages_at + 32, end, 32)]
-        groups.append((_checksum(f"0x{brand:040x}"), words))
-    length = _word(body, signature_at)
-    if signature_at + 32 + length > len(body):
-        raise ValueError("the signature runs past the calldata")
-    return deadline, groups, body[signature_at + 32 : signature_at + 32 + length]
 
 
 def _paused_at(twin: Twin, at: int) -> bool:

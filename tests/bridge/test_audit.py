@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import itertools
-import random
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -40,13 +39,10 @@ from bridge.audit import (
     JsonRpc,
     LedgerState,
     RangeSizer,
-    batch_digest,
-    parse_settle_calldata,
     run_audit,
     write_csv,
 )
 from bridge.audit_db import reconcile
-from bridge.chain.ledger import decode_settle_calldata, settle_calldata
 from bridge.cli import app
 from bridge.codec import Outcome, Usage
 from bridge.deployment import CompilerRecord, ContractRecord, Manifest, write_manifest
@@ -624,29 +620,6 @@ def test_exports_hold_every_table(snapshot: Chain, tmp_path: Path) -> None:
     assert [d["event"] for d in debts] == ["recorded"] * 3 + ["repaid"] * 3
     with (tmp_path / "licenses.csv").open() as handle:
         assert len(list(csv.DictReader(handle))) == 60
-
-
-# ---------------------------------------------------------------- the signed batch, fast
-
-
-@pytest.mark.parametrize("seed", range(5))
-def test_the_batch_digest_and_calldata_reader_agree_with_eip712_and_eth_abi(seed: int) -> None:
-    rng = random.Random(seed)  # noqa: S311 - reproducible test data
-    groups = [
-        (
-            Web3.to_checksum_address(rng.randbytes(20)),
-            [rng.getrandbits(256) for _ in range(rng.randint(0, 40))],
-        )
-        for _ in range(rng.randint(1, 4))
-    ]
-    deadline = rng.getrandbits(64)
-    ledger = Web3.to_checksum_address(rng.randbytes(20))
-    typed = eip712.usage_batch(deadline, groups, chain_id=11155111, ledger=ledger)
-    assert batch_digest(deadline, groups, chain_id=11155111, ledger=ledger) == eip712.digest(typed)
-    calldata = settle_calldata(deadline, groups, rng.randbytes(65))
-    assert parse_settle_calldata(calldata) == decode_settle_calldata(calldata)
-    with pytest.raises(ValueError, match=r"calldata ends before byte|runs past the calldata"):
-        parse_settle_calldata(calldata[: len(calldata) - 100])
 
 
 def test_a_checkpoint_keeps_amounts_beyond_64_bits(tmp_path: Path) -> None:
