@@ -894,6 +894,7 @@ def test_unknown_twins_and_brands_are_404_problems(world: World, api: TestClient
          "value_error"),
         ("/v1/payees/agency/earnings", "/path/address", "string_pattern_mismatch"),
         ("/v1/usages?cursor=1-2", "/query/cursor", "string_pattern_mismatch"),
+        ("/v1/usages?cursor=9999999999999999999-0-0", "/query/cursor", "string_pattern_mismatch"),
         ("/v1/usages?usage_type=hologram", "/query/usage_type", "value_error"),
         ("/v1/usages?usage_type=256", "/query/usage_type", "value_error"),
         ("/v1/usages?outcome=refunded", "/query/outcome", "value_error"),

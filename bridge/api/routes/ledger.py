@@ -39,7 +39,7 @@ from bridge.store import ledger_queries as queries
 from bridge.usage import UsageType
 
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
-CURSOR_PATTERN: Final = r"^[0-9]{1,19}-[0-9]{1,9}-[0-9]{1,9}$"
+CURSOR_PATTERN: Final = r"^[0-9]{1,18}-[0-9]{1,9}-[0-9]{1,9}$"
 MAX_PAGE: Final = 500
 _PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 _ERRORS: Final[dict[int | str, dict[str, Any]]] = {422: _PROBLEM, 429: _PROBLEM}
