@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -22,7 +23,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from rich.console import Console
-from rich.table import Table
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -453,42 +453,38 @@ def show(
             domain = relay.json("GET", "/v1/owner-actions/types")["domain"]
             owner = _key(int(domain["chainId"]), keystore, password_file, private_key_env).address
         console = _console()
-        twins = relay.json("GET", "/v1/twins", params={"owner": owner})
-        items = twins["items"] if isinstance(twins, dict) and "items" in twins else twins
-        if not items:
+        page = relay.json("GET", "/v1/twins", params={"owner": owner})
+        if not page["items"]:
             console.print(f"{owner} owns no twin")
-        for summary in items:
-            twin = relay.json("GET", f"/v1/twins/{summary['twin_id']}")
+        for twin in page["items"]:
+            state = "paused" if twin["pause"]["paused"] else "active"
             console.print(
-                f"twin {twin['twin_id']}  {twin.get('uri', '')}  "
-                f"{'paused' if twin.get('paused') else 'active'}",
+                f"twin {twin['twin_id']}  {twin['metadata_uri']}  {state}",
                 style="bold",
                 soft_wrap=True,
             )
-            table = Table("brand", "state", "prices (USD per use)", "valid until", "uses")
-            for lic in twin.get("licenses", []):
-                current = lic.get("current", lic)
+            split = ", ".join(f"{p['account']} {p['bps']} bps" for p in twin["payees"]["payees"])
+            if split:
+                console.print(f"  royalties shared with {split}", soft_wrap=True)
+            for lic in twin["licenses"]:
+                current = lic["current"]
                 prices = ", ".join(
-                    f"{UsageType(int(p['usage_type'])).api_name}={_usd(int(p['price']))}"
-                    for p in current.get("prices", [])
+                    f"{p['usage_type'] or p['usage_type_code']}={_usd(int(p['price']))}"
+                    for p in current["prices"]
                 )
-                table.add_row(
-                    lic["brand"],
-                    str(lic.get("state", "")),
-                    prices,
-                    str(current.get("valid_until", "")),
-                    f"{current.get('uses', 0)}/{current.get('max_uses') or '∞'}",
+                until = datetime.fromtimestamp(int(current["valid_until"]), UTC)
+                console.print(
+                    f"  {lic['brand']} {lic['state']}: {prices} USD per use, until "
+                    f"{until:%Y-%m-%d %H:%M} UTC, uses {current['uses']}/"
+                    f"{current['max_uses'] or 'no cap'}",
+                    soft_wrap=True,
                 )
-            console.print(table)
         earnings = relay.json("GET", f"/v1/payees/{owner}/earnings", params={"period": "month"})
-        totals = earnings.get("totals", {}) if isinstance(earnings, dict) else {}
-        if totals:
-            console.print(
-                "earnings: "
-                + ", ".join(
-                    f"{k} {_usd(int(v))} USD" for k, v in totals.items() if str(v).isdigit()
-                ),
-                soft_wrap=True,
-            )
+        totals = earnings["totals"]
+        console.print(
+            f"earnings: distributed {_usd(int(totals['distributed']))} USD, paid out "
+            f"{_usd(int(totals['paid_out']))} USD, claimable {_usd(int(totals['claimable']))} USD",
+            soft_wrap=True,
+        )
 
     _run(go)

@@ -543,6 +543,29 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     assert "the bridge refused (422): the ledger would refuse this Payout: PayoutNothingToPay" in (
         " ".join(nothing.output.split())
     )
+    # show: twins, licenses and earnings from the indexer's mirror of the chain
+    from bridge.indexer import Indexer
+
+    indexer = Indexer(
+        relay.store,
+        Web3ChainClient([relay.chain.url]),
+        ledger_address=relay.ledger.address,
+        confirmations=1,
+    )
+    assert indexer.catch_up() > 0
+    shown = runner.invoke(app, ["model", "show", *common], env=raw)
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert f"twin {twin} ipfs://twin-bridge-bench/twin/{twin - 1} active" in text
+    assert f"royalties shared with {agency} 1500 bps" in text
+    assert "video=120.50, social_post=15.00" in text
+    # The read API judges license states at the request's time; this world's chain clock runs
+    # an hour ahead of the wall clock (its setup advances it), so the license granted (and revoked)
+    # at the chain's time has not started yet by the wall clock.
+    assert f"{brand} not_started: video=120.50, social_post=15.00 USD per use" in text
+    assert "uses 0/100" in text
+    assert "earnings: distributed 0.00 USD, paid out 0.00 USD, claimable 0.00 USD" in text
+
     # a price with too many decimals never reaches the bridge
     bad = runner.invoke(
         app,
