@@ -47,6 +47,11 @@ class ReplacementUnderpricedError(RpcError):
     """A transaction with that nonce is pending and the new one does not pay enough more."""
 
 
+class FeeTooLowError(RpcError):
+    """The node takes no transaction whose max fee per gas is below the block's base fee (or its
+    pool's minimum price)."""
+
+
 class ExecutionRevertedError(RpcError):
     """The call or gas estimation reverted: the transaction would revert as it stands."""
 

@@ -52,6 +52,7 @@ from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,
+    FeeTooLowError,
     NonceTooLowError,
     ReplacementUnderpricedError,
     RpcError,
@@ -604,9 +605,15 @@ class SettlementWorker:
 
     def _send(self, batch: BatchRecord, event: str) -> bool:
         """Broadcasts the batch's stored transaction and marks it sent; ``event`` is what the send
-        counts as (``BATCH_EVENTS``)."""
+        counts as (``BATCH_EVENTS``). False when the node refused it for paying less than the
+        base fee: it is marked sent all the same, and the next step replaces it."""
         try:
             self._chain.send_raw_transaction(batch.raw_tx)
+        except FeeTooLowError as exc:
+            log.warning("batch %d: tx %s not taken: %s", batch.id, batch.tx_hash, exc.message)
+            with self._store.session() as session:
+                settlement.mark_sent(session, batch.id, at=self._clock(), lease=self._fence)
+            return False
         except TransactionAlreadyKnownError:
             log.info("batch %d: tx %s already known to the node", batch.id, batch.tx_hash)
         except ReplacementUnderpricedError as exc:
@@ -640,7 +647,9 @@ class SettlementWorker:
                 log.warning(
                     "batch %d: tx %s unknown to the node, resending", batch.id, batch.tx_hash
                 )
-                return self._send(batch, "resent")
+                # A node that dropped it for a base fee above its max fee takes it back only
+                # with fees of now: replaced at once (nothing else holds its nonce).
+                return self._send(batch, "resent") or self._replace(batch)
             sent_at = batch.sent_at or self._clock()
             if self._clock() - sent_at >= self._config.replace_after:
                 return self._replace(batch)

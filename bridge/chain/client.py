@@ -20,6 +20,7 @@ from web3.exceptions import BlockNotFound, ContractLogicError, TransactionNotFou
 from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,
+    FeeTooLowError,
     InsufficientFundsError,
     LogRangeTooLargeError,
     NonceTooLowError,
@@ -129,6 +130,9 @@ _BY_MESSAGE: Final[tuple[tuple[str, type[RpcError]], ...]] = (
     ("replacement fee too low", ReplacementUnderpricedError),  # erigon
     ("replacement underpriced", ReplacementUnderpricedError),
     ("feetoolowtocompete", ReplacementUnderpricedError),  # nethermind
+    ("max fee per gas less than block base fee", FeeTooLowError),  # geth, anvil
+    ("fee cap less than block base fee", FeeTooLowError),  # older geth
+    ("transaction underpriced", FeeTooLowError),  # geth's pool, below its minimum price
     ("insufficient funds", InsufficientFundsError),  # geth, anvil, erigon
     ("insufficientfunds", InsufficientFundsError),  # nethermind
     ("insufficient balance", InsufficientFundsError),

@@ -22,6 +22,7 @@ from bridge.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,
+    FeeTooLowError,
     InsufficientFundsError,
     NonceTooLowError,
     ReplacementUnderpricedError,
@@ -54,7 +55,8 @@ BRAND = "0x000000000000000000000000000000000000BbBB"
         (-32000, "insufficient funds for gas * price + value", InsufficientFundsError),
         (-32003, "Insufficient funds: balance 0", InsufficientFundsError),
         (-32010, "InsufficientFunds, Account balance: 0", InsufficientFundsError),
-        (-32000, "max fee per gas less than block base fee", RpcError),
+        (-32000, "max fee per gas less than block base fee", FeeTooLowError),
+        (-32000, "transaction underpriced", FeeTooLowError),
         (None, "execution reverted", ExecutionRevertedError),
     ],
 )

@@ -50,6 +50,8 @@ def fresh_chain(anvil_chain: Chain) -> Iterator[Chain]:
     finally:
         rpc(w3, "evm_setAutomine", True)
         rpc(w3, "evm_revert", snap)
+        base_fee = w3.eth.get_block("latest")["baseFeePerGas"]
+        rpc(w3, "anvil_setNextBlockBaseFeePerGas", hex(base_fee))  # undo a test's fee spike
 
 
 @pytest.fixture
