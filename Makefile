@@ -13,7 +13,7 @@ SLITHER_VERSION := 0.11.6
 NODE_STAMP := node_modules/.installed
 LOCK_VENV := .venv-lock
 
-.PHONY: help venv node_modules compile test fuzz lint bench-gas bench-audit bench run rehearse-testnet lock clean distclean
+.PHONY: help venv node_modules compile test fuzz lint bench-gas bench-audit bench-ingest bench-settle bench run rehearse-testnet lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,7 +59,13 @@ bench-gas: venv node_modules compile ## gas per settled usage (scripts/bench_gas
 bench-audit: venv node_modules compile ## audit rebuild speed over 100,000 settled usages (scripts/bench_audit.py)
 	$(VENV)/bin/python -m scripts.bench_audit
 
-bench: bench-gas bench-audit ## all benchmarks
+bench-ingest: venv node_modules compile ## API ingest rate and latency, SQLite and PostgreSQL (scripts/bench_ingest.py)
+	$(VENV)/bin/python -m scripts.bench_ingest
+
+bench-settle: venv node_modules compile ## accepted-to-settled latency and settlement rate (scripts/bench_settle.py)
+	$(VENV)/bin/python -m scripts.bench_settle
+
+bench: bench-gas bench-audit bench-ingest bench-settle ## all benchmarks
 
 run: venv node_modules compile ## the whole system locally: anvil, contracts, demo, API, worker, indexer
 	$(VENV)/bin/twin-bridge dev $(DEV_ARGS)

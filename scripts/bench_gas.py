@@ -129,7 +129,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _start_anvil(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], Web3]:
+def _start_anvil(log: IO[bytes], extra: Sequence[str] = ()) -> tuple[subprocess.Popen[bytes], Web3]:
     if not os.access(ANVIL, os.X_OK):
         raise BenchError(f"{ANVIL} not found: run `make node_modules`")
     last_error = "no attempt"
@@ -142,6 +142,7 @@ def _start_anvil(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], Web3]:
             "--hardfork", HARDFORK,
             "--gas-limit", str(BLOCK_GAS_LIMIT),
             "--accounts", str(ANVIL_ACCOUNTS),
+            *extra,
         ]  # fmt: skip
         proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             command,
@@ -164,10 +165,11 @@ def _start_anvil(log: IO[bytes]) -> tuple[subprocess.Popen[bytes], Web3]:
 
 
 @contextmanager
-def local_anvil() -> Iterator[Web3]:
-    """A fresh anvil on 127.0.0.1, stopped when the block exits (also on error)."""
+def local_anvil(*extra: str) -> Iterator[Web3]:
+    """A fresh anvil on 127.0.0.1 (``extra``: further anvil options, e.g. ``--block-time 1``),
+    stopped when the block exits (also on error)."""
     with tempfile.TemporaryFile() as log:
-        proc, w3 = _start_anvil(log)
+        proc, w3 = _start_anvil(log, extra)
         try:
             yield w3
         finally:

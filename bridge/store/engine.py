@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
+import weakref
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, Final
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import ConnectionPoolEntry
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: the thread lock alone
+    fcntl = None  # type: ignore[assignment]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -41,3 +51,58 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+class SqliteWriterLock:
+    """One writer at a time on a SQLite file: among this process's threads (a lock) and among the
+    processes that take this lock too (``flock`` on ``<database>-writer.lock``), so that writers
+    queue instead of sleeping in SQLite's busy handler, which backs off up to 100 ms a try."""
+
+    def __init__(self, database: str | None) -> None:
+        self._lock = threading.Lock()
+        file_backed = database and database != ":memory:" and not database.startswith("file:")
+        self._path = Path(f"{database}-writer.lock") if file_backed and fcntl else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            if self._path is not None:
+                if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                    self._pid = os.getpid()
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+_WRITER_LOCKS: Final[weakref.WeakKeyDictionary[Engine, SqliteWriterLock]] = (
+    weakref.WeakKeyDictionary()
+)
+_WRITER_LOCKS_GUARD: Final = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """Held around a write transaction: the engine's ``SqliteWriterLock`` on SQLite, nothing on
+    PostgreSQL (its row locks let writers run side by side)."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _WRITER_LOCKS_GUARD:
+        lock = _WRITER_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITER_LOCKS[engine] = SqliteWriterLock(engine.url.database)
+    return lock

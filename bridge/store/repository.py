@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -17,15 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import BrandExistsError
-from bridge.store.engine import make_engine
+from bridge.store.engine import make_engine, writer_lock
 from bridge.store.models import Brand, UsageEvent, UsageStatus, utcnow
 
 _IN_CHUNK: Final = 500  # bound parameters per IN (...) list
 _USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
-_SQLITE_WRITERS: Final[weakref.WeakKeyDictionary[Engine, threading.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-_SQLITE_WRITERS_GUARD: Final = threading.Lock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,16 +273,10 @@ def insert_usages(
 
 
 def _one_writer(session: Session) -> AbstractContextManager[Any]:
-    """SQLite takes one writer at a time: this process's threads queue on a lock of the engine
-    rather than sleeping in SQLite's busy handler (which backs off up to 100 ms a try)."""
+    """SQLite takes one writer at a time: writers queue on ``writer_lock`` rather than sleeping
+    in SQLite's busy handler."""
     bind = session.get_bind()
-    if bind.dialect.name != "sqlite" or not isinstance(bind, Engine):
-        return nullcontext()
-    with _SQLITE_WRITERS_GUARD:
-        lock = _SQLITE_WRITERS.get(bind)
-        if lock is None:
-            lock = _SQLITE_WRITERS[bind] = threading.Lock()
-    return lock
+    return writer_lock(bind) if isinstance(bind, Engine) else nullcontext()
 
 
 def _inserted(usage: NewUsage, *, usage_id: int, brand_id: int, now: datetime) -> StoredUsage:
