@@ -104,6 +104,8 @@ def create_app(
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(usage.REQUEST_BODY_DEFS)
+            components.update(action_routes.REQUEST_BODY_DEFS)
+            problems.document(schema)
             app.openapi_schema = schema
         return app.openapi_schema
 

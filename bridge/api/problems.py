@@ -83,6 +83,69 @@ def validation_problem(errors: Sequence[ErrorDetails], *, skip: int = 0) -> Prob
     )
 
 
+PROBLEM_SCHEMA: Final[dict[str, Any]] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; some problems add members (``errors``, "
+    "``event_id``, ``reason``).",
+    "type": "object",
+    "properties": {
+        "type": {"type": "string", "description": "urn:twin-bridge:problem:<slug>"},
+        "title": {"type": "string"},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request path."},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string"},
+                    "type": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["pointer", "type", "detail"],
+            },
+        },
+    },
+    "required": ["type", "title", "status", "detail", "instance"],
+}
+_PROBLEM_REF: Final = {"$ref": "#/components/schemas/Problem"}
+
+
+def document(schema: dict[str, Any]) -> None:
+    """Makes the OpenAPI ``schema`` say what the handlers answer: every problem response carries
+    the ``Problem`` schema, and request validation errors (which FastAPI documents as its own
+    ``HTTPValidationError`` JSON) are problem details too."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = PROBLEM_SCHEMA
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for status, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                fastapi_422 = content.get("application/json", {}).get("schema") == {
+                    "$ref": "#/components/schemas/HTTPValidationError"
+                }
+                if status == "422" and fastapi_422:
+                    response["content"] = {PROBLEM_JSON: {"schema": _PROBLEM_REF}}
+                elif PROBLEM_JSON in content and not content[PROBLEM_JSON].get("schema"):
+                    content[PROBLEM_JSON] = {"schema": _PROBLEM_REF}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        if unused not in json_refs(schema):
+            components.pop(unused, None)
+
+
+def json_refs(node: Any) -> set[str]:
+    """The component names ``node`` refers to with ``$ref``."""
+    if isinstance(node, dict):
+        found = {str(node["$ref"]).rsplit("/", 1)[-1]} if "$ref" in node else set()
+        for value in node.values():
+            found |= json_refs(value)
+        return found
+    if isinstance(node, list):
+        return set().union(*(json_refs(v) for v in node)) if node else set()
+    return set()
+
+
 def install(app: FastAPI) -> None:
     """Registers the handlers that turn every error into problem details."""
 

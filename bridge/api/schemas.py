@@ -33,7 +33,15 @@ EventId = Annotated[
     ),
 ]
 TwinId = Annotated[int, Field(ge=0, le=MAX_TWIN_ID, description="The twin's token id.")]
-Ref = Annotated[str, Field(min_length=1, max_length=256)]
+Ref = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=256,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="1-256 characters, any but control characters (U+0000-U+001F, U+007F).",
+    ),
+]
 
 
 class _Strict(BaseModel):

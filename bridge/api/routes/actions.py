@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from bridge.api.body import read_json_body
 from bridge.api.deps import AppContext, ContextDep
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.errors import ChainUnavailableError, RpcError
@@ -33,6 +34,9 @@ _PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 ActionBody = Annotated[SignedActionIn | PayoutIn, Field(discriminator="type")]
 _BODY: Final[TypeAdapter[SignedActionIn | PayoutIn]] = TypeAdapter(ActionBody)
 MAX_ACTION_BYTES: Final = 64 * 1024
+_BODY_SCHEMA: Final = _BODY.json_schema(ref_template="#/components/schemas/{model}")
+REQUEST_BODY_DEFS: Final[dict[str, Any]] = _BODY_SCHEMA.pop("$defs", {})
+"""Schemas the request body refers to; ``create_app`` puts them into the OpenAPI components."""
 
 
 class ActionOut(BaseModel):
@@ -193,6 +197,7 @@ def _verify_and_store(
         404: _PROBLEM,
         409: _PROBLEM,
         413: _PROBLEM,
+        415: _PROBLEM,
         422: _PROBLEM,
         429: _PROBLEM,
         503: _PROBLEM,
@@ -200,7 +205,7 @@ def _verify_and_store(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": _BODY.json_schema()}},
+            "content": {"application/json": {"schema": _BODY_SCHEMA}},
         }
     },
 )
@@ -209,18 +214,16 @@ async def relay(request: Request, context: ContextDep) -> Response:
     signed it — ECDSA or ERC-1271 —, the next nonce, the ledger would take it), stores it and
     answers 202; the relayer sends it and ``GET /v1/owner-actions/{id}`` follows it. A refused
     action costs no gas and is not stored."""
-    body = await request.body()
-    if len(body) > MAX_ACTION_BYTES:
-        raise ProblemError(
-            413,
-            "body-too-large",
-            "Body too large",
-            f"an action is at most {MAX_ACTION_BYTES} bytes",
-        )
+    body = await read_json_body(request, MAX_ACTION_BYTES)
     try:
         parsed = _BODY.validate_json(body)
     except ValidationError as exc:
-        raise validation_problem(exc.errors()) from None
+        errors = exc.errors(include_url=False, include_input=False)
+        if errors and errors[0]["type"] == "json_invalid":
+            raise ProblemError(
+                400, "malformed-json", "Malformed JSON", f"the body is not JSON: {errors[0]['msg']}"
+            ) from None
+        raise validation_problem(errors) from None
     record, created = await run_in_threadpool(_verify_and_store, context, parsed)
     return Response(
         ActionOut.of(record).model_dump_json(),
@@ -235,7 +238,7 @@ async def relay(request: Request, context: ContextDep) -> Response:
     summary="Status of a relayed owner action",
     responses={404: _PROBLEM},
 )
-def status(context: ContextDep, action_id: Annotated[int, Path(ge=1)]) -> ActionOut:
+def status(context: ContextDep, action_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> ActionOut:
     with context.store.session() as session:
         record = store_actions.get_action(session, action_id)
     if record is None:

@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from bridge.api.body import read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.api.schemas import (
@@ -34,23 +35,6 @@ _PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 _BODY_SCHEMA: Final = USAGE_BODY.json_schema(ref_template="#/components/schemas/{model}")
 REQUEST_BODY_DEFS: Final[dict[str, Any]] = _BODY_SCHEMA.pop("$defs", {})
 """Schemas the request body refers to; ``create_app`` puts them into the OpenAPI components."""
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    too_large = ProblemError(
-        413, "body-too-large", "Body too large", f"the body is larger than {limit} bytes"
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse(body: bytes, max_events: int) -> tuple[list[UsageReport], bool]:
@@ -152,13 +136,14 @@ def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) 
         401: _PROBLEM,
         409: _PROBLEM,
         413: _PROBLEM,
+        415: _PROBLEM,
         422: _PROBLEM,
         429: _PROBLEM,
         503: _PROBLEM,
     },
 )
 async def post_usage_events(request: Request, brand: CurrentBrand, context: ContextDep) -> Response:
-    body = await _read_body(request, context.settings.max_body_bytes)
+    body = await read_json_body(request, context.settings.max_body_bytes)
     reports, is_batch = _parse(body, context.settings.max_batch_events)
 
     def ingest() -> list[ItemResult]:
