@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Annotated
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Final
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from bridge.api.metrics import Metrics
 from bridge.api.problems import ProblemError
@@ -20,6 +22,31 @@ from bridge.keys import hash_api_key, key_matches
 from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import BrandRecord, Store, brand_by_key_hash
+
+_BRAND_CACHE_LIMIT: Final = 10_000
+
+
+class BrandCache:
+    """The brand of an API key hash, kept ``ttl`` seconds so that most requests authenticate
+    without the store. A key is issued once for one brand and is neither rotated nor revoked, so
+    an answer cannot go stale; were revocation added, it would take hold within ``ttl``. Unknown
+    keys are not kept: a brand created a moment ago authenticates at once."""
+
+    def __init__(self, *, ttl: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._entries: dict[str, tuple[float, tuple[BrandRecord, str]]] = {}
+
+    def get(self, key_hash: str) -> tuple[BrandRecord, str] | None:
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[0] <= self._clock():
+            return None
+        return entry[1]
+
+    def put(self, key_hash: str, found: tuple[BrandRecord, str]) -> None:
+        if len(self._entries) >= _BRAND_CACHE_LIMIT:
+            self._entries.clear()
+        self._entries[key_hash] = (self._clock() + self._ttl, found)
 
 
 @dataclass(frozen=True)
@@ -36,6 +63,8 @@ class AppContext:
     """Checks relayed owner actions against the chain (None: no chain configured)."""
     action_limiter: RateLimiter | None = None
     """Per-signer token buckets of the owner-action relay."""
+    brands: BrandCache = field(default_factory=BrandCache)
+    """Brands of the API keys seen lately (used by the event loop only)."""
 
 
 async def get_context(request: Request) -> AppContext:
@@ -68,7 +97,12 @@ def _unauthorized() -> ProblemError:
     )
 
 
-def get_current_brand(
+def _brand_of(store: Store, key_hash: str) -> tuple[BrandRecord, str] | None:
+    with store.session() as session:
+        return brand_by_key_hash(session, key_hash)
+
+
+async def get_current_brand(
     context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> BrandRecord:
@@ -81,8 +115,11 @@ def get_current_brand(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized()
     key_hash = hash_api_key(credentials.credentials)
-    with context.store.session() as session:
-        found = brand_by_key_hash(session, key_hash)
+    found = context.brands.get(key_hash)
+    if found is None:
+        found = await run_in_threadpool(_brand_of, context.store, key_hash)
+        if found is not None:
+            context.brands.put(key_hash, found)
     if found is None or not key_matches(credentials.credentials, found[1]):
         raise _unauthorized()
     brand = found[0]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
 
-from sqlalchemy import Engine, Table, select, text
+from sqlalchemy import Engine, Table, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,20 @@ from bridge.store.models import Brand, UsageEvent, UsageStatus, utcnow
 
 _IN_CHUNK: Final = 500  # bound parameters per IN (...) list
 _USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
+_FIND_USAGES: Final = select(UsageEvent).where(
+    UsageEvent.brand_id == bindparam("brand_id"),
+    UsageEvent.event_id.in_(bindparam("event_ids", expanding=True)),
+)
+_UNIQUE_EVENT: Final = [_USAGE_TABLE.c.brand_id, _USAGE_TABLE.c.event_id]
+_INSERT_USAGES: Final[dict[str, Any]] = {
+    "sqlite": sqlite.insert(_USAGE_TABLE)
+    .on_conflict_do_nothing(index_elements=_UNIQUE_EVENT)
+    .returning(_USAGE_TABLE.c.event_id, _USAGE_TABLE.c.id),
+    "postgresql": postgresql.insert(_USAGE_TABLE)
+    .on_conflict_do_nothing(index_elements=_UNIQUE_EVENT)
+    .returning(_USAGE_TABLE.c.event_id, _USAGE_TABLE.c.id),
+}
+"""Statements built once: each row inserted unless its (brand, event id) is stored already."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +201,8 @@ def find_usages(
     wanted = sorted(set(event_ids))
     found: dict[str, StoredUsage] = {}
     for chunk in _chunks(wanted):
-        query = select(UsageEvent).where(
-            UsageEvent.brand_id == brand_id, UsageEvent.event_id.in_(chunk)
-        )
-        for row in session.scalars(query):
+        params = {"brand_id": brand_id, "event_ids": list(chunk)}
+        for row in session.scalars(_FIND_USAGES, params):
             found[row.event_id] = StoredUsage.of(row)
     return found
 
@@ -200,6 +212,18 @@ def get_usage(session: Session, *, brand_id: int, event_id: str) -> StoredUsage 
         select(UsageEvent).where(UsageEvent.brand_id == brand_id, UsageEvent.event_id == event_id)
     ).one_or_none()
     return None if row is None else StoredUsage.of(row)
+
+
+def recent_usages(
+    session: Session, *, brand_id: int, before: int | None, limit: int
+) -> tuple[list[StoredUsage], bool]:
+    """The brand's usages newest first (by usage id), those below ``before`` when given, at most
+    ``limit``, and whether more follow."""
+    query = select(UsageEvent).where(UsageEvent.brand_id == brand_id)
+    if before is not None:
+        query = query.where(UsageEvent.id < before)
+    rows = list(session.scalars(query.order_by(UsageEvent.id.desc()).limit(limit + 1)))
+    return [StoredUsage.of(row) for row in rows[:limit]], len(rows) > limit
 
 
 def insert_usages(
@@ -233,19 +257,13 @@ def insert_usages(
         }
         for u in usages
     ]
-    table = _USAGE_TABLE
-    keys = [table.c.brand_id, table.c.event_id]
-    stmt: Any
-    match session.get_bind().dialect.name:
-        case "sqlite":
-            stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-        case "postgresql":
-            stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-        case other:  # pragma: no cover - the engine factory makes only these two
-            raise NotImplementedError(f"no idempotent insert for {other}")
+    dialect = session.get_bind().dialect.name
+    stmt = _INSERT_USAGES.get(dialect)
+    if stmt is None:  # pragma: no cover - the engine factory makes only these two
+        raise NotImplementedError(f"no idempotent insert for {dialect}")
     with _one_writer(session):
         try:
-            returned = session.execute(stmt.returning(table.c.event_id, table.c.id), rows)
+            returned = session.execute(stmt, rows)
             inserted: dict[str, int] = {row[0]: row[1] for row in returned}
             stored = find_usages(
                 session,
