@@ -4,6 +4,7 @@ audit) over a chain set up like the gas benchmark's world (20 twins licensed to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -73,6 +74,7 @@ class Anvil:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.w3 = Web3(Web3.HTTPProvider(self.url, request_kwargs={"timeout": 60}))
+        self._last_time: int | None = None
 
     def start(self) -> None:
         command = [
@@ -85,7 +87,10 @@ class Anvil:
         ]  # fmt: skip
         if self.state is not None:
             command += ["--state", str(self.state)]
-        if self.block_time is not None:
+        restarting = self._last_time is not None
+        if restarting:
+            command += ["--no-mining"]  # until its clock is set again (below)
+        elif self.block_time is not None:
             command += ["--block-time", str(self.block_time)]
         self.proc = subprocess.Popen(
             command,
@@ -98,6 +103,15 @@ class Anvil:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.tail()
             if self.w3.is_connected():
+                if restarting:
+                    # anvil forgets its clock offset (evm_increaseTime) across a restart: the
+                    # chain's time goes on from its last block, as a real chain's would.
+                    rpc(self.w3, "evm_setNextBlockTimestamp", self._last_time + 1)
+                    if self.block_time is None:
+                        rpc(self.w3, "evm_setAutomine", True)
+                    else:
+                        rpc(self.w3, "evm_setIntervalMining", self.block_time)
+                    rpc(self.w3, "evm_mine")
                 return
             time.sleep(0.05)
         raise AssertionError(f"anvil did not start:\n{self.tail()}")
@@ -106,6 +120,8 @@ class Anvil:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
             return
+        with contextlib.suppress(Exception):
+            self._last_time = int(self.w3.eth.get_block("latest")["timestamp"])
         os.killpg(proc.pid, sig)
         try:
             proc.wait(timeout=20)
@@ -150,6 +166,8 @@ class Proxy:
     def down(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
             listener.close()
         with self._lock:
             for conn in self._conns:
@@ -303,12 +321,12 @@ class Rig:
         self,
         *,
         urls: list[str] | None = None,
+        client: Web3ChainClient | None = None,
         attester_key: bytes | None = None,
-        timeout: float = 5,
         **config: Any,
     ) -> SettlementWorker:
         hooks = {k: config.pop(k) for k in ("clock", "crash_point", "holder") if k in config}
-        client = Web3ChainClient(urls or [self.url], timeout=timeout, backoff=0, attempts=2)
+        client = client or Web3ChainClient(urls or [self.url], timeout=5, backoff=0, attempts=2)
         chain_id = client.chain_id()
         attester = load_signer(
             "attester",
