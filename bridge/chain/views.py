@@ -12,6 +12,7 @@ cache is full, not only for the TTL; the cap on uses is the settlement's to enfo
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -77,6 +78,12 @@ class _Key(NamedTuple):
     used_at: int
 
 
+@functools.lru_cache(maxsize=4096)
+def _checksum(address: str) -> str:
+    """EIP-55 form of a brand's address (keccak in pure Python: worth remembering)."""
+    return str(Web3.to_checksum_address(address))
+
+
 class Web3LicenseView:
     """``LicenseView`` over a deployed ledger, caching each answer for ``ttl`` seconds (a payable
     use dated before the answering block for good)."""
@@ -109,7 +116,7 @@ class Web3LicenseView:
         return outcome
 
     def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
-        checksum = Web3.to_checksum_address(brand)
+        checksum = _checksum(brand)
         keys = [_Key(checksum, *usage) for usage in usages]
         now = self._clock()
         answers: dict[_Key, Outcome] = {}
