@@ -89,10 +89,10 @@ class Config:
     """Measured seconds per round."""
     warm_up: float = 1.0
     """Seconds run before each kind of load is measured (caches, connections, JIT-free warm-up)."""
-    workers: int = 1
+    workers: int = 2
     """uvicorn worker processes."""
     batch_connections: int = 4
-    single_connections: int = 16
+    single_connections: int = 8
     postgres: bool = True
     out_dir: Path = OUT_DIR
 
