@@ -13,7 +13,7 @@ SLITHER_VERSION := 0.11.6
 NODE_STAMP := node_modules/.installed
 LOCK_VENV := .venv-lock
 
-.PHONY: help venv node_modules compile test fuzz lint bench-gas bench-audit bench-ingest bench-settle bench run rehearse-testnet lock clean distclean
+.PHONY: help venv node_modules browser compile test fuzz lint bench-gas bench-audit bench-ingest bench-settle bench run rehearse-testnet lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,10 +31,17 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# The dashboard's end-to-end tests drive Debian's chromium (never a browser Playwright downloads).
+browser: ## Debian's chromium for the dashboard's browser tests (apt-get, when /usr/bin/chromium is missing)
+	test -x /usr/bin/chromium || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get update -q </dev/null; \
+	  $$( [ "$$(id -u)" = 0 ] || echo sudo ) apt-get install -y -q chromium </dev/null; }
+
 compile: venv node_modules ## compile contracts/ into build/artifacts/ (skipped when unchanged)
 	$(VENV)/bin/twin-bridge compile
 
-test: venv node_modules compile ## the whole test suite (fuzz runs excluded)
+test: venv node_modules browser compile ## the whole test suite (fuzz runs excluded)
 	$(VENV)/bin/pytest -q -n 2
 
 fuzz: venv node_modules compile ## long property-based runs

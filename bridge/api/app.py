@@ -11,14 +11,14 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 import bridge
-from bridge.api import problems
+from bridge.api import problems, web
 from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import health, ledger, usage
-from bridge.chain.views import LicenseView, Web3LicenseView
+from bridge.api.routes import audit, health, ledger, usage
 from bridge.chain.client import Web3ChainClient
+from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.ingest import Ingestor
 from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
@@ -92,6 +92,9 @@ def create_app(
     app.include_router(action_routes.router)
     app.include_router(ledger.router)
     app.include_router(health.router)
+    app.include_router(usage.brand_router)
+    app.include_router(audit.router)
+    web.install(app)
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
 
     def openapi() -> dict[str, Any]:

@@ -173,6 +173,20 @@ class UsageEventOut(BaseModel):
     )
 
 
+class UsageEventPageOut(BaseModel):
+    """A brand's usage events, newest first."""
+
+    items: list[UsageEventOut]
+    next: str | None = Field(description="The next page's URL (path and query), null at the end.")
+
+
+class BrandOut(BaseModel):
+    """The brand an API key belongs to."""
+
+    name: str
+    address: str = Field(description="The brand's on-chain address (escrow and licenses).")
+
+
 class HealthOut(BaseModel):
     status: Literal["ok"]
 

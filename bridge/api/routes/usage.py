@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Path, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -16,19 +16,22 @@ from bridge.api.schemas import (
     EVENT_ID_PATTERN,
     USAGE_BODY,
     BatchResultOut,
+    BrandOut,
     CloudEventIn,
     UsageBatchIn,
     UsageEventIn,
     UsageEventOut,
+    UsageEventPageOut,
     UsageResultOut,
 )
 from bridge.codec import Outcome
 from bridge.ingest import ItemResult, ItemStatus, UsageReport
 from bridge.store.models import UsageStatus
-from bridge.store.repository import StoredUsage, get_usage
+from bridge.store.repository import StoredUsage, get_usage, recent_usages
 from bridge.usage import Refusal, UsageType
 
 router = APIRouter(prefix="/v1/usage-events", tags=["usage"])
+brand_router = APIRouter(prefix="/v1", tags=["usage"])
 
 _TAGS: Final = frozenset({"event", "batch", "cloudevent", "cloudevent_batch"})
 _PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
@@ -218,3 +221,39 @@ def get_usage_event(
             404, "not-found", "Not found", f"no usage event {event_id!r} for this brand"
         )
     return _json(_status_out(usage), 200)
+
+
+@router.get(
+    "",
+    summary="The brand's usage events, newest first",
+    response_model=UsageEventPageOut,
+    responses={401: _PROBLEM, 422: _PROBLEM, 429: _PROBLEM},
+)
+def list_usage_events(
+    brand: CurrentBrand,
+    session: SessionDep,
+    cursor: Annotated[
+        int | None,
+        Query(ge=1, le=2**63 - 1, description="Continue below this usage id; take it from `next`."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Events per page.")] = 50,
+) -> Response:
+    """Each event as ``GET /v1/usage-events/{event_id}`` answers it, newest first; follow ``next``
+    until it is null."""
+    usages, more = recent_usages(session, brand_id=brand.id, before=cursor, limit=limit)
+    following = (
+        f"{router.prefix}?limit={limit}&cursor={usages[-1].usage_id}" if more and usages else None
+    )
+    items = [_status_out(u).model_dump(mode="json", exclude_none=True) for u in usages]
+    return JSONResponse({"items": items, "next": following})
+
+
+@brand_router.get(
+    "/brand",
+    summary="The brand of the API key",
+    response_model=BrandOut,
+    responses={401: _PROBLEM, 429: _PROBLEM},
+)
+def get_brand(brand: CurrentBrand) -> BrandOut:
+    """Its name and on-chain address (its escrow and debt: ``GET /v1/brands/{address}/account``)."""
+    return BrandOut(name=brand.name, address=brand.address)

@@ -1,0 +1,92 @@
+"""The audit over HTTP, for the dashboard's auditor view: the ledger rebuilt from its events alone
+(``bridge.audit``, no bridge database), its verdict, totals and CSV exports. Public and
+rate-limited per client like the read API; one audit runs at a time and each block is audited once.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from bridge.api.deps import ContextDep
+from bridge.api.problems import PROBLEM_JSON, ProblemError
+from bridge.api.routes.ledger import limit_client
+from bridge.audit_cache import AuditCache, AuditUnavailableError, csv_table, report
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(limit_client)])
+
+_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
+ToBlock = Annotated[
+    int | None,
+    Query(ge=0, le=2**63 - 1, description="Audit through this block (default: the latest)."),
+]
+Table = Literal[
+    "usages",
+    "batches",
+    "balances",
+    "twins",
+    "licenses",
+    "deposits",
+    "debts",
+    "payouts",
+    "discrepancies",
+]
+
+
+def _cache(request: Request, context: ContextDep) -> AuditCache:
+    cache = getattr(request.app.state, "audit_cache", None)
+    if cache is None:
+        try:
+            cache = AuditCache.of(context.settings)
+        except AuditUnavailableError as exc:
+            raise _unavailable(exc) from exc
+        request.app.state.audit_cache = cache
+    assert isinstance(cache, AuditCache)  # noqa: S101 - set just above
+    return cache
+
+
+CacheDep = Annotated[AuditCache, Depends(_cache)]
+
+
+def _unavailable(exc: Exception) -> ProblemError:
+    return ProblemError(503, "audit-unavailable", "Audit unavailable", str(exc))
+
+
+@router.get(
+    "",
+    summary="The ledger rebuilt from its events, checked against the chain",
+    responses={429: _PROBLEM, 503: _PROBLEM},
+)
+def get_audit(cache: CacheDep, to_block: ToBlock = None) -> JSONResponse:
+    """``twin-bridge audit`` of the bridge's ledger through ``to_block``: the verdict (``clean``),
+    its ``summary`` (the same figures as ``twin-bridge audit --json``), every discrepancy in words,
+    the balance checks that failed, and usages and amounts per twin, brand and month of
+    settlement, each with the latest transaction counted. Resumes from a checkpoint in the data
+    directory; a block already audited is answered from memory."""
+    try:
+        result, ran_at = cache.audit(to_block)
+    except AuditUnavailableError as exc:
+        raise _unavailable(exc) from exc
+    return JSONResponse(report(result, audited_at=ran_at))
+
+
+@router.get(
+    "/csv",
+    summary="One table of the audit as CSV",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, 422: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
+)
+def get_audit_csv(cache: CacheDep, table: Table = "usages", to_block: ToBlock = None) -> Response:
+    """The table as ``twin-bridge audit --csv`` writes it (``usages.csv``, ...)."""
+    try:
+        result, _ = cache.audit(to_block)
+    except AuditUnavailableError as exc:
+        raise _unavailable(exc) from exc
+    filename = f"audit-{result.to_block}-{table}.csv"
+    return Response(
+        csv_table(result, table),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

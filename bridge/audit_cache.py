@@ -1,0 +1,235 @@
+"""The audit as a service of the API: ``bridge.audit.run_audit`` against the bridge's own RPC and
+ledger, resumed from a checkpoint file in the data directory (so each run scans only the blocks
+since the last one) and cached per audited block."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from bridge.audit import (
+    DEFAULT_MAX_BLOCK_RANGE,
+    AuditError,
+    AuditResult,
+    JsonRpc,
+    run_audit,
+    write_csv,
+)
+from bridge.codec import Outcome
+from bridge.deployment import LEDGER, load_manifest
+from bridge.errors import BridgeError
+from bridge.settings import Settings
+
+CSV_TABLES: Final = (
+    "usages",
+    "batches",
+    "balances",
+    "twins",
+    "licenses",
+    "deposits",
+    "debts",
+    "payouts",
+    "discrepancies",
+)
+_PAID: Final = int(Outcome.PAID)
+
+
+class AuditUnavailableError(BridgeError):
+    """The audit cannot run: no chain configured, the RPC does not answer, a bad checkpoint."""
+
+
+@dataclass
+class _Total:
+    usages: int = 0
+    paid: int = 0
+    rejected: int = 0
+    amount: int = 0
+    last_tx: str | None = None
+    last_block: int | None = None
+
+    def add(self, outcome: int, amount: int | None, tx: str, block: int) -> None:
+        self.usages += 1
+        if outcome == _PAID:
+            self.paid += 1
+            self.amount += amount or 0
+        else:
+            self.rejected += 1
+        if self.last_block is None or block >= self.last_block:
+            self.last_tx, self.last_block = tx, block
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "usages": self.usages,
+            "usages_paid": self.paid,
+            "usages_rejected": self.rejected,
+            "amount_paid": str(self.amount),
+            "last_tx_hash": self.last_tx,
+            "last_block": self.last_block,
+        }
+
+
+def totals(result: AuditResult) -> dict[str, list[dict[str, Any]]]:
+    """Usages and amounts paid per twin, per brand and per UTC month of the settlement block,
+    each with the latest transaction counted in it."""
+    state = result.state
+    twins: dict[int, _Total] = {}
+    brands: dict[str, _Total] = {}
+    months: dict[str, _Total] = {}
+    for usage in state.usages:
+        batch = state.batches[usage[9]]
+        month = datetime.fromtimestamp(batch.block_time, UTC).strftime("%Y-%m")
+        counted = (usage[6], usage[7], batch.tx_hash, batch.block_number)
+        twins.setdefault(usage[2], _Total()).add(*counted)
+        brands.setdefault(usage[1], _Total()).add(*counted)
+        months.setdefault(month, _Total()).add(*counted)
+    brand_rows = []
+    for brand, total in sorted(brands.items()):
+        book = state.brands.get(brand)
+        row = {"brand": brand, **total.to_json()}
+        if book is not None:
+            row |= {"escrow": str(book.escrow), "debt": str(book.debt)}
+        brand_rows.append(row)
+    return {
+        "twins": [{"twin_id": t, **total.to_json()} for t, total in sorted(twins.items())],
+        "brands": brand_rows,
+        "months": [{"month": m, **total.to_json()} for m, total in sorted(months.items())],
+    }
+
+
+def report(result: AuditResult, *, audited_at: datetime) -> dict[str, Any]:
+    """What ``GET /v1/audit`` answers: the verdict, the summary of ``twin-bridge audit``, every
+    discrepancy, the failed balance checks and the totals."""
+    return {
+        "ledger": result.state.ledger,
+        "chain_id": result.state.chain_id,
+        "from_block": result.state.start_block,
+        "to_block": result.to_block,
+        "to_block_hash": result.state.last_block_hash or None,
+        "clean": result.clean,
+        "audited_at": audited_at.isoformat(),
+        "resumed_from": result.resumed_from,
+        "summary": result.summary(),
+        "discrepancies": [{"kind": d.kind, "message": d.message} for d in result.discrepancies],
+        "failed_checks": [
+            {
+                "kind": c.kind,
+                "subject": c.subject,
+                "rebuilt": str(c.rebuilt),
+                "on_chain": str(c.on_chain),
+            }
+            for c in result.checks
+            if not c.ok
+        ],
+        "totals": totals(result),
+        "csv_tables": list(CSV_TABLES),
+    }
+
+
+def csv_table(result: AuditResult, table: str) -> str:
+    """One table of ``write_csv`` as text."""
+    with tempfile.TemporaryDirectory(prefix="twin-bridge-audit-") as tmp:
+        write_csv(result, Path(tmp))
+        return (Path(tmp) / f"{table}.csv").read_text(encoding="utf-8")
+
+
+@dataclass
+class AuditCache:
+    """Runs the audit at most once per block; the rebuilt state is checkpointed in
+    ``checkpoint`` so a later run scans only the new blocks."""
+
+    rpc_urls: Sequence[str]
+    ledger: str
+    start_block: int
+    checkpoint: Path
+    max_block_range: int = DEFAULT_MAX_BLOCK_RANGE
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _latest: tuple[AuditResult, datetime] | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, settings: Settings) -> AuditCache:
+        """The audit of the bridge's ledger, from its deployment block (the manifest's, else
+        ``indexer_start_block`` or 0), checkpointed in ``<data_dir>/audit/checkpoint.json``.
+
+        Raises:
+            AuditUnavailableError: no chain or ledger is configured.
+        """
+        if not settings.rpc_urls or settings.ledger_address is None:
+            raise AuditUnavailableError("this bridge has no chain configured to audit")
+        start = settings.indexer_start_block or 0
+        if settings.deployment is not None:
+            start = load_manifest(settings.deployment).contracts[LEDGER].block_number
+        return cls(
+            rpc_urls=settings.rpc_urls,
+            ledger=settings.ledger_address,
+            start_block=start,
+            checkpoint=settings.data_dir / "audit" / "checkpoint.json",
+        )
+
+    def _latest_block(self, rpc: JsonRpc) -> int:
+        return int(rpc.request("eth_blockNumber", []), 16)
+
+    def _connect(self) -> JsonRpc:
+        errors = []
+        for url in self.rpc_urls:
+            rpc = JsonRpc(url, timeout=30.0)
+            try:
+                rpc.request("eth_chainId", [])
+            except BridgeError as exc:
+                errors.append(str(exc))
+                rpc.close()
+                continue
+            return rpc
+        raise AuditUnavailableError(f"no RPC answers: {'; '.join(errors)}")
+
+    def audit(self, to_block: int | None = None) -> tuple[AuditResult, datetime]:
+        """The audit through ``to_block`` (default: the latest block) and when it ran.
+
+        Raises:
+            AuditUnavailableError: the chain cannot be read or the block is not mined yet.
+        """
+        with self._lock:
+            rpc = self._connect()
+            try:
+                target = self._latest_block(rpc) if to_block is None else to_block
+                if self._latest is not None and self._latest[0].to_block == target:
+                    return self._latest
+                if to_block is None:
+                    result = self._run(rpc, target, self.checkpoint, start_over=True)
+                    self._latest = (result, self.clock())
+                    return self._latest
+                # an earlier block than the checkpoint's: scanned from the start, not cached
+                return self._run(rpc, target, self.checkpoint, start_over=False), self.clock()
+            except BridgeError as exc:
+                raise AuditUnavailableError(f"the audit could not run: {exc}") from exc
+            finally:
+                rpc.close()
+
+    def _run(self, rpc: JsonRpc, target: int, checkpoint: Path, *, start_over: bool) -> AuditResult:
+        """Resumes from ``checkpoint``; when it cannot (past ``target``, or its last block left
+        the chain), deletes it and scans anew (``start_over``) or scans without it."""
+
+        def once(resume_from: Path | None) -> AuditResult:
+            return run_audit(
+                rpc,
+                ledger=self.ledger,
+                start_block=self.start_block,
+                to_block=target,
+                checkpoint=resume_from,
+                max_block_range=self.max_block_range,
+            )
+
+        try:
+            return once(checkpoint)
+        except AuditError:
+            if not checkpoint.exists():
+                raise
+            if not start_over:
+                return once(None)
+            checkpoint.unlink()
+            return once(checkpoint)

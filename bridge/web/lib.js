@@ -1,0 +1,212 @@
+// Shared helpers of the dashboard: HTTP with problem details, amounts, DOM, tables, proofs, chart.
+
+export const DECIMALS = 6;
+export const USAGE_TYPES = ["campaign_image", "video", "social_post", "print", "ecommerce", "outdoor"];
+
+/** An error the bridge answered, with its RFC 9457 problem's detail. */
+export class ApiError extends Error {
+  constructor(status, problem) {
+    super(problem?.detail || problem?.title || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+/** fetch() of a bridge path; JSON in and out, problems turned into ApiError. */
+export async function api(path, { method = "GET", body, key } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (key) headers.Authorization = `Bearer ${key}`;
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch (err) {
+    throw new ApiError(0, { detail: `the bridge did not answer (${err.message})` });
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = { detail: text };
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+/** Token base units (decimal string) as "1,234.50 USD". */
+export function usd(units) {
+  if (units === null || units === undefined || units === "") return "—";
+  const value = BigInt(units);
+  const negative = value < 0n;
+  const abs = negative ? -value : value;
+  const scale = 10n ** BigInt(DECIMALS);
+  const whole = (abs / scale).toLocaleString("en-US");
+  let frac = (abs % scale).toString().padStart(DECIMALS, "0").replace(/0+$/, "");
+  if (frac.length < 2) frac = frac.padEnd(2, "0");
+  return `${negative ? "−" : ""}${whole}.${frac} USD`;
+}
+
+/** Whole-USD input ("12.5") as base units (BigInt); null when empty; throws on bad input. */
+export function toUnits(text) {
+  const value = String(text ?? "").trim();
+  if (value === "") return null;
+  if (!/^\d+(\.\d{1,6})?$/.test(value)) throw new Error(`"${value}" is not an amount in USD`);
+  const [whole, frac = ""] = value.split(".");
+  return BigInt(whole) * 10n ** BigInt(DECIMALS) + BigInt(frac.padEnd(DECIMALS, "0"));
+}
+
+export function shortHex(hex) {
+  return hex && hex.length > 14 ? `${hex.slice(0, 8)}…${hex.slice(-6)}` : hex || "";
+}
+
+export function unixDate(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds >= 2 ** 40 - 1) return "never";
+  return new Date(seconds * 1000).toISOString().slice(0, 10);
+}
+
+export function isoDateTime(text) {
+  return text ? text.replace("T", " ").replace(/(\.\d+)?(Z|\+00:00)$/, " UTC") : "—";
+}
+
+/** Element builder: h("td", {class: "num"}, "text", child...). */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(name, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+export function loading(text) {
+  return h("p", { class: "loading" }, text);
+}
+
+export function errorText(err) {
+  return h("p", { class: "error", role: "alert" }, err instanceof Error ? err.message : String(err));
+}
+
+export function state(name) {
+  return h("span", { class: `state state-${name}` }, String(name).replaceAll("_", " "));
+}
+
+/** A table: columns [{label, num?}], rows of cells (nodes or text). Stacks on phones. */
+export function table(caption, columns, rows, empty = "Nothing yet.") {
+  if (!rows.length) return h("p", { class: "small" }, empty);
+  return h(
+    "div",
+    { class: "table-wrap" },
+    h(
+      "table",
+      { class: "stack" },
+      caption ? h("caption", {}, caption) : null,
+      h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
+      h(
+        "tbody",
+        {},
+        rows.map((row) =>
+          h("tr", {}, row.map((cell, i) => h("td", { class: columns[i].num ? "num" : null, "data-label": columns[i].label }, cell))),
+        ),
+      ),
+    ),
+  );
+}
+
+let explorer = null;
+
+/** Where the "view on explorer" link of a proof points (by chain id). */
+export function setChain(chainId) {
+  explorer = { 1: "https://etherscan.io", 11155111: "https://sepolia.etherscan.io" }[Number(chainId)] || null;
+}
+
+/** A figure's proof: a button showing the transaction hash that opens its details. */
+export function proof(source, label) {
+  if (!source || !source.tx_hash) return h("span", { class: "small" }, "—");
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "link tx",
+      "data-tx": source.tx_hash,
+      "aria-label": `${label ? `${label}: ` : ""}transaction ${source.tx_hash}`,
+      onclick: () => showProof(source),
+    },
+    shortHex(source.tx_hash),
+  );
+}
+
+export function showProof(source) {
+  const dialog = document.getElementById("tx-dialog");
+  const details = document.getElementById("tx-details");
+  const rows = [
+    ["Transaction", h("code", {}, source.tx_hash)],
+    ["Block", source.block_number ?? "—"],
+    ["Log index", source.log_index ?? "—"],
+    ["Block time", isoDateTime(source.block_time)],
+  ];
+  details.replaceChildren(...rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  const link = document.getElementById("tx-explorer");
+  link.replaceChildren(
+    explorer
+      ? h("a", { href: `${explorer}/tx/${source.tx_hash}`, rel: "noopener", target: "_blank" }, "View on the block explorer")
+      : h("span", { class: "small" }, "Local chain: look the transaction up with your node (eth_getTransactionReceipt)."),
+  );
+  dialog.showModal();
+  document.getElementById("tx-close").focus();
+}
+
+/** A bar chart (SVG) of [{label, value (BigInt base units)}], values in USD. */
+export function barChart(title, points) {
+  if (!points.length) return h("p", { class: "small" }, "No earnings yet.");
+  const width = Math.max(320, points.length * 70);
+  const height = 200;
+  const top = 20;
+  const bottom = 30;
+  const max = points.reduce((m, p) => (p.value > m ? p.value : m), 0n) || 1n;
+  const band = width / points.length;
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", `${title}: ${points.map((p) => `${p.label} ${usd(p.value)}`).join(", ")}`);
+  const usable = height - top - bottom;
+  points.forEach((p, i) => {
+    const barHeight = Number((p.value * 1000n) / max) / 1000 * usable;
+    const x = i * band + band * 0.2;
+    const rect = document.createElementNS(ns, "rect");
+    Object.entries({ class: "bar", x, y: top + usable - barHeight, width: band * 0.6, height: Math.max(barHeight, 1) })
+      .forEach(([k, v]) => rect.setAttribute(k, v));
+    const tip = document.createElementNS(ns, "title");
+    tip.textContent = `${p.label}: ${usd(p.value)}`;
+    rect.append(tip);
+    const value = document.createElementNS(ns, "text");
+    value.setAttribute("x", x + band * 0.3);
+    value.setAttribute("y", top + usable - barHeight - 4);
+    value.setAttribute("text-anchor", "middle");
+    value.textContent = usd(p.value).replace(" USD", "");
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", x + band * 0.3);
+    label.setAttribute("y", height - 10);
+    label.setAttribute("text-anchor", "middle");
+    label.textContent = p.label;
+    svg.append(rect, value, label);
+  });
+  return svg;
+}
+
+/** The status line at the top of the page (announced by screen readers). */
+export function notify(text) {
+  document.getElementById("notice").textContent = text;
+}
