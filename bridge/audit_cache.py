@@ -101,6 +101,50 @@ def totals(result: AuditResult) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def summary_sources(result: AuditResult) -> dict[str, dict[str, Any]]:
+    """Per figure of the summary, the latest transaction it counts (none for counts of twins,
+    licenses and checks)."""
+    state = result.state
+    latest: dict[str, tuple[int, str] | None] = {
+        "batch": (state.batches[-1].block_number, state.batches[-1].tx_hash)
+        if state.batches
+        else None,
+        "deposit": (state.deposits[-1][0], state.deposits[-1][1]) if state.deposits else None,
+        "withdrawal": (state.withdrawals[-1][0], state.withdrawals[-1][1])
+        if state.withdrawals
+        else None,
+        "debt": (state.debts[-1][0], state.debts[-1][1]) if state.debts else None,
+        "distribution": (state.distributions[-1][0], state.distributions[-1][1])
+        if state.distributions
+        else None,
+        "payout": (state.payouts[-1][0], state.payouts[-1][1]) if state.payouts else None,
+    }
+    figures = {
+        "usages": "batch",
+        "usages_paid": "batch",
+        "usages_rejected": "batch",
+        "amount_paid": "batch",
+        "batches": "batch",
+        "batches_verified": "batch",
+        "deposits": "deposit",
+        "deposited": "deposit",
+        "escrow_withdrawals": "withdrawal",
+        "escrow_withdrawn": "withdrawal",
+        "debt_recorded": "debt",
+        "debt_repaid": "debt",
+        "debt_outstanding": "debt",
+        "royalties_distributed": "distribution",
+        "payouts": "payout",
+        "paid_out": "payout",
+    }
+    sources = {}
+    for figure, kind in figures.items():
+        found = latest[kind]
+        if found is not None:
+            sources[figure] = {"block_number": found[0], "tx_hash": found[1]}
+    return sources
+
+
 def report(result: AuditResult, *, audited_at: datetime) -> dict[str, Any]:
     """What ``GET /v1/audit`` answers: the verdict, the summary of ``twin-bridge audit``, every
     discrepancy, the failed balance checks and the totals."""
@@ -114,6 +158,7 @@ def report(result: AuditResult, *, audited_at: datetime) -> dict[str, Any]:
         "audited_at": audited_at.isoformat(),
         "resumed_from": result.resumed_from,
         "summary": result.summary(),
+        "summary_sources": summary_sources(result),
         "discrepancies": [{"kind": d.kind, "message": d.message} for d in result.discrepancies],
         "failed_checks": [
             {

@@ -14,6 +14,7 @@ function route() {
     if (view === name) tab.setAttribute("aria-current", "page");
     else tab.removeAttribute("aria-current");
   }
+  document.getElementById("notice").textContent = "";
   document.title = `Twin Bridge: ${{ model: "model", brand: "brand", audit: "auditor" }[name]} view`;
   if (!started.has(name)) {
     started.add(name);

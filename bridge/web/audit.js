@@ -43,7 +43,7 @@ async function run() {
   try {
     const audit = await api("/v1/audit");
     setChain(audit.chain_id);
-    box.replaceChildren(...render(audit));
+    box.replaceChildren(...render(audit).filter(Boolean));
   } catch (err) {
     box.replaceChildren(errorText(`The audit could not run: ${err.message}`));
   } finally {
@@ -59,6 +59,7 @@ function render(a) {
   const summaryRows = SUMMARY.map(([key, label, money]) => [
     label,
     h("span", { "data-key": key, "data-value": String(s[key]) }, money ? usd(String(s[key])) : Number(s[key]).toLocaleString("en-US")),
+    a.summary_sources[key] ? proof(a.summary_sources[key], `latest transaction counted in ${label}`) : "—",
   ]);
   const csv = h("select", { id: "csv-table", "aria-label": "CSV table" }, a.csv_tables.map((t) => h("option", { value: t }, `${t}.csv`)));
   const download = h("a", { id: "csv-link", href: `/v1/audit/csv?table=usages&to_block=${a.to_block}`, download: "" }, "Download CSV");
@@ -74,7 +75,7 @@ function render(a) {
       h("strong", { id: "audit-block" }, String(a.to_block)), a.to_block_hash ? [" (", h("code", { title: a.to_block_hash }, shortHex(a.to_block_hash)), ")"] : null,
       a.resumed_from !== null ? `, resumed from block ${a.resumed_from}` : ""),
     h("div", { class: "card" }, h("label", { for: "csv-table" }, "Export a table"), csv, " ", download),
-    table("Summary (the same figures as twin-bridge audit)", [{ label: "What" }, { label: "Count / amount", num: true }], summaryRows),
+    table("Summary (the same figures as twin-bridge audit)", [{ label: "What" }, { label: "Count / amount", num: true }, { label: "Latest proof" }], summaryRows, "", { stack: false }),
     table("Per twin", [{ label: "Twin" }, { label: "Usages", num: true }, { label: "Paid", num: true }, { label: "Rejected", num: true },
       { label: "Amount paid", num: true }, { label: "Latest proof" }],
     a.totals.twins.map((r) => [`#${r.twin_id}`, String(r.usages), String(r.usages_paid), String(r.usages_rejected), usd(r.amount_paid), last(r)]),

@@ -103,14 +103,14 @@ export function state(name) {
 }
 
 /** A table: columns [{label, num?}], rows of cells (nodes or text). Stacks on phones. */
-export function table(caption, columns, rows, empty = "Nothing yet.") {
+export function table(caption, columns, rows, empty = "Nothing yet.", { stack = true } = {}) {
   if (!rows.length) return h("p", { class: "small" }, empty);
   return h(
     "div",
     { class: "table-wrap" },
     h(
       "table",
-      { class: "stack" },
+      { class: stack ? "stack" : null },
       caption ? h("caption", {}, caption) : null,
       h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label)))),
       h(

@@ -365,7 +365,7 @@ function track(action) {
   const render = (a) => {
     const reached = ["accepted", "submitted", "confirmed"].indexOf(a.status);
     item.dataset.status = a.status;
-    item.replaceChildren(
+    item.replaceChildren(...[
       h("strong", {}, `${describe} `),
       h("ol", { class: "steps", "aria-label": "progress" },
         ["accepted", "submitted", "confirmed"].map((step, i) =>
@@ -373,7 +373,7 @@ function track(action) {
         a.status === "failed" ? h("li", { class: "failed" }, "failed") : null),
       a.status === "failed" ? h("span", { class: "error" }, ` ${a.error || "the ledger refused it"}`) : null,
       a.tx_hash ? [" ", proof({ tx_hash: a.tx_hash, block_number: a.block_number }, describe)] : null,
-    );
+    ].flat().filter(Boolean));
   };
   render(action);
   const poll = async () => {

@@ -135,3 +135,18 @@ def test_dashboard_is_served_at_the_root_with_its_assets(api: Api) -> None:
     assert script.headers["content-type"].startswith("text/javascript")
     assert api.client.get("/web/style.css").status_code == 200
     assert api.client.get("/web/missing.js").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/v1/audit", "/v1/audit/csv?table=usages"])
+def test_audit_without_a_chain_is_503_saying_so(api: Api, path: str) -> None:
+    response = api.client.get(path)
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    body = response.json()
+    assert body["type"] == "urn:twin-bridge:problem:audit-unavailable"
+    assert body["detail"] == "this bridge has no chain configured to audit"
+
+
+def test_audit_csv_of_an_unknown_table_is_422(api: Api) -> None:
+    response = api.client.get("/v1/audit/csv", params={"table": "secrets"})
+    assert response.status_code == 422

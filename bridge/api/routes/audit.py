@@ -47,9 +47,6 @@ def _cache(request: Request, context: ContextDep) -> AuditCache:
     return cache
 
 
-CacheDep = Annotated[AuditCache, Depends(_cache)]
-
-
 def _unavailable(exc: Exception) -> ProblemError:
     return ProblemError(503, "audit-unavailable", "Audit unavailable", str(exc))
 
@@ -59,14 +56,14 @@ def _unavailable(exc: Exception) -> ProblemError:
     summary="The ledger rebuilt from its events, checked against the chain",
     responses={429: _PROBLEM, 503: _PROBLEM},
 )
-def get_audit(cache: CacheDep, to_block: ToBlock = None) -> JSONResponse:
+def get_audit(request: Request, context: ContextDep, to_block: ToBlock = None) -> JSONResponse:
     """``twin-bridge audit`` of the bridge's ledger through ``to_block``: the verdict (``clean``),
     its ``summary`` (the same figures as ``twin-bridge audit --json``), every discrepancy in words,
     the balance checks that failed, and usages and amounts per twin, brand and month of
     settlement, each with the latest transaction counted. Resumes from a checkpoint in the data
     directory; a block already audited is answered from memory."""
     try:
-        result, ran_at = cache.audit(to_block)
+        result, ran_at = _cache(request, context).audit(to_block)
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     return JSONResponse(report(result, audited_at=ran_at))
@@ -78,10 +75,12 @@ def get_audit(cache: CacheDep, to_block: ToBlock = None) -> JSONResponse:
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}, 422: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
 )
-def get_audit_csv(cache: CacheDep, table: Table = "usages", to_block: ToBlock = None) -> Response:
+def get_audit_csv(
+    request: Request, context: ContextDep, table: Table = "usages", to_block: ToBlock = None
+) -> Response:
     """The table as ``twin-bridge audit --csv`` writes it (``usages.csv``, ...)."""
     try:
-        result, _ = cache.audit(to_block)
+        result, _ = _cache(request, context).audit(to_block)
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     filename = f"audit-{result.to_block}-{table}.csv"

@@ -1,0 +1,451 @@
+"""The dashboard end to end, in headless Chromium (Debian's ``chromium``, driven by Playwright)
+against the dev stack of ``make run``: a model connects a wallet (an injected EIP-1193 provider
+whose keys stay in Python), grants a license through the form, a brand's usage settles, the model
+sees the earning and withdraws it (the token balance moves on chain), the brand sees its escrow and
+the usage's proof, and the auditor view shows what ``twin-bridge audit`` says of the same blocks.
+Screenshots of every view, desktop and phone, go to build/screenshots/."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from eth_account import Account
+from web3 import Web3
+
+from bridge.chain.deploy import contract_at
+from bridge.demo import ESCROW_PER_BRAND
+from bridge.toolchain import REPO_ROOT
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO_ROOT / "build" / "screenshots"
+START_TIMEOUT_S = 180.0
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 390, "height": 844}
+PRICE_USD = "123.45"
+PRICE = 123_450_000
+QUANTITY = 2
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+WALLET_SCRIPT = """
+window.ethereum = {
+  isTwinBridgeTestWallet: true,
+  async request({ method, params }) {
+    const answer = await window.__testWallet(method, params || []);
+    if (answer && answer.error) {
+      const error = new Error(answer.error.message);
+      error.code = answer.error.code;
+      throw error;
+    }
+    return answer.result;
+  },
+  on() {},
+  removeListener() {},
+};
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Wallet:
+    """The Python side of the injected provider: one dev key; says no while ``refuse`` is set."""
+
+    key: str
+    refuse: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return str(Account.from_key(self.key).address)
+
+    def __call__(self, method: str, params: list[Any]) -> dict[str, Any]:
+        self.calls.append(method)
+        if self.refuse:
+            return {"error": {"code": 4001, "message": "User rejected the request."}}
+        if method in ("eth_requestAccounts", "eth_accounts"):
+            return {"result": [self.address]}
+        if method == "eth_signTypedData_v4":
+            signer, data = params
+            assert signer == self.address
+            signed = Account.sign_typed_data(self.key, full_message=json.loads(data))
+            return {"result": "0x" + bytes(signed.signature).hex()}
+        return {"error": {"code": 4200, "message": f"{method} is not supported"}}
+
+
+@dataclass
+class DevStack:
+    info: dict[str, Any]
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return str(self.info["api_url"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    """``make run`` in a temporary data directory with 0.5 s blocks, until the module ends."""
+    root = tmp_path_factory.mktemp("dashboard")
+    data_dir = root / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+    env["TWIN_BRIDGE_DATA_DIR"] = str(data_dir)
+    args = f"--rpc-port {_free_port()} --api-port {_free_port()} --block-time 0.5"
+    out = root / "make-run.out"
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            ["make", "-s", "--no-print-directory", "run", f"DEV_ARGS={args}"],  # noqa: S607
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        info: dict[str, Any] = {}
+        while not info.get("ready"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"make run did not get ready:\n{out.read_text(errors='replace')}")
+            time.sleep(0.5)
+            try:
+                info = json.loads((data_dir / "dev.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                info = {}
+        yield DevStack(info, data_dir)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _page(browser: Any, wallet: Wallet, viewport: dict[str, int], *, phone: bool = False) -> Any:
+    context = browser.new_context(
+        viewport=viewport, is_mobile=phone, has_touch=phone, device_scale_factor=2 if phone else 1
+    )
+    context.expose_function("__testWallet", wallet)
+    context.add_init_script(WALLET_SCRIPT)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.errors = errors
+    page.set_default_timeout(30_000)
+    return page
+
+
+def _shot(page: Any, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _owner_share(amount: int, payees: list[dict[str, Any]]) -> int:
+    return amount - sum(amount * p["bps"] // 10_000 for p in payees)
+
+
+def _unlabelled_controls(page: Any) -> list[str]:
+    """Visible form controls without a label (a <label for>, a wrapping label or aria-label)."""
+    found: list[str] = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea')]
+          .filter((el) => el.offsetParent !== null)
+          .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !el.getAttribute('aria-labelledby'))
+          .map((el) => el.id || el.name || el.outerHTML)"""
+    )
+    return found
+
+
+def _tab_reaches(page: Any, target_id: str, presses: int = 80) -> bool:
+    page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
+    page.locator("body").focus()
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement && document.activeElement.id") == target_id:
+            return True
+    return False
+
+
+def _row(page: Any, within: str, first_cell: str) -> Any:
+    """The table row under ``within`` whose first cell is exactly ``first_cell``."""
+    cell = page.locator("td:first-child", has_text=re.compile(f"^{re.escape(first_cell)}$"))
+    row = page.locator(within).locator("tr", has=cell)
+    row.wait_for()
+    return row
+
+
+def _usd(units: int) -> str:
+    whole, frac = divmod(units, 10**6)
+    text = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{whole:,}.{text} USD"
+
+
+def _report_and_settle(stack: DevStack, brand: dict[str, Any], twin_id: int) -> dict[str, Any]:
+    event_id = f"dashboard-{int(time.time())}"
+    used_at = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    auth = {"Authorization": f"Bearer {brand['api_key']}"}
+    posted = httpx.post(
+        f"{stack.url}/v1/usage-events",
+        json={
+            "event_id": event_id,
+            "twin_id": twin_id,
+            "usage_type": "video",
+            "quantity": QUANTITY,
+            "used_at": used_at,
+        },
+        headers=auth,
+        timeout=10,
+    )
+    assert posted.status_code == 202, posted.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{stack.url}/v1/usage-events/{event_id}", headers=auth, timeout=10)
+        body: dict[str, Any] = status.json()
+        if body["status"] in ("settled", "rejected"):
+            return body
+        time.sleep(0.5)
+    pytest.fail(f"usage {event_id} did not settle")
+
+
+def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
+    stack: DevStack, browser: Any
+) -> None:
+    info = stack.info
+    # a model and a brand its twin is not licensed to yet
+    model, brand = next(
+        (m, b)
+        for m in info["models"]
+        for b in info["brands"]
+        if b["address"] not in {lic["brand"] for lic in m["licenses"]}
+    )
+    twin_id = model["twin_ids"][0]
+    wallet = Wallet(model["private_key"])
+    w3 = Web3(Web3.HTTPProvider(info["rpc_url"]))
+    token = contract_at(w3, "MockStablecoin", info["contracts"]["MockStablecoin"])
+    ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
+
+    page = _page(browser, wallet, DESKTOP)
+    page.goto(f"{stack.url}/#model")
+    assert page.title() == "Twin Bridge: model view"
+    assert _unlabelled_controls(page) == []
+    assert _tab_reaches(page, "connect")
+
+    # a refused connection says why
+    wallet.refuse = True
+    page.click("#connect")
+    page.wait_for_selector("#wallet-error:has-text('You declined the connection in your wallet.')")
+    wallet.refuse = False
+    page.click("#connect")
+    assert page.text_content("#account") == model["address"]
+    twin_card = page.locator(f"article[data-twin='{twin_id}']")
+    twin_card.wait_for()
+    assert page.locator("article.twin").count() == 1
+    page.wait_for_selector("#claimable:has-text('USD')")
+    assert page.text_content("#claimable") == "0.00 USD"
+    assert _unlabelled_controls(page) == []
+    assert page.is_disabled("#withdraw")  # nothing to withdraw yet
+    assert _tab_reaches(page, "grant-brand", presses=200)
+
+    # grant through the form; a refused signature first
+    page.select_option("#grant-twin", str(twin_id))
+    page.fill("#grant-brand", brand["address"])
+    page.fill("#price-video", PRICE_USD)
+    page.fill("#grant-days", "30")
+    page.fill("#grant-consent", f"consent of {model['name']} for {brand['name']}")
+    wallet.refuse = True
+    page.click("#form-grant button[type=submit]")
+    page.wait_for_selector(
+        "#form-grant p.error:has-text('You declined the signature in your wallet.')"
+    )
+    wallet.refuse = False
+    page.click("#form-grant button[type=submit]")
+    granted = page.locator("#actions li[data-status='confirmed']")
+    granted.wait_for(timeout=60_000)
+    assert "Grant twin" in granted.text_content()
+    assert wallet.calls.count("eth_signTypedData_v4") == 2
+    license_row = twin_card.locator("tr", has_text=brand["address"])
+    license_row.wait_for(timeout=30_000)
+    assert "video: 123.45 USD" in license_row.text_content()
+    assert "active" in license_row.text_content()
+
+    # a malformed address is caught in the page; an action the ledger would refuse (revoking a
+    # license that was never granted) is refused by the bridge, with its reason
+    page.fill("#revoke-brand", "0x123")
+    page.click("#form-revoke button[type=submit]")
+    page.wait_for_selector(
+        "#form-revoke p.error:has-text('the brand must be a 0x address of 40 hex digits')"
+    )
+    page.fill("#revoke-brand", "0x" + "ab" * 20)
+    page.click("#form-revoke button[type=submit]")
+    refused = page.locator("#form-revoke p.error:has-text('The bridge refused the action:')")
+    refused.wait_for()
+    print("refused:", refused.text_content())
+
+    # the brand's usage settles; the model sees the earning
+    settled = _report_and_settle(stack, brand, twin_id)
+    assert settled["status"] == "settled", settled
+    amount = PRICE * QUANTITY
+    assert settled["amount"] == str(amount)
+    share = _owner_share(amount, model["payees"])
+    deadline = time.monotonic() + 30
+    while page.get_attribute("#claimable", "data-units") != str(share):
+        assert time.monotonic() < deadline, page.text_content("#claimable")
+        page.click("#connect")
+        page.wait_for_timeout(1500)
+    assert page.text_content("#claimable") == _usd(share)
+    usage_row = page.locator("#usages tr", has_text="paid")
+    assert usage_row.count() == 1
+    assert _usd(amount) in usage_row.text_content()
+    assert usage_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    assert page.locator("#earnings-chart svg rect.bar").count() == 1
+    usage_row.locator("button.tx").click()
+    assert page.text_content("#tx-details code") == settled["tx_hash"]
+    _shot(page, "model-proof-desktop")
+    page.click("#tx-close")
+    _shot(page, "model-desktop")
+
+    # withdraw: the payout moves the owner's share to the wallet, on chain
+    before = token.functions.balanceOf(model["address"]).call()
+    assert _tab_reaches(page, "withdraw", presses=200)
+    page.keyboard.press("Enter")
+    paid_out = page.locator("#actions li[data-status='confirmed']", has_text="Withdraw")
+    paid_out.wait_for(timeout=60_000)
+    assert token.functions.balanceOf(model["address"]).call() - before == share
+    assert ledger.functions.claimable(model["address"]).call() == 0
+    page.wait_for_selector("#claimable:has-text('0.00 USD')", timeout=30_000)
+    assert page.errors == []
+
+    # the brand view: escrow, the licensed twin, the usage with its proof
+    page.goto(f"{stack.url}/#brand")
+    assert _unlabelled_controls(page) == []
+    assert _tab_reaches(page, "api-key")
+    page.fill("#api-key", "tb_live_not-a-key")
+    page.click("#brand-login button[type=submit]")
+    page.wait_for_selector("#brand-error:has-text('This API key is not valid for this bridge.')")
+    page.fill("#api-key", brand["api_key"])
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#brand-escrow")
+    escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
+    assert escrow == ESCROW_PER_BRAND - amount
+    page.wait_for_selector(f"#brand-escrow:has-text('{_usd(escrow)}')", timeout=30_000)
+    assert page.evaluate("() => sessionStorage.getItem('twin-bridge.api-key')") == brand["api_key"]
+    event_row = page.locator("#brand-events tr", has_text=settled["event_id"])
+    assert "settled" in event_row.text_content()
+    assert event_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    licensed = _row(page, "#brand-licenses", f"#{twin_id}")
+    assert "video: 123.45 USD" in licensed.text_content()
+    assert f"{QUANTITY} (no cap)" in licensed.text_content()  # uses count quantity
+    _shot(page, "brand-desktop")
+
+    # the auditor view shows what `twin-bridge audit` says of the same blocks
+    page.goto(f"{stack.url}/#audit")
+    page.wait_for_selector("#verdict", timeout=60_000)
+    assert page.text_content("#verdict").startswith("Clean:")
+    block = int(page.text_content("#audit-block"))
+    shown = dict(
+        page.eval_on_selector_all(
+            "[data-key]", "els => els.map((el) => [el.dataset.key, el.dataset.value])"
+        )
+    )
+    out = stack.data_dir.parent / "audit"
+    cli = subprocess.run(
+        [
+            str(REPO_ROOT / ".venv" / "bin" / "twin-bridge"),
+            "audit",
+            "--rpc",
+            info["rpc_url"],
+            "--deployment",
+            info["deployment"],
+            "--to-block",
+            str(block),
+            "--json",
+            str(out / "audit.json"),
+            "--csv",
+            str(out),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr + cli.stdout
+    summary = json.loads((out / "audit.json").read_text(encoding="utf-8"))["summary"]
+    assert shown == {key: str(summary[key]) for key in shown}
+    assert len(shown) == 19
+    assert summary["usages_paid"] == 1
+    assert summary["amount_paid"] == amount
+    assert summary["payouts"] == 1
+    paid_row = _row(page, "table:has(caption:text('Summary'))", "Amount paid for usages")
+    assert paid_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    twin_row = _row(page, "table:has(caption:text('Per twin'))", f"#{twin_id}")
+    assert _usd(amount) in twin_row.text_content()
+    assert twin_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    csv_href = page.get_attribute("#csv-link", "href")
+    assert csv_href == f"/v1/audit/csv?table=usages&to_block={block}"
+    downloaded = httpx.get(f"{stack.url}{csv_href}", timeout=30).text
+    assert list(csv.reader(io.StringIO(downloaded))) == list(
+        csv.reader(io.StringIO((out / "usages.csv").read_text(encoding="utf-8")))
+    )
+    _shot(page, "auditor-desktop")
+    assert page.errors == []
+    page.context.close()
+
+    # a phone: every view readable, nothing wider than the screen
+    phone = _page(browser, wallet, PHONE, phone=True)
+    phone.goto(f"{stack.url}/#model")
+    phone.click("#connect")
+    phone.locator(f"article[data-twin='{twin_id}']").wait_for()
+    phone.wait_for_selector("#claimable:has-text('USD')")
+    _shot(phone, "model-phone")
+    phone.goto(f"{stack.url}/#brand")
+    phone.fill("#api-key", brand["api_key"])
+    phone.click("#brand-login button[type=submit]")
+    phone.wait_for_selector("#brand-escrow")
+    phone.locator("#brand-events tr", has_text=settled["event_id"]).wait_for()
+    _shot(phone, "brand-phone")
+    phone.goto(f"{stack.url}/#audit")
+    phone.wait_for_selector("#verdict", timeout=60_000)
+    _shot(phone, "auditor-phone")
+    width = phone.evaluate("() => document.documentElement.scrollWidth")
+    assert width <= PHONE["width"]
+    assert phone.errors == []
+    phone.context.close()
