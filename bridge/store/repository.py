@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.errors import BrandExistsError
 from bridge.store.engine import make_engine, writer_lock
-from bridge.store.models import Brand, UsageEvent, UsageStatus, utcnow
+from bridge.store.models import Brand, UsageEvent, UsageStatus, UtcDateTime, utcnow
 
 _IN_CHUNK: Final = 500  # bound parameters per IN (...) list
 _USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
@@ -34,6 +34,21 @@ _INSERT_USAGES: Final[dict[str, Any]] = {
     .returning(_USAGE_TABLE.c.event_id, _USAGE_TABLE.c.id),
 }
 """Statements built once: each row inserted unless its (brand, event id) is stored already."""
+_PG_INSERT_FROM_ARRAYS: Final = text(
+    "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
+    "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
+    "SELECT :brand_id, e, h, t, k, q, u, c, a, :status, :now, :now FROM unnest("
+    "CAST(:event_ids AS varchar[]), CAST(:body_hashes AS varchar[]), CAST(:twin_ids AS bigint[]), "
+    "CAST(:usage_types AS smallint[]), CAST(:quantities AS bigint[]), "
+    "CAST(:used_ats AS timestamptz[]), CAST(:campaign_refs AS varchar[]), "
+    "CAST(:asset_refs AS varchar[])) AS x(e, h, t, k, q, u, c, a) "
+    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING event_id, id"
+).bindparams(
+    bindparam("now", type_=UtcDateTime()),
+    bindparam("used_ats", type_=postgresql.ARRAY(UtcDateTime())),  # refuses naive times too
+)
+"""PostgreSQL takes the rows as one array per column: a dozen parameters instead of a dozen per
+row, which psycopg would parse out of the statement text in Python on every batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,9 +276,25 @@ def insert_usages(
     stmt = _INSERT_USAGES.get(dialect)
     if stmt is None:  # pragma: no cover - the engine factory makes only these two
         raise NotImplementedError(f"no idempotent insert for {dialect}")
+    params: Any = rows
+    if dialect == "postgresql":
+        stmt = _PG_INSERT_FROM_ARRAYS
+        params = {
+            "brand_id": brand_id,
+            "status": UsageStatus.ACCEPTED.value,
+            "now": now,
+            "event_ids": [u.event_id for u in usages],
+            "body_hashes": [u.body_hash for u in usages],
+            "twin_ids": [u.twin_id for u in usages],
+            "usage_types": [u.usage_type for u in usages],
+            "quantities": [u.quantity for u in usages],
+            "used_ats": [u.used_at for u in usages],
+            "campaign_refs": [u.campaign_ref for u in usages],
+            "asset_refs": [u.asset_ref for u in usages],
+        }
     with _one_writer(session):
         try:
-            returned = session.execute(stmt, rows)
+            returned = session.execute(stmt, params)
             inserted: dict[str, int] = {row[0]: row[1] for row in returned}
             stored = find_usages(
                 session,
