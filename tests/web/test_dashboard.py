@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from eth_account import Account
+from playwright.sync_api import sync_playwright
 from web3 import Web3
 
 from bridge.chain.deploy import contract_at
@@ -42,7 +43,6 @@ PRICE_USD = "123.45"
 PRICE = 123_450_000
 QUANTITY = 2
 
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 WALLET_SCRIPT = """
 window.ethereum = {
@@ -149,7 +149,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
         )
