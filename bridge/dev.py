@@ -502,6 +502,7 @@ class DevStack:
             "started_at": datetime.now(UTC).isoformat(),
             "api_url": self.options.api_url,
             "docs_url": f"{self.options.api_url}/docs",
+            "dashboard_url": f"{self.options.api_url}/",
             "rpc_url": self.options.rpc_url,
             "chain_id": DEV_CHAIN_ID,
             "data_dir": str(self.options.data_dir),
@@ -593,6 +594,7 @@ class DevStack:
         self._say("")
         self._say(f"Twin Bridge dev stack is up. Details: {self.options.dev_json}", style="bold")
         self._say(f"  API       {info['api_url']}  (OpenAPI at {info['docs_url']})")
+        self._say(f"  dashboard {info['dashboard_url']}  (models, brands, auditors)")
         self._say(f"  chain     {info['rpc_url']}  (chain id {info['chain_id']})")
         self._say(f"  ledger    {info['contracts'][LEDGER]}")
         self._say(f"  logs      {self.options.log_dir}")

@@ -194,6 +194,45 @@ def _unlabelled_controls(page: Any) -> list[str]:
     return found
 
 
+LOW_CONTRAST_SCRIPT = """() => {
+  const rgb = (text) => (text.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const c = [r, g, b].map((v) => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.offsetParent === null || el.closest('svg')) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own) continue;
+    const style = getComputedStyle(el);
+    const [a, b] = [lum(rgb(style.color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const text = el.textContent.trim().slice(0, 30);
+    if (ratio < (large ? 3 : 4.5)) low.push(`${el.tagName} ${text} ${ratio.toFixed(2)}`);
+  }
+  return low;
+}"""
+
+
+def _low_contrast(page: Any) -> list[str]:
+    """Visible text under 4.5:1 against its background (3:1 for large text), WCAG's AA."""
+    found: list[str] = page.evaluate(LOW_CONTRAST_SCRIPT)
+    return found
+
+
 def _tab_reaches(page: Any, target_id: str, presses: int = 80) -> bool:
     page.evaluate("() => { document.activeElement && document.activeElement.blur(); }")
     page.locator("body").focus()
@@ -262,8 +301,9 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     token = contract_at(w3, "MockStablecoin", info["contracts"]["MockStablecoin"])
     ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
 
+    assert info["dashboard_url"] == f"{stack.url}/"
     page = _page(browser, wallet, DESKTOP)
-    page.goto(f"{stack.url}/#model")
+    page.goto(f"{info['dashboard_url']}#model")
     assert page.title() == "Twin Bridge: model view"
     assert _unlabelled_controls(page) == []
     assert _tab_reaches(page, "connect")
@@ -336,6 +376,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert _usd(amount) in usage_row.text_content()
     assert usage_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
     assert page.locator("#earnings-chart svg rect.bar").count() == 1
+    assert _low_contrast(page) == []
     usage_row.locator("button.tx").click()
     assert page.text_content("#tx-details code") == settled["tx_hash"]
     _shot(page, "model-proof-desktop")
@@ -373,6 +414,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     licensed = _row(page, "#brand-licenses", f"#{twin_id}")
     assert "video: 123.45 USD" in licensed.text_content()
     assert f"{QUANTITY} (no cap)" in licensed.text_content()  # uses count quantity
+    assert _low_contrast(page) == []
     _shot(page, "brand-desktop")
 
     # the auditor view shows what `twin-bridge audit` says of the same blocks
@@ -425,6 +467,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert list(csv.reader(io.StringIO(downloaded))) == list(
         csv.reader(io.StringIO((out / "usages.csv").read_text(encoding="utf-8")))
     )
+    assert _low_contrast(page) == []
     _shot(page, "auditor-desktop")
     assert page.errors == []
     page.context.close()
@@ -435,12 +478,14 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     phone.click("#connect")
     phone.locator(f"article[data-twin='{twin_id}']").wait_for()
     phone.wait_for_selector("#claimable:has-text('USD')")
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     _shot(phone, "model-phone")
     phone.goto(f"{stack.url}/#brand")
     phone.fill("#api-key", brand["api_key"])
     phone.click("#brand-login button[type=submit]")
     phone.wait_for_selector("#brand-escrow")
     phone.locator("#brand-events tr", has_text=settled["event_id"]).wait_for()
+    assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     _shot(phone, "brand-phone")
     phone.goto(f"{stack.url}/#audit")
     phone.wait_for_selector("#verdict", timeout=60_000)
