@@ -392,6 +392,30 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert token.functions.balanceOf(model["address"]).call() - before == share
     assert ledger.functions.claimable(model["address"]).call() == 0
     page.wait_for_selector("#claimable:has-text('0.00 USD')", timeout=30_000)
+
+    # the usage history filters by outcome
+    page.select_option("#filter-outcome", "twin_paused")
+    page.click("#usage-filter button[type=submit]")
+    page.wait_for_selector("#usages:has-text('No settled usage matches.')")
+    page.select_option("#filter-outcome", "paid")
+    page.click("#usage-filter button[type=submit]")
+    page.locator("#usages tr", has_text="paid").wait_for()
+
+    # pause the twin, then revoke the brand's license: each confirmed and shown
+    page.select_option("#pause-twin", str(twin_id))
+    page.select_option("#pause-state", "true")
+    page.click("#form-pause button[type=submit]")
+    page.locator("#actions li[data-status='confirmed']", has_text="Pause twin").wait_for(
+        timeout=60_000
+    )
+    page.wait_for_selector(f"#twin-{twin_id}:has-text('paused')", timeout=30_000)
+    assert ledger.functions.twinState(twin_id).call()[1] > 0  # paused since
+    page.fill("#revoke-brand", brand["address"])
+    page.click("#form-revoke button[type=submit]")
+    page.locator("#actions li[data-status='confirmed']", has_text="Revoke").wait_for(timeout=60_000)
+    twin_card.locator("tr", has_text=brand["address"]).filter(has_text="revoked").wait_for(
+        timeout=30_000
+    )
     assert page.errors == []
 
     # the brand view: escrow, the licensed twin, the usage with its proof
