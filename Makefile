@@ -13,7 +13,7 @@ SLITHER_VERSION := 0.11.6
 NODE_STAMP := node_modules/.installed
 LOCK_VENV := .venv-lock
 
-.PHONY: help venv node_modules browser compile test fuzz lint bench-gas bench-audit bench-ingest bench-settle bench run rehearse-testnet lock clean distclean
+.PHONY: help venv node_modules browser compile test fuzz lint bench-gas bench-audit bench-ingest bench-settle bench soak run rehearse-testnet lock clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ bench-settle: venv node_modules compile ## accepted-to-settled latency and settl
 	$(VENV)/bin/python -m scripts.bench_settle
 
 bench: bench-gas bench-audit bench-ingest bench-settle ## all benchmarks
+
+soak: venv node_modules compile ## 10 minutes of mixed load with a fault a minute, then the audit (scripts/soak.py)
+	$(VENV)/bin/python -m scripts.soak $(SOAK_ARGS)
 
 run: venv node_modules compile ## the whole system locally: anvil, contracts, demo, API, worker, indexer
 	$(VENV)/bin/twin-bridge dev $(DEV_ARGS)
