@@ -43,6 +43,10 @@ class AuditUnavailableError(BridgeError):
     """The audit cannot run: no chain configured, the RPC does not answer, a bad checkpoint."""
 
 
+class AuditBlockError(BridgeError):
+    """The block asked for cannot be audited: before the ledger's deployment or not mined yet."""
+
+
 @dataclass
 class _Total:
     usages: int = 0
@@ -236,12 +240,22 @@ class AuditCache:
         """The audit through ``to_block`` (default: the latest block) and when it ran.
 
         Raises:
-            AuditUnavailableError: the chain cannot be read or the block is not mined yet.
+            AuditBlockError: ``to_block`` is before the ledger's deployment or not mined yet.
+            AuditUnavailableError: the chain cannot be read.
         """
+        if to_block is not None and to_block < self.start_block:
+            raise AuditBlockError(
+                f"block {to_block} is before the ledger's deployment (block {self.start_block})"
+            )
         with self._lock:
             rpc = self._connect()
             try:
-                target = self._latest_block(rpc) if to_block is None else to_block
+                latest = self._latest_block(rpc)
+                if to_block is not None and to_block > latest:
+                    raise AuditBlockError(
+                        f"block {to_block} is not mined yet (the latest is {latest})"
+                    )
+                target = latest if to_block is None else to_block
                 if self._latest is not None and self._latest[0].to_block == target:
                     return self._latest
                 if to_block is None:
@@ -250,6 +264,8 @@ class AuditCache:
                     return self._latest
                 # an earlier block than the checkpoint's: scanned from the start, not cached
                 return self._run(rpc, target, self.checkpoint, start_over=False), self.clock()
+            except AuditBlockError:
+                raise
             except BridgeError as exc:
                 raise AuditUnavailableError(f"the audit could not run: {exc}") from exc
             finally:

@@ -16,7 +16,7 @@ from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import audit, health, ledger, usage
+from bridge.api.routes import audit, brands, health, ledger, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.ingest import Ingestor
@@ -94,6 +94,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(usage.brand_router)
     app.include_router(audit.router)
+    app.include_router(brands.router)
     web.install(app)
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
 

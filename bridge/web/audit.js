@@ -1,6 +1,6 @@
 // Auditor view: the ledger rebuilt from chain events by the bridge's audit, its verdict with each
 // discrepancy named, totals per twin, brand and month, and CSV downloads.
-import { api, errorText, h, loading, proof, setChain, shortHex, table, usd } from "./lib.js";
+import { api, brandLabel, brandNames, errorText, h, loading, proof, setChain, shortHex, table, usd } from "./lib.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -41,9 +41,9 @@ async function run() {
   button.disabled = true;
   box.replaceChildren(loading("Rebuilding the ledger from its events…"));
   try {
-    const audit = await api("/v1/audit");
+    const [audit, names] = await Promise.all([api("/v1/audit"), brandNames()]);
     setChain(audit.chain_id);
-    box.replaceChildren(...render(audit).filter(Boolean));
+    box.replaceChildren(...render(audit, names).filter(Boolean));
   } catch (err) {
     box.replaceChildren(errorText(`The audit could not run: ${err.message}`));
   } finally {
@@ -51,7 +51,7 @@ async function run() {
   }
 }
 
-function render(a) {
+function render(a, names) {
   const s = a.summary;
   const verdict = a.clean
     ? h("p", { class: "verdict clean", id: "verdict" }, `Clean: the ledger's state is what its events say (blocks ${a.from_block}–${a.to_block}).`)
@@ -82,7 +82,7 @@ function render(a) {
     "No usage settled yet."),
     table("Per brand", [{ label: "Brand" }, { label: "Usages", num: true }, { label: "Amount paid", num: true },
       { label: "Escrow", num: true }, { label: "Debt", num: true }, { label: "Latest proof" }],
-    a.totals.brands.map((r) => [h("code", { title: r.brand }, shortHex(r.brand)), String(r.usages), usd(r.amount_paid), usd(r.escrow), usd(r.debt), last(r)]),
+    a.totals.brands.map((r) => [brandLabel(names, r.brand), String(r.usages), usd(r.amount_paid), usd(r.escrow), usd(r.debt), last(r)]),
     "No usage settled yet."),
     table("Per month of settlement", [{ label: "Month" }, { label: "Usages", num: true }, { label: "Paid", num: true },
       { label: "Amount paid", num: true }, { label: "Latest proof" }],

@@ -124,6 +124,26 @@ export function table(caption, columns, rows, empty = "Nothing yet.", { stack = 
   );
 }
 
+let brands = null;
+
+/** The bridge's brand directory: lower-case address -> name (empty when it cannot be read). */
+export async function brandNames() {
+  if (!brands) {
+    brands = api("/v1/brands")
+      .then((d) => new Map(d.items.map((b) => [b.address.toLowerCase(), b.name])))
+      .catch(() => new Map());
+  }
+  return brands;
+}
+
+/** A brand as its name (the address in the tooltip), or its address when unknown. */
+export function brandLabel(names, address) {
+  const name = names.get(String(address).toLowerCase());
+  return name
+    ? h("span", { title: address, "data-brand": address }, name)
+    : h("code", { title: address, "data-brand": address }, shortHex(address));
+}
+
 let explorer = null;
 
 /** Where the "view on explorer" link of a proof points (by chain id). */

@@ -4,6 +4,8 @@ import {
   USAGE_TYPES,
   api,
   barChart,
+  brandLabel,
+  brandNames,
   errorText,
   h,
   isoDateTime,
@@ -27,6 +29,7 @@ const PAGE = 20;
 let account = null;
 let twins = [];
 let types = null;
+let names = new Map();
 
 const $ = (id) => document.getElementById(id);
 
@@ -101,6 +104,8 @@ export async function refresh() {
     $("twins").replaceChildren(errorText(`Could not load your twins: ${err.message}`));
     return;
   }
+  names = await brandNames();
+  $("brand-list").replaceChildren(...[...names].map(([address, name]) => h("option", { value: address }, name)));
   renderTwins();
   for (const select of document.querySelectorAll(".twin-select")) {
     const previous = select.value;
@@ -123,7 +128,7 @@ function renderTwin(twin) {
   const licenses = twin.licenses.map((lic) => {
     const v = lic.current;
     return [
-      h("code", { title: lic.brand }, lic.brand),
+      brandLabel(names, lic.brand),
       v.prices.map((p) => h("div", {}, `${(p.usage_type || `type ${p.usage_type_code}`).replaceAll("_", " ")}: ${usd(p.price)}`)),
       `${unixDate(v.valid_from)} → ${unixDate(v.valid_until)}`,
       v.max_uses ? `${v.uses} of ${v.max_uses}` : `${v.uses} (no cap)`,
@@ -203,7 +208,7 @@ async function loadUsages(next) {
     const rows = page.items.map((u) => [
       isoDateTime(u.used_at),
       `#${u.twin_id}`,
-      h("code", { title: u.brand }, shortHex(u.brand)),
+      brandLabel(names, u.brand),
       (u.usage_type || String(u.usage_type_code)).replaceAll("_", " "),
       String(u.quantity),
       h("span", { title: u.outcome_detail }, state(u.outcome)),
@@ -289,9 +294,11 @@ function payeesMessage(data) {
   return { twinId: Number(data.get("twin")), payees };
 }
 
+const brandName = (address) => names.get(String(address).toLowerCase()) || shortHex(address);
+
 const DESCRIBE = {
-  GrantLicense: (m) => `Grant twin #${m.twinId} to ${shortHex(m.terms.brand)}`,
-  RevokeLicense: (m) => `Revoke ${shortHex(m.brand)} on twin #${m.twinId}`,
+  GrantLicense: (m) => `Grant twin #${m.twinId} to ${brandName(m.terms.brand)}`,
+  RevokeLicense: (m) => `Revoke ${brandName(m.brand)} on twin #${m.twinId}`,
   SetTwinPaused: (m) => `${m.paused ? "Pause" : "Resume"} twin #${m.twinId}`,
   SetPayees: (m) => `Set ${m.payees.length} payee(s) of twin #${m.twinId}`,
   Payout: () => "Withdraw",

@@ -150,3 +150,15 @@ def test_audit_without_a_chain_is_503_saying_so(api: Api, path: str) -> None:
 def test_audit_csv_of_an_unknown_table_is_422(api: Api) -> None:
     response = api.client.get("/v1/audit/csv", params={"table": "secrets"})
     assert response.status_code == 422
+
+
+def test_brand_directory_is_public_by_name(api: Api) -> None:
+    register_brand(api.store, "Maison", OTHER_ADDRESS)
+    response = api.client.get("/v1/brands")
+    assert response.status_code == 200
+    assert response.json() == {
+        "items": [
+            {"name": "Atelier", "address": BRAND_ADDRESS},
+            {"name": "Maison", "address": OTHER_ADDRESS},
+        ]
+    }

@@ -14,7 +14,7 @@ import pytest
 from web3 import Web3
 
 from bridge import eip712
-from bridge.audit_cache import AuditCache, report
+from bridge.audit_cache import AuditBlockError, AuditCache, report
 from bridge.codec import Usage
 from scripts.bench_gas import World, local_anvil, setup
 
@@ -138,3 +138,22 @@ def test_each_block_is_audited_once_and_later_ones_resume(world: World, tmp_path
     assert earlier.summary()["usages"] == 0
     assert checkpoint.read_bytes() == saved
     assert cache.audit()[0] is second
+
+
+def test_blocks_before_the_deployment_or_not_mined_are_refused(
+    world: World, tmp_path: Path
+) -> None:
+    latest = world.w3.eth.block_number
+    cache = AuditCache(
+        rpc_urls=[world.w3.provider.endpoint_uri],  # type: ignore[attr-defined]
+        ledger=world.ledger.address,
+        start_block=5,
+        checkpoint=tmp_path / "checkpoint.json",
+    )
+    with pytest.raises(AuditBlockError) as before:
+        cache.audit(4)
+    assert str(before.value) == "block 4 is before the ledger's deployment (block 5)"
+    with pytest.raises(AuditBlockError) as ahead:
+        cache.audit(latest + 100)
+    assert str(ahead.value) == f"block {latest + 100} is not mined yet (the latest is {latest})"
+    assert not (tmp_path / "checkpoint.json").exists()

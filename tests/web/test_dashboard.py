@@ -339,10 +339,11 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.click("#form-grant button[type=submit]")
     granted = page.locator("#actions li[data-status='confirmed']")
     granted.wait_for(timeout=60_000)
-    assert "Grant twin" in granted.text_content()
+    assert f"Grant twin #{twin_id} to {brand['name']}" in granted.text_content()
     assert wallet.calls.count("eth_signTypedData_v4") == 2
-    license_row = twin_card.locator("tr", has_text=brand["address"])
+    license_row = twin_card.locator("tr", has=page.locator(f"[data-brand='{brand['address']}']"))
     license_row.wait_for(timeout=30_000)
+    assert license_row.text_content().startswith(brand["name"])
     assert "video: 123.45 USD" in license_row.text_content()
     assert "active" in license_row.text_content()
 
@@ -413,9 +414,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.fill("#revoke-brand", brand["address"])
     page.click("#form-revoke button[type=submit]")
     page.locator("#actions li[data-status='confirmed']", has_text="Revoke").wait_for(timeout=60_000)
-    twin_card.locator("tr", has_text=brand["address"]).filter(has_text="revoked").wait_for(
-        timeout=30_000
-    )
+    license_row.filter(has_text="revoked").wait_for(timeout=30_000)
     assert page.errors == []
 
     # the brand view: escrow, the licensed twin, the usage with its proof

@@ -13,7 +13,13 @@ from fastapi.responses import JSONResponse, Response
 from bridge.api.deps import ContextDep
 from bridge.api.problems import PROBLEM_JSON, ProblemError
 from bridge.api.routes.ledger import limit_client
-from bridge.audit_cache import AuditCache, AuditUnavailableError, csv_table, report
+from bridge.audit_cache import (
+    AuditBlockError,
+    AuditCache,
+    AuditUnavailableError,
+    csv_table,
+    report,
+)
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], dependencies=[Depends(limit_client)])
 
@@ -51,10 +57,14 @@ def _unavailable(exc: Exception) -> ProblemError:
     return ProblemError(503, "audit-unavailable", "Audit unavailable", str(exc))
 
 
+def _bad_block(exc: AuditBlockError) -> ProblemError:
+    return ProblemError(422, "block-not-auditable", "Block not auditable", str(exc))
+
+
 @router.get(
     "",
     summary="The ledger rebuilt from its events, checked against the chain",
-    responses={429: _PROBLEM, 503: _PROBLEM},
+    responses={422: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
 )
 def get_audit(request: Request, context: ContextDep, to_block: ToBlock = None) -> JSONResponse:
     """``twin-bridge audit`` of the bridge's ledger through ``to_block``: the verdict (``clean``),
@@ -64,6 +74,8 @@ def get_audit(request: Request, context: ContextDep, to_block: ToBlock = None) -
     directory; a block already audited is answered from memory."""
     try:
         result, ran_at = _cache(request, context).audit(to_block)
+    except AuditBlockError as exc:
+        raise _bad_block(exc) from exc
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     return JSONResponse(report(result, audited_at=ran_at))
@@ -81,6 +93,8 @@ def get_audit_csv(
     """The table as ``twin-bridge audit --csv`` writes it (``usages.csv``, ...)."""
     try:
         result, _ = _cache(request, context).audit(to_block)
+    except AuditBlockError as exc:
+        raise _bad_block(exc) from exc
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     filename = f"audit-{result.to_block}-{table}.csv"
