@@ -537,6 +537,13 @@ def test_brand_a_key_cannot_read_brand_b_events(hostile: Hostile) -> None:
         "instance": "",
     }
     assert other.headers.keys() == unknown.headers.keys()
+    # nor does it list them
+    listed = hostile.client.get(USAGE, headers=hostile.auth)
+    assert listed.status_code == 200
+    assert listed.json() == {"items": [], "next": None}
+    assert [e["event_id"] for e in hostile.client.get(USAGE, headers=auth_b).json()["items"]] == [
+        "b-secret-1"
+    ]
     # brand A reporting B's event id gets its own usage, B's stays untouched
     mine = hostile.client.post(USAGE, json=event("b-secret-1", quantity=5), headers=hostile.auth)
     assert mine.status_code == 202
