@@ -251,37 +251,65 @@ def _row(page: Any, within: str, first_cell: str) -> Any:
     return row
 
 
+def _cell(page: Any, within: str, row: int) -> str:
+    """The text of the first cell of row ``row`` of the table under ``within``."""
+    text: str = page.locator(within).locator("tbody tr").nth(row).locator("td").first.inner_text()
+    return text.strip()
+
+
 def _usd(units: int) -> str:
     whole, frac = divmod(units, 10**6)
     text = f"{frac:06d}".rstrip("0").ljust(2, "0")
     return f"{whole:,}.{text} USD"
 
 
-def _report_and_settle(stack: DevStack, brand: dict[str, Any], twin_id: int) -> dict[str, Any]:
-    event_id = f"dashboard-{int(time.time())}"
+def _report_and_settle(
+    stack: DevStack, brand: dict[str, Any], twin_id: int, *, prefix: str, quantities: list[int]
+) -> list[dict[str, Any]]:
+    """Reports video usages of the twin as the brand (one event, or a batch) and waits until each
+    is settled or rejected; their statuses."""
     used_at = (datetime.now(UTC) + timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     auth = {"Authorization": f"Bearer {brand['api_key']}"}
-    posted = httpx.post(
-        f"{stack.url}/v1/usage-events",
-        json={
-            "event_id": event_id,
+    events = [
+        {
+            "event_id": f"{prefix}-{i}",
             "twin_id": twin_id,
             "usage_type": "video",
-            "quantity": QUANTITY,
+            "quantity": quantity,
             "used_at": used_at,
-        },
-        headers=auth,
-        timeout=10,
-    )
-    assert posted.status_code == 202, posted.text
+        }
+        for i, quantity in enumerate(quantities)
+    ]
+    body = events[0] if len(events) == 1 else {"events": events}
+    posted = httpx.post(f"{stack.url}/v1/usage-events", json=body, headers=auth, timeout=10)
+    if len(events) == 1:
+        assert posted.status_code == 202, posted.text
+    else:
+        assert posted.status_code == 200, posted.text
+        assert {r["status"] for r in posted.json()["results"]} == {"accepted"}
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        status = httpx.get(f"{stack.url}/v1/usage-events/{event_id}", headers=auth, timeout=10)
-        body: dict[str, Any] = status.json()
-        if body["status"] in ("settled", "rejected"):
-            return body
-        time.sleep(0.5)
-    pytest.fail(f"usage {event_id} did not settle")
+    done: list[dict[str, Any]] = []
+    for event in events:
+        while True:
+            status = httpx.get(
+                f"{stack.url}/v1/usage-events/{event['event_id']}", headers=auth, timeout=10
+            ).json()
+            if status["status"] in ("settled", "rejected"):
+                done.append(status)
+                break
+            assert time.monotonic() < deadline, f"usage {event['event_id']} did not settle"
+            time.sleep(0.5)
+    return done
+
+
+def _wait_claimable(page: Any, units: int) -> None:
+    """Reconnects until the model view shows ``units`` claimable (the indexer lags a block)."""
+    deadline = time.monotonic() + 30
+    while page.get_attribute("#claimable", "data-units") != str(units):
+        assert time.monotonic() < deadline, page.text_content("#claimable")
+        page.click("#connect")
+        page.wait_for_timeout(1500)
+    assert page.text_content("#claimable") == _usd(units)
 
 
 def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
@@ -358,20 +386,19 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.click("#form-revoke button[type=submit]")
     refused = page.locator("#form-revoke p.error:has-text('The bridge refused the action:')")
     refused.wait_for()
-    print("refused:", refused.text_content())
+    stranger = Web3.to_checksum_address("0x" + "ab" * 20)
+    assert refused.text_content() == (
+        "The bridge refused the action: the ledger would refuse this RevokeLicense: "
+        f"LicenseNotFound(twinId={twin_id}, brand={stranger})"
+    )
 
     # the brand's usage settles; the model sees the earning
-    settled = _report_and_settle(stack, brand, twin_id)
+    (settled,) = _report_and_settle(stack, brand, twin_id, prefix="first", quantities=[QUANTITY])
     assert settled["status"] == "settled", settled
     amount = PRICE * QUANTITY
     assert settled["amount"] == str(amount)
     share = _owner_share(amount, model["payees"])
-    deadline = time.monotonic() + 30
-    while page.get_attribute("#claimable", "data-units") != str(share):
-        assert time.monotonic() < deadline, page.text_content("#claimable")
-        page.click("#connect")
-        page.wait_for_timeout(1500)
-    assert page.text_content("#claimable") == _usd(share)
+    _wait_claimable(page, share)
     usage_row = page.locator("#usages tr", has_text="paid")
     assert usage_row.count() == 1
     assert _usd(amount) in usage_row.text_content()
@@ -394,13 +421,25 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert ledger.functions.claimable(model["address"]).call() == 0
     page.wait_for_selector("#claimable:has-text('0.00 USD')", timeout=30_000)
 
+    # twenty more usages in one batch: the history pages by 20, the earning adds up
+    more = _report_and_settle(stack, brand, twin_id, prefix="more", quantities=[1] * 20)
+    assert {u["status"] for u in more} == {"settled"}
+    _wait_claimable(page, _owner_share(20 * PRICE, model["payees"]))
+    page.locator("#usages tbody tr").nth(19).wait_for()
+    assert page.locator("#usages tbody tr").count() == 20
+    page.click("#usages button:text('Next page')")
+    page.wait_for_selector("#usages button:text('First page')")
+    assert page.locator("#usages tbody tr").count() == 1
+    assert page.locator("#usages button:text('Next page')").count() == 0
+    total = amount + 20 * PRICE
+
     # the usage history filters by outcome
     page.select_option("#filter-outcome", "twin_paused")
     page.click("#usage-filter button[type=submit]")
     page.wait_for_selector("#usages:has-text('No settled usage matches.')")
     page.select_option("#filter-outcome", "paid")
     page.click("#usage-filter button[type=submit]")
-    page.locator("#usages tr", has_text="paid").wait_for()
+    page.locator("#usages tbody tr").nth(19).wait_for()
 
     # pause the twin, then revoke the brand's license: each confirmed and shown
     page.select_option("#pause-twin", str(twin_id))
@@ -428,15 +467,25 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.keyboard.press("Enter")
     page.wait_for_selector("#brand-escrow")
     escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
-    assert escrow == ESCROW_PER_BRAND - amount
+    assert escrow == ESCROW_PER_BRAND - total
     page.wait_for_selector(f"#brand-escrow:has-text('{_usd(escrow)}')", timeout=30_000)
     assert page.evaluate("() => sessionStorage.getItem('twin-bridge.api-key')") == brand["api_key"]
-    event_row = page.locator("#brand-events tr", has_text=settled["event_id"])
-    assert "settled" in event_row.text_content()
-    assert event_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    page.locator("#brand-events tbody tr").nth(19).wait_for()
+    newest = [_cell(page, "#brand-events", i) for i in range(20)]
+    assert newest == [f"more-{i}" for i in reversed(range(20))]
     licensed = _row(page, "#brand-licenses", f"#{twin_id}")
     assert "video: 123.45 USD" in licensed.text_content()
-    assert f"{QUANTITY} (no cap)" in licensed.text_content()  # uses count quantity
+    assert f"{QUANTITY + 20} (no cap)" in licensed.text_content()  # uses count quantity
+    assert "revoked" in licensed.text_content()
+    assert "paused" in licensed.text_content()
+    assert _low_contrast(page) == []
+    page.click("#brand-events button:text('Older events')")
+    event_row = page.locator("#brand-events tbody tr", has_text=settled["event_id"])
+    event_row.wait_for()
+    assert page.locator("#brand-events tbody tr").count() == 1
+    assert "settled" in event_row.text_content()
+    assert _usd(amount) in event_row.text_content()
+    assert event_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
     assert _low_contrast(page) == []
     _shot(page, "brand-desktop")
 
@@ -476,14 +525,14 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     summary = json.loads((out / "audit.json").read_text(encoding="utf-8"))["summary"]
     assert shown == {key: str(summary[key]) for key in shown}
     assert len(shown) == 19
-    assert summary["usages_paid"] == 1
-    assert summary["amount_paid"] == amount
+    assert summary["usages_paid"] == 21
+    assert summary["amount_paid"] == total
     assert summary["payouts"] == 1
     paid_row = _row(page, "table:has(caption:text('Summary'))", "Amount paid for usages")
-    assert paid_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    assert paid_row.locator("button.tx").get_attribute("data-tx") == more[-1]["tx_hash"]
     twin_row = _row(page, "table:has(caption:text('Per twin'))", f"#{twin_id}")
-    assert _usd(amount) in twin_row.text_content()
-    assert twin_row.locator("button.tx").get_attribute("data-tx") == settled["tx_hash"]
+    assert _usd(total) in twin_row.text_content()
+    assert twin_row.locator("button.tx").get_attribute("data-tx") == more[-1]["tx_hash"]
     csv_href = page.get_attribute("#csv-link", "href")
     assert csv_href == f"/v1/audit/csv?table=usages&to_block={block}"
     downloaded = httpx.get(f"{stack.url}{csv_href}", timeout=30).text
@@ -507,7 +556,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     phone.fill("#api-key", brand["api_key"])
     phone.click("#brand-login button[type=submit]")
     phone.wait_for_selector("#brand-escrow")
-    phone.locator("#brand-events tr", has_text=settled["event_id"]).wait_for()
+    phone.locator("#brand-events tr", has_text="more-19").wait_for()
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     _shot(phone, "brand-phone")
     phone.goto(f"{stack.url}/#audit")
