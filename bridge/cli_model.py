@@ -34,10 +34,7 @@ from bridge.errors import BridgeError
 from bridge.signers import load_signer, read_password
 from bridge.usage import UsageType
 
-model_app = typer.Typer(
-    help="A model's owner actions (signed locally, relayed gas-free) and earnings.",
-    no_args_is_help=True,
-)
+model_app = typer.Typer(no_args_is_help=True)
 
 TOKEN_DECIMALS: Final = 6
 DAY: Final = 24 * 3600
@@ -183,55 +180,62 @@ def _hash(text: str | None) -> str:
     return "0x" + keccak(text=text).hex()
 
 
-def _submit(
-    relay: Relay,
-    kind: str,
-    build: Any,
-    *,
-    keystore: Path | None,
-    password_file: Path | None,
-    key_env: str | None,
-    deadline_s: int,
-    wait: bool,
-    timeout: float,
-) -> dict[str, Any]:
-    types = relay.json("GET", "/v1/owner-actions/types")
-    domain = types["domain"]
-    account = _key(int(domain["chainId"]), keystore, password_file, key_env)
-    state = relay.json("GET", f"/v1/accounts/{account.address}/nonce")
-    now = int(state["chain_time"])
-    message = {**build(now), "nonce": state["next_nonce"], "deadline": now + deadline_s}
-    spec = types["actions"][kind]
-    data = {"types": spec["types"], "primaryType": kind, "domain": domain, "message": message}
-    signature = Account.sign_typed_data(account.key, full_message=data).signature
-    body = {
-        "type": kind,
-        "signer": account.address,
-        "message": message,
-        "signature": "0x" + bytes(signature).hex(),
-    }
-    action: dict[str, Any] = relay.json("POST", "/v1/owner-actions", json=body)
-    return _follow(relay, action, wait=wait, timeout=timeout)
+@dataclass(frozen=True)
+class Model:
+    """The options every model command shares (given before the command)."""
 
+    relay: Relay
+    keystore: Path | None
+    password_file: Path | None
+    key_env: str | None
+    wait: bool
+    timeout: float = 120.0
 
-def _follow(relay: Relay, action: dict[str, Any], *, wait: bool, timeout: float) -> dict[str, Any]:
-    _stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
-    deadline = time.monotonic() + timeout
-    while wait and action["status"] not in FINAL:
-        if time.monotonic() > deadline:
-            raise ModelCliError(
-                f"owner action {action['id']} is still {action['status']} after {timeout:.0f} s"
+    def key(self, chain_id: int) -> LocalAccount:
+        return _key(chain_id, self.keystore, self.password_file, self.key_env)
+
+    def chain_id(self) -> int:
+        return int(self.relay.json("GET", "/v1/owner-actions/types")["domain"]["chainId"])
+
+    def submit(self, kind: str, build: Any, *, deadline_s: int = 3600) -> dict[str, Any]:
+        """Signs the ``kind`` message ``build(chain_time)`` makes with the next nonce and a
+        deadline ``deadline_s`` after the chain's time, posts it and follows it."""
+        types = self.relay.json("GET", "/v1/owner-actions/types")
+        domain = types["domain"]
+        account = self.key(int(domain["chainId"]))
+        state = self.relay.json("GET", f"/v1/accounts/{account.address}/nonce")
+        now = int(state["chain_time"])
+        message = {**build(now), "nonce": state["next_nonce"], "deadline": now + deadline_s}
+        spec = types["actions"][kind]
+        data = {"types": spec["types"], "primaryType": kind, "domain": domain, "message": message}
+        signature = Account.sign_typed_data(account.key, full_message=data).signature
+        body = {
+            "type": kind,
+            "signer": account.address,
+            "message": message,
+            "signature": "0x" + bytes(signature).hex(),
+        }
+        return self.follow(self.relay.json("POST", "/v1/owner-actions", json=body))
+
+    def follow(self, action: dict[str, Any]) -> dict[str, Any]:
+        _stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
+        deadline = time.monotonic() + self.timeout
+        while self.wait and action["status"] not in FINAL:
+            if time.monotonic() > deadline:
+                raise ModelCliError(
+                    f"owner action {action['id']} is still {action['status']} after "
+                    f"{self.timeout:.0f} s"
+                )
+            time.sleep(0.5)
+            action = self.relay.json("GET", f"/v1/owner-actions/{action['id']}")
+        if action["status"] == "failed":
+            raise ModelCliError(f"owner action {action['id']} failed: {action['error']}")
+        if action["status"] == "confirmed":
+            _console().print(
+                f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
+                soft_wrap=True,
             )
-        time.sleep(0.5)
-        action = relay.json("GET", f"/v1/owner-actions/{action['id']}")
-    if action["status"] == "failed":
-        raise ModelCliError(f"owner action {action['id']} failed: {action['error']}")
-    if action["status"] == "confirmed":
-        _console().print(
-            f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
-            soft_wrap=True,
-        )
-    return action
+        return action
 
 
 def _run(fn: Any) -> None:
@@ -242,12 +246,31 @@ def _run(fn: Any) -> None:
         raise typer.Exit(1) from exc
 
 
-def _relay(api: str) -> Relay:
-    return Relay(api, httpx.Client(timeout=30))
+def _model(ctx: typer.Context) -> Model:
+    model = ctx.obj
+    assert isinstance(model, Model)  # noqa: S101 - set by the group's callback
+    return model
+
+
+@model_app.callback()
+def _options(
+    ctx: typer.Context,
+    api: ApiOption = DEFAULT_API,
+    keystore: KeystoreOption = None,
+    password_file: PasswordFileOption = None,
+    private_key_env: KeyEnvOption = None,
+    wait: WaitOption = True,
+) -> None:
+    """A model's owner actions (signed locally, relayed gas-free) and earnings. The options
+    before the command say where the bridge is and where the model's key is."""
+    ctx.obj = Model(
+        Relay(api, httpx.Client(timeout=30)), keystore, password_file, private_key_env, wait
+    )
 
 
 @model_app.command("grant")
 def grant(
+    ctx: typer.Context,
     twin: TwinOption,
     brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
     price: Annotated[
@@ -267,11 +290,6 @@ def grant(
     consent: Annotated[
         str | None, typer.Option("--consent", help="Consent record (text or 0x bytes32).")
     ] = None,
-    api: ApiOption = DEFAULT_API,
-    keystore: KeystoreOption = None,
-    password_file: PasswordFileOption = None,
-    private_key_env: KeyEnvOption = None,
-    wait: WaitOption = True,
 ) -> None:
     """License a twin to a brand: usage types with a price per use, a validity window, a cap."""
 
@@ -292,94 +310,48 @@ def grant(
             }
             return {"twinId": twin, "terms": terms}
 
-        _submit(
-            _relay(api),
-            "GrantLicense",
-            message,
-            keystore=keystore,
-            password_file=password_file,
-            key_env=private_key_env,
-            deadline_s=3600,
-            wait=wait,
-            timeout=120,
-        )
+        _model(ctx).submit("GrantLicense", message)
 
     _run(go)
 
 
 @model_app.command("revoke")
 def revoke(
+    ctx: typer.Context,
     twin: TwinOption,
     brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
-    api: ApiOption = DEFAULT_API,
-    keystore: KeystoreOption = None,
-    password_file: PasswordFileOption = None,
-    private_key_env: KeyEnvOption = None,
-    wait: WaitOption = True,
 ) -> None:
     """End a brand's license now (uses before now still pay)."""
 
     def go() -> None:
         brand_address = _address(brand, "--brand")
-        _submit(
-            _relay(api),
-            "RevokeLicense",
-            lambda _now: {"twinId": twin, "brand": brand_address},
-            keystore=keystore,
-            password_file=password_file,
-            key_env=private_key_env,
-            deadline_s=3600,
-            wait=wait,
-            timeout=120,
-        )
+        _model(ctx).submit("RevokeLicense", lambda _now: {"twinId": twin, "brand": brand_address})
 
     _run(go)
 
 
-def _pause_command(paused: bool) -> Any:
-    def command(
-        twin: TwinOption,
-        api: ApiOption = DEFAULT_API,
-        keystore: KeystoreOption = None,
-        password_file: PasswordFileOption = None,
-        private_key_env: KeyEnvOption = None,
-        wait: WaitOption = True,
-    ) -> None:
-        _run(
-            lambda: _submit(
-                _relay(api),
-                "SetTwinPaused",
-                lambda _now: {"twinId": twin, "paused": paused},
-                keystore=keystore,
-                password_file=password_file,
-                key_env=private_key_env,
-                deadline_s=3600,
-                wait=wait,
-                timeout=120,
-            )
-        )
-
-    return command
+@model_app.command("pause")
+def pause(ctx: typer.Context, twin: TwinOption) -> None:
+    """Pause the twin: no use from now on is payable, under any license."""
+    _run(lambda: _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": True}))
 
 
-model_app.command(
-    "pause", help="Pause the twin: no use from now on is payable, under any license."
-)(_pause_command(True))
-model_app.command("unpause", help="Unpause the twin.")(_pause_command(False))
+@model_app.command("unpause")
+def unpause(ctx: typer.Context, twin: TwinOption) -> None:
+    """Unpause the twin."""
+    _run(
+        lambda: _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": False})
+    )
 
 
 @model_app.command("payees")
 def payees(
+    ctx: typer.Context,
     twin: TwinOption,
     payee: Annotated[
         list[str] | None,
         typer.Option("--payee", help="ADDRESS:BPS, repeatable (1500 bps = 15 %); none clears."),
     ] = None,
-    api: ApiOption = DEFAULT_API,
-    keystore: KeystoreOption = None,
-    password_file: PasswordFileOption = None,
-    private_key_env: KeyEnvOption = None,
-    wait: WaitOption = True,
 ) -> None:
     """Set who shares the twin's royalties (the owner keeps what the shares leave)."""
 
@@ -390,68 +362,46 @@ def payees(
             if not sep or not bps.isdigit():
                 raise ModelCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
             shares.append({"account": _address(address, "--payee"), "bps": int(bps)})
-        _submit(
-            _relay(api),
-            "SetPayees",
-            lambda _now: {"twinId": twin, "payees": shares},
-            keystore=keystore,
-            password_file=password_file,
-            key_env=private_key_env,
-            deadline_s=3600,
-            wait=wait,
-            timeout=120,
-        )
+        _model(ctx).submit("SetPayees", lambda _now: {"twinId": twin, "payees": shares})
 
     _run(go)
 
 
 @model_app.command("withdraw")
 def withdraw(
+    ctx: typer.Context,
     twin: Annotated[
         list[int] | None,
         typer.Option("--twin", help="Twins whose accrued royalties to distribute first."),
     ] = None,
-    api: ApiOption = DEFAULT_API,
-    keystore: KeystoreOption = None,
-    password_file: PasswordFileOption = None,
-    private_key_env: KeyEnvOption = None,
-    wait: WaitOption = True,
 ) -> None:
     """Have the bridge pay out what the ledger holds for you (gas-free)."""
 
     def go() -> None:
-        relay = _relay(api)
-        domain = relay.json("GET", "/v1/owner-actions/types")["domain"]
-        account = _key(int(domain["chainId"]), keystore, password_file, private_key_env)
-        action = relay.json(
-            "POST",
-            "/v1/owner-actions",
-            json={"type": "Payout", "payee": account.address, "twinIds": list(twin or [])},
-        )
-        _follow(relay, action, wait=wait, timeout=120)
+        model = _model(ctx)
+        account = model.key(model.chain_id())
+        body = {"type": "Payout", "payee": account.address, "twinIds": list(twin or [])}
+        model.follow(model.relay.json("POST", "/v1/owner-actions", json=body))
 
     _run(go)
 
 
 @model_app.command("show")
 def show(
+    ctx: typer.Context,
     address: Annotated[
         str | None, typer.Option("--address", help="Whose twins (default: the key's address).")
     ] = None,
-    api: ApiOption = DEFAULT_API,
-    keystore: KeystoreOption = None,
-    password_file: PasswordFileOption = None,
-    private_key_env: KeyEnvOption = None,
 ) -> None:
     """Your twins, their licenses and your earnings, from the bridge's index of the chain."""
 
     def go() -> None:
-        relay = _relay(api)
+        model = _model(ctx)
+        relay = model.relay
         if address is not None:
             owner = _address(address, "--address")
         else:
-            domain = relay.json("GET", "/v1/owner-actions/types")["domain"]
-            owner = _key(int(domain["chainId"]), keystore, password_file, private_key_env).address
+            owner = model.key(model.chain_id()).address
         console = _console()
         page = relay.json("GET", "/v1/twins", params={"owner": owner})
         if not page["items"]:

@@ -66,6 +66,9 @@ def _walk(command: Any, path: list[str]) -> list[str]:
     if hasattr(command, "commands"):
         if path != ["twin-bridge"]:
             lines += [f"#### `{' '.join(path)}`", "", _cell(command.help or ""), ""]
+            rows = _options(command)
+            if rows:  # options given before the subcommand
+                lines += ["| option | default | what |", "|---|---|---|", *rows, ""]
         for name in sorted(command.commands):
             lines += _walk(command.commands[name], [*path, name])
         return lines

@@ -501,12 +501,12 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     brand = _new_brand()
     runner = CliRunner()
     raw = {"MODEL_KEY": "0x" + model.key.hex()}
-    common = ["--api", served.url, "--private-key-env", "MODEL_KEY"]
+    model_cmd = ["model", "--api", served.url, "--private-key-env", "MODEL_KEY"]
 
     granted = runner.invoke(
         app,
-        ["model", "grant", "--twin", str(twin), "--brand", brand, "--price", "video=120.50",
-         "--price", "social_post=15", "--days", "30", "--max-uses", "100", *common],
+        [*model_cmd, "grant", "--twin", str(twin), "--brand", brand, "--price", "video=120.50",
+         "--price", "social_post=15", "--days", "30", "--max-uses", "100"],
         env=raw,
     )  # fmt: skip
     assert granted.exit_code == 0, granted.output
@@ -517,7 +517,7 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
 
     agency = Web3.to_checksum_address("0x" + "a7" * 20)
     shared = runner.invoke(
-        app, ["model", "payees", "--twin", str(twin), "--payee", f"{agency}:1500", *common], env=raw
+        app, [*model_cmd, "payees", "--twin", str(twin), "--payee", f"{agency}:1500"], env=raw
     )
     assert shared.exit_code == 0, shared.output
     assert [tuple(p) for p in relay.ledger.functions.payeesOf(twin).call()] == [(agency, 1_500)]
@@ -530,15 +530,15 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     )
     revoked = runner.invoke(
         app,
-        ["model", "revoke", "--twin", str(twin), "--brand", brand, "--api", served.url,
-         "--keystore", str(keystore), "--password-file", str(password)],
+        ["model", "--api", served.url, "--keystore", str(keystore), "--password-file",
+         str(password), "revoke", "--twin", str(twin), "--brand", brand],
     )  # fmt: skip
     assert revoked.exit_code == 0, revoked.output
     assert relay.ledger.functions.licenseOf(twin, brand).call()[0][4] is True  # revoked
     assert relay.ledger.functions.nonces(model.address).call() == 3
 
     # nothing to pay: the bridge refuses before any gas is spent
-    nothing = runner.invoke(app, ["model", "withdraw", *common], env=raw)
+    nothing = runner.invoke(app, [*model_cmd, "withdraw"], env=raw)
     assert nothing.exit_code == 1
     assert "the bridge refused (422): the ledger would refuse this Payout: PayoutNothingToPay" in (
         " ".join(nothing.output.split())
@@ -553,7 +553,7 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
         confirmations=1,
     )
     assert indexer.catch_up() > 0
-    shown = runner.invoke(app, ["model", "show", *common], env=raw)
+    shown = runner.invoke(app, [*model_cmd, "show"], env=raw)
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
     assert f"twin {twin} ipfs://twin-bridge-bench/twin/{twin - 1} active" in text
@@ -569,8 +569,8 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     # a price with too many decimals never reaches the bridge
     bad = runner.invoke(
         app,
-        ["model", "grant", "--twin", str(twin), "--brand", brand, "--price", "video=1.0000001",
-         *common],
+        [*model_cmd, "grant", "--twin", str(twin), "--brand", brand, "--price",
+         "video=1.0000001"],
         env=raw,
     )  # fmt: skip
     assert bad.exit_code == 1
