@@ -123,29 +123,34 @@ def summary_sources(result: AuditResult) -> dict[str, dict[str, Any]]:
         else None,
         "payout": (state.payouts[-1][0], state.payouts[-1][1]) if state.payouts else None,
     }
-    figures = {
-        "usages": "batch",
-        "usages_paid": "batch",
-        "usages_rejected": "batch",
-        "amount_paid": "batch",
-        "batches": "batch",
-        "batches_verified": "batch",
-        "deposits": "deposit",
-        "deposited": "deposit",
-        "escrow_withdrawals": "withdrawal",
-        "escrow_withdrawn": "withdrawal",
-        "debt_recorded": "debt",
-        "debt_repaid": "debt",
-        "debt_outstanding": "debt",
-        "royalties_distributed": "distribution",
-        "payouts": "payout",
-        "paid_out": "payout",
+    figures: dict[str, tuple[str, ...]] = {
+        "usages": ("batch",),
+        "usages_paid": ("batch",),
+        "usages_rejected": ("batch",),
+        "amount_paid": ("batch",),
+        "batches": ("batch",),
+        "batches_verified": ("batch",),
+        "deposits": ("deposit",),
+        "deposited": ("deposit",),
+        "escrow_withdrawals": ("withdrawal",),
+        "escrow_withdrawn": ("withdrawal",),
+        "debt_recorded": ("debt",),
+        "debt_repaid": ("debt",),
+        "debt_outstanding": ("debt",),
+        "royalties_distributed": ("distribution",),
+        "payouts": ("payout",),
+        "paid_out": ("payout",),
+        "escrow": ("deposit", "batch", "withdrawal"),
+        "accrued": ("batch", "debt", "distribution"),
+        "claimable": ("distribution", "payout"),
+        "liabilities": tuple(latest),
     }
     sources = {}
-    for figure, kind in figures.items():
-        found = latest[kind]
-        if found is not None:
-            sources[figure] = {"block_number": found[0], "tx_hash": found[1]}
+    for figure, kinds in figures.items():
+        found = [source for kind in kinds if (source := latest[kind]) is not None]
+        if found:
+            block, tx = max(found)
+            sources[figure] = {"block_number": block, "tx_hash": tx}
     return sources
 
 

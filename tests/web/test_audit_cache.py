@@ -96,7 +96,10 @@ def test_each_block_is_audited_once_and_later_ones_resume(world: World, tmp_path
     assert body["summary"]["usages"] == 4
     assert body["summary"]["amount_paid"] == paid_1 + paid_2 + paid_3
     assert body["summary_sources"]["amount_paid"] == {"block_number": block2, "tx_hash": tx2}
+    assert body["summary_sources"]["escrow"] == {"block_number": block2, "tx_hash": tx2}
+    assert body["summary_sources"]["liabilities"] == {"block_number": block2, "tx_hash": tx2}
     assert "twins" not in body["summary_sources"]
+    assert "payouts" not in body["summary_sources"]  # none yet
 
     def total(usages: int, paid: int, amount: int, tx: str, block: int) -> dict[str, Any]:
         return {
