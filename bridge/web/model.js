@@ -30,6 +30,7 @@ let account = null;
 let twins = [];
 let types = null;
 let names = new Map();
+let watching = false;
 
 const $ = (id) => document.getElementById(id);
 
@@ -83,6 +84,12 @@ async function connect() {
   }
   $("connect").disabled = false;
   $("connect").textContent = "Reconnect";
+  if (!watching && typeof window.ethereum.on === "function") {
+    watching = true;
+    window.ethereum.on("accountsChanged", (accounts) => {
+      if (accounts && accounts.length && accounts[0] !== account) connect();
+    });
+  }
   $("wallet-state").replaceChildren("Connected: ", h("code", { id: "account" }, account));
   $("model-body").hidden = false;
   try {
@@ -321,9 +328,27 @@ async function submitForm(event, kind, build) {
   }
 }
 
+/** Asks the wallet to switch to the ledger's chain when it is on another (wallets refuse to sign
+ * typed data of another chain); a wallet that cannot tell its chain is left as it is. */
+async function ensureChain(chainId) {
+  let current;
+  try {
+    current = await window.ethereum.request({ method: "eth_chainId" });
+  } catch {
+    return;
+  }
+  if (Number(current) === Number(chainId)) return;
+  try {
+    await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId: `0x${Number(chainId).toString(16)}` }] });
+  } catch (err) {
+    throw new Error(`Your wallet is on chain ${Number(current)}; switch it to chain ${chainId}, the ledger's, and try again (${err?.message || err}).`);
+  }
+}
+
 /** Builds the message with the next nonce and a deadline, asks the wallet to sign it, relays it. */
 async function signAndRelay(kind, build) {
   if (!types) types = await api("/v1/owner-actions/types");
+  await ensureChain(types.domain.chainId);
   const nonce = await api(`/v1/accounts/${account}/nonce`);
   const now = Number(nonce.chain_time);
   const message = { ...(await build(now)), nonce: Number(nonce.next_nonce), deadline: now + 3600 };

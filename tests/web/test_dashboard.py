@@ -73,6 +73,7 @@ class Wallet:
     """The Python side of the injected provider: one dev key; says no while ``refuse`` is set."""
 
     key: str
+    chain_id: int = 31337
     refuse: bool = False
     calls: list[str] = field(default_factory=list)
 
@@ -86,6 +87,8 @@ class Wallet:
             return {"error": {"code": 4001, "message": "User rejected the request."}}
         if method in ("eth_requestAccounts", "eth_accounts"):
             return {"result": [self.address]}
+        if method == "eth_chainId":
+            return {"result": hex(self.chain_id)}
         if method == "eth_signTypedData_v4":
             signer, data = params
             assert signer == self.address
@@ -358,6 +361,14 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.fill("#price-video", PRICE_USD)
     page.fill("#grant-days", "30")
     page.fill("#grant-consent", f"consent of {model['name']} for {brand['name']}")
+    wallet.chain_id = 1  # a wallet on another chain is asked to switch; this one cannot
+    page.click("#form-grant button[type=submit]")
+    page.wait_for_selector(
+        "#form-grant p.error:has-text('Your wallet is on chain 1; switch it to chain 31337, "
+        "the ledger\\'s, and try again (wallet_switchEthereumChain is not supported).')"
+    )
+    assert "eth_signTypedData_v4" not in wallet.calls
+    wallet.chain_id = 31337
     wallet.refuse = True
     page.click("#form-grant button[type=submit]")
     page.wait_for_selector(
@@ -454,6 +465,17 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.click("#form-revoke button[type=submit]")
     page.locator("#actions li[data-status='confirmed']", has_text="Revoke").wait_for(timeout=60_000)
     license_row.filter(has_text="revoked").wait_for(timeout=30_000)
+
+    # payees: the agency alone at 10 %, the model keeps 90 %
+    agency = info["payees"]["agency"]
+    page.select_option("#payees-twin", str(twin_id))
+    page.fill("#payees-list", f"{agency} 10")
+    page.click("#form-payees button[type=submit]")
+    page.locator("#actions li[data-status='confirmed']", has_text="Set 1 payee").wait_for(
+        timeout=60_000
+    )
+    twin_card.locator("p", has_text="you keep 90 %").wait_for(timeout=30_000)
+    assert ledger.functions.payeesOf(twin_id).call() == [(agency, 1_000)]
     assert page.errors == []
 
     # the brand view: escrow, the licensed twin, the usage with its proof
