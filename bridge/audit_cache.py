@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,10 +38,18 @@ CSV_TABLES: Final = (
     "discrepancies",
 )
 _PAID: Final = int(Outcome.PAID)
+BUSY_WAIT_S: Final = 2.0
+"""How long a request waits for a running audit before it is answered without it."""
+EARLIER_KEPT: Final = 8
+"""Audits of explicitly requested earlier blocks kept in memory."""
 
 
 class AuditUnavailableError(BridgeError):
     """The audit cannot run: no chain configured, the RPC does not answer, a bad checkpoint."""
+
+
+class AuditBusyError(BridgeError):
+    """Another audit is running and there is no earlier answer to give meanwhile."""
 
 
 class AuditBlockError(BridgeError):
@@ -193,8 +202,9 @@ def csv_table(result: AuditResult, table: str) -> str:
 
 @dataclass
 class AuditCache:
-    """Runs the audit at most once per block; the rebuilt state is checkpointed in
-    ``checkpoint`` so a later run scans only the new blocks."""
+    """Runs the audit at most once per block, one at a time; the rebuilt state is checkpointed
+    in ``checkpoint`` so a later run scans only the new blocks. While an audit runs, a request
+    for the latest block gets the previous answer rather than a thread waiting for it."""
 
     rpc_urls: Sequence[str]
     ledger: str
@@ -204,6 +214,9 @@ class AuditCache:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _latest: tuple[AuditResult, datetime] | None = field(default=None, init=False, repr=False)
+    _earlier: OrderedDict[int, tuple[AuditResult, datetime]] = field(
+        default_factory=OrderedDict, init=False, repr=False
+    )
 
     @classmethod
     def of(cls, settings: Settings) -> AuditCache:
@@ -246,35 +259,52 @@ class AuditCache:
 
         Raises:
             AuditBlockError: ``to_block`` is before the ledger's deployment or not mined yet.
+            AuditBusyError: another audit runs and there is no answer for this block yet.
             AuditUnavailableError: the chain cannot be read.
         """
         if to_block is not None and to_block < self.start_block:
             raise AuditBlockError(
                 f"block {to_block} is before the ledger's deployment (block {self.start_block})"
             )
-        with self._lock:
-            rpc = self._connect()
-            try:
-                latest = self._latest_block(rpc)
-                if to_block is not None and to_block > latest:
-                    raise AuditBlockError(
-                        f"block {to_block} is not mined yet (the latest is {latest})"
-                    )
-                target = latest if to_block is None else to_block
-                if self._latest is not None and self._latest[0].to_block == target:
-                    return self._latest
-                if to_block is None:
-                    result = self._run(rpc, target, self.checkpoint, start_over=True)
-                    self._latest = (result, self.clock())
-                    return self._latest
-                # an earlier block than the checkpoint's: scanned from the start, not cached
-                return self._run(rpc, target, self.checkpoint, start_over=False), self.clock()
-            except AuditBlockError:
-                raise
-            except BridgeError as exc:
-                raise AuditUnavailableError(f"the audit could not run: {exc}") from exc
-            finally:
-                rpc.close()
+        if not self._lock.acquire(timeout=BUSY_WAIT_S):
+            meanwhile = self._latest if to_block is None else self._earlier.get(to_block)
+            if meanwhile is not None:
+                return meanwhile
+            raise AuditBusyError("another audit is running; ask again in a few seconds")
+        try:
+            return self._audit_locked(to_block)
+        finally:
+            self._lock.release()
+
+    def _audit_locked(self, to_block: int | None) -> tuple[AuditResult, datetime]:
+        kept = None if to_block is None else self._earlier.get(to_block)
+        if kept is not None:
+            return kept
+        rpc = self._connect()
+        try:
+            latest = self._latest_block(rpc)
+            if to_block is not None and to_block > latest:
+                raise AuditBlockError(f"block {to_block} is not mined yet (the latest is {latest})")
+            target = latest if to_block is None else to_block
+            if self._latest is not None and self._latest[0].to_block == target:
+                return self._latest
+            if to_block is None:
+                result = self._run(rpc, target, self.checkpoint, start_over=True)
+                self._latest = (result, self.clock())
+                return self._latest
+            # a block of its own: resumed from the checkpoint when it is past it, else
+            # scanned from the start; kept apart from the latest
+            ran = (self._run(rpc, target, self.checkpoint, start_over=False), self.clock())
+            self._earlier[target] = ran
+            while len(self._earlier) > EARLIER_KEPT:
+                self._earlier.popitem(last=False)
+            return ran
+        except AuditBlockError:
+            raise
+        except BridgeError as exc:
+            raise AuditUnavailableError(f"the audit could not run: {exc}") from exc
+        finally:
+            rpc.close()
 
     def _run(self, rpc: JsonRpc, target: int, checkpoint: Path, *, start_over: bool) -> AuditResult:
         """Resumes from ``checkpoint``; when it cannot (past ``target``, or its last block left

@@ -14,7 +14,7 @@ import pytest
 from web3 import Web3
 
 from bridge import eip712
-from bridge.audit_cache import AuditBlockError, AuditCache, report
+from bridge.audit_cache import AuditBlockError, AuditBusyError, AuditCache, report
 from bridge.codec import Usage
 from scripts.bench_gas import World, local_anvil, setup
 
@@ -160,3 +160,28 @@ def test_blocks_before_the_deployment_or_not_mined_are_refused(
         cache.audit(latest + 100)
     assert str(ahead.value) == f"block {latest + 100} is not mined yet (the latest is {latest})"
     assert not (tmp_path / "checkpoint.json").exists()
+
+
+def test_while_an_audit_runs_others_get_the_last_answer_or_busy(
+    world: World, tmp_path: Path
+) -> None:
+    cache = AuditCache(
+        rpc_urls=[world.w3.provider.endpoint_uri],  # type: ignore[attr-defined]
+        ledger=world.ledger.address,
+        start_block=0,
+        checkpoint=tmp_path / "checkpoint.json",
+    )
+    latest, _ = cache.audit()
+    earlier, _ = cache.audit(latest.to_block - 1)
+    assert cache.audit(latest.to_block - 1)[0] is earlier  # kept
+    world.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    assert cache._lock.acquire()  # an audit running
+    try:
+        assert cache.audit()[0] is latest  # the previous answer, a block behind
+        assert cache.audit(latest.to_block - 1)[0] is earlier
+        with pytest.raises(AuditBusyError) as busy:
+            cache.audit(latest.to_block)
+        assert str(busy.value) == "another audit is running; ask again in a few seconds"
+    finally:
+        cache._lock.release()
+    assert cache.audit()[0].to_block == latest.to_block + 1

@@ -15,6 +15,7 @@ from bridge.api.problems import PROBLEM_JSON, ProblemError
 from bridge.api.routes.ledger import limit_client
 from bridge.audit_cache import (
     AuditBlockError,
+    AuditBusyError,
     AuditCache,
     AuditUnavailableError,
     csv_table,
@@ -57,6 +58,10 @@ def _unavailable(exc: Exception) -> ProblemError:
     return ProblemError(503, "audit-unavailable", "Audit unavailable", str(exc))
 
 
+def _busy(exc: AuditBusyError) -> ProblemError:
+    return ProblemError(503, "audit-busy", "Audit busy", str(exc), headers={"Retry-After": "2"})
+
+
 def _bad_block(exc: AuditBlockError) -> ProblemError:
     return ProblemError(422, "block-not-auditable", "Block not auditable", str(exc))
 
@@ -76,6 +81,8 @@ def get_audit(request: Request, context: ContextDep, to_block: ToBlock = None) -
         result, ran_at = _cache(request, context).audit(to_block)
     except AuditBlockError as exc:
         raise _bad_block(exc) from exc
+    except AuditBusyError as exc:
+        raise _busy(exc) from exc
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     return JSONResponse(report(result, audited_at=ran_at))
@@ -95,6 +102,8 @@ def get_audit_csv(
         result, _ = _cache(request, context).audit(to_block)
     except AuditBlockError as exc:
         raise _bad_block(exc) from exc
+    except AuditBusyError as exc:
+        raise _busy(exc) from exc
     except AuditUnavailableError as exc:
         raise _unavailable(exc) from exc
     filename = f"audit-{result.to_block}-{table}.csv"
