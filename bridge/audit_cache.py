@@ -4,10 +4,13 @@ since the last one) and cached per audited block."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import tempfile
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,15 +269,40 @@ class AuditCache:
             raise AuditBlockError(
                 f"block {to_block} is before the ledger's deployment (block {self.start_block})"
             )
-        if not self._lock.acquire(timeout=BUSY_WAIT_S):
-            meanwhile = self._latest if to_block is None else self._earlier.get(to_block)
-            if meanwhile is not None:
-                return meanwhile
-            raise AuditBusyError("another audit is running; ask again in a few seconds")
-        try:
-            return self._audit_locked(to_block)
-        finally:
-            self._lock.release()
+        if self._lock.acquire(timeout=BUSY_WAIT_S):
+            try:
+                with self._file_lock() as held:
+                    if held:
+                        return self._audit_locked(to_block)
+            finally:
+                self._lock.release()
+        # another thread, or another API process on this data directory, is auditing
+        meanwhile = self._latest if to_block is None else self._earlier.get(to_block)
+        if meanwhile is not None:
+            return meanwhile
+        raise AuditBusyError("another audit is running; ask again in a few seconds")
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[bool]:
+        """The checkpoint's lock file, for API processes sharing the data directory; whether it
+        was had within ``BUSY_WAIT_S``."""
+        path = self.checkpoint.with_name(f"{self.checkpoint.name}.lock")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as handle:
+            deadline = time.monotonic() + BUSY_WAIT_S
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        yield False
+                        return
+                    time.sleep(0.05)
+            try:
+                yield True
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _audit_locked(self, to_block: int | None) -> tuple[AuditResult, datetime]:
         kept = None if to_block is None else self._earlier.get(to_block)

@@ -5,6 +5,7 @@ transaction."""
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,4 +185,23 @@ def test_while_an_audit_runs_others_get_the_last_answer_or_busy(
         assert str(busy.value) == "another audit is running; ask again in a few seconds"
     finally:
         cache._lock.release()
+    assert cache.audit()[0].to_block == latest.to_block + 1
+
+
+def test_an_audit_in_another_process_holds_the_checkpoint(world: World, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint.json"
+    cache = AuditCache(
+        rpc_urls=[world.w3.provider.endpoint_uri],  # type: ignore[attr-defined]
+        ledger=world.ledger.address,
+        start_block=0,
+        checkpoint=checkpoint,
+    )
+    latest, _ = cache.audit()
+    world.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    with (tmp_path / "checkpoint.json.lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as another API process would
+        assert cache.audit()[0] is latest
+        with pytest.raises(AuditBusyError):
+            cache.audit(latest.to_block)
+        fcntl.flock(other, fcntl.LOCK_UN)
     assert cache.audit()[0].to_block == latest.to_block + 1
