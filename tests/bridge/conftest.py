@@ -23,6 +23,7 @@ from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import BrandRecord, Store, create_brand
 
+from .anvil import AnvilChain, anvil_chain
 from .fakes import FakeLicense, FakeLicenseView
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -216,3 +217,21 @@ def make_api(settings: Settings, chain: FakeLicenseView) -> Iterator[Callable[..
 @pytest.fixture
 def api(make_api: Callable[..., Api]) -> Api:
     return make_api()
+
+
+# ---------------------------------------------------------------- anvil
+
+
+@pytest.fixture(scope="module")
+def anvil() -> Iterator[AnvilChain]:
+    """One anvil per test module, with the gas benchmark's world."""
+    with anvil_chain() as started:
+        yield started
+
+
+@pytest.fixture
+def snapshot(chain: AnvilChain) -> Iterator[AnvilChain]:
+    """The anvil of a module whose ``chain`` is its ``anvil``, reverted to its state before the
+    test when the test ends."""
+    with chain.snapshot():
+        yield chain

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +29,6 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from web3 import Web3
 
 from bridge.api import create_app
 from bridge.chain.client import Web3ChainClient
@@ -39,8 +37,8 @@ from bridge.ingest import Ingestor
 from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import Store
-from scripts.bench_gas import World, local_anvil, setup
 
+from .anvil import AnvilChain
 from .conftest import register_brand
 
 pytestmark = pytest.mark.integration
@@ -98,17 +96,9 @@ def operation_class(label: str) -> str:
     return found[0]
 
 
-@dataclass
-class Chain:
-    w3: Web3
-    url: str
-    world: World
-
-
 @pytest.fixture(scope="module")
-def anvil_world() -> Iterator[Chain]:
-    with local_anvil() as w3:
-        yield Chain(w3, w3.provider.endpoint_uri, setup(w3))  # type: ignore[attr-defined]
+def anvil_world(anvil: AnvilChain) -> AnvilChain:
+    return anvil
 
 
 @dataclass
@@ -157,7 +147,7 @@ def _licensed(target: Target, body: Any, pick: tuple[int, int], age_s: int) -> A
 
 
 @pytest.fixture
-def target(anvil_world: Chain, store: Store, tmp_path: Path) -> Target:
+def target(anvil_world: AnvilChain, store: Store, tmp_path: Path) -> Target:
     """The app on the store and the anvil ledger, with one registered brand of the world."""
     ledger = anvil_world.world.ledger.address
     settings = Settings(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,7 +49,9 @@ from bridge.deployment import CompilerRecord, ContractRecord, Manifest, write_ma
 from bridge.store import migrate
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 from bridge.store.repository import Store
-from scripts.bench_gas import ESCROW_PER_BRAND, NOTICE_PERIOD, World, local_anvil, setup
+from scripts.bench_gas import ESCROW_PER_BRAND, NOTICE_PERIOD, World
+
+from .anvil import AnvilChain
 
 pytestmark = pytest.mark.integration
 
@@ -59,26 +61,12 @@ ROLES_SLOT = 7
 """Storage slot of ``AccessControl._roles``."""
 
 
-@dataclass
-class Chain:
-    w3: Web3
-    url: str
-    world: World
+Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[Chain]:
-    with local_anvil() as w3:
-        yield Chain(w3, w3.provider.endpoint_uri, setup(w3))  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def snapshot(chain: Chain) -> Iterator[Chain]:
-    snap = _rpc(chain.w3, "evm_snapshot")
-    try:
-        yield chain
-    finally:
-        _rpc(chain.w3, "evm_revert", snap)
+def chain(anvil: AnvilChain) -> AnvilChain:
+    return anvil
 
 
 # ---------------------------------------------------------------- the chain

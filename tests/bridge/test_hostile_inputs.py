@@ -33,8 +33,8 @@ from bridge.settings import Settings
 from bridge.signers import load_signer
 from bridge.store.repository import Store
 from bridge.worker import SettlementWorker, WorkerConfig
-from scripts.bench_gas import World, local_anvil, setup
 
+from .anvil import AnvilChain
 from .conftest import BRAND_ADDRESS, OTHER_ADDRESS, TWIN, Clock, register_brand
 from .fakes import FakeLicenseView
 
@@ -559,20 +559,13 @@ FIRST_MODEL_ACCOUNT = 6  # scripts.bench_gas: admin, registrar, relayer, 3 brand
 NEW_OWNER = Web3.to_checksum_address("0x" + "0e" * 20)
 
 
-@dataclass
-class Anvil:
-    w3: Web3
-    url: str
-    world: World
+Anvil = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def anvil() -> Iterator[Anvil]:
-    with local_anvil() as w3:
-        world = setup(w3)
-        relayer = Account.from_key(RELAYER_KEY).address
-        w3.provider.make_request("anvil_setBalance", [relayer, hex(10**20)])  # type: ignore[arg-type]
-        yield Anvil(w3, w3.provider.endpoint_uri, world)  # type: ignore[attr-defined]
+def anvil(anvil: AnvilChain) -> AnvilChain:
+    anvil.fund(Account.from_key(RELAYER_KEY).address)
+    return anvil
 
 
 @dataclass
@@ -630,16 +623,13 @@ class Relay:
 
 @pytest.fixture
 def relay(anvil: Anvil, store: Store, tmp_path: Path) -> Iterator[Relay]:
-    snap = anvil.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
     settings = Settings(
         data_dir=tmp_path / "data", rpc_url=anvil.url, ledger_address=anvil.world.ledger.address
     )
     verifier = ActionVerifier(Web3ChainClient([anvil.url]), anvil.world.ledger.address)
-    try:
-        with TestClient(create_app(settings, store=store, actions=verifier)) as client:
-            yield Relay(anvil, store, client)
-    finally:
-        anvil.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+    app = create_app(settings, store=store, actions=verifier)
+    with anvil.snapshot(), TestClient(app) as client:
+        yield Relay(anvil, store, client)
 
 
 def _message(relay: Relay, kind: str, twin: int, nonce: int, deadline: int) -> dict[str, Any]:

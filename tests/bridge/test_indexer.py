@@ -14,8 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,9 @@ from bridge.store.models import (
     TwinRow,
 )
 from bridge.store.repository import Store
-from scripts.bench_gas import NOTICE_PERIOD, USD, World, local_anvil, setup
+from scripts.bench_gas import NOTICE_PERIOD, USD, World
+
+from .anvil import AnvilChain
 
 pytestmark = pytest.mark.integration
 
@@ -78,26 +79,12 @@ INDEX_TABLES = (
 )
 
 
-@dataclass
-class Chain:
-    w3: Web3
-    url: str
-    world: World
+Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[Chain]:
-    with local_anvil() as w3:
-        yield Chain(w3, w3.provider.endpoint_uri, setup(w3))  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def snapshot(chain: Chain) -> Iterator[Chain]:
-    snap = _rpc(chain.w3, "evm_snapshot")
-    try:
-        yield chain
-    finally:
-        _rpc(chain.w3, "evm_revert", snap)
+def chain(anvil: AnvilChain) -> AnvilChain:
+    return anvil
 
 
 @pytest.fixture

@@ -32,7 +32,9 @@ from bridge.store.models import OwnerAction
 from bridge.store.repository import Store
 from bridge.toolchain import load_artifact
 from bridge.worker import SettlementWorker, WorkerConfig
-from scripts.bench_gas import World, local_anvil, setup
+from scripts.bench_gas import World
+
+from .anvil import AnvilChain
 
 pytestmark = pytest.mark.integration
 
@@ -42,29 +44,13 @@ BYTES32_A = "0x" + "aa" * 32
 BYTES32_B = "0x" + "bb" * 32
 
 
-@dataclass
-class Chain:
-    w3: Web3
-    url: str
-    world: World
+Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[Chain]:
-    with local_anvil() as w3:
-        world = setup(w3)
-        relayer = Account.from_key(RELAYER_KEY).address
-        w3.provider.make_request("anvil_setBalance", [relayer, hex(10**20)])  # type: ignore[arg-type]
-        yield Chain(w3, w3.provider.endpoint_uri, world)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def snapshot(chain: Chain) -> Iterator[Chain]:
-    snap = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
-    try:
-        yield chain
-    finally:
-        chain.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+def chain(anvil: AnvilChain) -> AnvilChain:
+    anvil.fund(Account.from_key(RELAYER_KEY).address)
+    return anvil
 
 
 @dataclass

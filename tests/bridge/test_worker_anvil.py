@@ -26,7 +26,6 @@ import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
 from sqlalchemy import select
-from web3 import Web3
 
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.ledger import USAGES_SETTLED_TOPIC
@@ -42,7 +41,9 @@ from bridge.store.repository import BrandRecord, Store, StoredUsage, create_bran
 from bridge.store.settlement import lease_holder
 from bridge.usage import UsageType
 from bridge.worker import SettlementWorker, WorkerConfig
-from scripts.bench_gas import World, local_anvil, setup
+from scripts.bench_gas import World
+
+from .anvil import AnvilChain
 
 pytestmark = pytest.mark.integration
 
@@ -54,29 +55,13 @@ class Crash(Exception):
     """The worker process dies here."""
 
 
-@dataclass
-class Chain:
-    w3: Web3
-    url: str
-    world: World
+Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain() -> Iterator[Chain]:
-    with local_anvil() as w3:
-        world = setup(w3)
-        relayer = Account.from_key(RELAYER_KEY).address
-        w3.provider.make_request("anvil_setBalance", [relayer, hex(10**20)])  # type: ignore[arg-type]
-        yield Chain(w3, w3.provider.endpoint_uri, world)  # type: ignore[attr-defined]
-
-
-@pytest.fixture
-def snapshot(chain: Chain) -> Iterator[Chain]:
-    snap = chain.w3.provider.make_request("evm_snapshot", [])["result"]  # type: ignore[arg-type]
-    try:
-        yield chain
-    finally:
-        chain.w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
+def chain(anvil: AnvilChain) -> AnvilChain:
+    anvil.fund(Account.from_key(RELAYER_KEY).address)
+    return anvil
 
 
 @dataclass
