@@ -104,7 +104,7 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path: object) -> None:
     try:
         with engine.connect() as conn:
             assert conn.scalar(text("PRAGMA journal_mode")) == "wal"
-            assert conn.scalar(text("PRAGMA synchronous")) == 1  # NORMAL
+            assert conn.scalar(text("PRAGMA synchronous")) == 2  # FULL: committed means on disk
             assert conn.scalar(text("PRAGMA foreign_keys")) == 1
     finally:
         engine.dispose()
