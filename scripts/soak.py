@@ -194,6 +194,8 @@ class Soak:
         self.api_keys: list[str] = []
         self.offset = 0
         self.event_seq = itertools.count(1)
+        self.paused: dict[int, bool] = defaultdict(bool)
+        """Twins the models paused through the relay."""
 
     # ------------------------------------------------------------ setting up
 
@@ -337,6 +339,8 @@ class Soak:
 
     def _record(self, event: dict[str, Any], answer: dict[str, Any]) -> None:
         status = answer.get("status")
+        if not isinstance(status, str):  # a problem+json refusal: its HTTP status
+            status = "refused" if "reason" in answer else f"HTTP {status}"
         self.stats.count("answers", str(status))
         if status in ("accepted", "duplicate"):
             with self.stats.lock:
@@ -375,12 +379,13 @@ class Soak:
         accounts = [dev_account(i) for i in range(30)]
         owners = {account.address: account for account in accounts}
         twins = self.world.twin_ids[:MODEL_TWINS]
-        paused = dict.fromkeys(twins, False)
+        owner_of = {twin: owners[ledger.ownerOf(twin).call()] for twin in twins}
+        paused = self.paused
         types = httpx.get(f"{self.api_url}/v1/owner-actions/types", timeout=10).json()
         spec = types["actions"]["SetTwinPaused"]
         while not self.stop_load.is_set():
             twin = self.rng.choice(twins)
-            account = owners[ledger.ownerOf(twin).call()]
+            account = owner_of[twin]
             nonce = self._request("read_nonce", "GET", f"/v1/accounts/{account.address}/nonce")
             if nonce is None:
                 continue
@@ -442,6 +447,16 @@ class Soak:
             self._request("read_api", "GET", f"/v1/brands/{brand}/account")
             self.stop_load.wait(0.5)
 
+    def _guarded(self, name: str, loop: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Runs a load loop until the load stops; one that raises (a fault it did not expect)
+        is counted and started again."""
+        while not self.stop_load.is_set():
+            try:
+                loop(*args)
+            except Exception as exc:  # counted in the report, then started again
+                self.stats.count("errors", f"{name} loop: {type(exc).__name__}")
+                self.stop_load.wait(1)
+
     # ------------------------------------------------------------ faults
 
     def inject(self, name: str) -> None:
@@ -490,11 +505,12 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         self.t0 = time.monotonic()
-        threads = [threading.Thread(target=self.brand_loop, args=(b,)) for b in range(BRANDS)]
-        threads += [
-            threading.Thread(target=self.model_loop),
-            threading.Thread(target=self.auditor_loop),
+        loops: list[tuple[str, Callable[..., None], tuple[Any, ...]]] = [
+            *((f"brand {b}", self.brand_loop, (b,)) for b in range(BRANDS)),
+            ("models", self.model_loop, ()),
+            ("auditors", self.auditor_loop, ()),
         ]
+        threads = [threading.Thread(target=self._guarded, args=loop) for loop in loops]
         for thread in threads:
             thread.start()
         end = self.t0 + self.minutes * 60
