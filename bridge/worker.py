@@ -805,14 +805,20 @@ class SettlementWorker:
                 if outcome is Outcome.PAID
             }
         )
-        answers = self._chain.call_many(
-            to=self._ledger,
-            calls=[
-                price_at_calldata(twin_id=twin, brand=brand, usage_type=kind, at=at)
-                for twin, brand, kind, at in keys
-            ],
-            block=block_number,
-        )
+        calls = [
+            price_at_calldata(twin_id=twin, brand=brand, usage_type=kind, at=at)
+            for twin, brand, kind, at in keys
+        ]
+        try:
+            answers = self._chain.call_many(to=self._ledger, calls=calls, block=block_number)
+        except ExecutionRevertedError:
+            raise
+        except RpcError as exc:
+            # A node without that block's state (pruned, or an anvil restarted from its state
+            # file). The ledger keeps every license version, so a time before the block is priced
+            # the same at the latest block.
+            log.warning("prices at block %d unavailable (%s); asking the latest", block_number, exc)
+            answers = self._chain.call_many(to=self._ledger, calls=calls, block="latest")
         return {key: decode_price_at(answer)[1] for key, answer in zip(keys, answers, strict=True)}
 
     def _fail(self, batch: BatchRecord, error: str, *, counts_attempt: bool = False) -> None:

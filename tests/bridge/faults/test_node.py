@@ -15,7 +15,7 @@ from bridge.chain.client import Web3ChainClient
 from bridge.store.models import BatchStatus, UsageStatus
 
 from .conftest import Chain, start_world
-from .rig import Anvil, Proxy, Rig
+from .rig import Anvil, Proxy, Rig, rpc
 
 pytestmark = pytest.mark.faults
 
@@ -33,7 +33,7 @@ def node(tmp_path: Path) -> Iterator[tuple[Chain, Proxy]]:
         anvil.close()
 
 
-@pytest.mark.parametrize("point", ["after_signing", "after_sending"])
+@pytest.mark.parametrize("point", ["after_signing", "after_sending", "before_receipt"])
 def test_the_node_going_away_mid_send_and_a_second_url_taking_over_lose_and_repeat_nothing(
     node: tuple[Chain, Proxy], db_url: str, tmp_path: Path, point: str
 ) -> None:
@@ -45,6 +45,7 @@ def test_the_node_going_away_mid_send_and_a_second_url_taking_over_lose_and_repe
     def node_goes_away(at: str) -> None:
         if at == point and armed.is_set():
             armed.clear()
+            rpc(chain.w3, "evm_mine")  # the batch's block is no longer the newest
             chain.anvil.stop()  # SIGTERM: anvil writes its state file and exits
 
             def back() -> None:
