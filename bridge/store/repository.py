@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final, cast
 
+import orjson
 from sqlalchemy import Engine, Table, bindparam, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -25,15 +26,6 @@ _FIND_USAGES: Final = select(UsageEvent).where(
     UsageEvent.event_id.in_(bindparam("event_ids", expanding=True)),
 )
 _UNIQUE_EVENT: Final = [_USAGE_TABLE.c.brand_id, _USAGE_TABLE.c.event_id]
-_INSERT_USAGES: Final[dict[str, Any]] = {
-    "sqlite": sqlite.insert(_USAGE_TABLE)
-    .on_conflict_do_nothing(index_elements=_UNIQUE_EVENT)
-    .returning(_USAGE_TABLE.c.event_id, _USAGE_TABLE.c.id),
-    "postgresql": postgresql.insert(_USAGE_TABLE)
-    .on_conflict_do_nothing(index_elements=_UNIQUE_EVENT)
-    .returning(_USAGE_TABLE.c.event_id, _USAGE_TABLE.c.id),
-}
-"""Statements built once: each row inserted unless its (brand, event id) is stored already."""
 _PG_INSERT_FROM_ARRAYS: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
@@ -49,6 +41,23 @@ _PG_INSERT_FROM_ARRAYS: Final = text(
 )
 """PostgreSQL takes the rows as one array per column: a dozen parameters instead of a dozen per
 row, which psycopg would parse out of the statement text in Python on every batch."""
+_SQLITE_INSERT_FROM_JSON: Final = text(
+    "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
+    "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
+    "SELECT :brand_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
+    "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), "
+    ":status, :now, :now FROM json_each(:rows) WHERE true "
+    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING event_id, id"
+).bindparams(bindparam("now", type_=UtcDateTime()))
+"""SQLite takes the rows as one JSON array that it unpacks in C (``json_each``), instead of
+SQLAlchemy processing a dozen parameters per row in Python. Times are written in the format the
+``UtcDateTime`` column stores (UTC, no offset)."""
+_SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def _sqlite_time(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_SQLITE_TIME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,30 +263,36 @@ def insert_usages(
         return {}
     if len({u.event_id for u in usages}) != len(usages):
         raise ValueError("event ids in one insert must be distinct")
+    for u in usages:
+        if u.used_at.tzinfo is None:
+            raise ValueError(f"naive datetime {u.used_at!r}; the store takes aware datetimes only")
     now = utcnow()
-    rows: list[dict[str, Any]] = [
-        {
-            "brand_id": brand_id,
-            "event_id": u.event_id,
-            "body_hash": u.body_hash,
-            "twin_id": u.twin_id,
-            "usage_type": u.usage_type,
-            "quantity": u.quantity,
-            "used_at": u.used_at,
-            "campaign_ref": u.campaign_ref,
-            "asset_ref": u.asset_ref,
-            "status": UsageStatus.ACCEPTED,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for u in usages
-    ]
     dialect = session.get_bind().dialect.name
-    stmt = _INSERT_USAGES.get(dialect)
-    if stmt is None:  # pragma: no cover - the engine factory makes only these two
-        raise NotImplementedError(f"no idempotent insert for {dialect}")
-    params: Any = rows
-    if dialect == "postgresql":
+    stmt: Any
+    params: dict[str, Any]
+    if dialect == "sqlite":
+        stmt = _SQLITE_INSERT_FROM_JSON
+        params = {
+            "brand_id": brand_id,
+            "status": UsageStatus.ACCEPTED.value,
+            "now": now,
+            "rows": orjson.dumps(
+                [
+                    [
+                        u.event_id,
+                        u.body_hash,
+                        u.twin_id,
+                        u.usage_type,
+                        u.quantity,
+                        _sqlite_time(u.used_at),
+                        u.campaign_ref,
+                        u.asset_ref,
+                    ]
+                    for u in usages
+                ]
+            ).decode(),
+        }
+    elif dialect == "postgresql":
         stmt = _PG_INSERT_FROM_ARRAYS
         params = {
             "brand_id": brand_id,
@@ -292,6 +307,8 @@ def insert_usages(
             "campaign_refs": [u.campaign_ref for u in usages],
             "asset_refs": [u.asset_ref for u in usages],
         }
+    else:  # pragma: no cover - the engine factory makes only these two
+        raise NotImplementedError(f"no idempotent insert for {dialect}")
     with _one_writer(session):
         try:
             returned = session.execute(stmt, params)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, inspect, select, text
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError
 
 from bridge.errors import BrandExistsError
 from bridge.store import migrate
@@ -193,7 +193,7 @@ def test_batch_of_1000_inserts_in_one_transaction(store: Store) -> None:
 
 def test_failed_batch_leaves_nothing(store: Store) -> None:
     brand = brand_id(store)
-    with store.session() as session, pytest.raises(StatementError, match=r"naive datetime"):
+    with store.session() as session, pytest.raises(ValueError, match=r"naive datetime"):
         insert_usages(
             session,
             brand_id=brand,
