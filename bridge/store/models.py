@@ -239,6 +239,16 @@ class WorkerLease(Base):
 # brand_accounts, license_versions' effective windows) are then restored from what remains.
 
 
+class EventSource:
+    """Where an indexed ledger event happened: its block, log index, transaction and block time
+    (the columns every event-derived table carries)."""
+
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    log_index: Mapped[int] = mapped_column(Integer)
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class IndexedBlock(Base):
     """A block the indexer went through: every block with ledger events and the last block of each
     indexed range. Their hashes are compared with the chain's to find a fork point."""
@@ -330,7 +340,7 @@ class TwinRow(Base):
     updated_block: Mapped[int] = mapped_column(BigInteger)
 
 
-class TwinChange(Base):
+class TwinChange(EventSource, Base):
     """The whole state of a twin after each event that changed it (mint, transfer, pause,
     payees)."""
 
@@ -350,13 +360,9 @@ class TwinChange(Base):
     paused_since: Mapped[int | None] = mapped_column(BigInteger)
     payees: Mapped[list[Any]] = mapped_column(JSON())
     minted_block: Mapped[int] = mapped_column(BigInteger)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class LicenseVersionRow(Base):
+class LicenseVersionRow(EventSource, Base):
     """A granted license version with its terms; ``effective_from``/``effective_until`` and
     ``revoked`` follow the later grants and revocations that ended it (as the ledger does)."""
 
@@ -376,13 +382,9 @@ class LicenseVersionRow(Base):
     effective_from: Mapped[int] = mapped_column(BigInteger)
     effective_until: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class LicenseRevocation(Base):
+class LicenseRevocation(EventSource, Base):
     """A ``LicenseRevoked`` event: every running version of the pair ended at ``revoked_at``."""
 
     __tablename__ = "license_revocations"
@@ -396,10 +398,6 @@ class LicenseRevocation(Base):
     brand: Mapped[str] = mapped_column(String(42))
     version: Mapped[int] = mapped_column(Integer)
     revoked_at: Mapped[int] = mapped_column(BigInteger)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class BrandAccountRow(Base):
@@ -416,7 +414,7 @@ class BrandAccountRow(Base):
     updated_block: Mapped[int] = mapped_column(BigInteger)
 
 
-class BrandAccountChange(Base):
+class BrandAccountChange(EventSource, Base):
     """How one event changed a brand's escrow and debt, and the account after it."""
 
     __tablename__ = "brand_account_changes"
@@ -435,13 +433,9 @@ class BrandAccountChange(Base):
     debt_reserve: Mapped[int] = mapped_column(UInt256())
     pending_withdrawal: Mapped[int] = mapped_column(UInt256())
     withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class RoyaltyDistribution(Base):
+class RoyaltyDistribution(EventSource, Base):
     """``RoyaltiesDistributed``: part of a twin's royalties credited to a payee (or the owner)."""
 
     __tablename__ = "royalty_distributions"
@@ -455,13 +449,9 @@ class RoyaltyDistribution(Base):
     twin_id: Mapped[int] = mapped_column(BigInteger)
     payee: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(UInt256())
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class PayeePayout(Base):
+class PayeePayout(EventSource, Base):
     """``PayeePaid``: tokens that left the ledger to a payee."""
 
     __tablename__ = "payee_payouts"
@@ -474,10 +464,6 @@ class PayeePayout(Base):
     payee: Mapped[str] = mapped_column(String(42))
     caller: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(UInt256())
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ActionStatus(StrEnum):
