@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from bridge.audit import (
     DEFAULT_MAX_BLOCK_RANGE,
@@ -29,7 +29,7 @@ from bridge.deployment import LEDGER, load_manifest
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 
-CSV_TABLES: Final = (
+CsvTable = Literal[
     "usages",
     "batches",
     "balances",
@@ -39,7 +39,9 @@ CSV_TABLES: Final = (
     "debts",
     "payouts",
     "discrepancies",
-)
+]
+"""The tables ``twin-bridge audit --csv`` writes (``write_csv``)."""
+CSV_TABLES: Final = get_args(CsvTable)
 _PAID: Final = int(Outcome.PAID)
 BUSY_WAIT_S: Final = 2.0
 """How long a request waits for a running audit before it is answered without it."""

@@ -8,7 +8,6 @@ the bridge's index of the chain.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,8 +29,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from bridge.deployment import KeySource
 from bridge.errors import BridgeError
-from bridge.signers import load_signer, read_password
 from bridge.usage import UsageType
 
 model_app = typer.Typer(no_args_is_help=True)
@@ -130,19 +129,15 @@ class _Retry(Exception):
 def _key(
     chain_id: int, keystore: Path | None, password_file: Path | None, key_env: str | None
 ) -> LocalAccount:
-    private_key = None
-    if key_env is not None:
-        private_key = os.environ.get(key_env)
-        if private_key is None:
-            raise ModelCliError(f"${key_env} is not set")
-    password = None
-    if keystore is not None:
-        password = read_password(
-            password_file=password_file, password=os.environ.get("TWIN_BRIDGE_MODEL_PASSWORD")
-        )
-    return load_signer(
-        "model", chain_id=chain_id, keystore=keystore, password=password, private_key=private_key
+    """The model's key: a keystore with its password (a file, else $TWIN_BRIDGE_MODEL_PASSWORD),
+    or a raw key from ``key_env`` on a dev chain (``KeySource``'s rules)."""
+    source = KeySource(
+        keystore=keystore,
+        password_file=password_file,
+        password_env=None if password_file is not None else "TWIN_BRIDGE_MODEL_PASSWORD",
+        private_key_env=key_env,
     )
+    return source.load("model", chain_id=chain_id)
 
 
 def _usd(amount: int) -> str:

@@ -31,7 +31,7 @@ import httpx
 from rich.console import Console
 from web3 import Web3
 
-from bridge.chain.deploy import STABLECOIN, contract_at
+from bridge.chain.deploy import contract_at
 from bridge.demo import (
     ATTESTER,
     DEPLOYER,
@@ -45,6 +45,8 @@ from bridge.demo import (
     seed,
 )
 from bridge.deployment import (
+    LEDGER,
+    STABLECOIN,
     Manifest,
     NetworkConfig,
     RolesConfig,
@@ -64,7 +66,6 @@ from bridge.usage import UsageType
 ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"
 DEV_CHAIN_ID: Final = 31337
 HARDFORK: Final = "prague"
-LEDGER: Final = "TwinLedger"
 NOTICE_PERIOD: Final = 24 * 3600
 STATE_INTERVAL_S: Final = 10
 """Anvil also saves its state this often, so a crash loses at most this much chain history."""
@@ -351,10 +352,9 @@ class DevStack:
         self.console.print(text, style=style, markup=False, soft_wrap=True)
 
     def _child_env(self, deployment: DevDeployment) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
         # Settings the user chose (a PostgreSQL URL, batch sizes...) carry over; the chain,
         # contract and keys are the dev stack's own.
-        env.update({k: v for k, v in os.environ.items() if k.startswith("TWIN_BRIDGE_")})
+        env = dict(os.environ)
         env.update(
             {
                 "TWIN_BRIDGE_DATA_DIR": str(self.options.data_dir),

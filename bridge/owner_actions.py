@@ -23,6 +23,7 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Final, Literal, Protocol
 
 from eth_abi.abi import decode, encode
@@ -295,9 +296,14 @@ def _terms_tuple(terms: LicenseTermsMsg) -> tuple[Any, ...]:
     )
 
 
+@lru_cache(maxsize=1)
+def _ledger_contract() -> Any:
+    """The ledger's ABI bound to no address, read once: it only encodes calldata."""
+    return Web3().eth.contract(abi=load_artifact("TwinLedger").abi)
+
+
 def _encode(function: str, args: Sequence[Any]) -> bytes:
-    contract = Web3().eth.contract(abi=load_artifact("TwinLedger").abi)
-    return bytes.fromhex(contract.encode_abi(function, args=list(args))[2:])
+    return bytes.fromhex(_ledger_contract().encode_abi(function, args=list(args))[2:])
 
 
 def signed_calldata(kind: str, parsed: _Signed, signature: bytes) -> bytes:
@@ -340,6 +346,20 @@ class VerifiedAction:
 
     def message_json(self) -> str:
         return json.dumps(_plain(self.message), sort_keys=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedAction:
+    """A signed action's body with its typed message, typed data and EIP-712 digest."""
+
+    body: SignedActionIn
+    parsed: _Signed
+    data: dict[str, Any]
+    digest: bytes
+
+    @property
+    def hex_digest(self) -> str:
+        return "0x" + self.digest.hex()
 
 
 class ActionVerifier:
@@ -415,29 +435,35 @@ class ActionVerifier:
                 422, "ledger_refuses", f"the ledger would refuse this {kind}: {reason}"
             ) from None
 
-    def digest_of(self, body: SignedActionIn) -> str:
-        """The EIP-712 digest of a signed action's message (0x-hex): its identity in the store.
+    def prepare(self, body: SignedActionIn) -> PreparedAction:
+        """The signed action's typed message and its EIP-712 digest (its identity in the store),
+        computed once for the lookup of a repeat and for ``verify_signed``.
 
         Raises:
             ActionRefusedError: 422 for a malformed message.
         """
         parsed = parse_message(body.type, body.message)
         data = typed_data(body.type, parsed, chain_id=self.chain_id, ledger=self.ledger)
-        return "0x" + eip712.digest(data).hex()
+        return PreparedAction(body, parsed, data, eip712.digest(data))
 
-    def verify_signed(self, body: SignedActionIn, *, held_nonces: Sequence[int]) -> VerifiedAction:
-        """Checks a signed action; ``held_nonces`` are the signer's nonces of actions the bridge
-        holds and has not yet seen mined (they come before this one).
+    def verify_signed(
+        self, prepared: PreparedAction, *, held_nonces: Sequence[int]
+    ) -> VerifiedAction:
+        """Checks a prepared signed action; ``held_nonces`` are the signer's nonces of actions the
+        bridge holds and has not yet seen mined (they come before this one).
 
         Raises:
             ActionRefusedError: with the status and the reason in words.
         """
+        body, parsed, data, digest = (
+            prepared.body,
+            prepared.parsed,
+            prepared.data,
+            prepared.digest,
+        )
         kind = body.type
-        parsed = parse_message(kind, body.message)
         signer = body.signer
         signature = bytes.fromhex(body.signature[2:])
-        data = typed_data(kind, parsed, chain_id=self.chain_id, ledger=self.ledger)
-        digest = eip712.digest(data)
         twin_id = int(getattr(parsed, "twinId"))  # noqa: B009 - every signed message names a twin
 
         now = self.chain_time()

@@ -17,7 +17,6 @@ not run or the audit found a discrepancy.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,7 +29,6 @@ import requests
 from bridge.audit import DEFAULT_MAX_BLOCK_RANGE, JsonRpc, run_audit
 from scripts.bench_gas import (
     HARDFORK,
-    OUT_DIR,
     BenchError,
     _machine,
     local_anvil,
@@ -38,6 +36,7 @@ from scripts.bench_gas import (
     settle,
     setup,
     warm_up_usages,
+    write_report,
 )
 
 USAGES: Final = 100_000
@@ -177,19 +176,12 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--runs", type=int, default=RUNS)
     args = parser.parse_args()
-    try:
-        data = run(args.usages, args.batch_size, args.runs)
-    except BenchError as exc:
-        print(f"bench-audit: {exc}", file=sys.stderr)
-        return 1
-    table = markdown(data)
-    print()
-    print(table)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "audit.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (OUT_DIR / "audit.md").write_text(table, encoding="utf-8")
-    print(f"wrote {OUT_DIR / 'audit.json'} and {OUT_DIR / 'audit.md'} ({data['wall_seconds']} s)")
-    return 0
+    return write_report(
+        "audit",
+        lambda: run(args.usages, args.batch_size, args.runs),
+        lambda data: print("\n" + markdown(data)),
+        table=markdown,
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -606,18 +606,33 @@ def run() -> dict[str, Any]:
         return report(world, results, single, warm_up, client, runtime, time.monotonic() - started)
 
 
-def main() -> int:
+def write_report(
+    name: str,
+    measure: Callable[[], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None],
+    out_dir: Path = OUT_DIR,
+    table: Callable[[dict[str, Any]], str] | None = None,
+) -> int:
+    """A benchmark's ``main``: measures, shows the result, writes ``<out_dir>/<name>.json`` (and
+    ``<name>.md`` from ``table``); exit code 1 with the reason when it cannot run."""
     try:
-        data = run()
+        data = measure()
     except BenchError as exc:
-        print(f"bench-gas: {exc}", file=sys.stderr)
+        print(f"bench-{name}: {exc}", file=sys.stderr)
         return 1
-    print_table(data)
-    OUT_DIR.mkdir(parents=True, exist_ok=True)
-    (OUT_DIR / "gas.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    (OUT_DIR / "gas.md").write_text(markdown(data), encoding="utf-8")
-    print(f"\nwrote {OUT_DIR / 'gas.json'} and {OUT_DIR / 'gas.md'} ({data['wall_seconds']} s)")
+    show(data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / f"{name}.json"]
+    written[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if table is not None:
+        written.append(out_dir / f"{name}.md")
+        written[1].write_text(table(data), encoding="utf-8")
+    print(f"\nwrote {' and '.join(map(str, written))} ({data['wall_seconds']} s)")
     return 0
+
+
+def main() -> int:
+    return write_report("gas", run, print_table, table=markdown)
 
 
 if __name__ == "__main__":

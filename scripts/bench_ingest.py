@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.util
-import json
 import os
 import random
 import secrets
@@ -66,6 +65,7 @@ from scripts.bench_gas import (
     _tail,
     local_anvil,
     setup,
+    write_report,
 )
 
 BATCH_EVENTS: Final = 1000
@@ -738,17 +738,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    try:
-        data = run(config)
-    except BenchError as exc:
-        print(f"bench-ingest: {exc}", file=sys.stderr)
-        return 1
-    print_table(data)
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    out = config.out_dir / "ingest.json"
-    out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out} ({data['wall_seconds']} s)")
-    return 0
+    return write_report("ingest", lambda: run(config), print_table, config.out_dir)
 
 
 if __name__ == "__main__":

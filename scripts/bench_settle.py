@@ -20,7 +20,6 @@ usage refused at the door, not settled in time, or settled as anything but paid)
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -58,6 +57,7 @@ from scripts.bench_gas import (
     _rpc,
     local_anvil,
     setup,
+    write_report,
 )
 
 # A throwaway key made up for this benchmark: it pays gas on the local anvil started here only.
@@ -455,17 +455,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
-    try:
-        data = run(config)
-    except BenchError as exc:
-        print(f"bench-settle: {exc}", file=sys.stderr)
-        return 1
-    print_table(data)
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    out = config.out_dir / "settle.json"
-    out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out} ({data['wall_seconds']} s)")
-    return 0
+    return write_report("settle", lambda: run(config), print_table, config.out_dir)
 
 
 if __name__ == "__main__":

@@ -166,13 +166,13 @@ def _verify_and_store(
     try:
         verified: VerifiedAction
         if isinstance(body, SignedActionIn):
-            digest = verifier.digest_of(body)
+            prepared = verifier.prepare(body)
             with context.store.session() as session:
-                known = store_actions.action_by_digest(session, digest)
+                known = store_actions.action_by_digest(session, prepared.hex_digest)
                 if known is not None and known.status != "failed":
                     return known, False  # the same signed action again: its stored state
                 held = store_actions.held_nonces(session, body.signer)
-            verified = verifier.verify_signed(body, held_nonces=held)
+            verified = verifier.verify_signed(prepared, held_nonces=held)
         else:
             verified = verifier.verify_payout(body)
     except ActionRefusedError as exc:

@@ -5,7 +5,7 @@ rate-limited per client like the read API; one audit runs at a time and each blo
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -18,6 +18,7 @@ from bridge.audit_cache import (
     AuditBusyError,
     AuditCache,
     AuditUnavailableError,
+    CsvTable,
     csv_table,
     report,
 )
@@ -28,17 +29,6 @@ _PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 ToBlock = Annotated[
     int | None,
     Query(ge=0, le=2**63 - 1, description="Audit through this block (default: the latest)."),
-]
-Table = Literal[
-    "usages",
-    "batches",
-    "balances",
-    "twins",
-    "licenses",
-    "deposits",
-    "debts",
-    "payouts",
-    "discrepancies",
 ]
 
 
@@ -95,7 +85,7 @@ def get_audit(request: Request, context: ContextDep, to_block: ToBlock = None) -
     responses={200: {"content": {"text/csv": {}}}, 422: _PROBLEM, 429: _PROBLEM, 503: _PROBLEM},
 )
 def get_audit_csv(
-    request: Request, context: ContextDep, table: Table = "usages", to_block: ToBlock = None
+    request: Request, context: ContextDep, table: CsvTable = "usages", to_block: ToBlock = None
 ) -> Response:
     """The table as ``twin-bridge audit --csv`` writes it (``usages.csv``, ...)."""
     try:
