@@ -263,18 +263,32 @@ def indexer_command() -> None:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API processes. More than one: each listens on its own SO_REUSEPORT socket, so "
+            "the kernel spreads connections over them.",
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (uvicorn's access log).")
+    ] = True,
 ) -> None:
     """Serve the brand API (migrates the database first)."""
-    import uvicorn
-
     from bridge.api import create_app
+    from bridge.api.serving import serve as serve_api
 
     try:
         api = create_app(with_deployment(_settings()))
     except ValueError as exc:
         _stderr().print(str(exc), style="red", markup=False)
         raise typer.Exit(2) from exc
-    uvicorn.run(api, host=host, port=port)
+    try:
+        serve_api(api, host=host, port=port, workers=workers, access_log=access_log)
+    except OSError as exc:
+        _stderr().print(f"cannot listen on {host}:{port}: {exc}", style="red", markup=False)
+        raise typer.Exit(1) from exc
 
 
 @app.command("dev")

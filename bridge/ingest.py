@@ -17,10 +17,11 @@ from bridge.settings import Settings
 from bridge.store.repository import (
     BrandRecord,
     InsertOutcome,
+    InsertResult,
     NewUsage,
-    StoredUsage,
-    find_usages,
-    insert_usages,
+    StoredKey,
+    insert_brand_usages,
+    stored_keys,
 )
 from bridge.usage import Refusal, UsageType
 
@@ -60,6 +61,25 @@ class ItemStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Submission:
+    """The reports of one request, from one brand."""
+
+    brand: BrandRecord
+    reports: Sequence[UsageReport]
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A usage this group inserts: the answer of the submission that brought it first
+    (``first``, accepted) or of a later one with the same body (duplicate), once it is written."""
+
+    brand_id: int
+    event_id: str
+    body_hash: str
+    first: bool
+
+
+@dataclass(frozen=True, slots=True)
 class ItemResult:
     """The answer for one event: accepted or duplicate (with its usage id) or refused (why)."""
 
@@ -95,57 +115,114 @@ class Ingestor:
         Raises:
             ChainUnavailableError: when the license check cannot reach the chain.
         """
-        hashes = [r.body_hash for r in reports]
-        first: dict[str, int] = {}
-        for index, report in enumerate(reports):
-            first.setdefault(report.event_id, index)
-        stored = find_usages(session, brand_id=brand.id, event_ids=first)
+        [answers] = self.ingest_many(session, [Submission(brand, reports)])
+        return answers
+
+    def ingest_many(
+        self, session: Session, submissions: Sequence[Submission]
+    ) -> list[list[ItemResult]]:
+        """``ingest`` of each submission, with the answers it would get were the submissions
+        ingested one after another in this order, but with one read per brand, one round trip to
+        the chain and one commit for them all (group commit).
+
+        Raises:
+            ChainUnavailableError: when the license check cannot reach the chain (for them all).
+        """
+        hashes = [[r.body_hash for r in s.reports] for s in submissions]
+        firsts: list[dict[str, int]] = []
+        for submission in submissions:
+            first: dict[str, int] = {}
+            for index, report in enumerate(submission.reports):
+                first.setdefault(report.event_id, index)
+            firsts.append(first)
+        stored = stored_keys(
+            session,
+            (
+                (s.brand.id, event_id)
+                for s, first in zip(submissions, firsts, strict=True)
+                for event_id in first
+            ),
+        )
         session.rollback()  # end the read; the insert below runs in a transaction of its own
 
-        results: dict[int, ItemResult] = {}
-        to_check: list[int] = []
-        for event_id, index in first.items():
-            if event_id in stored:
-                results[index] = _repeat(stored[event_id], hashes[index])
-                continue
-            refusal = self._refusal(reports[index])
-            if refusal is not None:
-                results[index] = _refused(event_id, refusal)
-                continue
-            to_check.append(index)
-        outcomes = self._license_outcomes(brand, [reports[i] for i in to_check])
-        fresh: list[tuple[int, NewUsage]] = []
-        for index, verdict in zip(to_check, outcomes, strict=True):
-            report = reports[index]
-            if verdict is not Outcome.PAID:
-                refusal = Refusal.from_outcome(verdict), verdict.description
-                results[index] = _refused(report.event_id, refusal)
-                continue
-            fresh.append((index, _new_usage(report, hashes[index])))
+        # The door checks, then the chain for those that pass: one question for the group.
+        refusals: dict[tuple[int, int], tuple[Refusal, str]] = {}
+        to_check: list[tuple[int, int]] = []
+        for n, submission in enumerate(submissions):
+            for event_id, index in firsts[n].items():
+                if (submission.brand.id, event_id) in stored:
+                    continue
+                refusal = self._refusal(submission.reports[index])
+                if refusal is not None:
+                    refusals[n, index] = refusal
+                else:
+                    to_check.append((n, index))
+        verdicts = dict(
+            zip(
+                to_check,
+                self._license_outcomes(
+                    [(submissions[n].brand, submissions[n].reports[i]) for n, i in to_check]
+                ),
+                strict=True,
+            )
+        )
 
-        written = insert_usages(session, brand_id=brand.id, usages=[u for _, u in fresh])
-        for index, usage in fresh:
-            outcome = written[usage.event_id]
-            if outcome.outcome is InsertOutcome.INSERTED:
-                results[index] = ItemResult(
-                    usage.event_id, ItemStatus.ACCEPTED, usage_id=outcome.usage.usage_id
-                )
-            else:  # stored by a concurrent request since the read above
-                results[index] = _repeat(outcome.usage, usage.body_hash)
+        # Each submission in turn, against the store and the usages claimed before it.
+        claims: dict[tuple[int, str], NewUsage] = {}
+        decided: list[dict[int, ItemResult | _Claim]] = []
+        for n, submission in enumerate(submissions):
+            brand_id = submission.brand.id
+            results: dict[int, ItemResult | _Claim] = {}
+            for event_id, index in firsts[n].items():
+                body_hash = hashes[n][index]
+                known = stored.get((brand_id, event_id))
+                if known is not None:
+                    results[index] = _repeat(event_id, known, body_hash)
+                    continue
+                claimed = claims.get((brand_id, event_id))
+                if claimed is not None:
+                    if claimed.body_hash != body_hash:
+                        results[index] = _conflict(event_id)
+                    else:
+                        results[index] = _Claim(brand_id, event_id, body_hash, first=False)
+                    continue
+                refusal = refusals.get((n, index))
+                verdict = verdicts.get((n, index))
+                if refusal is None and verdict is not Outcome.PAID:
+                    assert verdict is not None  # noqa: S101 - every unrefused first was checked
+                    refusal = Refusal.from_outcome(verdict), verdict.description
+                if refusal is not None:
+                    results[index] = _refused(event_id, refusal)
+                    continue
+                claims[brand_id, event_id] = _new_usage(submission.reports[index], body_hash)
+                results[index] = _Claim(brand_id, event_id, body_hash, first=True)
+            decided.append(results)
 
-        answers: list[ItemResult] = []
-        for index, report in enumerate(reports):
-            original = results[first[report.event_id]]
-            if index == first[report.event_id]:
-                answers.append(original)
-            elif hashes[index] != hashes[first[report.event_id]]:
-                answers.append(_conflict(report.event_id))
-            elif original.status is ItemStatus.REFUSED:
-                answers.append(original)
-            else:
-                answers.append(
-                    ItemResult(report.event_id, ItemStatus.DUPLICATE, usage_id=original.usage_id)
-                )
+        by_brand: dict[int, list[NewUsage]] = {}
+        for (brand_id, _event_id), usage in claims.items():
+            by_brand.setdefault(brand_id, []).append(usage)
+        written = insert_brand_usages(session, by_brand)
+
+        answers: list[list[ItemResult]] = []
+        for n, submission in enumerate(submissions):
+            first = firsts[n]
+            resolved = {index: _resolve(result, written) for index, result in decided[n].items()}
+            own: list[ItemResult] = []
+            for index, report in enumerate(submission.reports):
+                original = resolved[first[report.event_id]]
+                if index == first[report.event_id]:
+                    own.append(original)
+                elif hashes[n][index] != hashes[n][first[report.event_id]]:
+                    own.append(_conflict(report.event_id))
+                elif original.status is ItemStatus.REFUSED:
+                    own.append(original)
+                else:
+                    own.append(
+                        ItemResult(
+                            report.event_id, ItemStatus.DUPLICATE, usage_id=original.usage_id
+                        )
+                    )
+            answers.append(own)
         return answers
 
     def _refusal(self, report: UsageReport) -> tuple[Refusal, str] | None:
@@ -172,14 +249,18 @@ class Ingestor:
         return None
 
     def _license_outcomes(
-        self, brand: BrandRecord, reports: Sequence[UsageReport]
+        self, reports: Sequence[tuple[BrandRecord, UsageReport]]
     ) -> list[Outcome]:
-        """What the ledger says of each report, asked once per (twin, type, second) in one call."""
-        keys = [(r.twin_id, int(r.usage_type), int(r.used_at.timestamp())) for r in reports]
+        """What the ledger says of each brand's report, asked once per (brand, twin, type, second)
+        in one call."""
+        keys = [
+            (brand.address, r.twin_id, int(r.usage_type), int(r.used_at.timestamp()))
+            for brand, r in reports
+        ]
         distinct = list(dict.fromkeys(keys))
         if not distinct:
             return []
-        answers = self._licenses.check_usages(brand=brand.address, usages=distinct)
+        answers = self._licenses.check_many(distinct)
         by_key = dict(zip(distinct, answers, strict=True))
         return [by_key[key] for key in keys]
 
@@ -204,10 +285,25 @@ def _new_usage(report: UsageReport, body_hash: str) -> NewUsage:
     )
 
 
-def _repeat(stored: StoredUsage, body_hash: str) -> ItemResult:
+def _resolve(
+    result: ItemResult | _Claim, written: dict[tuple[int, str], InsertResult]
+) -> ItemResult:
+    if isinstance(result, ItemResult):
+        return result
+    outcome = written[result.brand_id, result.event_id]
+    if outcome.outcome is not InsertOutcome.INSERTED:  # stored by a concurrent request meanwhile
+        stored = outcome.usage
+        return _repeat(
+            result.event_id, StoredKey(stored.usage_id, stored.body_hash), result.body_hash
+        )
+    status = ItemStatus.ACCEPTED if result.first else ItemStatus.DUPLICATE
+    return ItemResult(result.event_id, status, usage_id=outcome.usage.usage_id)
+
+
+def _repeat(event_id: str, stored: StoredKey, body_hash: str) -> ItemResult:
     if stored.body_hash != body_hash:
-        return _conflict(stored.event_id)
-    return ItemResult(stored.event_id, ItemStatus.DUPLICATE, usage_id=stored.usage_id)
+        return _conflict(event_id)
+    return ItemResult(event_id, ItemStatus.DUPLICATE, usage_id=stored.usage_id)
 
 
 def _refused(event_id: str, refusal: tuple[Refusal, str]) -> ItemResult:

@@ -32,6 +32,12 @@ class Settings(BaseSettings):
         default=MAX_BATCH_EVENTS, le=MAX_BATCH_EVENTS, description="Most events per POST."
     )
     max_body_bytes: PositiveInt = Field(default=1024 * 1024, description="Larger bodies get 413.")
+    group_commit_max_events: int = Field(
+        default=2000,
+        ge=0,
+        description="Concurrent usage reports share one transaction, up to this many events "
+        "(a larger request goes alone); 0: one transaction per request.",
+    )
     rate_limit_per_s: PositiveFloat = Field(default=200.0, description="Requests/s per brand.")
     action_rate_limit_per_s: PositiveFloat = Field(
         default=1.0, description="Relayed owner actions per second per signer (burst 10)."

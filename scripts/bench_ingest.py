@@ -2,16 +2,18 @@
 
 Starts a throwaway anvil and deploys the ledger with twins, licenses and escrow (the gas benchmark's
 ``setup``), registers its brands with API keys in a fresh store, and serves the real API with
-uvicorn on a loopback port: the real ``Web3LicenseView`` (with its TTL cache) checks every event
-against the ledger, and every accepted usage is committed to the store before its 2xx answer.
+``twin-bridge serve --workers 2`` on a loopback port: the real ``Web3LicenseView`` (with its TTL
+cache) checks every event against the ledger, and every accepted usage is committed to the store
+before its 2xx answer (concurrent requests share the commit: group commit).
 A load generator in this process (asyncio, raw HTTP/1.1 over keep-alive connections, on the same
 machine as the server and anvil) then measures, in rounds:
 
 - durable batch ingest: POSTs of 1,000 events, events accepted per second;
 - single-event POSTs: requests per second and their latency (p50, p99);
 - baselines in the same run: ``GET /healthz`` requests per second over the same connections (what
-  the HTTP stack alone gives) and the raw store insert rate (``insert_usages`` of 1,000 rows in
-  this process, no HTTP).
+  the HTTP stack alone gives), single-event POSTs with group commit off (one transaction per
+  request, ``TWIN_BRIDGE_GROUP_COMMIT_MAX_EVENTS=0``), and the raw store insert rate
+  (``insert_usages`` of 1,000 rows in this process, no HTTP).
 
 Each backend is measured in turn: SQLite (WAL, the embedded default), then PostgreSQL in a fresh
 database when a server answers at ``TWIN_BRIDGE_BENCH_PG_URL``. Writes ``build/bench/ingest.json``
@@ -42,11 +44,9 @@ from typing import IO, Any, Final
 
 import orjson
 import psycopg
-from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bridge.api import create_app
 from bridge.keys import hash_api_key, new_api_key
 from bridge.settings import Settings
 from bridge.store import migrate
@@ -100,11 +100,6 @@ class Config:
 # ====================================================================== the server
 
 
-def app_from_env() -> FastAPI:
-    """The API as ``twin-bridge serve`` builds it from ``TWIN_BRIDGE_*`` (uvicorn ``--factory``)."""
-    return create_app(Settings())
-
-
 @dataclass
 class Server:
     url: str
@@ -133,12 +128,11 @@ def _group_cpu_seconds(pgid: int) -> float:
 
 @contextmanager
 def serve(env: dict[str, str], workers: int, log: IO[bytes]) -> Iterator[Server]:
-    """uvicorn with the API on a free loopback port, stopped when the block exits."""
+    """``twin-bridge serve`` on a free loopback port, stopped when the block exits."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "uvicorn", "scripts.bench_ingest:app_from_env", "--factory",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-        "--no-access-log", "--log-level", "warning",
+        sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", str(workers), "--no-access-log",
     ]  # fmt: skip
     proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         command,
@@ -538,7 +532,16 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
                 single = _rounds(
                     server, config.single_connections, single_exchange(workload), config, "single"
                 )
-                stored = _stored_count(store)
+            ungrouped_env = {**env, "TWIN_BRIDGE_GROUP_COMMIT_MAX_EVENTS": "0"}
+            with serve(ungrouped_env, config.workers, log) as server:
+                ungrouped = _rounds(
+                    server,
+                    config.single_connections,
+                    single_exchange(workload),
+                    config,
+                    "single, no group commit",
+                )
+            stored = _stored_count(store)
             if stored != workload.accepted:
                 raise BenchError(f"{workload.accepted} events accepted but {stored} in the store")
             raw = raw_insert_rounds(store, workload, config)
@@ -548,6 +551,7 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
             if backend.drop is not None:
                 backend.drop()
     batch_s, single_s, health_s = _summary(batch), _summary(single), _summary(health)
+    ungrouped_s = _summary(ungrouped)
     return {
         "store": backend.name,
         "batch_events_per_s": batch_s["events_per_s_median"],
@@ -563,6 +567,12 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
         "baseline": {
             "healthz_requests_per_s": health_s["requests_per_s_median"],
             "healthz": {"connections": config.single_connections, **health_s},
+            "single_without_group_commit_requests_per_s": ungrouped_s["requests_per_s_median"],
+            "single_without_group_commit_p99_ms": ungrouped_s["p99_ms_median"],
+            "single_without_group_commit": {
+                "connections": config.single_connections,
+                **ungrouped_s,
+            },
             "raw_store_insert_events_per_s": round(statistics.median(raw), 1),
             "raw_store_insert_rounds": [round(r, 1) for r in raw],
         },
@@ -644,7 +654,8 @@ def run(config: Config) -> dict[str, Any]:
             "last byte of the answer; each round's p50/p99 over its requests, medians over rounds"
         ),
         "durability": "an accepted event is committed to the store before its 2xx answer; "
-        "SQLite in WAL mode with synchronous=NORMAL, PostgreSQL with its defaults",
+        "SQLite in WAL mode with synchronous=FULL (the WAL fsynced at every commit), PostgreSQL "
+        "with its defaults (fsync and synchronous_commit on)",
         "machine": _machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -689,6 +700,12 @@ def print_table(data: dict[str, Any]) -> None:
                 "baseline: GET /healthz req/s",
                 "",
                 f"{b['baseline']['healthz_requests_per_s']:,.0f}",
+                None,
+            ),
+            (
+                "baseline: single, no group commit",
+                "",
+                f"{b['baseline']['single_without_group_commit_requests_per_s']:,.0f}",
                 None,
             ),
             (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,17 +14,25 @@ from starlette.concurrency import run_in_threadpool
 import bridge
 from bridge.api import problems, web
 from bridge.api.deps import AppContext
+from bridge.api.grouping import GroupCommit
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
 from bridge.api.routes import audit, brands, health, ledger, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
-from bridge.ingest import Ingestor
+from bridge.ingest import Ingestor, ItemResult, Submission
 from bridge.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store
+
+
+def _ingest_many(
+    store: Store, ingestor: Ingestor, submissions: Sequence[Submission]
+) -> list[list[ItemResult]]:
+    with store.session() as session:
+        return ingestor.ingest_many(session, submissions)
 
 
 def create_app(
@@ -56,6 +65,7 @@ def create_app(
         ingestor = Ingestor(settings=settings, licenses=chain)
     if actions is None and settings.rpc_urls and settings.ledger_address is not None:
         actions = ActionVerifier(Web3ChainClient(settings.rpc_urls), settings.ledger_address)
+    metrics = Metrics(store)
     context = AppContext(
         settings=settings,
         store=store,
@@ -64,7 +74,12 @@ def create_app(
         actions=actions,
         action_limiter=RateLimiter(rate=settings.action_rate_limit_per_s, burst=10),
         limiter=RateLimiter(rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
-        metrics=Metrics(store),
+        metrics=metrics,
+        group_commit=GroupCommit(
+            functools.partial(_ingest_many, store, ingestor),
+            max_events=settings.group_commit_max_events,
+            on_group=metrics.group_requests.observe,
+        ),
     )
 
     @asynccontextmanager

@@ -13,6 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from bridge.api.grouping import GroupCommit
 from bridge.api.metrics import Metrics
 from bridge.api.problems import ProblemError
 from bridge.api.ratelimit import RateLimiter
@@ -59,6 +60,8 @@ class AppContext:
     ingestor: Ingestor
     limiter: RateLimiter
     metrics: Metrics
+    group_commit: GroupCommit
+    """Usage reports of concurrent requests, ingested in one transaction."""
     actions: ActionVerifier | None = None
     """Checks relayed owner actions against the chain (None: no chain configured)."""
     action_limiter: RateLimiter | None = None

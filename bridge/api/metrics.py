@@ -168,6 +168,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.group_requests = Histogram(
+            "twin_bridge_ingest_group_requests",
+            "Usage-report requests written in one transaction (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
+
     def count(self, results: list[ItemResult]) -> None:
         for result in results:
             reason = result.reason.value if result.reason else ""

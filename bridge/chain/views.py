@@ -19,9 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, NamedTuple, Protocol
 
+import orjson
+import urllib3
 from eth_abi.abi import encode
 from eth_utils.crypto import keccak
-from web3 import Web3
+from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
@@ -32,12 +34,15 @@ from bridge.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
 _CACHE_LIMIT: Final = 100_000
+_RPC_TIMEOUT_S: Final = 5.0
 _KEYS_PER_REQUEST: Final = 250
 """Usages asked per JSON-RPC batch (two calls each: ``priceAt`` and ``isPausedAt``)."""
 IS_PAUSED_AT_SELECTOR: Final = keccak(text="isPausedAt(uint256,uint40)")[:4]
 
 UsageKey = tuple[int, int, int]
 """``(twin_id, usage_type, used_at)`` of one usage to check."""
+BrandUsageKey = tuple[str, int, int, int]
+"""``(brand, twin_id, usage_type, used_at)`` of one usage to check."""
 
 
 class LicenseView(Protocol):
@@ -60,6 +65,15 @@ class LicenseView(Protocol):
     def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
         """``check_usage`` of each ``(twin_id, usage_type, used_at)`` of the brand, in order, in as
         few round trips as the chain allows.
+
+        Raises:
+            ChainUnavailableError: when the chain cannot be asked.
+        """
+        ...
+
+    def check_many(self, usages: Sequence[BrandUsageKey]) -> list[Outcome]:
+        """``check_usage`` of each ``(brand, twin_id, usage_type, used_at)``, of any brands, in
+        order, in as few round trips as the chain allows.
 
         Raises:
             ChainUnavailableError: when the chain cannot be asked.
@@ -104,11 +118,21 @@ class Web3LicenseView:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[_Key, tuple[float, Outcome]] = {}
+        provider = w3.provider
+        self._endpoint = str(provider.endpoint_uri) if isinstance(provider, HTTPProvider) else None
+        self._http = urllib3.PoolManager(
+            maxsize=4,
+            timeout=urllib3.Timeout(total=_RPC_TIMEOUT_S),
+            # eth_call and eth_getBlockByNumber are reads: a batch is safe to send again over a
+            # fresh connection when a pooled one was closed by the node.
+            retries=urllib3.Retry(total=2, read=1, redirect=0, status=0, allowed_methods=None),
+            headers={"Content-Type": "application/json"},
+        )
 
     @classmethod
     def connect(cls, rpc_url: str, ledger_address: str, *, ttl: float) -> Web3LicenseView:
         """A view over the ledger at ``ledger_address`` reached through ``rpc_url``."""
-        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 5}))
+        w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": _RPC_TIMEOUT_S}))
         return cls(w3, contract_at(w3, LEDGER, ledger_address), ttl=ttl, rpc_url=rpc_url)
 
     def check_usage(self, *, brand: str, twin_id: int, usage_type: int, used_at: int) -> Outcome:
@@ -116,8 +140,10 @@ class Web3LicenseView:
         return outcome
 
     def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
-        checksum = _checksum(brand)
-        keys = [_Key(checksum, *usage) for usage in usages]
+        return self.check_many([(brand, *usage) for usage in usages])
+
+    def check_many(self, usages: Sequence[BrandUsageKey]) -> list[Outcome]:
+        keys = [_Key(_checksum(brand), *usage) for brand, *usage in usages]
         now = self._clock()
         answers: dict[_Key, Outcome] = {}
         with self._lock:
@@ -167,7 +193,7 @@ class Web3LicenseView:
                     call = {"to": self._ledger.address, "data": "0x" + data.hex()}
                     requests.append((RPCEndpoint("eth_call"), [call, "latest"]))
             try:
-                responses = provider.make_batch_request(requests)
+                responses = self._post_batch(requests)
                 if not isinstance(responses, list) or len(responses) != len(requests):
                     raise ValueError(f"batch answered {str(responses)[:200]}")
                 block, *calls = responses
@@ -182,9 +208,36 @@ class Web3LicenseView:
                     if outcome is Outcome.PAID and int.from_bytes(results[2 * i + 1]):
                         outcome = Outcome.TWIN_PAUSED
                     answers[key] = outcome
-            except (Web3Exception, OSError, ValueError, KeyError, TypeError) as exc:
+            except (
+                Web3Exception,
+                OSError,
+                urllib3.exceptions.HTTPError,
+                ValueError,
+                KeyError,
+                TypeError,
+            ) as exc:
                 raise ChainUnavailableError(self._rpc_url, str(exc) or type(exc).__name__) from exc
         return answers, chain_time or 0
+
+    def _post_batch(self, requests: list[tuple[RPCEndpoint, Any]]) -> Any:
+        """One JSON-RPC batch: over HTTP, a POST on a pooled keep-alive connection (a third of the
+        CPU of web3's provider, which this hot path of the API felt); through any other provider,
+        its own batch call. Responses sorted by id, as requested."""
+        if self._endpoint is None:
+            return self._w3.provider.make_batch_request(requests)  # type: ignore[attr-defined]
+        body = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": i, "method": method, "params": params}
+                for i, (method, params) in enumerate(requests)
+            ]
+        )
+        response = self._http.request("POST", self._endpoint, body=body)
+        if response.status != 200:
+            raise ValueError(f"HTTP {response.status}: {response.data[:200]!r}")
+        answers = orjson.loads(response.data)
+        if not isinstance(answers, list):
+            raise ValueError(f"batch answered {str(answers)[:200]}")
+        return sorted(answers, key=lambda answer: int(answer.get("id", -1)))
 
     def _ask(self, key: _Key) -> Outcome:
         functions = self._ledger.functions

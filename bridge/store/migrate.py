@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from bridge.store.engine import make_engine
+from bridge.store.engine import make_engine, writer_lock
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -22,10 +22,14 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(url: str | Engine, revision: str = "head") -> None:
-    """Applies the migrations up to ``revision`` (default: the newest)."""
+    """Applies the migrations up to ``revision`` (default: the newest). Processes starting at once
+    on one database (API workers, the settlement worker, the indexer) take turns: on SQLite under
+    the store's writer lock, on PostgreSQL under an advisory lock (``migrations/env.py``), so the
+    first one migrates and the others find the database at the revision."""
     engine = make_engine(url) if isinstance(url, str) else url
     try:
-        command.upgrade(alembic_config(engine), revision)
+        with writer_lock(engine):
+            command.upgrade(alembic_config(engine), revision)
     finally:
         if isinstance(url, str):
             engine.dispose()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, cast
+from typing import Any, Final, NamedTuple, cast
 
 import orjson
 from sqlalchemy import Engine, Table, bindparam, select, text
@@ -29,12 +29,13 @@ _UNIQUE_EVENT: Final = [_USAGE_TABLE.c.brand_id, _USAGE_TABLE.c.event_id]
 _PG_INSERT_FROM_ARRAYS: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
-    "SELECT :brand_id, e, h, t, k, q, u, c, a, :status, :now, :now FROM unnest("
-    "CAST(:event_ids AS varchar[]), CAST(:body_hashes AS varchar[]), CAST(:twin_ids AS bigint[]), "
-    "CAST(:usage_types AS smallint[]), CAST(:quantities AS bigint[]), "
-    "CAST(:used_ats AS timestamptz[]), CAST(:campaign_refs AS varchar[]), "
-    "CAST(:asset_refs AS varchar[])) AS x(e, h, t, k, q, u, c, a) "
-    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING event_id, id"
+    "SELECT b, e, h, t, k, q, u, c, a, :status, :now, :now FROM unnest("
+    "CAST(:brand_ids AS bigint[]), CAST(:event_ids AS varchar[]), CAST(:body_hashes AS varchar[]), "
+    "CAST(:twin_ids AS bigint[]), CAST(:usage_types AS smallint[]), "
+    "CAST(:quantities AS bigint[]), CAST(:used_ats AS timestamptz[]), "
+    "CAST(:campaign_refs AS varchar[]), CAST(:asset_refs AS varchar[])) "
+    "AS x(b, e, h, t, k, q, u, c, a) "
+    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING brand_id, event_id, id"
 ).bindparams(
     bindparam("now", type_=UtcDateTime()),
     bindparam("used_ats", type_=postgresql.ARRAY(UtcDateTime())),  # refuses naive times too
@@ -44,16 +45,28 @@ row, which psycopg would parse out of the statement text in Python on every batc
 _SQLITE_INSERT_FROM_JSON: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
-    "SELECT :brand_id, json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+    "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
     "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
     "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), "
-    ":status, :now, :now FROM json_each(:rows) WHERE true "
-    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING event_id, id"
+    "json_extract(value, '$[8]'), :status, :now, :now FROM json_each(:rows) WHERE true "
+    "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING brand_id, event_id, id"
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 """SQLite takes the rows as one JSON array that it unpacks in C (``json_each``), instead of
 SQLAlchemy processing a dozen parameters per row in Python. Times are written in the format the
 ``UtcDateTime`` column stores (UTC, no offset)."""
 _SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+_SQLITE_STORED_KEYS: Final = text(
+    "SELECT u.brand_id, u.event_id, u.id, u.body_hash FROM json_each(:keys) AS k "
+    "JOIN usage_events AS u ON u.brand_id = json_extract(k.value, '$[0]') "
+    "AND u.event_id = json_extract(k.value, '$[1]')"
+)
+_PG_STORED_KEYS: Final = text(
+    "SELECT u.brand_id, u.event_id, u.id, u.body_hash FROM unnest("
+    "CAST(:brand_ids AS bigint[]), CAST(:event_ids AS varchar[])) AS k(b, e) "
+    "JOIN usage_events AS u ON u.brand_id = k.b AND u.event_id = k.e"
+)
+"""Which of many (brand, event id) keys are stored, in one indexed lookup per key and one
+statement for all (the keys as one JSON array on SQLite, two arrays on PostgreSQL)."""
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -231,6 +244,30 @@ def find_usages(
     return found
 
 
+class StoredKey(NamedTuple):
+    """What a repeat of a stored event is answered from."""
+
+    usage_id: int
+    body_hash: str
+
+
+def stored_keys(
+    session: Session, keys: Iterable[tuple[int, str]]
+) -> dict[tuple[int, str], StoredKey]:
+    """The stored usages among ``(brand id, event id)`` keys of any brands, by key."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    params: dict[str, Any]
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = _PG_STORED_KEYS
+        params = {"brand_ids": [b for b, _ in wanted], "event_ids": [e for _, e in wanted]}
+    else:
+        stmt = _SQLITE_STORED_KEYS
+        params = {"keys": orjson.dumps(wanted).decode()}
+    return {(row[0], row[1]): StoredKey(row[2], row[3]) for row in session.execute(stmt, params)}
+
+
 def get_usage(session: Session, *, brand_id: int, event_id: str) -> StoredUsage | None:
     row = session.scalars(
         select(UsageEvent).where(UsageEvent.brand_id == brand_id, UsageEvent.event_id == event_id)
@@ -253,17 +290,28 @@ def recent_usages(
 def insert_usages(
     session: Session, *, brand_id: int, usages: Sequence[NewUsage]
 ) -> dict[str, InsertResult]:
-    """Stores the usages that are new in one transaction and commits it; answers per event id.
+    """Stores the brand's usages that are new in one transaction and commits it; answers per
+    event id. ``insert_brand_usages`` for one brand; the event ids must be distinct."""
+    written = insert_brand_usages(session, {brand_id: usages})
+    return {event_id: result for (_brand, event_id), result in written.items()}
+
+
+def insert_brand_usages(
+    session: Session, usages: Mapping[int, Sequence[NewUsage]]
+) -> dict[tuple[int, str], InsertResult]:
+    """Stores the usages that are new, of one or more brands (by brand id), in one transaction
+    and commits it; answers per (brand id, event id).
 
     Every row is inserted with ON CONFLICT DO NOTHING, then the rows that were already there are
     read back in the same transaction: same body hash is a duplicate, another body a conflict.
-    The event ids must be distinct.
+    A brand's event ids must be distinct.
     """
-    if not usages:
+    rows = [(brand_id, u) for brand_id, brand_usages in usages.items() for u in brand_usages]
+    if not rows:
         return {}
-    if len({u.event_id for u in usages}) != len(usages):
-        raise ValueError("event ids in one insert must be distinct")
-    for u in usages:
+    if len({(b, u.event_id) for b, u in rows}) != len(rows):
+        raise ValueError("event ids in one insert must be distinct per brand")
+    for _, u in rows:
         if u.used_at.tzinfo is None:
             raise ValueError(f"naive datetime {u.used_at!r}; the store takes aware datetimes only")
     now = utcnow()
@@ -273,12 +321,12 @@ def insert_usages(
     if dialect == "sqlite":
         stmt = _SQLITE_INSERT_FROM_JSON
         params = {
-            "brand_id": brand_id,
             "status": UsageStatus.ACCEPTED.value,
             "now": now,
             "rows": orjson.dumps(
                 [
                     [
+                        b,
                         u.event_id,
                         u.body_hash,
                         u.twin_id,
@@ -288,53 +336,59 @@ def insert_usages(
                         u.campaign_ref,
                         u.asset_ref,
                     ]
-                    for u in usages
+                    for b, u in rows
                 ]
             ).decode(),
         }
     elif dialect == "postgresql":
         stmt = _PG_INSERT_FROM_ARRAYS
         params = {
-            "brand_id": brand_id,
             "status": UsageStatus.ACCEPTED.value,
             "now": now,
-            "event_ids": [u.event_id for u in usages],
-            "body_hashes": [u.body_hash for u in usages],
-            "twin_ids": [u.twin_id for u in usages],
-            "usage_types": [u.usage_type for u in usages],
-            "quantities": [u.quantity for u in usages],
-            "used_ats": [u.used_at for u in usages],
-            "campaign_refs": [u.campaign_ref for u in usages],
-            "asset_refs": [u.asset_ref for u in usages],
+            "brand_ids": [b for b, _ in rows],
+            "event_ids": [u.event_id for _, u in rows],
+            "body_hashes": [u.body_hash for _, u in rows],
+            "twin_ids": [u.twin_id for _, u in rows],
+            "usage_types": [u.usage_type for _, u in rows],
+            "quantities": [u.quantity for _, u in rows],
+            "used_ats": [u.used_at for _, u in rows],
+            "campaign_refs": [u.campaign_ref for _, u in rows],
+            "asset_refs": [u.asset_ref for _, u in rows],
         }
     else:  # pragma: no cover - the engine factory makes only these two
         raise NotImplementedError(f"no idempotent insert for {dialect}")
+    stored: dict[tuple[int, str], StoredUsage] = {}
     with _one_writer(session):
         try:
             returned = session.execute(stmt, params)
-            inserted: dict[str, int] = {row[0]: row[1] for row in returned}
-            stored = find_usages(
-                session,
-                brand_id=brand_id,
-                event_ids=[u.event_id for u in usages if u.event_id not in inserted],
-            )
+            inserted: dict[tuple[int, str], int] = {(row[0], row[1]): row[2] for row in returned}
+            for brand_id, brand_usages in usages.items():
+                there = find_usages(
+                    session,
+                    brand_id=brand_id,
+                    event_ids=[
+                        u.event_id for u in brand_usages if (brand_id, u.event_id) not in inserted
+                    ],
+                )
+                stored.update(((brand_id, e), row) for e, row in there.items())
             session.commit()
         except BaseException:
             session.rollback()
             raise
-    results: dict[str, InsertResult] = {}
-    for usage in usages:
-        usage_id = inserted.get(usage.event_id)
+    results: dict[tuple[int, str], InsertResult] = {}
+    for brand_id, usage in rows:
+        key = brand_id, usage.event_id
+        usage_id = inserted.get(key)
         if usage_id is not None:
             row = _inserted(usage, usage_id=usage_id, brand_id=brand_id, now=now)
-            results[usage.event_id] = InsertResult(outcome=InsertOutcome.INSERTED, usage=row)
+            results[key] = InsertResult(outcome=InsertOutcome.INSERTED, usage=row)
             continue
-        row = stored[usage.event_id]
+        row = stored[key]
         if row.body_hash == usage.body_hash:
             outcome = InsertOutcome.DUPLICATE
         else:
             outcome = InsertOutcome.CONFLICT
-        results[usage.event_id] = InsertResult(outcome=outcome, usage=row)
+        results[key] = InsertResult(outcome=outcome, usage=row)
     return results
 
 

@@ -58,6 +58,12 @@ class FakeLicenseView:
             for twin, kind, at in usages
         ]
 
+    def check_many(self, usages: Sequence[tuple[str, int, int, int]]) -> list[Outcome]:
+        return [
+            self.check_usage(brand=brand, twin_id=twin, usage_type=kind, used_at=at)
+            for brand, twin, kind, at in usages
+        ]
+
     def ping(self) -> None:
         if self.down:
             raise ChainUnavailableError("fake://chain", "connection refused")

@@ -28,13 +28,13 @@ def test_check_usages_asks_once_in_one_batch_and_answers_in_order(world: World) 
     url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
     view = Web3LicenseView(w3, world.ledger, ttl=60, rpc_url=url)
     batches: list[int] = []
-    make_batch_request = w3.provider.make_batch_request  # type: ignore[attr-defined]
+    post_batch = view._post_batch
 
     def counting(requests: list[tuple[Any, Any]]) -> Any:
         batches.append(len(requests))
-        return make_batch_request(requests)
+        return post_batch(requests)
 
-    w3.provider.make_batch_request = counting  # type: ignore[attr-defined]
+    view._post_batch = counting  # type: ignore[method-assign]
     (twin, brand), plan = next(iter(world.licenses.items()))
     paused = next(t for t in world.twin_ids if t != twin)
     unlicensed = next(t for t in range(4) if t not in plan.prices)
@@ -78,13 +78,13 @@ def test_a_payable_usage_before_the_answering_block_outlives_the_ttl(world: Worl
     url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
     view = Web3LicenseView(w3, world.ledger, ttl=10, rpc_url=url, clock=lambda: now[0])
     batches: list[int] = []
-    make_batch_request = w3.provider.make_batch_request  # type: ignore[attr-defined]
+    post_batch = view._post_batch
 
     def counting(requests: list[tuple[Any, Any]]) -> Any:
         batches.append(len(requests))
-        return make_batch_request(requests)
+        return post_batch(requests)
 
-    w3.provider.make_batch_request = counting  # type: ignore[attr-defined]
+    view._post_batch = counting  # type: ignore[method-assign]
     (twin, brand), plan = next(iter(world.licenses.items()))
     chain_now = int(w3.eth.get_block("latest")["timestamp"])
     priced = min(plan.prices)

@@ -7,7 +7,6 @@ from typing import Annotated, Any, Final
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import run_in_threadpool
 
 from bridge.api.body import read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
@@ -25,7 +24,7 @@ from bridge.api.schemas import (
     UsageResultOut,
 )
 from bridge.codec import Outcome
-from bridge.ingest import ItemResult, ItemStatus, UsageReport
+from bridge.ingest import ItemResult, ItemStatus, Submission, UsageReport
 from bridge.store.models import UsageStatus
 from bridge.store.repository import StoredUsage, get_usage, recent_usages
 from bridge.usage import Refusal, UsageType
@@ -149,11 +148,7 @@ async def post_usage_events(request: Request, brand: CurrentBrand, context: Cont
     body = await read_json_body(request, context.settings.max_body_bytes)
     reports, is_batch = _parse(body, context.settings.max_batch_events)
 
-    def ingest() -> list[ItemResult]:
-        with context.store.session() as session:
-            return context.ingestor.ingest(session, brand=brand, reports=reports)
-
-    results = await run_in_threadpool(ingest)
+    results = await context.group_commit.submit(Submission(brand, reports))
     context.metrics.count(results)
     if is_batch:
         return _json(BatchResultOut(results=[_out(r) for r in results]), 200)

@@ -181,7 +181,7 @@ def test_a_store_write_failing_after_the_checks_is_counted_once_by_the_retry(
     def commit_failing_once(session: Session) -> None:
         """The commit of the usage rows fails once (after the license check, in the insert)."""
         caller = sys._getframe(1).f_code.co_name
-        if caller == "insert_usages" and not failures:
+        if caller == "insert_brand_usages" and not failures:
             failures.append(caller)
             raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
         commit(session)
@@ -206,7 +206,7 @@ def test_a_store_write_failing_after_the_checks_is_counted_once_by_the_retry(
         monkeypatch.setattr(Session, "commit", commit_failing_once)
         result = client.submit(event)
         monkeypatch.setattr(Session, "commit", commit)
-        assert failures == ["insert_usages"]
+        assert failures == ["insert_brand_usages"]
         assert len(sleeps) == 1  # the first attempt failed and was retried
         assert result.status == "accepted"
         [usage] = rig.usages().values()

@@ -1,0 +1,83 @@
+"""Serving the API: one process, or several worker processes sharing one port.
+
+With several workers, each listens on a socket of its own, bound with ``SO_REUSEPORT`` where the
+system has it (Linux, the BSDs, macOS). The kernel then hands each new connection to one of the
+workers' sockets by a hash of the connection's addresses, so keep-alive connections opened in a
+burst spread over the workers. Sharing one listening socket instead (uvicorn's default), the worker
+that wakes first accepts the whole burst and the others idle, however many cores there are.
+uvicorn's supervisor runs the workers either way: it restarts one that dies and stops them all on
+SIGINT or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
+
+APP_FACTORY = "bridge.api.serving:app_from_env"
+
+
+def app_from_env() -> FastAPI:
+    """The API as ``twin-bridge serve`` builds it from ``TWIN_BRIDGE_*`` (a worker's factory)."""
+    from bridge.api import create_app
+    from bridge.cli_deploy import with_deployment
+    from bridge.settings import Settings
+
+    return create_app(with_deployment(Settings()))
+
+
+class ReusePortSocket(socket.socket):
+    """A worker's listening socket, bound with ``SO_REUSEPORT``. Handed to a worker process
+    (pickled on its way), it arrives as a new socket bound to the same address, the worker's own."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        host, port = self.getsockname()[:2]
+        return reuse_port_socket, (host, port)
+
+
+def reuse_port_socket(host: str, port: int) -> ReusePortSocket:
+    """A TCP socket bound to ``host:port`` with ``SO_REUSEPORT`` (not yet listening).
+
+    Raises:
+        OSError: when the address is taken by a socket without ``SO_REUSEPORT``, or cannot be
+            bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = ReusePortSocket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -> None:
+    """Serves ``app`` in this process (one worker), or ``workers`` processes that each build the
+    API from the environment (``app_from_env``), until SIGINT or SIGTERM.
+
+    Raises:
+        OSError: when the port cannot be bound.
+    """
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, **options)
+        return
+    config = uvicorn.Config(
+        APP_FACTORY, factory=True, host=host, port=port, workers=workers, **options
+    )
+    if hasattr(socket, "SO_REUSEPORT"):
+        # Held by the supervisor, bound but never listening: it keeps the port from another
+        # program and gives every worker the same address (port 0 resolved once).
+        listener: socket.socket = reuse_port_socket(host, port)
+    else:  # pragma: no cover - Windows: one shared socket
+        listener = config.bind_socket()
+    try:
+        Multiprocess(config, sockets=[listener]).run()
+    finally:
+        listener.close()
