@@ -8,7 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
+import orjson
 from sqlalchemy.orm import Session
 
 from bridge.chain.views import LicenseView
@@ -26,9 +28,9 @@ from bridge.store.repository import (
 from bridge.usage import Refusal, UsageType
 
 
-@dataclass(frozen=True, slots=True)
-class UsageReport:
-    """One usage event as a brand reported it, already well-formed."""
+class UsageReport(NamedTuple):
+    """One usage event as a brand reported it, already well-formed (a named tuple: a batch makes a
+    thousand)."""
 
     event_id: str
     twin_id: int
@@ -41,17 +43,25 @@ class UsageReport:
     @property
     def body_hash(self) -> str:
         """SHA-256 of the event's canonical JSON: what makes a repeat a duplicate or a conflict."""
-        canonical = {
+        return hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def canonical_json(self) -> bytes:
+        """The event as compact UTF-8 JSON with sorted keys: what ``json.dumps(..., sort_keys=True,
+        separators=(",", ":"), ensure_ascii=False)`` gives, byte for byte, from orjson (a tenth of
+        the time) and from ``json`` for what orjson does not take (a lone surrogate)."""
+        canonical = {  # in sorted key order
+            "asset_ref": self.asset_ref,
+            "campaign_ref": self.campaign_ref,
             "event_id": self.event_id,
+            "quantity": self.quantity,
             "twin_id": self.twin_id,
             "usage_type": int(self.usage_type),
-            "quantity": self.quantity,
             "used_at": self.used_at.astimezone(UTC).isoformat(timespec="microseconds"),
-            "campaign_ref": self.campaign_ref,
-            "asset_ref": self.asset_ref,
         }
-        encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(encoded.encode()).hexdigest()
+        try:
+            return orjson.dumps(canonical)
+        except orjson.JSONEncodeError:
+            return json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class ItemStatus(StrEnum):
@@ -68,8 +78,7 @@ class Submission:
     reports: Sequence[UsageReport]
 
 
-@dataclass(frozen=True, slots=True)
-class _Claim:
+class _Claim(NamedTuple):
     """A usage this group inserts: the answer of the submission that brought it first
     (``first``, accepted) or of a later one with the same body (duplicate), once it is written."""
 
@@ -79,8 +88,7 @@ class _Claim:
     first: bool
 
 
-@dataclass(frozen=True, slots=True)
-class ItemResult:
+class ItemResult(NamedTuple):
     """The answer for one event: accepted or duplicate (with its usage id) or refused (why)."""
 
     event_id: str
@@ -290,14 +298,12 @@ def _resolve(
 ) -> ItemResult:
     if isinstance(result, ItemResult):
         return result
-    outcome = written[result.brand_id, result.event_id]
-    if outcome.outcome is not InsertOutcome.INSERTED:  # stored by a concurrent request meanwhile
-        stored = outcome.usage
-        return _repeat(
-            result.event_id, StoredKey(stored.usage_id, stored.body_hash), result.body_hash
-        )
+    written_as = written[result.brand_id, result.event_id]
+    if written_as.outcome is not InsertOutcome.INSERTED:  # stored by a concurrent request since
+        stored = StoredKey(written_as.usage_id, written_as.body_hash)
+        return _repeat(result.event_id, stored, result.body_hash)
     status = ItemStatus.ACCEPTED if result.first else ItemStatus.DUPLICATE
-    return ItemResult(result.event_id, status, usage_id=outcome.usage.usage_id)
+    return ItemResult(result.event_id, status, usage_id=written_as.usage_id)
 
 
 def _repeat(event_id: str, stored: StoredKey, body_hash: str) -> ItemResult:

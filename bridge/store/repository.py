@@ -47,14 +47,26 @@ _SQLITE_INSERT_FROM_JSON: Final = text(
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
     "SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
     "json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'), "
-    "json_extract(value, '$[5]'), json_extract(value, '$[6]'), json_extract(value, '$[7]'), "
-    "json_extract(value, '$[8]'), :status, :now, :now FROM json_each(:rows) WHERE true "
+    "json_extract(value, '$[5]'), "
+    "datetime(json_extract(value, '$[6]'), 'unixepoch') "
+    "|| printf('.%06d', json_extract(value, '$[7]')), "
+    "json_extract(value, '$[8]'), json_extract(value, '$[9]'), :status, :now, :now "
+    "FROM json_each(:rows) WHERE true "
     "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING brand_id, event_id, id"
 ).bindparams(bindparam("now", type_=UtcDateTime()))
 """SQLite takes the rows as one JSON array that it unpacks in C (``json_each``), instead of
-SQLAlchemy processing a dozen parameters per row in Python. Times are written in the format the
-``UtcDateTime`` column stores (UTC, no offset)."""
-_SQLITE_TIME: Final = "%Y-%m-%d %H:%M:%S.%f"
+SQLAlchemy processing a dozen parameters per row in Python. A time of use comes as unix seconds
+and microseconds, and SQLite writes it in the format the ``UtcDateTime`` column stores (UTC, no
+offset: ``YYYY-MM-DD HH:MM:SS.ffffff``)."""
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _unix_us(value: datetime) -> tuple[int, int]:
+    """Unix seconds and microseconds of an aware time, in integers (no float rounding)."""
+    since = value - _EPOCH
+    return since.days * 86_400 + since.seconds, since.microseconds
+
+
 _SQLITE_STORED_KEYS: Final = text(
     "SELECT u.brand_id, u.event_id, u.id, u.body_hash FROM json_each(:keys) AS k "
     "JOIN usage_events AS u ON u.brand_id = json_extract(k.value, '$[0]') "
@@ -69,10 +81,6 @@ _PG_STORED_KEYS: Final = text(
 statement for all (the keys as one JSON array on SQLite, two arrays on PostgreSQL)."""
 
 
-def _sqlite_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime(_SQLITE_TIME)
-
-
 @dataclass(frozen=True, slots=True)
 class BrandRecord:
     id: int
@@ -85,9 +93,8 @@ class BrandRecord:
         return cls(id=brand.id, name=brand.name, address=brand.address, created_at=brand.created_at)
 
 
-@dataclass(frozen=True, slots=True)
-class NewUsage:
-    """A usage that passed the door, about to be stored."""
+class NewUsage(NamedTuple):
+    """A usage that passed the door, about to be stored (a tuple: a batch makes a thousand)."""
 
     event_id: str
     body_hash: str
@@ -158,10 +165,19 @@ class InsertOutcome(StrEnum):
     CONFLICT = "conflict"  # stored before with a different body
 
 
-@dataclass(frozen=True, slots=True)
-class InsertResult:
+class StoredKey(NamedTuple):
+    """What a repeat of a stored event is answered from."""
+
+    usage_id: int
+    body_hash: str
+
+
+class InsertResult(NamedTuple):
+    """What became of a usage written: inserted, or stored before (its id and stored body hash)."""
+
     outcome: InsertOutcome
-    usage: StoredUsage
+    usage_id: int
+    body_hash: str
 
 
 class Store:
@@ -244,13 +260,6 @@ def find_usages(
     return found
 
 
-class StoredKey(NamedTuple):
-    """What a repeat of a stored event is answered from."""
-
-    usage_id: int
-    body_hash: str
-
-
 def stored_keys(
     session: Session, keys: Iterable[tuple[int, str]]
 ) -> dict[tuple[int, str], StoredKey]:
@@ -309,7 +318,8 @@ def insert_brand_usages(
     rows = [(brand_id, u) for brand_id, brand_usages in usages.items() for u in brand_usages]
     if not rows:
         return {}
-    if len({(b, u.event_id) for b, u in rows}) != len(rows):
+    keys = [(b, u.event_id) for b, u in rows]
+    if len(set(keys)) != len(rows):
         raise ValueError("event ids in one insert must be distinct per brand")
     for _, u in rows:
         if u.used_at.tzinfo is None:
@@ -332,7 +342,7 @@ def insert_brand_usages(
                         u.twin_id,
                         u.usage_type,
                         u.quantity,
-                        _sqlite_time(u.used_at),
+                        *_unix_us(u.used_at),
                         u.campaign_ref,
                         u.asset_ref,
                     ]
@@ -357,38 +367,27 @@ def insert_brand_usages(
         }
     else:  # pragma: no cover - the engine factory makes only these two
         raise NotImplementedError(f"no idempotent insert for {dialect}")
-    stored: dict[tuple[int, str], StoredUsage] = {}
     with _one_writer(session):
         try:
             returned = session.execute(stmt, params)
             inserted: dict[tuple[int, str], int] = {(row[0], row[1]): row[2] for row in returned}
-            for brand_id, brand_usages in usages.items():
-                there = find_usages(
-                    session,
-                    brand_id=brand_id,
-                    event_ids=[
-                        u.event_id for u in brand_usages if (brand_id, u.event_id) not in inserted
-                    ],
-                )
-                stored.update(((brand_id, e), row) for e, row in there.items())
+            stored = stored_keys(session, (key for key in keys if key not in inserted))
             session.commit()
         except BaseException:
             session.rollback()
             raise
     results: dict[tuple[int, str], InsertResult] = {}
-    for brand_id, usage in rows:
-        key = brand_id, usage.event_id
+    for key, (_brand_id, usage) in zip(keys, rows, strict=True):
         usage_id = inserted.get(key)
         if usage_id is not None:
-            row = _inserted(usage, usage_id=usage_id, brand_id=brand_id, now=now)
-            results[key] = InsertResult(outcome=InsertOutcome.INSERTED, usage=row)
+            results[key] = InsertResult(InsertOutcome.INSERTED, usage_id, usage.body_hash)
             continue
-        row = stored[key]
-        if row.body_hash == usage.body_hash:
+        there = stored[key]
+        if there.body_hash == usage.body_hash:
             outcome = InsertOutcome.DUPLICATE
         else:
             outcome = InsertOutcome.CONFLICT
-        results[key] = InsertResult(outcome=outcome, usage=row)
+        results[key] = InsertResult(outcome, there.usage_id, there.body_hash)
     return results
 
 
@@ -397,27 +396,3 @@ def _one_writer(session: Session) -> AbstractContextManager[Any]:
     in SQLite's busy handler."""
     bind = session.get_bind()
     return writer_lock(bind) if isinstance(bind, Engine) else nullcontext()
-
-
-def _inserted(usage: NewUsage, *, usage_id: int, brand_id: int, now: datetime) -> StoredUsage:
-    """The row just inserted, as reading it back would give it (without the read)."""
-    return StoredUsage(
-        usage_id=usage_id,
-        brand_id=brand_id,
-        event_id=usage.event_id,
-        body_hash=usage.body_hash,
-        twin_id=usage.twin_id,
-        usage_type=usage.usage_type,
-        quantity=usage.quantity,
-        used_at=usage.used_at.astimezone(UTC),
-        campaign_ref=usage.campaign_ref,
-        asset_ref=usage.asset_ref,
-        status=UsageStatus.ACCEPTED,
-        reason_code=None,
-        tx_hash=None,
-        block_number=None,
-        log_index=None,
-        amount=None,
-        created_at=now,
-        updated_at=now,
-    )

@@ -82,7 +82,7 @@ class Env:
                 for i, (twin, usage_type, quantity) in enumerate(specs)
             ]
             written = insert_usages(session, brand_id=brand_id, usages=usages)
-        return [written[u.event_id].usage.usage_id for u in usages]
+        return [written[u.event_id].usage_id for u in usages]
 
     def usages(self) -> list[StoredUsage]:
         from bridge.store.models import UsageEvent

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
+import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
@@ -95,13 +96,22 @@ def _report(event: UsageEventIn | CloudEventIn) -> UsageReport:
     )
 
 
-def _out(result: ItemResult) -> UsageResultOut:
-    return UsageResultOut(
-        event_id=result.event_id,
-        status=result.status.value,
-        usage_id=result.usage_id,
-        reason=result.reason,
-        detail=result.detail,
+def _out(result: ItemResult) -> dict[str, Any]:
+    """The result as ``UsageResultOut`` dumps it without its nulls, built directly: a batch
+    answers a thousand of them."""
+    out: dict[str, Any] = {"event_id": result.event_id, "status": result.status.value}
+    if result.usage_id is not None:
+        out["usage_id"] = result.usage_id
+    if result.reason is not None:
+        out["reason"] = result.reason.value
+    if result.detail is not None:
+        out["detail"] = result.detail
+    return out
+
+
+def _answer(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
 
 
@@ -151,14 +161,14 @@ async def post_usage_events(request: Request, brand: CurrentBrand, context: Cont
     results = await context.group_commit.submit(Submission(brand, reports))
     context.metrics.count(results)
     if is_batch:
-        return _json(BatchResultOut(results=[_out(r) for r in results]), 200)
+        return _answer({"results": [_out(r) for r in results]}, 200)
     result = results[0]
     location = {"Location": f"{router.prefix}/{result.event_id}"}
     match result.status:
         case ItemStatus.ACCEPTED:
-            return _json(_out(result), 202, location)
+            return _answer(_out(result), 202, location)
         case ItemStatus.DUPLICATE:
-            return _json(_out(result), 200, location)
+            return _answer(_out(result), 200, location)
     if result.reason is Refusal.EVENT_ID_CONFLICT:
         raise ProblemError(
             409,
