@@ -80,7 +80,8 @@ class Submission:
 
 class _Claim(NamedTuple):
     """A usage this group inserts: the answer of the submission that brought it first
-    (``first``, accepted) or of a later one with the same body (duplicate), once it is written."""
+    (``first``, accepted) or of a later one (duplicate or conflict, against the body written,
+    which may be another request's stored meanwhile), once it is written."""
 
     brand_id: int
     event_id: str
@@ -187,12 +188,8 @@ class Ingestor:
                 if known is not None:
                     results[index] = _repeat(event_id, known, body_hash)
                     continue
-                claimed = claims.get((brand_id, event_id))
-                if claimed is not None:
-                    if claimed.body_hash != body_hash:
-                        results[index] = _conflict(event_id)
-                    else:
-                        results[index] = _Claim(brand_id, event_id, body_hash, first=False)
+                if (brand_id, event_id) in claims:  # answered against the body written
+                    results[index] = _Claim(brand_id, event_id, body_hash, first=False)
                     continue
                 refusal = refusals.get((n, index))
                 verdict = verdicts.get((n, index))
@@ -299,11 +296,11 @@ def _resolve(
     if isinstance(result, ItemResult):
         return result
     written_as = written[result.brand_id, result.event_id]
-    if written_as.outcome is not InsertOutcome.INSERTED:  # stored by a concurrent request since
-        stored = StoredKey(written_as.usage_id, written_as.body_hash)
-        return _repeat(result.event_id, stored, result.body_hash)
-    status = ItemStatus.ACCEPTED if result.first else ItemStatus.DUPLICATE
-    return ItemResult(result.event_id, status, usage_id=written_as.usage_id)
+    if result.first and written_as.outcome is InsertOutcome.INSERTED:
+        return ItemResult(result.event_id, ItemStatus.ACCEPTED, usage_id=written_as.usage_id)
+    # A repeat of the group's own usage, or of one a concurrent request stored since the read.
+    stored = StoredKey(written_as.usage_id, written_as.body_hash)
+    return _repeat(result.event_id, stored, result.body_hash)
 
 
 def _repeat(event_id: str, stored: StoredKey, body_hash: str) -> ItemResult:
