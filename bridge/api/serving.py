@@ -11,6 +11,7 @@ SIGINT or SIGTERM.
 
 from __future__ import annotations
 
+import logging
 import socket
 from typing import Any
 
@@ -58,6 +59,15 @@ def reuse_port_socket(host: str, port: int) -> ReusePortSocket:
     return sock
 
 
+def _log_listening(host: str, sock: socket.socket) -> None:
+    """uvicorn's line for a socket it binds itself, which it leaves out for one handed to it."""
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)",
+        f"[{host}]" if ":" in host else host,
+        sock.getsockname()[1],
+    )
+
+
 def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -> None:
     """Serves ``app`` in this process (one worker), or ``workers`` processes that each build the
     API from the environment (``app_from_env``), until SIGINT or SIGTERM.
@@ -66,7 +76,17 @@ def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -
         OSError: when the port cannot be bound.
     """
     if workers == 1:
-        uvicorn.run(app, host=host, port=port, **options)
+        # Bound here, not by uvicorn: uvicorn logs a taken port and exits 3 once the app's startup
+        # (migrations) has run; this raises before anything starts.
+        config = uvicorn.Config(app, host=host, port=port, **options)
+        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            _log_listening(host, sock)
+            uvicorn.Server(config).run([sock])
+        finally:
+            sock.close()
         return
     config = uvicorn.Config(
         APP_FACTORY, factory=True, host=host, port=port, workers=workers, **options
@@ -75,6 +95,7 @@ def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -
         # Held by the supervisor, bound but never listening: it keeps the port from another
         # program and gives every worker the same address (port 0 resolved once).
         listener: socket.socket = reuse_port_socket(host, port)
+        _log_listening(host, listener)
     else:  # pragma: no cover - Windows: one shared socket
         listener = config.bind_socket()
     try:

@@ -1,18 +1,29 @@
 """``Web3LicenseView.check_usages`` against the ledger on a real anvil: many usages in one JSON-RPC
 batch, answered in order like one ``check_usage`` each, then from the cache; a payable usage dated
-before the answering block stays cached past the TTL."""
+before the answering block stays cached past the TTL. The batch's pooled HTTP connection: answers
+after the node closed it; a refused connection or a bad answer is ``ChainUnavailableError``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import orjson
 import pytest
+import urllib3
 from web3 import Web3
 
 from bridge.chain.views import Web3LicenseView
 from bridge.codec import Outcome
+from bridge.errors import ChainUnavailableError
 from scripts.bench_gas import World, local_anvil, setup
+from scripts.faultkit import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +108,178 @@ def test_a_payable_usage_before_the_answering_block_outlives_the_ttl(world: Worl
     now[0] = 10.0  # the TTL is up: only the usage ahead of the chain is asked again
     assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
     assert batches == [5, 3]
+
+
+# ---------------------------------------------------------------- the pooled HTTP connection
+
+
+@dataclass
+class RpcStub:
+    """A local JSON-RPC endpoint in a thread: ``answer(body)`` gives the status and body of each
+    POST, or ``None`` to close the connection without answering. Counts connections and what it
+    answered and dropped."""
+
+    answer: Callable[[bytes, int], tuple[int, bytes] | None]
+    """Called with the request body and the number of requests before it on its connection."""
+    close_after_answer: bool = False
+    """Close each connection once it has answered (without ``Connection: close``)."""
+    connections: int = 0
+    answered: list[bytes] = field(default_factory=list)
+    dropped: list[bytes] = field(default_factory=list)
+    url: str = ""
+
+    @contextmanager
+    def running(self) -> Iterator[RpcStub]:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            served = 0
+
+            def setup(self) -> None:
+                super().setup()
+                stub.connections += 1
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                reply = stub.answer(body, self.served)
+                self.served += 1
+                if reply is None:
+                    stub.dropped.append(body)
+                    self.close_connection = True
+                    return
+                status, data = reply
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                stub.answered.append(body)
+                self.close_connection = stub.close_after_answer
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            yield self
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+
+def forward_to(url: str) -> Callable[[bytes], tuple[int, bytes]]:
+    def forward(body: bytes) -> tuple[int, bytes]:
+        request = urllib.request.Request(  # noqa: S310 - the test's anvil
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return response.status, response.read()
+
+    return forward
+
+
+def _usages(world: World) -> tuple[str, list[tuple[int, int, int]], list[Outcome]]:
+    """A brand, three usages ahead of the chain (asked again, never cached for good) and their
+    outcomes."""
+    (twin, brand), plan = next(iter(world.licenses.items()))
+    unlicensed = next(t for t in range(4) if t not in plan.prices)
+    ahead = int(world.w3.eth.get_block("latest")["timestamp"]) + 120
+    usages = [(twin, min(plan.prices), ahead), (twin, unlicensed, ahead), (999, 0, ahead)]
+    outcomes = [Outcome.PAID, Outcome.USAGE_TYPE_NOT_LICENSED, Outcome.UNKNOWN_TWIN]
+    return world.brands[brand], usages, outcomes
+
+
+@pytest.mark.parametrize("closed", ["idle, after answering", "on the next request, unanswered"])
+def test_the_pooled_connection_answers_after_the_node_closed_it(world: World, closed: str) -> None:
+    anvil = forward_to(world.w3.provider.endpoint_uri)  # type: ignore[attr-defined]
+    if closed == "idle, after answering":
+        stub = RpcStub(lambda body, _before: anvil(body), close_after_answer=True)
+    else:  # the node closes a kept-alive connection as the next request arrives on it
+        stub = RpcStub(lambda body, before: None if before else anvil(body))
+    brand, usages, outcomes = _usages(world)
+    with stub.running():
+        view = Web3LicenseView.connect(stub.url, world.ledger.address, ttl=0)
+        for usage, outcome in zip(usages, outcomes, strict=True):
+            assert view.check_usages(brand=brand, usages=[usage]) == [outcome]
+            if stub.close_after_answer:  # closed before the next request is sent
+                time.sleep(0.05)
+    # One batch a usage (the latest block, priceAt, isPausedAt), each on a new connection.
+    assert [len(orjson.loads(body)) for body in stub.answered] == [3, 3, 3]
+    assert stub.connections == 3
+    if stub.close_after_answer:
+        assert stub.dropped == []  # the pool saw the connection closed before using it
+    else:
+        assert stub.dropped == stub.answered[1:]  # sent once more, on a fresh connection
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (500, b"boom", "HTTP 500: b'boom'"),
+        (
+            200,
+            b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"no batches"}}',
+            "batch answered {'jsonrpc': '2.0', 'id': None, "
+            "'error': {'code': -32600, 'message': 'no batches'}}",
+        ),
+        (
+            200,
+            b'[{"jsonrpc":"2.0","id":0,"result":{"timestamp":"0x10"}},'
+            b'{"jsonrpc":"2.0","id":2,"result":"0x"},'
+            b'{"jsonrpc":"2.0","id":1,"error":{"code":3,"message":"execution reverted"}}]',
+            "1 failed: {'code': 3, 'message': 'execution reverted'}",
+        ),
+        (
+            200,
+            b'[{"jsonrpc":"2.0","id":0,"result":{"timestamp":"0x10"}}]',
+            "batch answered [{'jsonrpc': '2.0', 'id': 0, 'result': {'timestamp': '0x10'}}]",
+        ),
+    ],
+    ids=["http-500", "not-a-list", "error-member", "short-batch"],
+)
+def test_a_bad_answer_is_the_chain_unavailable(
+    world: World, status: int, body: bytes, reason: str
+) -> None:
+    stub = RpcStub(lambda _body, _before: (status, body))
+    brand, usages, _outcomes = _usages(world)
+    with stub.running():
+        view = Web3LicenseView.connect(stub.url, world.ledger.address, ttl=60)
+        for asked in (1, 2):  # nothing cached from a bad answer
+            with pytest.raises(ChainUnavailableError) as caught:
+                view.check_usages(brand=brand, usages=usages[:1])
+            assert (caught.value.rpc_url, caught.value.reason) == (stub.url, reason)
+            assert str(caught.value) == f"chain at {stub.url} unavailable: {reason}"
+            assert len(stub.answered) == asked  # no retry
+    assert stub.connections == 1
+
+
+def test_an_answer_that_is_not_json_is_the_chain_unavailable(world: World) -> None:
+    stub = RpcStub(lambda _body, _before: (200, b"<html>gateway</html>"))
+    brand, usages, _outcomes = _usages(world)
+    with stub.running():
+        view = Web3LicenseView.connect(stub.url, world.ledger.address, ttl=60)
+        with pytest.raises(ChainUnavailableError) as caught:
+            view.check_usages(brand=brand, usages=usages[:1])
+    assert caught.value.rpc_url == stub.url
+    assert isinstance(caught.value.__cause__, orjson.JSONDecodeError)
+    assert caught.value.reason == str(caught.value.__cause__)
+    assert len(stub.answered) == 1
+
+
+def test_connection_refused_is_the_chain_unavailable(world: World) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    brand, usages, _outcomes = _usages(world)
+    view = Web3LicenseView.connect(url, world.ledger.address, ttl=60)
+    with pytest.raises(ChainUnavailableError) as caught:
+        view.check_usages(brand=brand, usages=usages)
+    assert caught.value.rpc_url == url
+    assert isinstance(caught.value.__cause__, urllib3.exceptions.MaxRetryError)
+    assert isinstance(caught.value.__cause__.reason, urllib3.exceptions.NewConnectionError)
+    assert "Connection refused" in caught.value.reason
+    assert str(caught.value) == f"chain at {url} unavailable: {caught.value.reason}"
