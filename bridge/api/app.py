@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 import bridge
 from bridge.api import problems, web
 from bridge.api.deps import AppContext
-from bridge.api.grouping import GroupCommit
+from bridge.api.grouping import ArrivalMiddleware, GroupCommit
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
@@ -111,6 +111,9 @@ def create_app(
     app.include_router(audit.router)
     app.include_router(brands.router)
     web.install(app)
+    app.add_middleware(
+        ArrivalMiddleware, group_commit=context.group_commit, path=usage.router.prefix
+    )
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
 
     def openapi() -> dict[str, Any]:

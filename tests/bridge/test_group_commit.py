@@ -26,7 +26,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from bridge.api import create_app
-from bridge.api.grouping import GroupCommit
+from bridge.api.grouping import GATHER_TURNS, Arrival, GroupCommit
 from bridge.codec import Outcome
 from bridge.errors import ChainUnavailableError
 from bridge.ingest import Ingestor, ItemResult, ItemStatus, Submission, UsageReport
@@ -749,6 +749,58 @@ def test_a_lone_submission_is_written_at_once_in_each_event_loop() -> None:
     assert sizes == [1, 1]
 
 
+def _late_second(commit: GroupCommit, turns: int) -> list[list[ItemResult]]:
+    """``a`` submitted, then ``b`` ``turns`` turns of the loop later (a request still on its way
+    from the socket when ``a`` was queued)."""
+
+    async def scenario() -> list[list[ItemResult]]:
+        first = asyncio.create_task(commit.submit(sub("a")))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        second = asyncio.create_task(commit.submit(sub("b")))
+        return list(await asyncio.wait_for(asyncio.gather(first, second), timeout=5))
+
+    return asyncio.run(scenario())
+
+
+def test_a_request_on_its_way_makes_the_writer_gather_the_next_arrivals() -> None:
+    fake = FakeIngest()
+    commit = GroupCommit(fake, max_events=100)
+    arrival = commit.arrival()  # a request in the app, not yet queued: load
+    assert commit.arriving == 1
+    answers = _late_second(commit, turns=GATHER_TURNS - 2)
+    assert fake.calls == [["a", "b"]]  # one group: b arrived while the writer gathered
+    assert answers == [[accepted("a:0", 1)], [accepted("b:0", 1)]]
+    arrival.close()
+    arrival.close()  # once only
+    assert commit.arriving == 0
+
+
+def test_without_load_a_request_is_written_at_once_and_one_arriving_later_waits() -> None:
+    fake = FakeIngest()
+    commit = GroupCommit(fake, max_events=100)
+    _late_second(commit, turns=GATHER_TURNS - 2)
+    assert fake.calls == [["a"], ["b"]]  # nothing on its way: a went at once, b after it
+
+
+def test_after_a_group_of_several_the_writer_gathers_before_the_next() -> None:
+    fake = FakeIngest(hold_first=True)
+    commit = GroupCommit(fake, max_events=100)
+
+    async def scenario() -> None:
+        held, tasks = await held_then_queued(commit, fake, sub("a"), [sub("b"), sub("c")])
+        fake.release.set()
+        await asyncio.gather(held, *tasks)
+        # The last group held two: the next one gathers for GATHER_TURNS turns of the loop.
+        first = asyncio.create_task(commit.submit(sub("d")))
+        for _ in range(GATHER_TURNS - 2):
+            await asyncio.sleep(0)
+        await asyncio.wait_for(asyncio.gather(first, commit.submit(sub("e"))), timeout=5)
+
+    asyncio.run(scenario())
+    assert fake.calls == [["a"], ["b", "c"], ["d", "e"]]
+
+
 def test_max_events_caps_a_group_and_a_larger_submission_goes_alone() -> None:
     fake = FakeIngest(hold_first=True)
     sizes: list[int] = []
@@ -935,9 +987,10 @@ def test_concurrent_posts_share_groups_and_the_metric_counts_them(
     arrived: list[str] = []
     submit = commit.submit
 
-    async def counting(submission: Submission) -> list[ItemResult]:
+    async def counting(submission: Submission, *, arrival: Arrival | None) -> list[ItemResult]:
+        assert arrival is not None  # every POST is counted from the moment it enters the app
         arrived.append(submission.reports[0].event_id)
-        return await submit(submission)
+        return await submit(submission, arrival=arrival)
 
     monkeypatch.setattr(commit, "submit", counting)
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from bridge.api.body import read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
+from bridge.api.grouping import ARRIVAL_SCOPE_KEY
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.api.schemas import (
     EVENT_ID_PATTERN,
@@ -158,7 +159,8 @@ async def post_usage_events(request: Request, brand: CurrentBrand, context: Cont
     body = await read_json_body(request, context.settings.max_body_bytes)
     reports, is_batch = _parse(body, context.settings.max_batch_events)
 
-    results = await context.group_commit.submit(Submission(brand, reports))
+    arrival = request.scope.get(ARRIVAL_SCOPE_KEY)
+    results = await context.group_commit.submit(Submission(brand, reports), arrival=arrival)
     context.metrics.count(results)
     if is_batch:
         return _answer({"results": [_out(r) for r in results]}, 200)
