@@ -152,7 +152,11 @@ class Ingestor:
                 for event_id in first
             ),
         )
-        session.rollback()  # end the read; the insert below runs in a transaction of its own
+        if session.get_bind().dialect.name == "sqlite":
+            # End the read: a SQLite read transaction cannot turn into the write transaction once
+            # another writer has committed. PostgreSQL carries on in the same one (a round trip
+            # and a connection checkout less).
+            session.rollback()
 
         # The door checks, then the chain for those that pass: one question for the group.
         refusals: dict[tuple[int, int], tuple[Refusal, str]] = {}

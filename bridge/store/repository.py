@@ -11,7 +11,6 @@ from typing import Any, Final, NamedTuple, cast
 
 import orjson
 from sqlalchemy import Engine, Table, bindparam, select, text
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,22 +25,16 @@ _FIND_USAGES: Final = select(UsageEvent).where(
     UsageEvent.event_id.in_(bindparam("event_ids", expanding=True)),
 )
 _UNIQUE_EVENT: Final = [_USAGE_TABLE.c.brand_id, _USAGE_TABLE.c.event_id]
-_PG_INSERT_FROM_ARRAYS: Final = text(
+_PG_INSERT_FROM_JSON: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
-    "SELECT b, e, h, t, k, q, u, c, a, :status, :now, :now FROM unnest("
-    "CAST(:brand_ids AS bigint[]), CAST(:event_ids AS varchar[]), CAST(:body_hashes AS varchar[]), "
-    "CAST(:twin_ids AS bigint[]), CAST(:usage_types AS smallint[]), "
-    "CAST(:quantities AS bigint[]), CAST(:used_ats AS timestamptz[]), "
-    "CAST(:campaign_refs AS varchar[]), CAST(:asset_refs AS varchar[])) "
-    "AS x(b, e, h, t, k, q, u, c, a) "
+    "SELECT (r->>0)::bigint, r->>1, r->>2, (r->>3)::bigint, (r->>4)::smallint, (r->>5)::bigint, "
+    "to_timestamp((r->>6)::bigint) + (r->>7)::bigint * interval '1 microsecond', "
+    "r->>8, r->>9, :status, :now, :now FROM json_array_elements(CAST(:rows AS json)) AS r "
     "ON CONFLICT (brand_id, event_id) DO NOTHING RETURNING brand_id, event_id, id"
-).bindparams(
-    bindparam("now", type_=UtcDateTime()),
-    bindparam("used_ats", type_=postgresql.ARRAY(UtcDateTime())),  # refuses naive times too
-)
-"""PostgreSQL takes the rows as one array per column: a dozen parameters instead of a dozen per
-row, which psycopg would parse out of the statement text in Python on every batch."""
+).bindparams(bindparam("now", type_=UtcDateTime()))
+"""PostgreSQL takes the same JSON array and unpacks it in C (``json_array_elements``): one
+parameter instead of one array per column, which psycopg would quote element by element."""
 _SQLITE_INSERT_FROM_JSON: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
@@ -73,12 +66,12 @@ _SQLITE_STORED_KEYS: Final = text(
     "AND u.event_id = json_extract(k.value, '$[1]')"
 )
 _PG_STORED_KEYS: Final = text(
-    "SELECT u.brand_id, u.event_id, u.id, u.body_hash FROM unnest("
-    "CAST(:brand_ids AS bigint[]), CAST(:event_ids AS varchar[])) AS k(b, e) "
-    "JOIN usage_events AS u ON u.brand_id = k.b AND u.event_id = k.e"
+    "SELECT u.brand_id, u.event_id, u.id, u.body_hash "
+    "FROM json_array_elements(CAST(:keys AS json)) AS k "
+    "JOIN usage_events AS u ON u.brand_id = (k->>0)::bigint AND u.event_id = k->>1"
 )
 """Which of many (brand, event id) keys are stored, in one indexed lookup per key and one
-statement for all (the keys as one JSON array on SQLite, two arrays on PostgreSQL)."""
+statement for all (the keys as one JSON array)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,13 +260,9 @@ def stored_keys(
     wanted = list(dict.fromkeys(keys))
     if not wanted:
         return {}
-    params: dict[str, Any]
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = _PG_STORED_KEYS
-        params = {"brand_ids": [b for b, _ in wanted], "event_ids": [e for _, e in wanted]}
-    else:
-        stmt = _SQLITE_STORED_KEYS
-        params = {"keys": orjson.dumps(wanted).decode()}
+    postgres = session.get_bind().dialect.name == "postgresql"
+    stmt = _PG_STORED_KEYS if postgres else _SQLITE_STORED_KEYS
+    params = {"keys": orjson.dumps(wanted).decode()}
     return {(row[0], row[1]): StoredKey(row[2], row[3]) for row in session.execute(stmt, params)}
 
 
@@ -327,46 +316,32 @@ def insert_brand_usages(
     now = utcnow()
     dialect = session.get_bind().dialect.name
     stmt: Any
-    params: dict[str, Any]
     if dialect == "sqlite":
         stmt = _SQLITE_INSERT_FROM_JSON
-        params = {
-            "status": UsageStatus.ACCEPTED.value,
-            "now": now,
-            "rows": orjson.dumps(
-                [
-                    [
-                        b,
-                        u.event_id,
-                        u.body_hash,
-                        u.twin_id,
-                        u.usage_type,
-                        u.quantity,
-                        *_unix_us(u.used_at),
-                        u.campaign_ref,
-                        u.asset_ref,
-                    ]
-                    for b, u in rows
-                ]
-            ).decode(),
-        }
     elif dialect == "postgresql":
-        stmt = _PG_INSERT_FROM_ARRAYS
-        params = {
-            "status": UsageStatus.ACCEPTED.value,
-            "now": now,
-            "brand_ids": [b for b, _ in rows],
-            "event_ids": [u.event_id for _, u in rows],
-            "body_hashes": [u.body_hash for _, u in rows],
-            "twin_ids": [u.twin_id for _, u in rows],
-            "usage_types": [u.usage_type for _, u in rows],
-            "quantities": [u.quantity for _, u in rows],
-            "used_ats": [u.used_at for _, u in rows],
-            "campaign_refs": [u.campaign_ref for _, u in rows],
-            "asset_refs": [u.asset_ref for _, u in rows],
-        }
+        stmt = _PG_INSERT_FROM_JSON
     else:  # pragma: no cover - the engine factory makes only these two
         raise NotImplementedError(f"no idempotent insert for {dialect}")
+    params = {
+        "status": UsageStatus.ACCEPTED.value,
+        "now": now,
+        "rows": orjson.dumps(
+            [
+                [
+                    b,
+                    u.event_id,
+                    u.body_hash,
+                    u.twin_id,
+                    u.usage_type,
+                    u.quantity,
+                    *_unix_us(u.used_at),
+                    u.campaign_ref,
+                    u.asset_ref,
+                ]
+                for b, u in rows
+            ]
+        ).decode(),
+    }
     with _one_writer(session):
         try:
             returned = session.execute(stmt, params)
