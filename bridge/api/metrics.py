@@ -12,7 +12,9 @@ from typing import Final
 
 from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -146,14 +148,30 @@ def _families(stats: SettlementStats | None = None, now: datetime | None = None)
     return families
 
 
+def multiprocess_mode() -> bool:
+    """Whether prometheus_client keeps metric values in files shared by the worker processes of
+    one server (``PROMETHEUS_MULTIPROC_DIR`` was set before it was first imported, as
+    ``twin-bridge serve --workers N`` does for its workers)."""
+    return prometheus_values.ValueClass is not prometheus_values.MutexValue
+
+
 class Metrics:
     def __init__(
         self, store: Store | None = None, *, clock: Callable[[], datetime] | None = None
     ) -> None:
-        """This process's counters, and with a ``store`` the settlement's (``StoreCollector``)."""
+        """This process's counters, and with a ``store`` the settlement's (``StoreCollector``).
+
+        ``registry`` holds this process's metrics; ``exposed`` is what ``/metrics`` answers: the
+        same registry, or under several workers (``multiprocess_mode``) the sum over all of them,
+        whichever worker a scrape reaches.
+        """
         self.registry = CollectorRegistry()
+        self.exposed = self.registry
+        if multiprocess_mode():
+            self.exposed = CollectorRegistry()
+            MultiProcessCollector(self.exposed)  # type: ignore[no-untyped-call]
         if store is not None:
-            self.registry.register(StoreCollector(store, clock=clock))
+            self.exposed.register(StoreCollector(store, clock=clock))
         self.events = Counter(
             "twin_bridge_usage_events",
             "Usage events answered by the API, by status and refusal reason.",

@@ -6,13 +6,17 @@ workers' sockets by a hash of the connection's addresses, so keep-alive connecti
 burst spread over the workers. Sharing one listening socket instead (uvicorn's default), the worker
 that wakes first accepts the whole burst and the others idle, however many cores there are.
 uvicorn's supervisor runs the workers either way: it restarts one that dies and stops them all on
-SIGINT or SIGTERM.
+SIGINT or SIGTERM. Their metrics are kept in prometheus_client's multiprocess mode, so that
+``/metrics`` answers the sum over the workers, whichever of them a scrape reaches.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 import uvicorn
@@ -98,7 +102,18 @@ def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -
         _log_listening(host, listener)
     else:  # pragma: no cover - Windows: one shared socket
         listener = config.bind_socket()
+    # The workers' counters go to files in one directory, so that /metrics adds them up whichever
+    # worker a scrape reaches (prometheus_client's multiprocess mode, chosen by this variable
+    # before a worker imports it). A fresh directory per run: old files would be added in too.
+    metrics_dir = None
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+            prefix="twin-bridge-metrics-"
+        )
     try:
         Multiprocess(config, sockets=[listener]).run()
     finally:
         listener.close()
+        if metrics_dir is not None:
+            del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -297,6 +297,73 @@ def test_one_worker_serves_in_the_command_s_own_process_until_sigterm(
     assert "Traceback" not in text
 
 
+def metric_value(text: str, sample: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def test_metrics_add_up_the_workers_whichever_a_scrape_reaches(
+    anvil: AnvilChain, tmp_path: Path
+) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    healthz = (
+        "twin_bridge_http_request_duration_seconds_count"
+        '{method="GET",route="/healthz",status="200"}'
+    )
+    with serving(serve_env(anvil, tmp_path), port, 2, log) as proc:
+        wait_ready(proc, port, log)
+        workers = workers_of(proc.pid)
+        deadline = time.monotonic() + START_TIMEOUT_S  # both started, not only the first
+        while len(listening_inodes(port)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        answered_by: set[int] = set()
+        for _ in range(CONNECTIONS):  # each on a fresh connection: spread over both workers
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/healthz")
+                response = conn.getresponse()
+                assert (response.status, json.loads(response.read())) == (200, {"status": "ok"})
+                server_end = {
+                    s.inode
+                    for s in tcp_sockets()
+                    if s.local_port == port
+                    and s.remote_port == conn.sock.getsockname()[1]
+                    and s.state == TCP_ESTABLISHED
+                }
+                answered_by.update(w for w in workers if socket_inodes(w) & server_end)
+            finally:
+                conn.close()
+        assert sorted(answered_by) == workers  # both workers answered some
+        scrapes = []
+        for _ in range(8):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request("GET", "/metrics")
+                response = conn.getresponse()
+                assert response.status == 200
+                scrapes.append(metric_value(response.read().decode(), healthz))
+            finally:
+                conn.close()
+        # Every scrape, whichever worker answered it, counts all 16 requests of both workers.
+        assert scrapes == [float(CONNECTIONS)] * 8
+        # The workers keep their values in a directory the supervisor made for this run ...
+        with open(f"/proc/{workers[0]}/environ", "rb") as environ:
+            variables = dict(
+                entry.split(b"=", 1) for entry in environ.read().split(b"\0") if b"=" in entry
+            )
+        metrics_dir = Path(variables[b"PROMETHEUS_MULTIPROC_DIR"].decode())
+        assert metrics_dir.name.startswith("twin-bridge-metrics-")
+        assert {p.name for p in metrics_dir.iterdir()} >= {f"histogram_{w}.db" for w in workers}
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0, log.read_text()
+    # ... and removes when it stops: a later run does not add them in again.
+    assert not metrics_dir.exists()
+    assert "Traceback" not in log.read_text()
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_refuses_a_port_another_program_listens_on(
     anvil: AnvilChain, tmp_path: Path, workers: int

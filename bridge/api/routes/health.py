@@ -42,5 +42,5 @@ def readyz(context: ContextDep) -> Response:
 
 @router.get("/metrics", response_class=Response)
 def metrics(context: ContextDep) -> Response:
-    """Prometheus metrics."""
-    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics: of every worker process of the server, and the settlement's."""
+    return Response(generate_latest(context.metrics.exposed), media_type=CONTENT_TYPE_LATEST)
