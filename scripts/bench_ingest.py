@@ -212,6 +212,23 @@ async def _get_once(host: str, port: int, path: str) -> tuple[int, bytes]:
         await conn.close()
 
 
+def _group_totals(server: Server) -> tuple[float, float]:
+    """Requests and transactions written so far by group commit, over all of the server's workers
+    (``twin_bridge_ingest_group_requests`` sum and count, from ``/metrics``)."""
+    status, body = asyncio.run(_get_once(server.host, server.port, "/metrics"))
+    if status != 200:
+        raise BenchError(f"/metrics answered {status}")
+    totals = {}
+    for line in body.decode().splitlines():
+        name, _, value = line.partition(" ")
+        if name in (
+            "twin_bridge_ingest_group_requests_sum",
+            "twin_bridge_ingest_group_requests_count",
+        ):
+            totals[name.rsplit("_", 1)[1]] = float(value)
+    return totals.get("sum", 0.0), totals.get("count", 0.0)
+
+
 Exchange = Callable[[Connection, int], Awaitable[int]]
 """Sends one request on the connection (the connection's number given); the events it carried."""
 
@@ -529,9 +546,11 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
                 batch = _rounds(
                     server, config.batch_connections, batch_exchange(workload), config, "batch"
                 )
+                groups_before = _group_totals(server)
                 single = _rounds(
                     server, config.single_connections, single_exchange(workload), config, "single"
                 )
+                groups_after = _group_totals(server)
             ungrouped_env = {**env, "TWIN_BRIDGE_GROUP_COMMIT_MAX_EVENTS": "0"}
             with serve(ungrouped_env, config.workers, log) as server:
                 ungrouped = _rounds(
@@ -563,7 +582,14 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
             "connections": config.batch_connections,
             **batch_s,
         },
-        "single": {"connections": config.single_connections, **single_s},
+        "single": {
+            "connections": config.single_connections,
+            **single_s,
+            "requests_per_group_commit": round(
+                (groups_after[0] - groups_before[0]) / max(1.0, groups_after[1] - groups_before[1]),
+                2,
+            ),
+        },
         "baseline": {
             "healthz_requests_per_s": health_s["requests_per_s_median"],
             "healthz": {"connections": config.single_connections, **health_s},
@@ -696,6 +722,12 @@ def print_table(data: dict[str, Any]) -> None:
                 met["single_p99_ms_le_25"],
             ),
             ("single-event p50 ms", "", f"{b['single_p50_ms']:.1f}", None),
+            (
+                "single: requests per commit",
+                "",
+                f"{b['single']['requests_per_group_commit']:.2f}",
+                None,
+            ),
             (
                 "baseline: GET /healthz req/s",
                 "",
