@@ -10,7 +10,7 @@ the queue), the writer lets the event loop turn ``GATHER_TURNS`` times before it
 turn reads the sockets that have data and runs the requests that are ready, so those arriving in
 those microseconds join the group, as PostgreSQL's ``commit_delay`` waits when ``commit_siblings``
 are active. A request alone waits for nothing. On the ingest benchmark (2 cores, 8 connections)
-groups grow from about 2 requests to about 4, and the CPU per request falls by a quarter.
+about 3.5 requests share a commit instead of about 2, and the CPU per request falls by a quarter.
 
 Each request gets the answers it would get alone (``Ingestor.ingest_many``: as if the group's
 requests came one after another), and its 2xx still follows the commit of its usages.
