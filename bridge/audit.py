@@ -1310,13 +1310,17 @@ def fetch_logs(
 
 
 def _transactions(rpc: JsonRpc, raw_logs: Sequence[dict[str, Any]]) -> dict[str, _TxInfo]:
-    """The settlement transactions of ``raw_logs`` with their block times, in one batch."""
+    """The settlement transactions of ``raw_logs`` with their block times, in one batch. A
+    transaction's block is the one its logs name: a node may still answer a transaction just
+    mined as pending (anvil does, for a moment, with no block number)."""
     hashes: list[str] = []
     blocks: list[str] = []
+    block_of: dict[str, str] = {}
     for raw in raw_logs:
         if raw["topics"] and raw["topics"][0] == _USAGES_SETTLED_TOPIC:
             if not hashes or hashes[-1] != raw["transactionHash"]:
                 hashes.append(raw["transactionHash"])
+                block_of[raw["transactionHash"]] = raw["blockNumber"]
             if not blocks or blocks[-1] != raw["blockNumber"]:
                 blocks.append(raw["blockNumber"])
     if not hashes:
@@ -1336,7 +1340,7 @@ def _transactions(rpc: JsonRpc, raw_logs: Sequence[dict[str, Any]]) -> dict[str,
         txs[tx_hash] = _TxInfo(
             to=None if tx.get("to") is None else _checksum(tx["to"]),
             input=bytes.fromhex(tx["input"][2:]),
-            block_time=times[tx["blockNumber"]],
+            block_time=times[block_of[tx_hash]],
         )
     return txs
 

@@ -672,3 +672,52 @@ def test_the_command_audits_from_the_manifests_deployment_block(
     assert f"the RPC {snapshot.url} is chain 31337, the deployment is on chain 11155111" in (
         refused.output
     )
+
+
+class _PendingTxRpc:
+    """A node that answers a transaction just mined as still pending (no block number), as anvil
+    does for a moment under load, while its logs already name the block."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, list[Any]]] = []
+
+    def batch(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        self.asked.extend(calls)
+        answers: list[Any] = []
+        for method, params in calls:
+            if method == "eth_getTransactionByHash":
+                tx = {"to": "0x" + "cd" * 20, "input": "0xabcd", "blockNumber": None}
+                answers.append(None if params[0] == "0x" + "99" * 32 else tx)
+            else:
+                answers.append({"timestamp": hex(1_000 + int(params[0], 16))})
+        return answers
+
+
+def test_a_settlement_transaction_is_timed_by_the_block_its_logs_name() -> None:
+    from bridge.audit import _USAGES_SETTLED_TOPIC, _transactions, _TxInfo
+
+    def log(tx: str, block: int) -> dict[str, Any]:
+        return {"topics": [_USAGES_SETTLED_TOPIC], "transactionHash": tx, "blockNumber": hex(block)}
+
+    rpc = _PendingTxRpc()
+    one, two, gone = "0x" + "11" * 32, "0x" + "22" * 32, "0x" + "99" * 32
+    other = {
+        "topics": ["0x" + "00" * 32],
+        "transactionHash": "0x" + "33" * 32,
+        "blockNumber": "0x1",
+    }
+    txs = _transactions(rpc, [log(one, 7), log(one, 7), other, log(two, 9), log(gone, 9)])  # type: ignore[arg-type]
+    expected = _TxInfo(
+        to=Web3.to_checksum_address("0x" + "cd" * 20), input=b"\xab\xcd", block_time=0
+    )
+    assert txs == {
+        one: _TxInfo(expected.to, expected.input, block_time=1_007),
+        two: _TxInfo(expected.to, expected.input, block_time=1_009),
+    }
+    assert rpc.asked == [
+        ("eth_getTransactionByHash", [one]),
+        ("eth_getTransactionByHash", [two]),
+        ("eth_getTransactionByHash", [gone]),
+        ("eth_getBlockByNumber", ["0x7", False]),
+        ("eth_getBlockByNumber", ["0x9", False]),
+    ]
