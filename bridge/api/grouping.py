@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -37,7 +38,7 @@ IngestMany = Callable[[Sequence[Submission]], list[list[ItemResult]]]
 """Ingests submissions in one transaction (blocking: it runs in a worker thread)."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Waiting:
     submission: Submission
     answer: asyncio.Future[list[ItemResult]]
@@ -47,7 +48,7 @@ class _Waiting:
 class _Queue:
     """The requests of one event loop waiting for a group, and the task writing the groups."""
 
-    waiting: list[_Waiting] = field(default_factory=list)
+    waiting: deque[_Waiting] = field(default_factory=deque)
     writer: asyncio.Task[None] | None = None
 
 
@@ -70,8 +71,9 @@ class GroupCommit:
             weakref.WeakKeyDictionary()
         )
         self.arriving = 0
-        self._last_size = 0
         """Requests that entered the app with usage reports and are not queued (nor answered)."""
+        self._last_size = 0
+        """Submissions in the group written last."""
 
     def arrival(self) -> Arrival:
         """Counts a request with usage reports in from now until it is queued or answered."""
@@ -143,12 +145,12 @@ class GroupCommit:
             for w, answer in zip(group, answers, strict=True):
                 _settle(w, answers=answer)
 
-    def _take(self, waiting: list[_Waiting]) -> list[_Waiting]:
-        group = [waiting.pop(0)]
+    def _take(self, waiting: deque[_Waiting]) -> list[_Waiting]:
+        group = [waiting.popleft()]
         events = len(group[0].submission.reports)
         while waiting and events + len(waiting[0].submission.reports) <= self._max_events:
             events += len(waiting[0].submission.reports)
-            group.append(waiting.pop(0))
+            group.append(waiting.popleft())
         return group
 
 
