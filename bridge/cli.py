@@ -268,7 +268,8 @@ def serve(
         typer.Option(
             min=1,
             help="API processes. More than one: each listens on its own SO_REUSEPORT socket, so "
-            "the kernel spreads connections over them.",
+            "the kernel spreads connections over them; /metrics sums them; rate limits are "
+            "counted in each.",
         ),
     ] = 1,
     access_log: Annotated[

@@ -38,7 +38,11 @@ class Settings(BaseSettings):
         description="Concurrent usage reports share one transaction, up to this many events "
         "(a larger request goes alone); 0: one transaction per request.",
     )
-    rate_limit_per_s: PositiveFloat = Field(default=200.0, description="Requests/s per brand.")
+    rate_limit_per_s: PositiveFloat = Field(
+        default=200.0,
+        description="Requests/s per brand, counted in each API process (serve --workers N: N "
+        "buckets per brand).",
+    )
     action_rate_limit_per_s: PositiveFloat = Field(
         default=1.0, description="Relayed owner actions per second per signer (burst 10)."
     )
