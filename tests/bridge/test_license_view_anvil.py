@@ -149,12 +149,12 @@ class RpcStub:
                     self.close_connection = True
                     return
                 status, data = reply
+                stub.answered.append(body)  # before the answer: the client may act on it at once
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-                stub.answered.append(body)
                 self.close_connection = stub.close_after_answer
 
             def log_message(self, format: str, *args: Any) -> None:
