@@ -22,6 +22,7 @@ from bridge.store.repository import (
     InsertResult,
     NewUsage,
     StoredKey,
+    end_read,
     insert_brand_usages,
     stored_keys,
 )
@@ -152,11 +153,7 @@ class Ingestor:
                 for event_id in first
             ),
         )
-        if session.get_bind().dialect.name == "sqlite":
-            # End the read: a SQLite read transaction cannot turn into the write transaction once
-            # another writer has committed. PostgreSQL carries on in the same one (a round trip
-            # and a connection checkout less).
-            session.rollback()
+        end_read(session)
 
         # The door checks, then the chain for those that pass: one question for the group.
         refusals: dict[tuple[int, int], tuple[Refusal, str]] = {}

@@ -17,7 +17,7 @@ import os
 import shutil
 import socket
 import tempfile
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -51,11 +51,24 @@ def reuse_port_socket(host: str, port: int) -> ReusePortSocket:
         OSError: when the address is taken by a socket without ``SO_REUSEPORT``, or cannot be
             bound.
     """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = ReusePortSocket(family, socket.SOCK_STREAM)
+    sock = ReusePortSocket(_family(host), socket.SOCK_STREAM)
+    return _bound(sock, host, port, reuse_port=True)
+
+
+_S = TypeVar("_S", bound=socket.socket)
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _bound(sock: _S, host: str, port: int, *, reuse_port: bool) -> _S:
+    """``sock`` bound to ``host:port`` (``SO_REUSEADDR``, and ``SO_REUSEPORT`` when asked), or
+    closed and the error raised."""
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -83,10 +96,8 @@ def serve(app: FastAPI, *, host: str, port: int, workers: int, **options: Any) -
         # Bound here, not by uvicorn: uvicorn logs a taken port and exits 3 once the app's startup
         # (migrations) has run; this raises before anything starts.
         config = uvicorn.Config(app, host=host, port=port, **options)
-        sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        sock = _bound(socket.socket(_family(host)), host, port, reuse_port=False)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
             _log_listening(host, sock)
             uvicorn.Server(config).run([sock])
         finally:

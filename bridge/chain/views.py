@@ -48,32 +48,10 @@ BrandUsageKey = tuple[str, int, int, int]
 class LicenseView(Protocol):
     """What the API needs to know from the chain to refuse a usage at the door."""
 
-    def check_usage(self, *, brand: str, twin_id: int, usage_type: int, used_at: int) -> Outcome:
-        """The outcome the ledger would give the usage now, ignoring the cap on uses.
-
-        Args:
-            brand: the brand's address.
-            twin_id: the twin used.
-            usage_type: the usage type's number.
-            used_at: time of use, unix seconds.
-
-        Raises:
-            ChainUnavailableError: when the chain cannot be asked.
-        """
-        ...
-
-    def check_usages(self, *, brand: str, usages: Sequence[UsageKey]) -> list[Outcome]:
-        """``check_usage`` of each ``(twin_id, usage_type, used_at)`` of the brand, in order, in as
-        few round trips as the chain allows.
-
-        Raises:
-            ChainUnavailableError: when the chain cannot be asked.
-        """
-        ...
-
     def check_many(self, usages: Sequence[BrandUsageKey]) -> list[Outcome]:
-        """``check_usage`` of each ``(brand, twin_id, usage_type, used_at)``, of any brands, in
-        order, in as few round trips as the chain allows.
+        """The outcome the ledger would give each ``(brand, twin_id, usage_type, used_at)`` now
+        (brand address, twin, usage type number, time of use in unix seconds), ignoring the cap on
+        uses; in order, of any brands, in as few round trips as the chain allows.
 
         Raises:
             ChainUnavailableError: when the chain cannot be asked.

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, Table, bindparam, select, text
+from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,13 +18,6 @@ from bridge.errors import BrandExistsError
 from bridge.store.engine import make_engine, writer_lock
 from bridge.store.models import Brand, UsageEvent, UsageStatus, UtcDateTime, utcnow
 
-_IN_CHUNK: Final = 500  # bound parameters per IN (...) list
-_USAGE_TABLE: Final = cast(Table, UsageEvent.__table__)
-_FIND_USAGES: Final = select(UsageEvent).where(
-    UsageEvent.brand_id == bindparam("brand_id"),
-    UsageEvent.event_id.in_(bindparam("event_ids", expanding=True)),
-)
-_UNIQUE_EVENT: Final = [_USAGE_TABLE.c.brand_id, _USAGE_TABLE.c.event_id]
 _PG_INSERT_FROM_JSON: Final = text(
     "INSERT INTO usage_events (brand_id, event_id, body_hash, twin_id, usage_type, quantity, "
     "used_at, campaign_ref, asset_ref, status, created_at, updated_at) "
@@ -235,22 +228,12 @@ def brand_by_key_hash(session: Session, api_key_hash: str) -> tuple[BrandRecord,
 # ---------------------------------------------------------------- usages
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _IN_CHUNK):
-        yield items[start : start + _IN_CHUNK]
-
-
-def find_usages(
-    session: Session, *, brand_id: int, event_ids: Iterable[str]
-) -> dict[str, StoredUsage]:
-    """The brand's stored usages among ``event_ids``, by event id."""
-    wanted = sorted(set(event_ids))
-    found: dict[str, StoredUsage] = {}
-    for chunk in _chunks(wanted):
-        params = {"brand_id": brand_id, "event_ids": list(chunk)}
-        for row in session.scalars(_FIND_USAGES, params):
-            found[row.event_id] = StoredUsage.of(row)
-    return found
+def end_read(session: Session) -> None:
+    """Ends a read that a write in the same session follows, where the store needs it: a SQLite
+    read transaction cannot turn into the write transaction once another writer has committed.
+    PostgreSQL carries on in the same one (a round trip and a connection checkout less)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.rollback()
 
 
 def stored_keys(

@@ -52,12 +52,6 @@ class FakeLicenseView:
             return Outcome.TWIN_PAUSED
         return Outcome.PAID
 
-    def check_usages(self, *, brand: str, usages: Sequence[tuple[int, int, int]]) -> list[Outcome]:
-        return [
-            self.check_usage(brand=brand, twin_id=twin, usage_type=kind, used_at=at)
-            for twin, kind, at in usages
-        ]
-
     def check_many(self, usages: Sequence[tuple[str, int, int, int]]) -> list[Outcome]:
         return [
             self.check_usage(brand=brand, twin_id=twin, usage_type=kind, used_at=at)
