@@ -12,7 +12,7 @@ from typing import Self
 from pydantic import Field, PositiveFloat, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridge.codec import MAX_QUANTITY
+from bridge.domain.codec import MAX_QUANTITY
 
 MAX_BATCH_EVENTS = 1000
 

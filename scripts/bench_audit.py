@@ -2,8 +2,8 @@
 
 Starts a throwaway anvil (Prague, 1 billion gas per block), deploys the ledger with the gas
 benchmark's world (20 twins licensed to 3 brands, payees, escrow), settles at least 100,000
-usages in signed batches sent straight to the ledger, then times ``bridge.audit.run_audit`` over
-the whole history: scan with adaptive ``eth_getLogs`` ranges, rebuild of every twin, license,
+usages in signed batches sent straight to the ledger, then times ``bridge.audit.core.run_audit``
+over the whole history: scan with adaptive ``eth_getLogs`` ranges, rebuild of every twin, license,
 usage, escrow and royalty, verification of every batch (transaction input, EIP-712 digest,
 signer, role, usages) and the balance checks against the ledger's views. Several runs; the median
 counts. A baseline in the same run: only the raw ``eth_getLogs`` requests over the same ranges,
@@ -26,7 +26,8 @@ from typing import Any, Final
 import orjson
 import requests
 
-from bridge.audit import DEFAULT_MAX_BLOCK_RANGE, JsonRpc, run_audit
+from bridge.audit.core import DEFAULT_MAX_BLOCK_RANGE, run_audit
+from bridge.chain.rpc import JsonRpc
 from scripts.bench_gas import (
     HARDFORK,
     BenchError,

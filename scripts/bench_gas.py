@@ -43,10 +43,10 @@ from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import RPCEndpoint, TxReceipt
 
-from bridge import eip712
 from bridge.chain.deploy import deploy_ledger
-from bridge.codec import Outcome, Usage, decode_result
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage, decode_result
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"

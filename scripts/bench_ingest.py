@@ -47,7 +47,7 @@ import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from bridge.keys import hash_api_key, new_api_key
+from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.models import UsageEvent

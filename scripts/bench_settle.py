@@ -38,15 +38,15 @@ from eth_utils.crypto import keccak
 from sqlalchemy import func, select
 
 from bridge.chain.client import Web3ChainClient
+from bridge.chain.signers import load_signer
 from bridge.chain.views import Web3LicenseView
-from bridge.ingest import Ingestor, ItemStatus, UsageReport
+from bridge.domain.usage import UsageType
+from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
 from bridge.settings import Settings
-from bridge.signers import load_signer
+from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store import migrate
 from bridge.store.models import SettlementBatch, UsageEvent, UsageStatus
 from bridge.store.repository import BrandRecord, Store, create_brand
-from bridge.usage import UsageType
-from bridge.worker import SettlementWorker, WorkerConfig
 from scripts.bench_gas import (
     OUT_DIR,
     SETUP_ADVANCE,
@@ -254,7 +254,7 @@ def latency_run(config: Config) -> dict[str, Any]:
     """Usages accepted at ``config.rate`` per second for ``config.feed_seconds`` while the worker
     runs on a chain with ``config.block_time`` s blocks."""
     with bridge_on(["--block-time", str(config.block_time)]) as bridge:
-        worker = bridge.worker(
+        worker = bridge.settlement.worker(
             batch_size=config.latency_batch_size, max_age=config.latency_max_age, config=config
         )
         tick = 0.1
@@ -318,7 +318,7 @@ def throughput_run(config: Config) -> dict[str, Any]:
                 mine = times[b::brands]
                 for start in range(0, len(mine), 1000):
                     bridge.accept(b, mine[start : start + 1000])
-            worker = bridge.worker(
+            worker = bridge.settlement.worker(
                 batch_size=config.throughput_batch_size, max_age=0.0, config=config
             )
             with running(worker):

@@ -19,7 +19,7 @@ from typing import Any, Final
 import typer.main
 from pydantic import SecretStr
 
-from bridge.cli import app
+from bridge.cli.app import app
 from bridge.settings import Settings
 
 README: Final = Path(__file__).resolve().parent.parent / "README.md"

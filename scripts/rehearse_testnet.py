@@ -44,8 +44,8 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import RPCEndpoint, TxReceipt
 
-from bridge.deployment import load_manifest, load_networks
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
+from bridge.deploy.deployment import load_manifest, load_networks
 
 REPO_ROOT: Final = Path(__file__).resolve().parent.parent
 ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"

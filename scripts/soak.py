@@ -43,9 +43,9 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 from sqlalchemy import func, select
 
-from bridge.codec import Outcome
-from bridge.demo import dev_account
-from bridge.keys import hash_api_key, new_api_key
+from bridge.devstack.demo import dev_account
+from bridge.domain.codec import Outcome
+from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.store import migrate
 from bridge.store.models import (
     ActionStatus,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from bridge import toolchain
-from bridge.toolchain import REPO_ROOT, CompileResult, Solc
+from bridge.chain import toolchain
+from bridge.chain.toolchain import REPO_ROOT, CompileResult, Solc
 
 TWIN_SOL = """\
 // SPDX-License-Identifier: MIT

@@ -14,15 +14,15 @@ from starlette.concurrency import run_in_threadpool
 import bridge
 from bridge.api import problems, web
 from bridge.api.deps import AppContext
-from bridge.api.grouping import ArrivalMiddleware, GroupCommit
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
 from bridge.api.routes import audit, brands, health, ledger, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
-from bridge.ingest import Ingestor, ItemResult, Submission
-from bridge.owner_actions import ActionVerifier
+from bridge.intake.grouping import ArrivalMiddleware, GroupCommit
+from bridge.intake.ingest import Ingestor, ItemResult, Submission
+from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store

@@ -13,14 +13,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.grouping import GroupCommit
 from bridge.api.metrics import Metrics
 from bridge.api.problems import ProblemError
 from bridge.api.ratelimit import RateLimiter
 from bridge.chain.views import LicenseView
-from bridge.ingest import Ingestor
-from bridge.keys import hash_api_key, key_matches
-from bridge.owner_actions import ActionVerifier
+from bridge.intake.api_keys import hash_api_key, key_matches
+from bridge.intake.grouping import GroupCommit
+from bridge.intake.ingest import Ingestor
+from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import BrandRecord, Store, brand_by_key_hash
 

@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.ingest import ItemResult
+from bridge.intake.ingest import ItemResult
 from bridge.store.models import BatchStatus, UsageStatus
 from bridge.store.repository import Store
 from bridge.store.settlement import OPEN_STATUSES, SettlementStats, settlement_stats

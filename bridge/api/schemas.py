@@ -16,8 +16,8 @@ from pydantic import (
     field_validator,
 )
 
+from bridge.domain.usage import Refusal, UsageType
 from bridge.settings import MAX_BATCH_EVENTS
-from bridge.usage import Refusal, UsageType
 
 CLOUDEVENT_TYPE: Final = "dev.twinbridge.usage.v1"
 MAX_TWIN_ID: Final = 2**63 - 1  # the store's BIGINT; the ledger mints ids from 1 upwards

@@ -9,7 +9,7 @@ from eth_typing import ChecksumAddress
 from web3 import Web3
 from web3.contract import Contract
 
-from bridge.toolchain import Artifact, load_artifact
+from bridge.chain.toolchain import Artifact, load_artifact
 
 LEDGER = "TwinLedger"
 STABLECOIN = "MockStablecoin"

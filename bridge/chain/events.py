@@ -2,7 +2,7 @@
 
 Pure functions (no provider, no database): the indexer stores what they return, and an auditor
 that trusts no database can rebuild the ledger's history from them alone. ``UsagesSettled`` results
-expand into one ``SettledUsage`` per usage word (``bridge.codec``).
+expand into one ``SettledUsage`` per usage word (``bridge.domain.codec``).
 
 Argument values are normalised for storage and comparison: addresses are checksummed strings,
 ``bytes32`` and other byte strings are ``0x``-hex strings, integers stay integers (uint256 exact),
@@ -22,9 +22,9 @@ from web3 import Web3
 from web3.contract.contract import ContractEvent
 
 from bridge.chain.client import LogEntry
-from bridge.codec import Outcome, decode_result
+from bridge.chain.toolchain import load_artifact
+from bridge.domain.codec import Outcome, decode_result
 from bridge.errors import BridgeError
-from bridge.toolchain import load_artifact
 
 Arg = int | bool | str | tuple["Arg", ...] | Mapping[str, "Arg"]
 """A decoded, normalised event argument."""

@@ -11,7 +11,7 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 from bridge.chain.client import LogEntry
-from bridge.codec import Outcome, Usage, decode_result
+from bridge.domain.codec import Outcome, Usage, decode_result
 
 _BATCH: Final = "(uint256,(address,uint256[])[])"
 SETTLE_SELECTOR: Final = keccak(text=f"settle({_BATCH},bytes)")[:4]
@@ -19,6 +19,16 @@ PRICE_AT_SELECTOR: Final = keccak(text="priceAt(uint256,address,uint8,uint40)")[
 USAGES_SETTLED_TOPIC: Final = keccak(
     text="UsagesSettled(bytes32,address,address,uint256,uint256[])"
 )
+
+DEFAULT_ADMIN_ROLE: Final = "DEFAULT_ADMIN_ROLE"
+GRANTED_ROLES: Final = ("REGISTRAR_ROLE", "ATTESTER_ROLE", "PAUSER_ROLE")
+"""The roles the deployment grants, apart from the admin role."""
+ROLE_IDS: Final = {
+    DEFAULT_ADMIN_ROLE: bytes(32),
+    **{name: keccak(text=name) for name in GRANTED_ROLES},
+}
+"""Each role's ``bytes32`` id on the ledger (AccessControl: the admin role is zero)."""
+ROLE_NAMES: Final = {role_id: name for name, role_id in ROLE_IDS.items()}
 
 Groups = Sequence[tuple[str, Sequence[int]]]
 

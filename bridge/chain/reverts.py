@@ -11,7 +11,7 @@ from eth_utils.address import is_hex_address, to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
 
 LEDGER = "TwinLedger"
 _ERROR_STRING = keccak(text="Error(string)")[:4]

@@ -30,7 +30,7 @@ from web3.types import RPCEndpoint
 
 from bridge.chain.deploy import LEDGER, contract_at
 from bridge.chain.ledger import decode_price_at, price_at_calldata
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
 _CACHE_LIMIT: Final = 100_000

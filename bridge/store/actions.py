@@ -12,7 +12,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from bridge.owner_actions import VerifiedAction
+from bridge.intake.owner_actions import VerifiedAction
 from bridge.store.models import ActionStatus, BatchStatus, OwnerAction, SettlementBatch, utcnow
 from bridge.store.settlement import Lease, check_lease
 

@@ -17,7 +17,8 @@ from typing import Any, Final, Literal
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import Session
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
+from bridge.domain.usage import UsageType
 from bridge.store.models import (
     BrandAccountChange,
     BrandAccountRow,
@@ -32,7 +33,6 @@ from bridge.store.models import (
     TwinChange,
     TwinRow,
 )
-from bridge.usage import UsageType
 
 BPS_DENOMINATOR: Final = 10_000
 _IN_CHUNK: Final = 500

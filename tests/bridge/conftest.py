@@ -17,8 +17,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bridge.api import create_app
-from bridge.ingest import Ingestor
-from bridge.keys import hash_api_key, new_api_key
+from bridge.intake.api_keys import hash_api_key, new_api_key
+from bridge.intake.ingest import Ingestor
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import BrandRecord, Store, create_brand

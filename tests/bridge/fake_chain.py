@@ -14,14 +14,14 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 
-from bridge import eip712
 from bridge.chain.client import Block, BlockTag, FeeData, LogEntry, PendingTx, Receipt
 from bridge.chain.ledger import (
     PRICE_AT_SELECTOR,
     decode_settle_calldata,
     usages_settled_log,
 )
-from bridge.codec import Outcome, Usage
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import (
     ExecutionRevertedError,
     NonceTooLowError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
 

@@ -33,8 +33,8 @@ from schemathesis.specs.openapi.checks import (
 from bridge.api import create_app
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import Web3LicenseView
-from bridge.ingest import Ingestor
-from bridge.owner_actions import ActionVerifier
+from bridge.intake.ingest import Ingestor
+from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import Store
 

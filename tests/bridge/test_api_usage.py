@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, update
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.store.models import UsageEvent, UsageStatus
 
 from .conftest import BRAND_ADDRESS, NOW, OTHER_ADDRESS, TWIN, Api, register_brand

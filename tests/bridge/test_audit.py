@@ -32,20 +32,20 @@ from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from bridge import eip712
-from bridge.audit import (
+from bridge.audit.core import (
     AuditResult,
     BrandBook,
-    JsonRpc,
     LedgerState,
     RangeSizer,
     run_audit,
     write_csv,
 )
-from bridge.audit_db import reconcile
-from bridge.cli import app
-from bridge.codec import Outcome, Usage
-from bridge.deployment import CompilerRecord, ContractRecord, Manifest, write_manifest
+from bridge.audit.reconcile import reconcile
+from bridge.chain.rpc import JsonRpc
+from bridge.cli.app import app
+from bridge.deploy.deployment import CompilerRecord, ContractRecord, Manifest, write_manifest
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 from bridge.store import migrate
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 from bridge.store.repository import Store
@@ -694,7 +694,7 @@ class _PendingTxRpc:
 
 
 def test_a_settlement_transaction_is_timed_by_the_block_its_logs_name() -> None:
-    from bridge.audit import _USAGES_SETTLED_TOPIC, _transactions, _TxInfo
+    from bridge.audit.core import _USAGES_SETTLED_TOPIC, _transactions, _TxInfo
 
     def log(tx: str, block: int) -> dict[str, Any]:
         return {"topics": [_USAGES_SETTLED_TOPIC], "transactionHash": tx, "blockNumber": hex(block)}

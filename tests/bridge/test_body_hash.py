@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bridge.api.schemas import MAX_TWIN_ID
-from bridge.ingest import UsageReport
-from bridge.usage import UsageType
+from bridge.domain.usage import UsageType
+from bridge.intake.ingest import UsageReport
 
 
 def _reference_hash(report: UsageReport) -> str:

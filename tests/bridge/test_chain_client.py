@@ -18,7 +18,8 @@ from bridge.chain.ledger import (
     settle_calldata,
     usages_settled_log,
 )
-from bridge.codec import Outcome, Usage
+from bridge.chain.signers import load_signer, read_password
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,
@@ -30,7 +31,6 @@ from bridge.errors import (
     SigningKeyError,
     TransactionAlreadyKnownError,
 )
-from bridge.signers import load_signer, read_password
 
 KEY = keccak(text="chain client test key")
 LEDGER = "0x000000000000000000000000000000000000ED6e"
@@ -180,8 +180,8 @@ def test_a_keystore_is_decrypted_with_its_password(tmp_path: Path) -> None:
 def test_settings_name_the_keys_and_the_relayer_defaults_to_the_attester(tmp_path: Path) -> None:
     from pydantic import SecretStr
 
+    from bridge.chain.signers import signers_from_settings
     from bridge.settings import Settings
-    from bridge.signers import signers_from_settings
 
     relayer_key = keccak(text="another key")
     keystore = tmp_path / "relayer.json"

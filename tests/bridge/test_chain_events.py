@@ -20,7 +20,7 @@ from bridge.chain.events import (
     ledger_decoder,
     settled_usages,
 )
-from bridge.codec import Outcome, Usage
+from bridge.domain.codec import Outcome, Usage
 
 LEDGER = to_checksum_address("0x000000000000000000000000000000000000ed6e")
 OTHER = to_checksum_address("0x0000000000000000000000000000000000000a11")

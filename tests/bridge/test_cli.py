@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from bridge.cli import app
-from bridge.keys import API_KEY_PREFIX, hash_api_key
+from bridge.cli.app import app
+from bridge.intake.api_keys import API_KEY_PREFIX, hash_api_key
 from bridge.store.engine import make_engine
 from bridge.store.repository import Store, brand_by_key_hash
 

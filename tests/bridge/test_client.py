@@ -25,7 +25,7 @@ from bridge.client import (
     SubmitResult,
     usage_event,
 )
-from bridge.ingest import Ingestor
+from bridge.intake.ingest import Ingestor
 from bridge.settings import Settings
 from bridge.store.models import UsageEvent, UsageStatus
 from bridge.store.repository import Store

@@ -25,8 +25,9 @@ from web3 import Web3
 from web3.types import RPCEndpoint
 from web3.utils.address import get_create_address
 
-from bridge.cli import app
-from bridge.deployment import (
+from bridge.chain.toolchain import REPO_ROOT
+from bridge.cli.app import app
+from bridge.deploy.deployment import (
     DeploymentError,
     KeySource,
     NetworkConfig,
@@ -37,10 +38,9 @@ from bridge.deployment import (
     load_networks,
     verify_manifest,
 )
-from bridge.doctor import Check, run_doctor, settle_gas
+from bridge.deploy.doctor import Check, run_doctor, settle_gas
 from bridge.errors import SigningKeyError
 from bridge.settings import Settings
-from bridge.toolchain import REPO_ROOT
 from scripts.bench_gas import local_anvil
 
 pytestmark = pytest.mark.integration

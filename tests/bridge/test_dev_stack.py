@@ -23,9 +23,9 @@ from sqlalchemy import create_engine, text
 from web3 import Web3
 
 from bridge.chain.deploy import contract_at
-from bridge.demo import ESCROW_PER_BRAND
-from bridge.toolchain import REPO_ROOT
-from bridge.usage import UsageType
+from bridge.chain.toolchain import REPO_ROOT
+from bridge.devstack.demo import ESCROW_PER_BRAND
+from bridge.domain.usage import UsageType
 
 pytestmark = pytest.mark.integration
 

@@ -26,10 +26,11 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from bridge.api import create_app
-from bridge.api.grouping import GATHER_TURNS, Arrival, GroupCommit
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
+from bridge.domain.usage import Refusal, UsageType
 from bridge.errors import ChainUnavailableError
-from bridge.ingest import Ingestor, ItemResult, ItemStatus, Submission, UsageReport
+from bridge.intake.grouping import GATHER_TURNS, Arrival, GroupCommit
+from bridge.intake.ingest import Ingestor, ItemResult, ItemStatus, Submission, UsageReport
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.models import UsageEvent
@@ -41,7 +42,6 @@ from bridge.store.repository import (
     insert_brand_usages,
     insert_usages,
 )
-from bridge.usage import Refusal, UsageType
 
 from .conftest import BRAND_ADDRESS, NOW, OTHER_ADDRESS, TWIN, register_brand
 from .fakes import FakeLicense, FakeLicenseView
@@ -451,7 +451,7 @@ def test_an_event_stored_meanwhile_by_another_request_answers_every_repeat_from_
             )
         return real_insert(session, usages)
 
-    monkeypatch.setattr("bridge.ingest.insert_brand_usages", insert_after_them)
+    monkeypatch.setattr("bridge.intake.ingest.insert_brand_usages", insert_after_them)
     answers = group(
         store,
         ingestor,

@@ -23,16 +23,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, inspect, select, table
 from web3 import Web3
 
-from bridge import eip712
 from bridge.api import create_app
 from bridge.chain.client import Web3ChainClient
-from bridge.demo import dev_account
-from bridge.ingest import Ingestor
-from bridge.owner_actions import ActionVerifier
+from bridge.chain.signers import load_signer
+from bridge.devstack.demo import dev_account
+from bridge.domain import eip712
+from bridge.intake.ingest import Ingestor
+from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
-from bridge.signers import load_signer
+from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store.repository import Store
-from bridge.worker import SettlementWorker, WorkerConfig
 
 from .anvil import AnvilChain
 from .conftest import BRAND_ADDRESS, OTHER_ADDRESS, TWIN, Clock, register_brand

@@ -28,12 +28,12 @@ from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from bridge import eip712
 from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient, classify_rpc_error
-from bridge.cli import app
-from bridge.codec import Outcome, Usage
+from bridge.cli.app import app
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
-from bridge.indexer import (
+from bridge.indexer.indexer import (
     Indexer,
     IndexerChain,
     IndexerConflictError,

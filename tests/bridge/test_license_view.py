@@ -11,7 +11,7 @@ from web3.contract import Contract
 
 from bridge.chain.deploy import deploy_ledger
 from bridge.chain.views import Web3LicenseView
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
 DAY = 86400

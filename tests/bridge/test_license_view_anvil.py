@@ -20,7 +20,7 @@ import urllib3
 from web3 import Web3
 
 from bridge.chain.views import Web3LicenseView
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
 from scripts.bench_gas import World, local_anvil, setup
 from scripts.faultkit import free_port

@@ -20,18 +20,18 @@ from sqlalchemy import func, select
 from web3 import Web3
 from web3.logs import DISCARD
 
-from bridge import eip712
 from bridge.api import create_app
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_contract
-from bridge.demo import dev_account
-from bridge.owner_actions import ActionVerifier
+from bridge.chain.signers import load_signer
+from bridge.chain.toolchain import load_artifact
+from bridge.devstack.demo import dev_account
+from bridge.domain import eip712
+from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
-from bridge.signers import load_signer
+from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store.models import OwnerAction
 from bridge.store.repository import Store
-from bridge.toolchain import load_artifact
-from bridge.worker import SettlementWorker, WorkerConfig
 from scripts.bench_gas import World
 
 from .anvil import AnvilChain
@@ -479,7 +479,7 @@ def served(relay: Relay) -> Iterator[Served]:
 def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from bridge.cli import app
+    from bridge.cli.app import app
 
     relay = served.relay
     twin = relay.world.twin_ids[4]
@@ -530,7 +530,7 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
         " ".join(nothing.output.split())
     )
     # show: twins, licenses and earnings from the indexer's mirror of the chain
-    from bridge.indexer import Indexer
+    from bridge.indexer.indexer import Indexer
 
     indexer = Indexer(
         relay.store,

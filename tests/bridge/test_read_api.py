@@ -25,13 +25,13 @@ from web3.contract import Contract
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from bridge import eip712
 from bridge.api import create_app
 from bridge.api.routes import ledger as ledger_routes
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_ledger
-from bridge.codec import Usage
-from bridge.indexer import Indexer
+from bridge.domain import eip712
+from bridge.domain.codec import Usage
+from bridge.indexer.indexer import Indexer
 from bridge.settings import Settings
 from bridge.store.repository import Store
 from scripts.bench_gas import local_anvil

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bridge.toolchain import REPO_ROOT
+from bridge.chain.toolchain import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
 from bridge.api.metrics import StoreCollector
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
+from bridge.settlement.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
 from bridge.store.settlement import (
@@ -31,7 +32,6 @@ from bridge.store.settlement import (
     lease_holder,
     recorded_nonce,
 )
-from bridge.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
 
 from .fake_chain import DEFAULT_PRICE, LEDGER, START_TIME, FakeChain
 

@@ -16,7 +16,7 @@ from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
 from bridge.chain.deploy import contract_at, deploy_contract, deploy_ledger
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
 
 from .helpers import Ledger
 

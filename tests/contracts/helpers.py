@@ -18,8 +18,8 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
-from bridge import eip712
-from bridge.codec import Outcome, Usage, decode_result
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage, decode_result
 
 DAY = 24 * 3600
 PURPOSE = keccak(text="campaign: spring 2027")

@@ -12,7 +12,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3.logs import DISCARD
 
-from bridge.codec import Outcome, Usage
+from bridge.domain.codec import Outcome, Usage
 
 from .conftest import ADMIN_DELAY, NOTICE_PERIOD
 from .helpers import Ledger

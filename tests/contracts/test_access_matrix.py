@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
 
 from .conftest import ADMIN_DELAY, NOTICE_PERIOD, Chain
 from .helpers import Ledger

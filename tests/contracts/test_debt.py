@@ -6,7 +6,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 
 from .helpers import Ledger
 

@@ -8,7 +8,7 @@ import pytest
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 
 from .conftest import BRAND_FUNDS, NOTICE_PERIOD
 from .helpers import DAY, Ledger

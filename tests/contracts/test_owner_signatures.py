@@ -11,7 +11,7 @@ from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from bridge import eip712
+from bridge.domain import eip712
 
 from .helpers import DAY, Ledger
 

@@ -47,8 +47,8 @@ from hypothesis.stateful import (
 )
 from web3.exceptions import ContractCustomError, ContractLogicError
 
-from bridge import eip712
-from bridge.codec import Outcome, Usage
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 
 from .conftest import MODELS, NOTICE_PERIOD, Chain
 from .helpers import CONSENT, CONSENT_RECORD, PURPOSE, Ledger, decode_revert

@@ -9,8 +9,8 @@ import pytest
 from web3.contract import Contract
 
 from bridge.chain.deploy import deploy_contract, deploy_ledger
-from bridge.codec import Outcome
-from bridge.toolchain import load_artifact
+from bridge.chain.toolchain import load_artifact
+from bridge.domain.codec import Outcome
 
 from .conftest import ADMIN_DELAY, BRAND_FUNDS, NOTICE_PERIOD, Chain
 from .helpers import Ledger, decode_revert

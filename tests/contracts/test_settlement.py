@@ -8,8 +8,8 @@ from eth_account import Account
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_account.signers.local import LocalAccount
 
-from bridge import eip712
-from bridge.codec import Outcome, Usage
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 
 from .helpers import DAY, Ledger
 

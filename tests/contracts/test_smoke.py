@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 
 from .helpers import Ledger
 

@@ -9,7 +9,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 
 from .helpers import CONSENT_RECORD, DAY, Ledger
 

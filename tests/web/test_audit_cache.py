@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from bridge import eip712
-from bridge.audit_cache import AuditBlockError, AuditBusyError, AuditCache, report
-from bridge.codec import Usage
+from bridge.audit.cache import AuditBlockError, AuditBusyError, AuditCache, report
+from bridge.domain import eip712
+from bridge.domain.codec import Usage
 from scripts.bench_gas import World, local_anvil, setup
 
 pytestmark = pytest.mark.integration

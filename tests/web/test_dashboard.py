@@ -29,8 +29,8 @@ from playwright.sync_api import sync_playwright
 from web3 import Web3
 
 from bridge.chain.deploy import contract_at
-from bridge.demo import ESCROW_PER_BRAND
-from bridge.toolchain import REPO_ROOT
+from bridge.chain.toolchain import REPO_ROOT
+from bridge.devstack.demo import ESCROW_PER_BRAND
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from bridge.api.body import read_json_body
 from bridge.api.deps import AppContext, ContextDep
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.errors import ChainUnavailableError, RpcError
-from bridge.owner_actions import (
+from bridge.intake.owner_actions import (
     ActionRefusedError,
     ActionVerifier,
     Address,

@@ -1,5 +1,5 @@
 """The audit over HTTP, for the dashboard's auditor view: the ledger rebuilt from its events alone
-(``bridge.audit``, no bridge database), its verdict, totals and CSV exports. Public and
+(``bridge.audit.core``, no bridge database), its verdict, totals and CSV exports. Public and
 rate-limited per client like the read API; one audit runs at a time and each block is audited once.
 """
 
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from bridge.api.deps import ContextDep
 from bridge.api.problems import PROBLEM_JSON, ProblemError
 from bridge.api.routes.ledger import limit_client
-from bridge.audit_cache import (
+from bridge.audit.cache import (
     AuditBlockError,
     AuditBusyError,
     AuditCache,

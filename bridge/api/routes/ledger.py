@@ -34,9 +34,9 @@ from bridge.api.ledger_schemas import (
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.schemas import MAX_TWIN_ID
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
+from bridge.domain.usage import UsageType
 from bridge.store import ledger_queries as queries
-from bridge.usage import UsageType
 
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
 CURSOR_PATTERN: Final = r"^[0-9]{1,18}-[0-9]{1,9}-[0-9]{1,9}$"

@@ -11,7 +11,6 @@ from pydantic import BaseModel, ValidationError
 
 from bridge.api.body import read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
-from bridge.api.grouping import ARRIVAL_SCOPE_KEY
 from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
 from bridge.api.schemas import (
     EVENT_ID_PATTERN,
@@ -25,11 +24,12 @@ from bridge.api.schemas import (
     UsageEventPageOut,
     UsageResultOut,
 )
-from bridge.codec import Outcome
-from bridge.ingest import ItemResult, ItemStatus, Submission, UsageReport
+from bridge.domain.codec import Outcome
+from bridge.domain.usage import Refusal, UsageType
+from bridge.intake.grouping import ARRIVAL_SCOPE_KEY
+from bridge.intake.ingest import ItemResult, ItemStatus, Submission, UsageReport
 from bridge.store.models import UsageStatus
 from bridge.store.repository import StoredUsage, get_usage, recent_usages
-from bridge.usage import Refusal, UsageType
 
 router = APIRouter(prefix="/v1/usage-events", tags=["usage"])
 brand_router = APIRouter(prefix="/v1", tags=["usage"])

@@ -1,15 +1,15 @@
 """``python -m tests.bridge.faults.killed_worker worker``: the ``twin-bridge worker`` command
 that kills its own process with SIGKILL when it reaches the crash point named by
-``FAULTS_KILL_AT`` (one of ``bridge.worker.CRASH_POINTS``). Test-only: production code knows
-nothing of the variable; this module swaps the worker's crash hook before the command runs."""
+``FAULTS_KILL_AT`` (one of ``bridge.settlement.worker.CRASH_POINTS``). Test-only: production code
+knows nothing of the variable; this module swaps the worker's crash hook before the command runs."""
 
 from __future__ import annotations
 
 import os
 import signal
 
-from bridge import worker
-from bridge.cli import app
+from bridge.cli.app import app
+from bridge.settlement import worker
 
 
 def main() -> None:

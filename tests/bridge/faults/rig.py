@@ -25,16 +25,16 @@ from typer.testing import CliRunner
 from web3 import Web3
 
 from bridge.chain.client import Web3ChainClient
+from bridge.chain.signers import load_signer
 from bridge.chain.views import Web3LicenseView
-from bridge.cli import app
-from bridge.ingest import Ingestor, ItemStatus, UsageReport
-from bridge.keys import hash_api_key, new_api_key
+from bridge.cli.app import app
+from bridge.domain.usage import UsageType
+from bridge.intake.api_keys import hash_api_key, new_api_key
+from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
 from bridge.settings import Settings
-from bridge.signers import load_signer
+from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store.models import SettlementBatch, UsageEvent, UsageStatus
 from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
-from bridge.usage import UsageType
-from bridge.worker import SettlementWorker, WorkerConfig
 from scripts.bench_gas import World
 from scripts.faultkit import Anvil, Proxy, free_port, rpc
 

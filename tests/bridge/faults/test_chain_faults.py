@@ -30,10 +30,10 @@ from sqlalchemy import select
 from bridge.api import create_app
 from bridge.chain.client import Receipt, Web3ChainClient
 from bridge.chain.views import Web3LicenseView
-from bridge.codec import Outcome
-from bridge.indexer import Indexer
+from bridge.domain.codec import Outcome
+from bridge.indexer.indexer import Indexer
+from bridge.settlement.worker import SettlementWorker
 from bridge.store.models import BatchStatus, SettledUsageRow, UsageStatus
-from bridge.worker import SettlementWorker
 from scripts.bench_gas import NOTICE_PERIOD
 
 from .rig import RELAYER_KEY, Rig, rpc

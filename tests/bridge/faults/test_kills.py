@@ -12,9 +12,9 @@ import signal
 
 import pytest
 
+from bridge.settlement.worker import CRASH_POINTS
 from bridge.store.models import BatchStatus, UsageStatus
 from bridge.store.settlement import lease_holder
-from bridge.worker import CRASH_POINTS
 
 from .rig import RELAYER, Rig, worker_process
 

@@ -1,7 +1,8 @@
 """``twin-bridge audit``: the whole ledger rebuilt from its events alone, checked against the chain.
 
-Nothing here reads the bridge's database (``bridge.audit_db`` reconciles with one on request). The
-auditor needs an RPC endpoint, the ledger's address and the block it was deployed in:
+Nothing here reads the bridge's database (``bridge.audit.reconcile`` reconciles with one on
+request).
+The auditor needs an RPC endpoint, the ledger's address and the block it was deployed in:
 
 1. **Scan.** ``eth_getLogs`` of the ledger from the deployment block to the last block audited, in
    ranges that halve when the node refuses them ("too many results", "block range too wide") and
@@ -17,9 +18,9 @@ auditor needs an RPC endpoint, the ledger's address and the block it was deploye
    amounts must add up to the event's ``paid`` and the escrow shortfalls to its ``DebtRecorded``
    events; royalties must be split as the payees in force say.
 3. **Verify batches.** For each settlement transaction: its input decodes as ``settle(batch,
-   signature)``, the EIP-712 digest recomputed with ``bridge.eip712`` is the events' batch digest,
-   the signature recovers to the events' attester, who held ``ATTESTER_ROLE`` at that point of the
-   role events, and the results are the signed usage words in the signed order.
+   signature)``, the EIP-712 digest recomputed with ``bridge.domain.eip712`` is the events'
+   batch digest, the signature recovers to the events' attester, who held ``ATTESTER_ROLE`` at
+   that point of the role events, and the results are the signed usage words in the signed order.
 4. **Check balances.** At the last audited block the ledger's views (``twinState``, ``ownerOf``,
    ``brandAccount``, ``debtQueue``, ``claimable``, ``licenseVersionCount``, ``totalLiabilities``)
    must equal the rebuilt state, and the token balance of the ledger must equal what it owes: the
@@ -41,21 +42,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
-import orjson
-import requests
 from eth_abi.abi import decode, encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from bridge import eip712
-from bridge.chain.client import LogEntry, classify_rpc_error
+from bridge.chain.client import LogEntry
 from bridge.chain.events import LedgerEvent, ledger_decoder
 from bridge.chain.ledger import decode_settle_calldata
-from bridge.codec import Outcome
-from bridge.errors import BridgeError, ChainUnavailableError, LogRangeTooLargeError, RpcError
+from bridge.chain.rpc import JsonRpc
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome
+from bridge.errors import BridgeError, LogRangeTooLargeError, RpcError
 
 CHECKPOINT_FORMAT: Final = "twin-bridge-audit-state-1"
 DEFAULT_MAX_BLOCK_RANGE: Final = 10_000
@@ -78,8 +77,6 @@ _USAGES_SETTLED_TOPIC: Final = (
 _M64: Final = 2**64 - 1
 _M40: Final = 2**40 - 1
 _M32: Final = 2**32 - 1
-_CALLS_PER_REQUEST: Final = 200
-"""Requests per JSON-RPC batch (providers cap batches at 100-1,000)."""
 
 _PAID: Final = int(Outcome.PAID)
 _UNKNOWN_TWIN: Final = int(Outcome.UNKNOWN_TWIN)
@@ -115,124 +112,6 @@ def outcome_words(code: int) -> str:
         return Outcome(code).description
     except ValueError:
         return f"unknown outcome {code}"
-
-
-# ====================================================================== JSON-RPC
-
-
-class _Transient(Exception):
-    """An answer worth asking again: the endpoint unreachable, or a 5xx without JSON-RPC."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class JsonRpc:
-    """Plain JSON-RPC over HTTP with batch requests; node refusals become the bridge's errors
-    (``classify_rpc_error``), unreachable endpoints ``ChainUnavailableError``."""
-
-    def __init__(self, url: str, *, timeout: float = 120.0, attempts: int = 3) -> None:
-        self.url = url
-        self._timeout = timeout
-        self._attempts = attempts
-        self._session = requests.Session()
-        self.requests = 0
-        """HTTP requests sent so far."""
-
-    def close(self) -> None:
-        self._session.close()
-
-    def _post(self, payload: Any) -> Any:
-        body = orjson.dumps(payload)
-        retrying = Retrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception_type(_Transient),
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._post_once(body)
-        except _Transient as exc:
-            raise ChainUnavailableError(self.url, exc.reason) from exc
-        raise AssertionError("tenacity returns or raises")  # pragma: no cover
-
-    def _post_once(self, body: bytes) -> Any:
-        self.requests += 1
-        try:
-            response = self._session.post(
-                self.url,
-                data=body,
-                headers={"Content-Type": "application/json"},
-                timeout=self._timeout,
-            )
-        except requests.RequestException as exc:
-            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            reason = f"HTTP {response.status_code}: {response.text[:200]!r}"
-            if response.status_code >= 500:
-                raise _Transient(reason) from exc
-            raise ChainUnavailableError(self.url, reason) from exc
-
-    def _result(self, answer: Any) -> Any:
-        if not isinstance(answer, dict):
-            raise ChainUnavailableError(self.url, f"not a JSON-RPC answer: {str(answer)[:200]}")
-        error = answer.get("error")
-        if error is not None:
-            if isinstance(error, dict):
-                code = error.get("code")
-                raise classify_rpc_error(
-                    self.url, code if isinstance(code, int) else None, str(error.get("message"))
-                )
-            raise classify_rpc_error(self.url, None, str(error))
-        return answer.get("result")
-
-    def request(self, method: str, params: Sequence[Any]) -> Any:
-        """One call's result.
-
-        Raises:
-            RpcError: the node refused (classified: ``LogRangeTooLargeError``, ...).
-            ChainUnavailableError: the endpoint could not be reached.
-        """
-        return self._result(
-            self._post({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-        )
-
-    def batch(self, calls: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
-        """The results of ``calls`` in order, in as few HTTP requests as batches allow; the first
-        refused call raises."""
-        results: list[Any] = []
-        for start in range(0, len(calls), _CALLS_PER_REQUEST):
-            chunk = calls[start : start + _CALLS_PER_REQUEST]
-            payload = [
-                {"jsonrpc": "2.0", "id": i, "method": method, "params": list(params)}
-                for i, (method, params) in enumerate(chunk)
-            ]
-            answers = self._post(payload)
-            if isinstance(answers, dict):  # the whole batch refused
-                self._result(answers)
-                raise ChainUnavailableError(self.url, "a batch request was answered with one reply")
-            by_id = {answer.get("id"): answer for answer in answers if isinstance(answer, dict)}
-            for i in range(len(chunk)):
-                if i not in by_id:
-                    raise ChainUnavailableError(self.url, f"no answer to call {i} of a batch")
-                results.append(self._result(by_id[i]))
-        return results
-
-    def call(self, to: str, data: bytes, block: int) -> bytes:
-        return bytes.fromhex(
-            str(self.request("eth_call", [{"to": to, "data": "0x" + data.hex()}, hex(block)]))[2:]
-        )
-
-    def call_many(self, to: str, calls: Sequence[bytes], block: int) -> list[bytes]:
-        answers = self.batch(
-            [("eth_call", [{"to": to, "data": "0x" + data.hex()}, hex(block)]) for data in calls]
-        )
-        return [bytes.fromhex(str(answer)[2:]) for answer in answers]
 
 
 # ====================================================================== rebuilt state

@@ -21,7 +21,9 @@ from pydantic import SecretStr
 from web3 import Web3
 from web3.contract import Contract
 
-from bridge.deployment import (
+from bridge.chain.signers import load_signer, read_password
+from bridge.chain.toolchain import ToolchainError, load_artifact
+from bridge.deploy.deployment import (
     DEFAULT_ADMIN_ROLE,
     ROLE_NAMES,
     DeploymentError,
@@ -32,8 +34,6 @@ from bridge.deployment import (
 )
 from bridge.errors import BridgeError
 from bridge.settings import Settings
-from bridge.signers import load_signer, read_password
-from bridge.toolchain import ToolchainError, load_artifact
 
 DEFAULT_BATCHES: Final = 10
 """The relayer should afford this many full batches at the fee cap."""

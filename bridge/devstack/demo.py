@@ -21,8 +21,8 @@ from web3.contract.contract import ContractFunction
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from bridge.domain.usage import UsageType
 from bridge.errors import BridgeError
-from bridge.usage import UsageType
 
 DEV_MNEMONIC: Final = "test test test test test test test test test test test junk"
 """Anvil's and Hardhat's default mnemonic: a well-known dev-chain key set, public by design."""

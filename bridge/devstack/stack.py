@@ -32,7 +32,19 @@ from rich.console import Console
 from web3 import Web3
 
 from bridge.chain.deploy import contract_at
-from bridge.demo import (
+from bridge.chain.toolchain import REPO_ROOT
+from bridge.deploy.deployment import (
+    LEDGER,
+    STABLECOIN,
+    Manifest,
+    NetworkConfig,
+    RolesConfig,
+    deploy,
+    load_manifest,
+    load_networks,
+    manifest_problems,
+)
+from bridge.devstack.demo import (
     ATTESTER,
     DEPLOYER,
     DEV_ACCOUNTS,
@@ -44,24 +56,12 @@ from bridge.demo import (
     dev_account,
     seed,
 )
-from bridge.deployment import (
-    LEDGER,
-    STABLECOIN,
-    Manifest,
-    NetworkConfig,
-    RolesConfig,
-    deploy,
-    load_manifest,
-    load_networks,
-    manifest_problems,
-)
+from bridge.domain.usage import UsageType
 from bridge.errors import BridgeError
-from bridge.keys import hash_api_key, new_api_key
+from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store, create_brand, list_brands
-from bridge.toolchain import REPO_ROOT
-from bridge.usage import UsageType
 
 ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"
 DEV_CHAIN_ID: Final = 31337
@@ -362,7 +362,7 @@ class DevStack:
                 "TWIN_BRIDGE_LEDGER_ADDRESS": deployment.ledger,
                 # each part checks the chain's code against the manifest before using it
                 "TWIN_BRIDGE_DEPLOYMENT": str(self.options.deployment_file),
-                # anvil's well-known dev keys (see bridge.demo): public, valid on chain 31337 only
+                # anvil's well-known dev keys (bridge.devstack.demo): public, chain 31337 only
                 "TWIN_BRIDGE_ATTESTER_PRIVATE_KEY": dev_account(ATTESTER).key.hex(),
                 "TWIN_BRIDGE_RELAYER_PRIVATE_KEY": dev_account(RELAYER).key.hex(),
                 "PYTHONUNBUFFERED": "1",

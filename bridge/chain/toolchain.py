@@ -30,7 +30,7 @@ import solcx
 from eth_typing import ABI, HexStr
 from solcx.exceptions import SolcError
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
+REPO_ROOT: Final = Path(__file__).resolve().parents[2]
 
 OPTIMIZER_RUNS: Final = 200
 EVM_VERSION: Final = "cancun"

@@ -1,6 +1,6 @@
-"""The audit as a service of the API: ``bridge.audit.run_audit`` against the bridge's own RPC and
-ledger, resumed from a checkpoint file in the data directory (so each run scans only the blocks
-since the last one) and cached per audited block."""
+"""The audit as a service of the API: ``bridge.audit.core.run_audit`` against the bridge's own
+RPC and ledger, resumed from a checkpoint file in the data directory (so each run scans only the
+blocks since the last one) and cached per audited block."""
 
 from __future__ import annotations
 
@@ -16,16 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, get_args
 
-from bridge.audit import (
+from bridge.audit.core import (
     DEFAULT_MAX_BLOCK_RANGE,
     AuditError,
     AuditResult,
-    JsonRpc,
     run_audit,
     write_csv,
 )
-from bridge.codec import Outcome
-from bridge.deployment import LEDGER, load_manifest
+from bridge.chain.rpc import JsonRpc
+from bridge.deploy.deployment import LEDGER, load_manifest
+from bridge.domain.codec import Outcome
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 

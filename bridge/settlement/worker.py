@@ -38,7 +38,6 @@ from eth_utils.address import to_checksum_address
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy.exc import OperationalError
 
-from bridge import eip712
 from bridge.chain.client import Block, ChainClient, Receipt
 from bridge.chain.ledger import (
     SettledGroup,
@@ -48,7 +47,8 @@ from bridge.chain.ledger import (
     settle_calldata,
 )
 from bridge.chain.reverts import describe_revert
-from bridge.codec import Outcome, Usage
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import (
     ChainUnavailableError,
     ExecutionRevertedError,

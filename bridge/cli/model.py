@@ -29,9 +29,9 @@ from tenacity import (
     wait_exponential,
 )
 
-from bridge.deployment import KeySource
+from bridge.deploy.deployment import KeySource
+from bridge.domain.usage import UsageType
 from bridge.errors import BridgeError
-from bridge.usage import UsageType
 
 model_app = typer.Typer(no_args_is_help=True)
 

@@ -40,7 +40,7 @@ from web3 import Web3
 
 from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient
 from bridge.chain.events import LedgerEvent, decode_logs, settled_usages
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 from bridge.errors import BridgeError, ChainUnavailableError, LogRangeTooLargeError, RpcError
 from bridge.store.models import (
     BrandAccountChange,

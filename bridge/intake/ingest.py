@@ -14,7 +14,8 @@ import orjson
 from sqlalchemy.orm import Session
 
 from bridge.chain.views import LicenseView
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
+from bridge.domain.usage import Refusal, UsageType
 from bridge.settings import Settings
 from bridge.store.repository import (
     BrandRecord,
@@ -26,7 +27,6 @@ from bridge.store.repository import (
     insert_brand_usages,
     stored_keys,
 )
-from bridge.usage import Refusal, UsageType
 
 
 class UsageReport(NamedTuple):

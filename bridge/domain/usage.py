@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import IntEnum, StrEnum
 from typing import Final
 
-from bridge.codec import Outcome
+from bridge.domain.codec import Outcome
 
 
 class UsageType(IntEnum):

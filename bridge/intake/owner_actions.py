@@ -42,11 +42,11 @@ from pydantic import (
 )
 from web3 import Web3
 
-from bridge import eip712
 from bridge.chain.client import Block, BlockTag
 from bridge.chain.reverts import describe_revert
+from bridge.chain.toolchain import load_artifact
+from bridge.domain import eip712
 from bridge.errors import BridgeError, ExecutionRevertedError
-from bridge.toolchain import load_artifact
 
 SIGNED_KINDS: Final = ("GrantLicense", "RevokeLicense", "SetTwinPaused", "SetPayees")
 PAYOUT: Final = "Payout"

@@ -40,9 +40,9 @@ from web3.exceptions import TimeExhausted
 from web3.types import Nonce, TxParams, TxReceipt
 from web3.utils.address import get_create_address
 
+from bridge.chain.signers import DEV_CHAIN_IDS, load_signer, read_password
+from bridge.chain.toolchain import REPO_ROOT, Artifact, ToolchainError, load_artifact
 from bridge.errors import BridgeError, SigningKeyError
-from bridge.signers import DEV_CHAIN_IDS, load_signer, read_password
-from bridge.toolchain import REPO_ROOT, Artifact, ToolchainError, load_artifact
 
 if TYPE_CHECKING:
     from bridge.settings import Settings
@@ -119,7 +119,7 @@ class KeySource(_Frozen):
     def load(
         self, role: str, *, chain_id: int, environ: Mapping[str, str] | None = None
     ) -> LocalAccount:
-        """The key, decrypted; the rules of :func:`bridge.signers.load_signer` apply (raw keys
+        """The key, decrypted; the rules of :func:`bridge.chain.signers.load_signer` apply (raw keys
         only on chains 31337 and 1337).
 
         Raises:

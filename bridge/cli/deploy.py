@@ -12,7 +12,7 @@ from eth_account import Account
 from pydantic import ValidationError
 from rich.console import Console
 
-from bridge.deployment import (
+from bridge.deploy.deployment import (
     DEFAULT_NETWORKS_FILE,
     DeploymentError,
     NetworkConfig,
@@ -20,7 +20,7 @@ from bridge.deployment import (
     deploy,
     load_networks,
 )
-from bridge.doctor import DEFAULT_BATCHES, run_doctor
+from bridge.deploy.doctor import DEFAULT_BATCHES, run_doctor
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 
@@ -168,9 +168,9 @@ def register(app: typer.Typer) -> None:
 
 def with_deployment(settings: Settings) -> Settings:
     """``settings`` with the ledger of ``TWIN_BRIDGE_DEPLOYMENT`` once the manifest is checked
-    against the chain (see :func:`bridge.deployment.apply_deployment`); exits 2 if it does not
-    match."""
-    from bridge.deployment import apply_deployment
+    against the chain (see :func:`bridge.deploy.deployment.apply_deployment`); exits 2 if it
+    does not match."""
+    from bridge.deploy.deployment import apply_deployment
 
     try:
         return apply_deployment(settings)

@@ -11,13 +11,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from bridge import toolchain
-from bridge.cli_audit import register as register_audit_command
-from bridge.cli_deploy import register as register_deploy_commands
-from bridge.cli_deploy import with_deployment
-from bridge.cli_model import model_app
+from bridge.chain import toolchain
+from bridge.cli.audit import register as register_audit_command
+from bridge.cli.deploy import register as register_deploy_commands
+from bridge.cli.deploy import with_deployment
+from bridge.cli.model import model_app
 from bridge.errors import BrandExistsError
-from bridge.keys import hash_api_key, new_api_key
+from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store, create_brand, list_brands
@@ -160,9 +160,9 @@ def worker_command(
     from prometheus_client import start_http_server
 
     from bridge.chain.client import Web3ChainClient
+    from bridge.chain.signers import signers_from_settings
     from bridge.errors import BridgeError
-    from bridge.signers import signers_from_settings
-    from bridge.worker import SettlementWorker, WorkerConfig
+    from bridge.settlement.worker import SettlementWorker, WorkerConfig
 
     settings = with_deployment(_settings())
     if not settings.rpc_urls or settings.ledger_address is None:
@@ -214,9 +214,9 @@ def indexer_command() -> None:
     import threading
 
     from bridge.chain.client import Web3ChainClient
-    from bridge.deployment import LEDGER, load_manifest
+    from bridge.deploy.deployment import LEDGER, load_manifest
     from bridge.errors import BridgeError
-    from bridge.indexer import Indexer
+    from bridge.indexer.indexer import Indexer
 
     settings = with_deployment(_settings())
     if not settings.rpc_urls or settings.ledger_address is None:
@@ -310,7 +310,7 @@ def dev_command(
     import signal
     import threading
 
-    from bridge.dev import DevError, DevOptions, DevStack
+    from bridge.devstack.stack import DevError, DevOptions, DevStack
 
     settings = _settings()
     stop = threading.Event()

@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.audit import AuditError, Discrepancy, LedgerState, outcome_words
-from bridge.codec import Outcome
+from bridge.audit.core import AuditError, Discrepancy, LedgerState, outcome_words
+from bridge.domain.codec import Outcome
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 
 _DONE = (UsageStatus.SETTLED, UsageStatus.REJECTED)

@@ -29,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import ChainUnavailableError
-from bridge.ingest import ItemResult, Submission
+from bridge.intake.ingest import ItemResult, Submission
 
 GATHER_TURNS: Final = 8
 """Turns of the event loop the writer gives arriving requests before taking a group, under load."""

@@ -11,15 +11,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bridge.audit import (
+from bridge.audit.core import (
     DEFAULT_MAX_BLOCK_RANGE,
     AuditResult,
-    JsonRpc,
     run_audit,
     write_csv,
     write_json,
 )
-from bridge.deployment import (
+from bridge.chain.rpc import JsonRpc
+from bridge.deploy.deployment import (
     DEFAULT_NETWORKS_FILE,
     LEDGER,
     DeploymentError,
@@ -240,7 +240,7 @@ def audit_command(
                 progress=advance,
             )
         if against_db is not None:
-            from bridge.audit_db import reconcile
+            from bridge.audit.reconcile import reconcile
 
             result.discrepancies.extend(reconcile(against_db, result.state))
     except BridgeError as exc:
