@@ -2,7 +2,7 @@
 
 Starts a throwaway anvil (Prague, 1 billion gas per block), deploys the ledger with the gas
 benchmark's world (20 twins licensed to 3 brands, payees, escrow), settles at least 100,000
-usages in signed batches sent straight to the ledger, then times ``bridge.audit.core.run_audit``
+usages in signed batches sent straight to the ledger, then times ``bridge.audit.run.run_audit``
 over the whole history: scan with adaptive ``eth_getLogs`` ranges, rebuild of every twin, license,
 usage, escrow and royalty, verification of every batch (transaction input, EIP-712 digest,
 signer, role, usages) and the balance checks against the ledger's views. Several runs; the median
@@ -26,19 +26,12 @@ from typing import Any, Final
 import orjson
 import requests
 
-from bridge.audit.core import DEFAULT_MAX_BLOCK_RANGE, run_audit
+from bridge.audit.run import run_audit
+from bridge.audit.scan import DEFAULT_MAX_BLOCK_RANGE
 from bridge.chain.rpc import JsonRpc
-from scripts.bench_gas import (
-    HARDFORK,
-    BenchError,
-    _machine,
-    local_anvil,
-    random_usages,
-    settle,
-    setup,
-    warm_up_usages,
-    write_report,
-)
+from bridge.testing.anvil import HARDFORK, local_anvil
+from bridge.testing.world import random_usages, settle, setup, warm_up_usages
+from scripts.bench_common import BenchError, machine, write_report
 
 USAGES: Final = 100_000
 BATCH_SIZE: Final = 500
@@ -153,7 +146,7 @@ def run(usages: int, batch_size: int, runs: int) -> dict[str, Any]:
         ),
         "hardfork": HARDFORK,
         "chain": {"client": client},
-        "machine": _machine(),
+        "machine": machine(),
         "wall_seconds": round(time.monotonic() - started, 1),
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

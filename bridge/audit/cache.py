@@ -1,12 +1,12 @@
-"""The audit as a service of the API: ``bridge.audit.core.run_audit`` against the bridge's own
+"""The audit as a service of the API: ``bridge.audit.run.run_audit`` against the bridge's own
 RPC and ledger, resumed from a checkpoint file in the data directory (so each run scans only the
-blocks since the last one) and cached per audited block."""
+blocks since the last one) and cached per audited block. What the API answers is built by
+``bridge.audit.report`` and ``bridge.audit.export``."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -14,35 +14,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal, get_args
+from typing import Final
 
-from bridge.audit.core import (
-    DEFAULT_MAX_BLOCK_RANGE,
-    AuditError,
-    AuditResult,
-    run_audit,
-    write_csv,
-)
-from bridge.chain.rpc import JsonRpc
-from bridge.deploy.deployment import LEDGER, load_manifest
-from bridge.domain.codec import Outcome
+from bridge.audit.report import AuditResult
+from bridge.audit.run import run_audit
+from bridge.audit.scan import DEFAULT_MAX_BLOCK_RANGE
+from bridge.audit.state import AuditError
+from bridge.chain.deploy import LEDGER
+from bridge.chain.rpc import JsonRpc, NoRpcAnswersError, connect_json_rpc
+from bridge.deploy.manifest import load_manifest
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 
-CsvTable = Literal[
-    "usages",
-    "batches",
-    "balances",
-    "twins",
-    "licenses",
-    "deposits",
-    "debts",
-    "payouts",
-    "discrepancies",
-]
-"""The tables ``twin-bridge audit --csv`` writes (``write_csv``)."""
-CSV_TABLES: Final = get_args(CsvTable)
-_PAID: Final = int(Outcome.PAID)
 BUSY_WAIT_S: Final = 2.0
 """How long a request waits for a running audit before it is answered without it."""
 EARLIER_KEPT: Final = 8
@@ -59,150 +42,6 @@ class AuditBusyError(BridgeError):
 
 class AuditBlockError(BridgeError):
     """The block asked for cannot be audited: before the ledger's deployment or not mined yet."""
-
-
-@dataclass
-class _Total:
-    usages: int = 0
-    paid: int = 0
-    rejected: int = 0
-    amount: int = 0
-    last_tx: str | None = None
-    last_block: int | None = None
-
-    def add(self, outcome: int, amount: int | None, tx: str, block: int) -> None:
-        self.usages += 1
-        if outcome == _PAID:
-            self.paid += 1
-            self.amount += amount or 0
-        else:
-            self.rejected += 1
-        if self.last_block is None or block >= self.last_block:
-            self.last_tx, self.last_block = tx, block
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "usages": self.usages,
-            "usages_paid": self.paid,
-            "usages_rejected": self.rejected,
-            "amount_paid": str(self.amount),
-            "last_tx_hash": self.last_tx,
-            "last_block": self.last_block,
-        }
-
-
-def totals(result: AuditResult) -> dict[str, list[dict[str, Any]]]:
-    """Usages and amounts paid per twin, per brand and per UTC month of the settlement block,
-    each with the latest transaction counted in it."""
-    state = result.state
-    twins: dict[int, _Total] = {}
-    brands: dict[str, _Total] = {}
-    months: dict[str, _Total] = {}
-    for usage in state.usages:
-        batch = state.batches[usage[9]]
-        month = datetime.fromtimestamp(batch.block_time, UTC).strftime("%Y-%m")
-        counted = (usage[6], usage[7], batch.tx_hash, batch.block_number)
-        twins.setdefault(usage[2], _Total()).add(*counted)
-        brands.setdefault(usage[1], _Total()).add(*counted)
-        months.setdefault(month, _Total()).add(*counted)
-    brand_rows = []
-    for brand, total in sorted(brands.items()):
-        book = state.brands.get(brand)
-        row = {"brand": brand, **total.to_json()}
-        if book is not None:
-            row |= {"escrow": str(book.escrow), "debt": str(book.debt)}
-        brand_rows.append(row)
-    return {
-        "twins": [{"twin_id": t, **total.to_json()} for t, total in sorted(twins.items())],
-        "brands": brand_rows,
-        "months": [{"month": m, **total.to_json()} for m, total in sorted(months.items())],
-    }
-
-
-def summary_sources(result: AuditResult) -> dict[str, dict[str, Any]]:
-    """Per figure of the summary, the latest transaction it counts (none for counts of twins,
-    licenses and checks)."""
-    state = result.state
-    latest: dict[str, tuple[int, str] | None] = {
-        "batch": (state.batches[-1].block_number, state.batches[-1].tx_hash)
-        if state.batches
-        else None,
-        "deposit": (state.deposits[-1][0], state.deposits[-1][1]) if state.deposits else None,
-        "withdrawal": (state.withdrawals[-1][0], state.withdrawals[-1][1])
-        if state.withdrawals
-        else None,
-        "debt": (state.debts[-1][0], state.debts[-1][1]) if state.debts else None,
-        "distribution": (state.distributions[-1][0], state.distributions[-1][1])
-        if state.distributions
-        else None,
-        "payout": (state.payouts[-1][0], state.payouts[-1][1]) if state.payouts else None,
-    }
-    figures: dict[str, tuple[str, ...]] = {
-        "usages": ("batch",),
-        "usages_paid": ("batch",),
-        "usages_rejected": ("batch",),
-        "amount_paid": ("batch",),
-        "batches": ("batch",),
-        "batches_verified": ("batch",),
-        "deposits": ("deposit",),
-        "deposited": ("deposit",),
-        "escrow_withdrawals": ("withdrawal",),
-        "escrow_withdrawn": ("withdrawal",),
-        "debt_recorded": ("debt",),
-        "debt_repaid": ("debt",),
-        "debt_outstanding": ("debt",),
-        "royalties_distributed": ("distribution",),
-        "payouts": ("payout",),
-        "paid_out": ("payout",),
-        "escrow": ("deposit", "batch", "withdrawal"),
-        "accrued": ("batch", "debt", "distribution"),
-        "claimable": ("distribution", "payout"),
-        "liabilities": tuple(latest),
-    }
-    sources = {}
-    for figure, kinds in figures.items():
-        found = [source for kind in kinds if (source := latest[kind]) is not None]
-        if found:
-            block, tx = max(found)
-            sources[figure] = {"block_number": block, "tx_hash": tx}
-    return sources
-
-
-def report(result: AuditResult, *, audited_at: datetime) -> dict[str, Any]:
-    """What ``GET /v1/audit`` answers: the verdict, the summary of ``twin-bridge audit``, every
-    discrepancy, the failed balance checks and the totals."""
-    return {
-        "ledger": result.state.ledger,
-        "chain_id": result.state.chain_id,
-        "from_block": result.state.start_block,
-        "to_block": result.to_block,
-        "to_block_hash": result.state.last_block_hash or None,
-        "clean": result.clean,
-        "audited_at": audited_at.isoformat(),
-        "resumed_from": result.resumed_from,
-        "summary": result.summary(),
-        "summary_sources": summary_sources(result),
-        "discrepancies": [{"kind": d.kind, "message": d.message} for d in result.discrepancies],
-        "failed_checks": [
-            {
-                "kind": c.kind,
-                "subject": c.subject,
-                "rebuilt": str(c.rebuilt),
-                "on_chain": str(c.on_chain),
-            }
-            for c in result.checks
-            if not c.ok
-        ],
-        "totals": totals(result),
-        "csv_tables": list(CSV_TABLES),
-    }
-
-
-def csv_table(result: AuditResult, table: str) -> str:
-    """One table of ``write_csv`` as text."""
-    with tempfile.TemporaryDirectory(prefix="twin-bridge-audit-") as tmp:
-        write_csv(result, Path(tmp))
-        return (Path(tmp) / f"{table}.csv").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -247,17 +86,10 @@ class AuditCache:
         return int(rpc.request("eth_blockNumber", []), 16)
 
     def _connect(self) -> JsonRpc:
-        errors = []
-        for url in self.rpc_urls:
-            rpc = JsonRpc(url, timeout=30.0)
-            try:
-                rpc.request("eth_chainId", [])
-            except BridgeError as exc:
-                errors.append(str(exc))
-                rpc.close()
-                continue
-            return rpc
-        raise AuditUnavailableError(f"no RPC answers: {'; '.join(errors)}")
+        try:
+            return connect_json_rpc(self.rpc_urls, timeout=30.0)
+        except NoRpcAnswersError as exc:
+            raise AuditUnavailableError(str(exc)) from exc
 
     def audit(self, to_block: int | None = None) -> tuple[AuditResult, datetime]:
         """The audit through ``to_block`` (default: the latest block) and when it ran.

@@ -9,16 +9,16 @@ must be known to the database, and marked as the chain says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.audit.core import AuditError, Discrepancy, LedgerState, outcome_words
+from bridge.audit.state import AuditError, Discrepancy, LedgerState, UsageRow, outcome_words
 from bridge.domain.codec import Outcome
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 
 _DONE = (UsageStatus.SETTLED, UsageStatus.REJECTED)
+_PAID = int(Outcome.PAID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,82 +101,87 @@ def reconcile(url: str, state: LedgerState) -> list[Discrepancy]:
 
 
 def compare(db_usages: list[_DbUsage], state: LedgerState) -> list[Discrepancy]:
-    found: list[Discrepancy] = []
-
-    def problem(message: str) -> None:
-        found.append(Discrepancy("database", message))
-
-    on_chain: dict[int, tuple[Any, ...]] = {}
+    """Every disagreement between ``db_usages`` and the usages of the rebuilt ``state``."""
+    found: list[str] = []
+    on_chain: dict[int, UsageRow] = {}
     for row in state.usages:
-        if row[0] in on_chain:
-            problem(f"usage {row[0]} is settled twice on chain")
-        on_chain[row[0]] = row
-    known: set[int] = set()
+        if row.usage_id in on_chain:
+            found.append(f"usage {row.usage_id} is settled twice on chain")
+        on_chain[row.usage_id] = row
     for db in db_usages:
-        known.add(db.usage_id)
-        chain = on_chain.get(db.usage_id)
-        label = f"usage {db.usage_id} (event {db.event_id!r} of {db.brand})"
-        if chain is None:
-            if db.status in _DONE:
-                problem(
-                    f"{label} is {db.status.value} in the database (tx {db.tx_hash}), but no "
-                    "settlement on chain has it"
-                )
-            continue
-        batch = state.batches[chain[9]]
-        code = int(chain[6])
-        where = f"tx {batch.tx_hash}"
-        if db.status not in _DONE:
-            problem(
-                f"{label} is {outcome_words(code)} on chain ({where}), but the database has "
-                f"it as {db.status.value}"
-            )
-            continue
-        if (db.brand.lower(), db.twin_id, db.used_at, db.quantity, db.usage_type) != (
-            str(chain[1]).lower(),
-            chain[2],
-            chain[3],
-            chain[4],
-            chain[5],
-        ):
-            problem(
-                f"{label} is brand {db.brand}, twin {db.twin_id}, time {db.used_at}, "
-                f"quantity {db.quantity}, type {db.usage_type} in the database, but brand "
-                f"{chain[1]}, twin {chain[2]}, time {chain[3]}, quantity {chain[4]}, type "
-                f"{chain[5]} on chain ({where})"
-            )
-        if (db.tx_hash or "").lower() != batch.tx_hash.lower():
-            problem(
-                f"{label} was settled in {where} on chain, but the database says tx {db.tx_hash}"
-            )
-        elif (db.block_number, db.log_index) != (batch.block_number, chain[10]):
-            problem(
-                f"{label} is in block {batch.block_number}, log {chain[10]} on chain, but "
-                f"in block {db.block_number}, log {db.log_index} in the database"
-            )
-        db_code = int(Outcome.PAID) if db.status is UsageStatus.SETTLED else db.reason_code
-        if db_code != code:
-            db_words = "paid" if db_code is None else outcome_words(db_code)
-            problem(
-                f"{label} is '{outcome_words(code)}' on chain ({where}), but "
-                f"'{db_words}' in the database"
-            )
-        elif code == int(Outcome.PAID) and db.amount != chain[7]:
-            problem(
-                f"{label} was paid {chain[7]} on chain ({where}), but the database records "
-                f"{db.amount}"
-            )
-        elif code != int(Outcome.PAID) and db.amount not in (None, 0):
-            problem(
-                f"{label} was rejected on chain ({where}), but the database records an "
-                f"amount of {db.amount}"
-            )
+        found.extend(_compare_usage(db, on_chain.get(db.usage_id), state))
+    known = {db.usage_id for db in db_usages}
     for usage_id, chain in on_chain.items():
         if usage_id not in known:
-            batch = state.batches[chain[9]]
-            problem(
-                f"usage {usage_id} of {chain[1]} ({outcome_words(int(chain[6]))}) was "
-                f"settled on chain in tx {batch.tx_hash}, but the database does not know "
-                "it"
+            found.append(
+                f"usage {usage_id} of {chain.brand} ({outcome_words(chain.outcome)}) was "
+                f"settled on chain in tx {state.batches[chain.batch].tx_hash}, but the database "
+                "does not know it"
             )
+    return [Discrepancy("database", message) for message in found]
+
+
+def _compare_usage(db: _DbUsage, chain: UsageRow | None, state: LedgerState) -> list[str]:
+    """How one usage of the database disagrees with the chain's (None: not on chain)."""
+    label = f"usage {db.usage_id} (event {db.event_id!r} of {db.brand})"
+    if chain is None:
+        if db.status in _DONE:
+            return [
+                f"{label} is {db.status.value} in the database (tx {db.tx_hash}), but no "
+                "settlement on chain has it"
+            ]
+        return []
+    batch = state.batches[chain.batch]
+    where = f"tx {batch.tx_hash}"
+    if db.status not in _DONE:
+        return [
+            f"{label} is {outcome_words(chain.outcome)} on chain ({where}), but the database has "
+            f"it as {db.status.value}"
+        ]
+    found = []
+    if (db.brand.lower(), db.twin_id, db.used_at, db.quantity, db.usage_type) != (
+        chain.brand.lower(),
+        chain.twin_id,
+        chain.used_at,
+        chain.quantity,
+        chain.usage_type,
+    ):
+        found.append(
+            f"{label} is brand {db.brand}, twin {db.twin_id}, time {db.used_at}, "
+            f"quantity {db.quantity}, type {db.usage_type} in the database, but brand "
+            f"{chain.brand}, twin {chain.twin_id}, time {chain.used_at}, quantity "
+            f"{chain.quantity}, type {chain.usage_type} on chain ({where})"
+        )
+    if (db.tx_hash or "").lower() != batch.tx_hash.lower():
+        found.append(
+            f"{label} was settled in {where} on chain, but the database says tx {db.tx_hash}"
+        )
+    elif (db.block_number, db.log_index) != (batch.block_number, chain.log_index):
+        found.append(
+            f"{label} is in block {batch.block_number}, log {chain.log_index} on chain, but "
+            f"in block {db.block_number}, log {db.log_index} in the database"
+        )
+    found.extend(_compare_outcome(db, chain, label, where))
     return found
+
+
+def _compare_outcome(db: _DbUsage, chain: UsageRow, label: str, where: str) -> list[str]:
+    code = chain.outcome
+    db_code = _PAID if db.status is UsageStatus.SETTLED else db.reason_code
+    if db_code != code:
+        db_words = "paid" if db_code is None else outcome_words(db_code)
+        return [
+            f"{label} is '{outcome_words(code)}' on chain ({where}), but "
+            f"'{db_words}' in the database"
+        ]
+    if code == _PAID and db.amount != chain.amount:
+        return [
+            f"{label} was paid {chain.amount} on chain ({where}), but the database records "
+            f"{db.amount}"
+        ]
+    if code != _PAID and db.amount not in (None, 0):
+        return [
+            f"{label} was rejected on chain ({where}), but the database records an "
+            f"amount of {db.amount}"
+        ]
+    return []

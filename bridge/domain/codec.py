@@ -106,3 +106,14 @@ class Usage:
 def decode_result(word: int) -> tuple[Usage, Outcome]:
     """The usage and its outcome from a word of ``UsagesSettled.results``."""
     return Usage.decode(word), Outcome(word & 0xFF)
+
+
+def same_usage(a: int, b: int) -> bool:
+    """Whether two usage or result words carry the same usage (outcome bits aside)."""
+    return a >> _USAGE_TYPE_SHIFT == b >> _USAGE_TYPE_SHIFT
+
+
+def result_code(word: int) -> int:
+    """The outcome code in a word of ``UsagesSettled.results`` as it stands (an auditor reads
+    codes ``Outcome`` does not know too)."""
+    return word & 0xFF

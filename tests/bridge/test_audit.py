@@ -32,26 +32,21 @@ from web3 import Web3
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from bridge.audit.core import (
-    AuditResult,
-    BrandBook,
-    LedgerState,
-    RangeSizer,
-    run_audit,
-    write_csv,
-)
+from bridge.audit.export import write_csv
 from bridge.audit.reconcile import reconcile
+from bridge.audit.report import AuditResult
+from bridge.audit.run import run_audit
+from bridge.audit.scan import RangeSizer
+from bridge.audit.state import BrandBook, LedgerState
 from bridge.chain.rpc import JsonRpc
 from bridge.cli.app import app
-from bridge.deploy.deployment import CompilerRecord, ContractRecord, Manifest, write_manifest
+from bridge.deploy.manifest import CompilerRecord, ContractRecord, Manifest, write_manifest
 from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.store import migrate
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 from bridge.store.repository import Store
-from scripts.bench_gas import ESCROW_PER_BRAND, NOTICE_PERIOD, World
-
-from .anvil import AnvilChain
+from bridge.testing.world import ESCROW_PER_BRAND, NOTICE_PERIOD, AnvilChain, World
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +60,7 @@ Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain(anvil: AnvilChain) -> AnvilChain:
+def anvil_chain(anvil: AnvilChain) -> AnvilChain:
     return anvil
 
 
@@ -694,7 +689,9 @@ class _PendingTxRpc:
 
 
 def test_a_settlement_transaction_is_timed_by_the_block_its_logs_name() -> None:
-    from bridge.audit.core import _USAGES_SETTLED_TOPIC, _transactions, _TxInfo
+    from bridge.audit.logs import SETTLED_TOPIC as _USAGES_SETTLED_TOPIC
+    from bridge.audit.logs import TxInfo as _TxInfo
+    from bridge.audit.scan import transactions as _transactions
 
     def log(tx: str, block: int) -> dict[str, Any]:
         return {"topics": [_USAGES_SETTLED_TOPIC], "transactionHash": tx, "blockNumber": hex(block)}

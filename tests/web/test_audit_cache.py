@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from web3 import Web3
 
-from bridge.audit.cache import AuditBlockError, AuditBusyError, AuditCache, report
+from bridge.audit.cache import AuditBlockError, AuditBusyError, AuditCache
+from bridge.audit.report import report
 from bridge.domain import eip712
 from bridge.domain.codec import Usage
-from scripts.bench_gas import World, local_anvil, setup
+from bridge.testing import World, local_anvil, setup
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,218 @@
+"""The audit's CSV tables (``twin-bridge audit --csv``, ``GET /v1/audit/csv``): each declared once
+by its name, header and rows."""
+
+from __future__ import annotations
+
+import csv
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+
+from bridge.audit.state import outcome_words
+from bridge.domain.codec import Outcome
+
+if TYPE_CHECKING:
+    from bridge.audit.report import AuditResult
+
+CsvTable = Literal[
+    "usages",
+    "batches",
+    "balances",
+    "twins",
+    "licenses",
+    "deposits",
+    "debts",
+    "payouts",
+    "discrepancies",
+]
+"""The tables ``twin-bridge audit --csv`` writes (``write_csv``)."""
+CSV_TABLES: Final = get_args(CsvTable)
+_PAID: Final = int(Outcome.PAID)
+
+Rows = Iterable[Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    name: CsvTable
+    header: tuple[str, ...]
+    rows: Callable[[AuditResult], Rows]
+
+    def write(self, result: AuditResult, directory: Path) -> Path:
+        path = directory / f"{self.name}.csv"
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(self.header)
+            writer.writerows(self.rows(result))
+        return path
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+def _usages(result: AuditResult) -> Rows:
+    batches = result.state.batches
+    for u in result.state.usages:
+        batch = batches[u.batch]
+        yield [
+            u.usage_id,
+            u.brand,
+            u.twin_id,
+            u.used_at,
+            u.quantity,
+            u.usage_type,
+            Outcome(u.outcome).name.lower(),
+            "" if u.outcome == _PAID else outcome_words(u.outcome),
+            _blank(u.amount),
+            _blank(u.license_version),
+            batch.tx_hash,
+            batch.block_number,
+            u.log_index,
+            batch.digest,
+        ]
+
+
+def _batches(result: AuditResult) -> Rows:
+    return (
+        [
+            b.tx_hash,
+            b.block_number,
+            b.block_time,
+            b.digest,
+            b.attester,
+            b.signer or "",
+            len(b.groups),
+            b.usages,
+            b.paid,
+            b.verified,
+            "; ".join(b.problems),
+        ]
+        for b in result.state.batches
+    )
+
+
+def _twins(result: AuditResult) -> Rows:
+    return (
+        [
+            t.twin_id,
+            t.owner,
+            t.uri,
+            t.consent_hash,
+            t.minted_block,
+            " ".join(str(o[2]) for o in t.owners),
+            t.paused_since,
+            " ".join(f"{s}-{e}" for s, e in t.pauses),
+            " ".join(f"{a}:{b}" for a, b in t.payees),
+            t.earned,
+            t.distributed,
+            t.accrued,
+            t.paid_usages,
+        ]
+        for t in result.state.twins.values()
+    )
+
+
+def _licenses(result: AuditResult) -> Rows:
+    return (
+        [
+            twin,
+            brand,
+            v.number,
+            v.valid_from,
+            v.valid_until,
+            v.granted_from,
+            v.granted_until,
+            v.max_uses,
+            v.uses,
+            v.revoked,
+            _blank(v.revoked_at),
+            " ".join(f"{k}:{p}" for k, p in sorted(v.prices.items())),
+            v.purpose_hash,
+            v.consent_hash,
+            v.granted_block,
+            v.granted_tx,
+        ]
+        for (twin, brand), pair in result.state.licenses.items()
+        for v in pair.versions()
+    )
+
+
+TABLES: Final = (
+    Table(
+        "usages",
+        (
+            "usage_id", "brand", "twin_id", "used_at", "quantity", "usage_type", "outcome",
+            "reason", "amount", "license_version", "tx_hash", "block_number", "log_index",
+            "batch_digest",
+        ),
+        _usages,
+    ),
+    Table(
+        "batches",
+        (
+            "tx_hash", "block_number", "block_time", "digest", "attester", "signer", "groups",
+            "usages", "paid", "verified", "problems",
+        ),
+        _batches,
+    ),
+    Table(
+        "balances",
+        ("kind", "subject", "rebuilt", "on_chain", "ok"),
+        lambda result: ([c.kind, c.subject, c.rebuilt, c.on_chain, c.ok] for c in result.checks),
+    ),
+    Table(
+        "twins",
+        (
+            "twin_id", "owner", "uri", "consent_hash", "minted_block", "owners", "paused_since",
+            "pauses", "payees", "earned", "distributed", "accrued", "paid_usages",
+        ),
+        _twins,
+    ),
+    Table(
+        "licenses",
+        (
+            "twin_id", "brand", "version", "valid_from", "valid_until", "granted_from",
+            "granted_until", "max_uses", "uses", "revoked", "revoked_at", "prices",
+            "purpose_hash", "consent_hash", "granted_block", "granted_tx",
+        ),
+        _licenses,
+    ),
+    Table(
+        "deposits",
+        ("block_number", "tx_hash", "brand", "from", "amount", "to_debt"),
+        lambda result: result.state.deposits,
+    ),
+    Table(
+        "debts",
+        ("block_number", "tx_hash", "event", "brand", "twin_id", "amount", "entry"),
+        lambda result: result.state.debts,
+    ),
+    Table(
+        "payouts",
+        ("block_number", "tx_hash", "payee", "caller", "amount"),
+        lambda result: result.state.payouts,
+    ),
+    Table(
+        "discrepancies",
+        ("kind", "message"),
+        lambda result: ([d.kind, d.message] for d in result.discrepancies),
+    ),
+)  # fmt: skip
+"""Every table, in the order of ``CsvTable``."""
+_BY_NAME: Final = {table.name: table for table in TABLES}
+
+
+def write_csv(result: AuditResult, directory: Path) -> list[Path]:
+    """usages.csv, batches.csv, balances.csv, twins.csv, licenses.csv, deposits.csv,
+    debts.csv, payouts.csv and discrepancies.csv in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return [table.write(result, directory) for table in TABLES]
+
+
+def csv_table(result: AuditResult, table: CsvTable) -> str:
+    """One table of ``write_csv`` as text."""
+    with tempfile.TemporaryDirectory(prefix="twin-bridge-audit-") as tmp:
+        return _BY_NAME[table].write(result, Path(tmp)).read_text(encoding="utf-8")
