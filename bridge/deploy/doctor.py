@@ -8,7 +8,7 @@ enough ether for some batches at the fee cap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,22 +16,18 @@ from typing import Final
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
-from eth_utils.crypto import keccak
 from pydantic import SecretStr
 from web3 import Web3
 from web3.contract import Contract
 
+from bridge.chain.deploy import LEDGER
+from bridge.chain.ledger import DEFAULT_ADMIN_ROLE, GRANTED_ROLES
 from bridge.chain.signers import load_signer, read_password
 from bridge.chain.toolchain import ToolchainError, load_artifact
-from bridge.deploy.deployment import (
-    DEFAULT_ADMIN_ROLE,
-    ROLE_NAMES,
-    DeploymentError,
-    Manifest,
-    NetworkConfig,
-    load_manifest,
-    manifest_problems,
-)
+from bridge.deploy.errors import DeploymentError
+from bridge.deploy.manifest import Manifest, load_manifest, manifest_problems
+from bridge.deploy.networks import NetworkConfig
+from bridge.deploy.plan import has_role
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 
@@ -90,49 +86,10 @@ def run_doctor(
         artifacts_dir: the build the manifest is checked against (default ``build/artifacts``).
         timeout: seconds per RPC request.
     """
-    checks: list[Check] = []
-    if network.missing_env:
-        checks.append(
-            Check(
-                "environment",
-                False,
-                f"network {network.name} needs {', '.join(network.missing_env)}",
-            )
-        )
-    if not network.rpc_urls:
-        checks.append(Check("rpc", False, f"network {network.name} has no RPC URL"))
-
-    # ------------------------------------------------------------ RPC and chain id
-    w3: Web3 | None = None
-    for url in network.rpc_urls:
-        candidate = _connect(url, timeout)
-        try:
-            chain_id = int(candidate.eth.chain_id)
-            block = int(candidate.eth.block_number)
-        except Exception as exc:  # any failure to get an answer means it is unreachable
-            checks.append(
-                Check(f"rpc {url}", False, f"cannot reach {url}: {type(exc).__name__}: {exc}")
-            )
-            continue
-        checks.append(Check(f"rpc {url}", True, f"answers, at block {block}"))
-        if chain_id != network.chain_id:
-            checks.append(
-                Check(
-                    f"chain id {url}",
-                    False,
-                    f"{url} is chain {chain_id}, but network {network.name} is chain "
-                    f"{network.chain_id}",
-                )
-            )
-            continue
-        checks.append(Check(f"chain id {url}", True, f"{chain_id}, as configured"))
-        w3 = w3 or candidate
-
-    # ------------------------------------------------------------ keys
+    checks = _config_checks(network)
+    w3 = _rpc_checks(network, timeout, checks)
     deployer = _deployer_check(network, environ, checks)
     attester, relayer = _bridge_key_checks(network, settings, checks)
-
-    # ------------------------------------------------------------ the chain
     if w3 is None:
         checks.append(
             Check(
@@ -149,6 +106,56 @@ def run_doctor(
     if relayer is not None:
         _balance_check(w3, network, settings, relayer, batches, checks)
     return checks
+
+
+def _config_checks(network: NetworkConfig) -> list[Check]:
+    checks: list[Check] = []
+    if network.missing_env:
+        checks.append(
+            Check(
+                "environment",
+                False,
+                f"network {network.name} needs {', '.join(network.missing_env)}",
+            )
+        )
+    if not network.rpc_urls:
+        checks.append(Check("rpc", False, f"network {network.name} has no RPC URL"))
+    return checks
+
+
+def _rpc_checks(network: NetworkConfig, timeout: float, checks: list[Check]) -> Web3 | None:
+    """Checks every RPC URL (a report, unlike the deployer's first that answers); the first on
+    the network's chain is the one the other checks use."""
+    answering = [_rpc_check(network, url, timeout, checks) for url in network.rpc_urls]
+    return next((w3 for w3 in answering if w3 is not None), None)
+
+
+def _rpc_check(
+    network: NetworkConfig, url: str, timeout: float, checks: list[Check]
+) -> Web3 | None:
+    """Whether ``url`` answers, and with the network's chain id; a Web3 on it if both."""
+    w3 = _connect(url, timeout)
+    try:
+        chain_id = int(w3.eth.chain_id)
+        block = int(w3.eth.block_number)
+    except Exception as exc:  # any failure to get an answer means it is unreachable
+        checks.append(
+            Check(f"rpc {url}", False, f"cannot reach {url}: {type(exc).__name__}: {exc}")
+        )
+        return None
+    checks.append(Check(f"rpc {url}", True, f"answers, at block {block}"))
+    if chain_id != network.chain_id:
+        checks.append(
+            Check(
+                f"chain id {url}",
+                False,
+                f"{url} is chain {chain_id}, but network {network.name} is chain "
+                f"{network.chain_id}",
+            )
+        )
+        return None
+    checks.append(Check(f"chain id {url}", True, f"{chain_id}, as configured"))
+    return w3
 
 
 def _deployer_check(
@@ -250,7 +257,7 @@ def _manifest_check(
 
 
 def _ledger(w3: Web3, manifest: Manifest, artifacts_dir: Path | None) -> Contract:
-    abi = load_artifact("TwinLedger", artifacts_dir=artifacts_dir).abi
+    abi = load_artifact(LEDGER, artifacts_dir=artifacts_dir).abi
     return w3.eth.contract(address=manifest.ledger_address, abi=abi)
 
 
@@ -279,53 +286,56 @@ def _role_checks(
                 "ledger",
             )
         )
+    for role in GRANTED_ROLES:
+        checks.append(_role_check(ledger, role, wanted[role], attester, deployer_address))
+    checks.append(_admin_check(ledger, wanted[DEFAULT_ADMIN_ROLE][0]))
 
-    def has(role: str, account: str) -> bool:
-        role_id = bytes(32) if role == DEFAULT_ADMIN_ROLE else keccak(text=role)
-        return bool(ledger.functions.hasRole(role_id, account).call())
 
-    for role in ROLE_NAMES:
-        holders = list(wanted[role])
-        if role == "ATTESTER_ROLE" and attester is not None and attester.address not in holders:
-            holders.append(attester.address)
-        lacking = [account for account in holders if not has(role, account)]
-        extra = deployer_address not in holders and has(role, deployer_address)
-        problems = [f"{account} lacks it" for account in lacking]
-        if role == "ATTESTER_ROLE" and attester is not None and attester.address in lacking:
-            problems[lacking.index(attester.address)] = (
-                f"the bridge's attester {attester.address} lacks it: its batches would be refused"
-            )
-        if extra:
-            problems.append(f"the deployer {deployer_address} still holds it but should not")
-        if problems:
-            checks.append(Check(role, False, "; ".join(problems)))
-        else:
-            checks.append(Check(role, True, "held by " + ", ".join(holders) if holders else "none"))
+def _role_check(
+    ledger: Contract,
+    role: str,
+    wanted: Sequence[str],
+    attester: LocalAccount | None,
+    deployer: str,
+) -> Check:
+    """Whether the configured holders of ``role`` (and, for the attester role, the bridge's
+    attester) hold it, and the deployer only if configured."""
+    bridge_attester = attester.address if role == "ATTESTER_ROLE" and attester is not None else None
+    holders = list(wanted)
+    if bridge_attester is not None and bridge_attester not in holders:
+        holders.append(bridge_attester)
+    lacking = [account for account in holders if not has_role(ledger, role, account)]
+    problems = [
+        f"the bridge's attester {account} lacks it: its batches would be refused"
+        if account == bridge_attester
+        else f"{account} lacks it"
+        for account in lacking
+    ]
+    if deployer not in holders and has_role(ledger, role, deployer):
+        problems.append(f"the deployer {deployer} still holds it but should not")
+    if problems:
+        return Check(role, False, "; ".join(problems))
+    return Check(role, True, "held by " + ", ".join(holders) if holders else "none")
 
-    admin = wanted[DEFAULT_ADMIN_ROLE][0]
+
+def _admin_check(ledger: Contract, admin: str) -> Check:
+    """Whether the network's admin holds the default-admin role, or has it pending."""
     current = to_checksum_address(ledger.functions.defaultAdmin().call())
     if current == admin:
-        checks.append(Check(DEFAULT_ADMIN_ROLE, True, f"held by {admin}"))
-        return
+        return Check(DEFAULT_ADMIN_ROLE, True, f"held by {admin}")
     pending, schedule = ledger.functions.pendingDefaultAdmin().call()
     if to_checksum_address(pending) == admin:
         when = datetime.fromtimestamp(int(schedule), UTC)
-        checks.append(
-            Check(
-                DEFAULT_ADMIN_ROLE,
-                True,
-                f"held by {current} until {admin} accepts: {admin} must call "
-                f"acceptDefaultAdminTransfer() on the ledger after {when:%Y-%m-%d %H:%M:%S} UTC",
-            )
-        )
-        return
-    checks.append(
-        Check(
+        return Check(
             DEFAULT_ADMIN_ROLE,
-            False,
-            f"held by {current}, but the network's admin is {admin} (and no transfer to it is "
-            "pending)",
+            True,
+            f"held by {current} until {admin} accepts: {admin} must call "
+            f"acceptDefaultAdminTransfer() on the ledger after {when:%Y-%m-%d %H:%M:%S} UTC",
         )
+    return Check(
+        DEFAULT_ADMIN_ROLE,
+        False,
+        f"held by {current}, but the network's admin is {admin} (and no transfer to it is pending)",
     )
 
 

@@ -27,21 +27,14 @@ from web3.utils.address import get_create_address
 
 from bridge.chain.toolchain import REPO_ROOT
 from bridge.cli.app import app
-from bridge.deploy.deployment import (
-    DeploymentError,
-    KeySource,
-    NetworkConfig,
-    RolesConfig,
-    apply_deployment,
-    deploy,
-    load_manifest,
-    load_networks,
-    verify_manifest,
-)
+from bridge.deploy.deployer import deploy
 from bridge.deploy.doctor import Check, run_doctor, settle_gas
+from bridge.deploy.errors import DeploymentError
+from bridge.deploy.manifest import apply_deployment, load_manifest, verify_manifest
+from bridge.deploy.networks import KeySource, NetworkConfig, RolesConfig, load_networks
 from bridge.errors import SigningKeyError
 from bridge.settings import Settings
-from scripts.bench_gas import local_anvil
+from bridge.testing import local_anvil
 
 pytestmark = pytest.mark.integration
 

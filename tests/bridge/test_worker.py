@@ -22,7 +22,8 @@ from sqlalchemy import select
 from bridge.api.metrics import StoreCollector
 from bridge.domain.codec import Outcome
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
-from bridge.settlement.worker import CRASH_POINTS, SettlementWorker, WorkerConfig, group_usages
+from bridge.settlement.planning import group_usages
+from bridge.settlement.worker import CRASH_POINTS, SettlementWorker, WorkerConfig
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import NewUsage, Store, StoredUsage, create_brand, insert_usages
 from bridge.store.settlement import (

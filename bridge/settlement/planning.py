@@ -1,0 +1,140 @@
+"""A settlement batch planned: accepted usages grouped by brand, signed by the attester (EIP-712)
+as the ledger's ``settle`` calldata, and estimated; a batch whose estimate reverts is halved until
+a part estimates (``Planner``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
+
+from bridge.chain.ledger import settle_calldata
+from bridge.domain import eip712
+from bridge.domain.codec import Usage
+from bridge.errors import ExecutionRevertedError
+from bridge.settlement.context import WorkerContext
+from bridge.store import settlement
+from bridge.store.settlement import PendingUsage
+
+log = logging.getLogger(__name__)
+
+UsageGroups = list[tuple[str, list[Usage]]]
+"""One group of usages per brand, as ``settle`` takes them."""
+
+
+def group_usages(usages: Sequence[PendingUsage]) -> UsageGroups:
+    """One group per brand, brands in order of their oldest usage, each sorted by twin then id
+    (the ledger takes any order; consecutive usages of one twin cost less gas)."""
+    groups: dict[str, list[Usage]] = {}
+    for u in sorted(usages, key=lambda u: u.usage_id):
+        groups.setdefault(to_checksum_address(u.brand), []).append(
+            Usage(
+                usage_id=u.usage_id,
+                twin_id=u.twin_id,
+                used_at=int(u.used_at.timestamp()),
+                quantity=u.quantity,
+                usage_type=u.usage_type,
+            )
+        )
+    return [
+        (brand, sorted(members, key=lambda u: (u.twin_id, u.usage_id)))
+        for brand, members in groups.items()
+    ]
+
+
+def halves(usages: Sequence[PendingUsage]) -> tuple[list[PendingUsage], list[PendingUsage]]:
+    """Splits by brand (the brands in order of their first usage) while several are in, else by
+    count."""
+    brands = list(dict.fromkeys(u.brand.lower() for u in usages))
+    if len(brands) > 1:
+        first = set(brands[: len(brands) // 2])
+        return (
+            [u for u in usages if u.brand.lower() in first],
+            [u for u in usages if u.brand.lower() not in first],
+        )
+    middle = len(usages) // 2
+    return list(usages[:middle]), list(usages[middle:])
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedBatch:
+    """A signed batch of usages, ready to go into a relayer transaction."""
+
+    usages: list[PendingUsage]
+    groups: UsageGroups
+    typed_data: dict[str, Any]
+    """The EIP-712 ``UsageBatch`` the attester signed."""
+    signature: bytes
+    calldata: bytes
+    """``settle(batch, signature)``."""
+    gas_estimate: int
+
+    @property
+    def words(self) -> list[tuple[str, list[int]]]:
+        """The groups as the ledger's usage words."""
+        return _words(self.groups)
+
+    @property
+    def digest(self) -> str:
+        return "0x" + eip712.digest(self.typed_data).hex()
+
+
+def _words(groups: UsageGroups) -> list[tuple[str, list[int]]]:
+    return [(brand, [u.encode() for u in members]) for brand, members in groups]
+
+
+class Planner:
+    """Plans the batches of one worker, signed by its attester."""
+
+    def __init__(self, context: WorkerContext, attester: LocalAccount) -> None:
+        self._context = context
+        self._attester = attester
+
+    def plan(self, usages: Sequence[PendingUsage], deadline: int) -> PlannedBatch | None:
+        """The signed batch of ``usages`` and its gas estimate; when the estimate reverts, the
+        first half (by brand while several brands are in, else by count) that estimates, the
+        other half waiting for the next batch. A single usage whose estimate reverts gets an
+        attempt counted (held after ``max_settle_attempts``); None if no part estimates."""
+        groups = group_usages(usages)
+        words = _words(groups)
+        context = self._context
+        data = eip712.usage_batch(
+            deadline, words, chain_id=context.chain_id(), ledger=context.ledger
+        )
+        signature = eip712.sign(self._attester, data)
+        calldata = settle_calldata(deadline, words, signature)
+        try:
+            estimate = context.chain.estimate_gas(
+                sender=context.relayer.address, to=context.ledger, data=calldata
+            )
+        except ExecutionRevertedError as exc:
+            return self._split(usages, deadline, exc)
+        return PlannedBatch(list(usages), groups, data, signature, calldata, estimate)
+
+    def _split(
+        self, usages: Sequence[PendingUsage], deadline: int, exc: ExecutionRevertedError
+    ) -> PlannedBatch | None:
+        if len(usages) == 1:
+            self._count_attempt(usages, f"gas estimation reverted: {exc.message}")
+            return None
+        left, right = halves(usages)
+        log.warning(
+            "gas estimation of %d usages reverted (%s), trying %d and %d apart",
+            len(usages), exc.message, len(left), len(right),
+        )  # fmt: skip
+        return self.plan(left, deadline) or self.plan(right, deadline)
+
+    def _count_attempt(self, usages: Sequence[PendingUsage], error: str) -> None:
+        log.warning("usages %s: %s", [u.usage_id for u in usages][:10], error)
+        with self._context.store.session() as session:
+            settlement.count_attempt(
+                session,
+                [u.usage_id for u in usages],
+                error=error,
+                max_attempts=self._context.max_settle_attempts,
+                lease=self._context.lease,
+            )
