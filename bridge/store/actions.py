@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from bridge.intake.owner_actions import VerifiedAction
 from bridge.store.models import ActionStatus, BatchStatus, OwnerAction, SettlementBatch, utcnow
-from bridge.store.settlement import Lease, check_lease
+from bridge.store.settlement.leases import Lease, check_lease
 
 OPEN_BATCH: Final = (BatchStatus.SIGNED, BatchStatus.SENT, BatchStatus.MINED)
 

@@ -6,10 +6,11 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -21,6 +22,8 @@ except ImportError:  # pragma: no cover - Windows: the thread lock alone
     fcntl = None  # type: ignore[assignment]
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+T = TypeVar("T")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -108,3 +111,13 @@ def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
         if lock is None:
             lock = _WRITER_LOCKS[engine] = SqliteWriterLock(engine.url.database)
     return lock
+
+
+IN_LIST_MAX: Final = 500
+"""Bound parameters per ``IN (...)`` list."""
+
+
+def in_chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``values`` in slices of at most ``IN_LIST_MAX``, one ``IN (...)`` list each."""
+    for start in range(0, len(values), IN_LIST_MAX):
+        yield values[start : start + IN_LIST_MAX]

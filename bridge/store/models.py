@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import (
     JSON,
@@ -249,6 +249,43 @@ class EventSource:
     block_time: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class EventLog(EventSource):
+    """A table with one row per ledger event: a surrogate id, unique by (block, log index) (see
+    ``_one_per_log``)."""
+
+    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
+
+
+def _one_per_log(*indexes: Index) -> tuple[UniqueConstraint | Index, ...]:
+    """The ``__table_args__`` of an ``EventLog`` table: unique by (block, log index), and
+    ``indexes``."""
+    return (UniqueConstraint("block_number", "log_index"), *indexes)
+
+
+class TwinState:
+    """A twin as the ledger holds it: now (``twins``) and after each event (``twin_changes``)."""
+
+    owner: Mapped[str] = mapped_column(String(42))
+    uri: Mapped[str] = mapped_column(Text)
+    consent_hash: Mapped[str] = mapped_column(String(66))
+    paused: Mapped[bool] = mapped_column(Boolean)
+    paused_since: Mapped[int | None] = mapped_column(BigInteger)
+    payees: Mapped[list[Any]] = mapped_column(JSON())
+    """``[{"account": ..., "bps": ...}]``; the owner receives what they leave."""
+    minted_block: Mapped[int] = mapped_column(BigInteger)
+
+
+class BrandAccountState:
+    """A brand's account as the ledger holds it (``ITwinLedger.brandAccount``): now
+    (``brand_accounts``) and after each event (``brand_account_changes``)."""
+
+    escrow: Mapped[int] = mapped_column(UInt256())
+    debt: Mapped[int] = mapped_column(UInt256())
+    debt_reserve: Mapped[int] = mapped_column(UInt256())
+    pending_withdrawal: Mapped[int] = mapped_column(UInt256())
+    withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
+
+
 class IndexedBlock(Base):
     """A block the indexer went through: every block with ledger events and the last block of each
     indexed range. Their hashes are compared with the chain's to find a fork point."""
@@ -272,29 +309,21 @@ class IndexerCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
-class LedgerEventRow(Base):
+class LedgerEventRow(EventLog, Base):
     """Every ledger event as decoded from its log (``bridge.chain.events``), with the twin and the
     brand it concerns, if any."""
 
     __tablename__ = "ledger_events"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "name", "block_number"),
-    )
+    __table_args__ = _one_per_log(Index(None, "name", "block_number"))
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    log_index: Mapped[int] = mapped_column(Integer)
     block_hash: Mapped[str] = mapped_column(String(66))
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
     name: Mapped[str] = mapped_column(String(64))
     twin_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     brand: Mapped[str | None] = mapped_column(String(42), index=True)
     args: Mapped[dict[str, Any]] = mapped_column(JSON())
 
 
-class SettledUsageRow(Base):
+class SettledUsageRow(EventSource, Base):
     """One usage of a ``UsagesSettled`` event: its outcome, and for a paid usage its amount (price
     under the license version in force at ``used_at`` times quantity) and that version."""
 
@@ -317,49 +346,27 @@ class SettledUsageRow(Base):
     batch_digest: Mapped[str] = mapped_column(String(66))
     attester: Mapped[str] = mapped_column(String(42))
     position: Mapped[int] = mapped_column(Integer)
-    block_number: Mapped[int] = mapped_column(BigInteger)
-    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
-    tx_hash: Mapped[str] = mapped_column(String(66))
-    log_index: Mapped[int] = mapped_column(Integer)
 
 
-class TwinRow(Base):
+class TwinRow(TwinState, Base):
     """A twin as of the last indexed block."""
 
     __tablename__ = "twins"
 
     twin_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     owner: Mapped[str] = mapped_column(String(42), index=True)
-    uri: Mapped[str] = mapped_column(Text)
-    consent_hash: Mapped[str] = mapped_column(String(66))
-    paused: Mapped[bool] = mapped_column(Boolean)
-    paused_since: Mapped[int | None] = mapped_column(BigInteger)
-    payees: Mapped[list[Any]] = mapped_column(JSON())
-    """``[{"account": ..., "bps": ...}]``; the owner receives what they leave."""
-    minted_block: Mapped[int] = mapped_column(BigInteger)
     updated_block: Mapped[int] = mapped_column(BigInteger)
 
 
-class TwinChange(EventSource, Base):
+class TwinChange(TwinState, EventLog, Base):
     """The whole state of a twin after each event that changed it (mint, transfer, pause,
     payees)."""
 
     __tablename__ = "twin_changes"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "twin_id", "block_number"),
-    )
+    __table_args__ = _one_per_log(Index(None, "twin_id", "block_number"))
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
     twin_id: Mapped[int] = mapped_column(BigInteger)
     event: Mapped[str] = mapped_column(String(64))
-    owner: Mapped[str] = mapped_column(String(42))
-    uri: Mapped[str] = mapped_column(Text)
-    consent_hash: Mapped[str] = mapped_column(String(66))
-    paused: Mapped[bool] = mapped_column(Boolean)
-    paused_since: Mapped[int | None] = mapped_column(BigInteger)
-    payees: Mapped[list[Any]] = mapped_column(JSON())
-    minted_block: Mapped[int] = mapped_column(BigInteger)
 
 
 class LicenseVersionRow(EventSource, Base):
@@ -384,86 +391,78 @@ class LicenseVersionRow(EventSource, Base):
     revoked: Mapped[bool] = mapped_column(Boolean)
 
 
-class LicenseRevocation(EventSource, Base):
+class LicenseRevocation(EventLog, Base):
     """A ``LicenseRevoked`` event: every running version of the pair ended at ``revoked_at``."""
 
     __tablename__ = "license_revocations"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "twin_id", "brand"),
-    )
+    __table_args__ = _one_per_log(Index(None, "twin_id", "brand"))
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
     twin_id: Mapped[int] = mapped_column(BigInteger)
     brand: Mapped[str] = mapped_column(String(42))
     version: Mapped[int] = mapped_column(Integer)
     revoked_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class BrandAccountRow(Base):
+class BrandAccountRow(BrandAccountState, Base):
     """A brand's escrow and debt as of the last indexed block (``ITwinLedger.brandAccount``)."""
 
     __tablename__ = "brand_accounts"
 
     brand: Mapped[str] = mapped_column(String(42), primary_key=True)
-    escrow: Mapped[int] = mapped_column(UInt256())
-    debt: Mapped[int] = mapped_column(UInt256())
-    debt_reserve: Mapped[int] = mapped_column(UInt256())
-    pending_withdrawal: Mapped[int] = mapped_column(UInt256())
-    withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
     updated_block: Mapped[int] = mapped_column(BigInteger)
 
 
-class BrandAccountChange(EventSource, Base):
+class BrandAccountChange(BrandAccountState, EventLog, Base):
     """How one event changed a brand's escrow and debt, and the account after it."""
 
     __tablename__ = "brand_account_changes"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "brand", "block_number"),
-    )
+    __table_args__ = _one_per_log(Index(None, "brand", "block_number"))
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
     brand: Mapped[str] = mapped_column(String(42))
     event: Mapped[str] = mapped_column(String(64))
     escrow_delta: Mapped[int] = mapped_column(Int256())
     debt_delta: Mapped[int] = mapped_column(Int256())
-    escrow: Mapped[int] = mapped_column(UInt256())
-    debt: Mapped[int] = mapped_column(UInt256())
-    debt_reserve: Mapped[int] = mapped_column(UInt256())
-    pending_withdrawal: Mapped[int] = mapped_column(UInt256())
-    withdrawal_unlocks_at: Mapped[int] = mapped_column(BigInteger)
 
 
-class RoyaltyDistribution(EventSource, Base):
+class RoyaltyDistribution(EventLog, Base):
     """``RoyaltiesDistributed``: part of a twin's royalties credited to a payee (or the owner)."""
 
     __tablename__ = "royalty_distributions"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "payee", "block_time"),
-        Index(None, "twin_id", "block_time"),
+    __table_args__ = _one_per_log(
+        Index(None, "payee", "block_time"), Index(None, "twin_id", "block_time")
     )
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
     twin_id: Mapped[int] = mapped_column(BigInteger)
     payee: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(UInt256())
 
 
-class PayeePayout(EventSource, Base):
+class PayeePayout(EventLog, Base):
     """``PayeePaid``: tokens that left the ledger to a payee."""
 
     __tablename__ = "payee_payouts"
-    __table_args__ = (
-        UniqueConstraint("block_number", "log_index"),
-        Index(None, "payee", "block_time"),
-    )
+    __table_args__ = _one_per_log(Index(None, "payee", "block_time"))
 
-    id: Mapped[int] = mapped_column(Id64, primary_key=True, autoincrement=True)
     payee: Mapped[str] = mapped_column(String(42))
     caller: Mapped[str] = mapped_column(String(42))
     amount: Mapped[int] = mapped_column(UInt256())
+
+
+INDEXER_TABLES: Final = (
+    IndexedBlock,
+    IndexerCursor,
+    LedgerEventRow,
+    SettledUsageRow,
+    TwinRow,
+    TwinChange,
+    LicenseVersionRow,
+    LicenseRevocation,
+    BrandAccountRow,
+    BrandAccountChange,
+    RoyaltyDistribution,
+    PayeePayout,
+)
+"""Every table the indexer writes (migration 0005): the store's mirror of the ledger."""
 
 
 class ActionStatus(StrEnum):

@@ -33,17 +33,11 @@ from bridge.cli.app import app
 from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
-from bridge.indexer.indexer import (
-    Indexer,
-    IndexerChain,
-    IndexerConflictError,
-    IndexerError,
-    PricedVersion,
-    covering_version,
-    license_windows,
-)
+from bridge.indexer.follow import Indexer, IndexerChain, IndexerConflictError, IndexerError
+from bridge.indexer.licenses import PricedVersion, covering_version, license_windows
 from bridge.store import migrate
 from bridge.store.models import (
+    INDEXER_TABLES,
     BrandAccountChange,
     BrandAccountRow,
     IndexedBlock,
@@ -57,33 +51,18 @@ from bridge.store.models import (
     TwinRow,
 )
 from bridge.store.repository import Store
-from scripts.bench_gas import NOTICE_PERIOD, USD, World
-
-from .anvil import AnvilChain
+from bridge.testing.world import NOTICE_PERIOD, USD, AnvilChain, World
 
 pytestmark = pytest.mark.integration
 
-INDEX_TABLES = (
-    "indexed_blocks",
-    "indexer_cursors",
-    "ledger_events",
-    "settled_usages",
-    "twins",
-    "twin_changes",
-    "license_versions",
-    "license_revocations",
-    "brand_accounts",
-    "brand_account_changes",
-    "royalty_distributions",
-    "payee_payouts",
-)
+INDEX_TABLES = tuple(table.__tablename__ for table in INDEXER_TABLES)
 
 
 Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain(anvil: AnvilChain) -> AnvilChain:
+def anvil_chain(anvil: AnvilChain) -> AnvilChain:
     return anvil
 
 

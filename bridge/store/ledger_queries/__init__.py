@@ -1,0 +1,93 @@
+"""Read queries over the indexer's tables (migration 0005) for the public read API.
+
+Everything here is answered from what the indexer stored from confirmed ledger events; nothing asks
+the chain. Amounts are exact integers (token base units); each figure keeps the event it came from
+(``Source``: transaction, block, log index and block time). One module per resource: ``twins``
+(twins and their licenses), ``usages`` (settled usages), ``earnings`` (twins' and payees'
+royalties over time), ``accounts`` (brand accounts) and ``status`` (the indexer's cursor).
+"""
+
+from bridge.store.ledger_queries.accounts import (
+    AccountChange,
+    BrandAccount,
+    BrandTotals,
+    DebtEntry,
+    brand_account,
+)
+from bridge.store.ledger_queries.common import (
+    BPS_DENOMINATOR,
+    Period,
+    Source,
+    outcome_name,
+    usage_type_name,
+)
+from bridge.store.ledger_queries.earnings import (
+    PayeeEarnings,
+    PayeeEarningsRow,
+    PayeeFlow,
+    TwinEarnings,
+    TwinEarningsRow,
+    payee_earnings,
+    period_of,
+    twin_earnings,
+)
+from bridge.store.ledger_queries.status import IndexStatus, index_status
+from bridge.store.ledger_queries.twins import (
+    License,
+    LicenseState,
+    LicenseVersion,
+    Owner,
+    PauseInterval,
+    PauseState,
+    Payee,
+    Price,
+    Revocation,
+    Split,
+    Twin,
+    license_state,
+    twin,
+    twin_exists,
+    twins_page,
+)
+from bridge.store.ledger_queries.usages import UsageFilter, UsageKey, usages_page
+
+__all__ = [
+    "BPS_DENOMINATOR",
+    "AccountChange",
+    "BrandAccount",
+    "BrandTotals",
+    "DebtEntry",
+    "IndexStatus",
+    "License",
+    "LicenseState",
+    "LicenseVersion",
+    "Owner",
+    "PauseInterval",
+    "PauseState",
+    "Payee",
+    "PayeeEarnings",
+    "PayeeEarningsRow",
+    "PayeeFlow",
+    "Period",
+    "Price",
+    "Revocation",
+    "Source",
+    "Split",
+    "Twin",
+    "TwinEarnings",
+    "TwinEarningsRow",
+    "UsageFilter",
+    "UsageKey",
+    "brand_account",
+    "index_status",
+    "license_state",
+    "outcome_name",
+    "payee_earnings",
+    "period_of",
+    "twin",
+    "twin_earnings",
+    "twin_exists",
+    "twins_page",
+    "usage_type_name",
+    "usages_page",
+]
