@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 import bridge
-from bridge.api import problems, web
+from bridge.api import handlers, problems, web
 from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
@@ -20,19 +19,26 @@ from bridge.api.routes import actions as action_routes
 from bridge.api.routes import audit, brands, health, ledger, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
-from bridge.intake.grouping import ArrivalMiddleware, GroupCommit
-from bridge.intake.ingest import Ingestor, ItemResult, Submission
+from bridge.intake.grouping import ArrivalMiddleware, GroupCommit, IngestInStore
+from bridge.intake.ingest import Ingestor
 from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import Store
 
-
-def _ingest_many(
-    store: Store, ingestor: Ingestor, submissions: Sequence[Submission]
-) -> list[list[ItemResult]]:
-    with store.session() as session:
-        return ingestor.ingest_many(session, submissions)
+ROUTERS: Final[tuple[APIRouter, ...]] = (
+    usage.router,
+    action_routes.router,
+    ledger.router,
+    health.router,
+    usage.brand_router,
+    audit.router,
+    brands.router,
+)
+DESCRIPTION: Final = (
+    "Brands report each use of a model's digital twin; the bridge settles the royalty on chain "
+    "and reports the proof."
+)
 
 
 def create_app(
@@ -49,24 +55,73 @@ def create_app(
     Raises:
         ValueError: when no license view is given and no chain is configured.
     """
-    if chain is None and settings.rpc_url is not None and settings.ledger_address is not None:
-        chain = Web3LicenseView.connect(
-            settings.rpc_url, settings.ledger_address, ttl=settings.license_cache_ttl_s
-        )
-    if chain is None and ingestor is None:
+    if chain is None:
+        chain = _license_view(settings)
+    if ingestor is None:
+        ingestor = _ingestor(settings, chain)
+    context = _context(
+        settings,
+        store=store or Store.from_url(settings.resolved_database_url),
+        chain=chain,
+        ingestor=ingestor,
+        actions=_action_verifier(settings) if actions is None else actions,
+    )
+    app = FastAPI(
+        title="Twin Bridge",
+        version=bridge.__version__,
+        description=DESCRIPTION,
+        lifespan=_lifespan(context, owns_store=store is None),
+    )
+    app.state.context = context
+    app.state.read_limiter = RateLimiter(
+        rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst
+    )
+    _assemble(app, context)
+    return app
+
+
+def _ingestor(settings: Settings, chain: LicenseView | None) -> Ingestor:
+    if chain is None:
         raise ValueError(
             "the API checks licenses on chain: set TWIN_BRIDGE_RPC_URL and "
             "TWIN_BRIDGE_LEDGER_ADDRESS (or pass a LicenseView)"
         )
-    owns_store = store is None
-    store = store or Store.from_url(settings.resolved_database_url)
-    if ingestor is None:
-        assert chain is not None  # noqa: S101 - checked above
-        ingestor = Ingestor(settings=settings, licenses=chain)
-    if actions is None and settings.rpc_urls and settings.ledger_address is not None:
-        actions = ActionVerifier(Web3ChainClient(settings.rpc_urls), settings.ledger_address)
+    return Ingestor(settings=settings, licenses=chain)
+
+
+def _license_view(settings: Settings) -> LicenseView | None:
+    """The ledger's licenses at ``settings.rpc_url``, if a chain is configured."""
+    if settings.rpc_url is None or settings.ledger_address is None:
+        return None
+    return Web3LicenseView.connect(
+        settings.rpc_url, settings.ledger_address, ttl=settings.license_cache_ttl_s
+    )
+
+
+def _action_verifier(settings: Settings) -> ActionVerifier | None:
+    """The owner-action checks against the configured chain (None: no chain)."""
+    if not settings.rpc_urls or settings.ledger_address is None:
+        return None
+    return ActionVerifier(Web3ChainClient(settings.rpc_urls), settings.ledger_address)
+
+
+def _context(
+    settings: Settings,
+    *,
+    store: Store,
+    chain: LicenseView | None,
+    ingestor: Ingestor,
+    actions: ActionVerifier | None,
+) -> AppContext:
+    """What the requests share: the store, the checks, the rate limits, the metrics and the group
+    commit that hands the usage reports of concurrent requests to the ingestor together."""
     metrics = Metrics(store)
-    context = AppContext(
+    group_commit = GroupCommit(
+        IngestInStore(store, ingestor),
+        max_events=settings.group_commit_max_events,
+        on_group=metrics.group_requests.observe,
+    )
+    return AppContext(
         settings=settings,
         store=store,
         chain=chain,
@@ -75,12 +130,14 @@ def create_app(
         action_limiter=RateLimiter(rate=settings.action_rate_limit_per_s, burst=10),
         limiter=RateLimiter(rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst),
         metrics=metrics,
-        group_commit=GroupCommit(
-            functools.partial(_ingest_many, store, ingestor),
-            max_events=settings.group_commit_max_events,
-            on_group=metrics.group_requests.observe,
-        ),
+        group_commit=group_commit,
     )
+
+
+def _lifespan(
+    context: AppContext, *, owns_store: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Migrates the store at startup; closes it at shutdown if the app opened it."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -91,45 +148,31 @@ def create_app(
             if owns_store:
                 context.store.close()
 
-    app = FastAPI(
-        title="Twin Bridge",
-        version=bridge.__version__,
-        description="Brands report each use of a model's digital twin; the bridge settles the "
-        "royalty on chain and reports the proof.",
-        lifespan=lifespan,
-    )
-    app.state.context = context
-    app.state.read_limiter = RateLimiter(
-        rate=settings.rate_limit_per_s, burst=settings.rate_limit_burst
-    )
-    problems.install(app)
-    app.include_router(usage.router)
-    app.include_router(action_routes.router)
-    app.include_router(ledger.router)
-    app.include_router(health.router)
-    app.include_router(usage.brand_router)
-    app.include_router(audit.router)
-    app.include_router(brands.router)
+    return lifespan
+
+
+def _assemble(app: FastAPI, context: AppContext) -> None:
+    """The error handlers, the routes, the web pages, the middleware and the OpenAPI schema."""
+    handlers.install(app)
+    for router in ROUTERS:
+        app.include_router(router)
     web.install(app)
     app.add_middleware(
         ArrivalMiddleware, group_commit=context.group_commit, path=usage.router.prefix
     )
     app.add_middleware(LatencyMiddleware, metrics=context.metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
-            )
-            components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(usage.REQUEST_BODY_DEFS)
-            components.update(action_routes.REQUEST_BODY_DEFS)
-            problems.document(schema)
-            app.openapi_schema = schema
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
-    return app
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the request bodies' definitions and the problem responses."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.update(usage.REQUEST_BODY_DEFS)
+        components.update(action_routes.REQUEST_BODY_DEFS)
+        problems.document(schema)
+        app.openapi_schema = schema
+    return app.openapi_schema

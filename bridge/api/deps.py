@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -112,8 +111,8 @@ async def get_current_brand(
     """The brand whose API key came with the request, within its rate limit.
 
     Raises:
-        ProblemError: 401 for a missing, unknown or wrong key (one answer for all three),
-            429 with ``Retry-After`` beyond the brand's rate limit.
+        ProblemError: 401 for a missing, unknown or wrong key (one answer for all three).
+        RateLimitedError: beyond the brand's rate limit.
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized()
@@ -126,17 +125,12 @@ async def get_current_brand(
     if found is None or not key_matches(credentials.credentials, found[1]):
         raise _unauthorized()
     brand = found[0]
-    wait = context.limiter.acquire(brand.id)
-    if wait is not None:
-        retry_after = max(1, math.ceil(wait))
-        raise ProblemError(
-            429,
-            "rate-limited",
-            "Too many requests",
-            f"rate limit of {context.settings.rate_limit_per_s:g} requests/s "
-            f"(burst {context.settings.rate_limit_burst}) exceeded; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    settings = context.settings
+    limit = (
+        f"rate limit of {settings.rate_limit_per_s:g} requests/s "
+        f"(burst {settings.rate_limit_burst}) exceeded"
+    )
+    context.limiter.take(brand.id, limit=limit)
     return brand
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
@@ -22,7 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bridge.intake.ingest import ItemResult
 from bridge.store.models import BatchStatus, UsageStatus
 from bridge.store.repository import Store
-from bridge.store.settlement import OPEN_STATUSES, SettlementStats, settlement_stats
+from bridge.store.settlement import (
+    OPEN_STATUSES,
+    RelayerState,
+    SettlementStats,
+    settlement_stats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,90 +67,117 @@ def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMe
     return GaugeMetricFamily(name, documentation, labels=list(labels))
 
 
-def _families(stats: SettlementStats | None = None, now: datetime | None = None) -> list[Metric]:
-    """The store's metric families, filled from ``stats`` (empty without: their description)."""
-    usages = _gauge("twin_bridge_usages", "Usages in the store by status.", ["status"])
-    lag = _gauge(
-        "twin_bridge_settlement_lag_seconds",
+_STORE_GAUGES: Final = (
+    ("usages", "Usages in the store by status.", ("status",)),
+    (
+        "settlement_lag_seconds",
         "Age of the oldest usage accepted but not yet settled (accepted or submitted); 0 if none.",
-    )
-    batches = _gauge("twin_bridge_settlement_batches", "Settlement batches by status.", ["status"])
-    gas = _gauge("twin_bridge_settlement_gas_used", "Gas used by the confirmed batches.")
-    gas_per_usage = _gauge(
-        "twin_bridge_settlement_gas_per_usage",
+        (),
+    ),
+    ("settlement_batches", "Settlement batches by status.", ("status",)),
+    ("settlement_gas_used", "Gas used by the confirmed batches.", ()),
+    (
+        "settlement_gas_per_usage",
         "Gas used by the confirmed batches per usage they settled (paid or rejected on chain); "
         "NaN before the first.",
-    )
-    lease_held = _gauge(
-        "twin_bridge_relayer_lease_held",
+        (),
+    ),
+    (
+        "relayer_lease_held",
         "1 while a worker holds the relayer's lease (not expired).",
-        ["relayer"],
-    )
-    lease_expiry = _gauge(
-        "twin_bridge_relayer_lease_expiry_timestamp_seconds",
+        ("relayer",),
+    ),
+    (
+        "relayer_lease_expiry_timestamp_seconds",
         "When the relayer's lease runs out unless its holder renews it.",
-        ["relayer", "holder"],
-    )
-    last_block = _gauge(
-        "twin_bridge_relayer_last_batch_block",
+        ("relayer", "holder"),
+    ),
+    (
+        "relayer_last_batch_block",
         "The block of the relayer's latest mined or confirmed batch.",
-        ["relayer"],
-    )
-    inflight_id = _gauge(
-        "twin_bridge_relayer_inflight_batch_id",
+        ("relayer",),
+    ),
+    (
+        "relayer_inflight_batch_id",
         "The relayer's open batch (signed, sent or mined, not yet confirmed; the oldest if "
         "several); 0 if none.",
-        ["relayer"],
-    )
-    inflight_status = _gauge(
-        "twin_bridge_relayer_inflight_batch_status",
+        ("relayer",),
+    ),
+    (
+        "relayer_inflight_batch_status",
         "1 for the status of the relayer's open batch, 0 for the others.",
-        ["relayer", "status"],
-    )
-    inflight_usages = _gauge(
-        "twin_bridge_relayer_inflight_batch_usages",
+        ("relayer", "status"),
+    ),
+    (
+        "relayer_inflight_batch_usages",
         "Usages in the relayer's open batch; 0 if none.",
-        ["relayer"],
-    )
-    inflight_age = _gauge(
-        "twin_bridge_relayer_inflight_batch_age_seconds",
+        ("relayer",),
+    ),
+    (
+        "relayer_inflight_batch_age_seconds",
         "Since the relayer's open batch was signed; 0 if none.",
-        ["relayer"],
-    )
-    families: list[Metric] = [
-        usages, lag, batches, gas, gas_per_usage, lease_held, lease_expiry, last_block,
-        inflight_id, inflight_status, inflight_usages, inflight_age,
-    ]  # fmt: skip
-    if stats is None or now is None:
-        return families
+        ("relayer",),
+    ),
+)
+"""The store's gauges (name after ``twin_bridge_``, help, labels), in the order they are exposed."""
 
+
+def _families(stats: SettlementStats | None = None, now: datetime | None = None) -> list[Metric]:
+    """The store's metric families, filled from ``stats`` (empty without: their description)."""
+    gauges = {
+        name: _gauge(f"twin_bridge_{name}", documentation, labels)
+        for name, documentation, labels in _STORE_GAUGES
+    }
+    if stats is not None and now is not None:
+        _add_settlement(gauges, stats, now)
+        for state in stats.relayers:
+            _add_relayer(gauges, state, now)
+    return list(gauges.values())
+
+
+def _add_settlement(
+    gauges: Mapping[str, GaugeMetricFamily], stats: SettlementStats, now: datetime
+) -> None:
     for usage_status in UsageStatus:
-        usages.add_metric([usage_status.value], stats.usages[usage_status])
+        gauges["usages"].add_metric([usage_status.value], stats.usages[usage_status])
     oldest = stats.oldest_unsettled
-    lag.add_metric([], 0.0 if oldest is None else (now - oldest).total_seconds())
+    lag = 0.0 if oldest is None else (now - oldest).total_seconds()
+    gauges["settlement_lag_seconds"].add_metric([], lag)
     for batch_status in BatchStatus:
-        batches.add_metric([batch_status.value], stats.batches[batch_status])
-    gas.add_metric([], stats.confirmed_gas_used)
+        gauges["settlement_batches"].add_metric([batch_status.value], stats.batches[batch_status])
+    gas = stats.confirmed_gas_used
+    gauges["settlement_gas_used"].add_metric([], gas)
     settled = stats.usages[UsageStatus.SETTLED] + stats.usages[UsageStatus.REJECTED]
-    gas_per_usage.add_metric([], stats.confirmed_gas_used / settled if settled else math.nan)
-    for state in stats.relayers:
-        relayer = to_checksum_address(state.relayer)
-        expires = state.lease_expires_at
-        lease_held.add_metric([relayer], 1 if expires is not None and expires > now else 0)
-        if expires is not None:
-            lease_expiry.add_metric([relayer, state.lease_holder or ""], expires.timestamp())
-        if state.last_block is not None:
-            last_block.add_metric([relayer], state.last_block)
-        inflight = state.inflight
-        inflight_id.add_metric([relayer], 0 if inflight is None else inflight.id)
-        for open_status in OPEN_STATUSES:
-            current = inflight is not None and inflight.status is open_status
-            inflight_status.add_metric([relayer, open_status.value], 1 if current else 0)
-        inflight_usages.add_metric([relayer], 0 if inflight is None else inflight.usages)
-        inflight_age.add_metric(
-            [relayer], 0.0 if inflight is None else (now - inflight.created_at).total_seconds()
+    gauges["settlement_gas_per_usage"].add_metric([], gas / settled if settled else math.nan)
+
+
+def _add_relayer(
+    gauges: Mapping[str, GaugeMetricFamily], state: RelayerState, now: datetime
+) -> None:
+    relayer = to_checksum_address(state.relayer)
+    expires = state.lease_expires_at
+    held = expires is not None and expires > now
+    gauges["relayer_lease_held"].add_metric([relayer], 1 if held else 0)
+    if expires is not None:
+        holder = state.lease_holder or ""
+        gauges["relayer_lease_expiry_timestamp_seconds"].add_metric(
+            [relayer, holder], expires.timestamp()
         )
-    return families
+    if state.last_block is not None:
+        gauges["relayer_last_batch_block"].add_metric([relayer], state.last_block)
+    inflight = state.inflight
+    gauges["relayer_inflight_batch_id"].add_metric(
+        [relayer], 0 if inflight is None else inflight.id
+    )
+    for open_status in OPEN_STATUSES:
+        current = inflight is not None and inflight.status is open_status
+        gauges["relayer_inflight_batch_status"].add_metric(
+            [relayer, open_status.value], 1 if current else 0
+        )
+    usages = 0 if inflight is None else inflight.usages
+    gauges["relayer_inflight_batch_usages"].add_metric([relayer], usages)
+    age = 0.0 if inflight is None else (now - inflight.created_at).total_seconds()
+    gauges["relayer_inflight_batch_age_seconds"].add_metric([relayer], age)
 
 
 def multiprocess_mode() -> bool:

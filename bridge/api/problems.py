@@ -1,23 +1,18 @@
-"""RFC 9457 problem details: the one exception type routes raise and the handlers that render
-every error (ours, FastAPI's validation errors, Starlette's 404/405) as application/problem+json."""
+"""RFC 9457 problem details: the exception routes raise for an HTTP error of their own, its
+application/problem+json rendering and its OpenAPI schema (``bridge.api.handlers`` maps every
+other error to one)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import orjson
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic_core import ErrorDetails
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from bridge.errors import ChainUnavailableError
 
 PROBLEM_JSON: Final = "application/problem+json"
-_log = logging.getLogger(__name__)
 
 
 class ProblemError(Exception):
@@ -61,6 +56,12 @@ def problem_response(request: Request, problem: ProblemError) -> Response:
         media_type=PROBLEM_JSON,
         headers=problem.headers,
     )
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The ``responses`` of a route that answers problem details with ``statuses`` (``document``
+    gives them the ``Problem`` schema)."""
+    return {status: {"content": {PROBLEM_JSON: {}}} for status in statuses}
 
 
 def _pointer(loc: Sequence[int | str]) -> str:
@@ -144,48 +145,3 @@ def json_refs(node: Any) -> set[str]:
     if isinstance(node, list):
         return set().union(*(json_refs(v) for v in node)) if node else set()
     return set()
-
-
-def install(app: FastAPI) -> None:
-    """Registers the handlers that turn every error into problem details."""
-
-    async def on_problem(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ProblemError)  # noqa: S101 - registered for this type
-        return problem_response(request, exc)
-
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)  # noqa: S101
-        errors: list[ErrorDetails] = [
-            {"type": e["type"], "loc": tuple(e["loc"]), "msg": e["msg"], "input": None}
-            for e in exc.errors()
-        ]
-        return problem_response(request, validation_problem(errors))
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)  # noqa: S101
-        titles = {404: "Not found", 405: "Method not allowed"}
-        problem = ProblemError(
-            exc.status_code,
-            {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http"),
-            titles.get(exc.status_code, "HTTP error"),
-            str(exc.detail),
-            headers=exc.headers,
-        )
-        return problem_response(request, problem)
-
-    async def on_chain(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ChainUnavailableError)  # noqa: S101
-        _log.warning("license check failed: %s", exc)
-        problem = ProblemError(
-            503,
-            "chain-unavailable",
-            "Chain unavailable",
-            "the license check could not reach the chain; retry later",
-            headers={"Retry-After": "5"},
-        )
-        return problem_response(request, problem)
-
-    app.add_exception_handler(ProblemError, on_problem)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(ChainUnavailableError, on_chain)

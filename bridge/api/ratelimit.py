@@ -1,7 +1,8 @@
-"""Per-brand token buckets, in process memory."""
+"""Token buckets per key (a brand, a client IP, a signer), in process memory."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -12,6 +13,16 @@ from dataclasses import dataclass
 class _Bucket:
     tokens: float
     updated: float
+
+
+class RateLimitedError(Exception):
+    """A request beyond its rate limit (answered 429 with ``Retry-After``)."""
+
+    def __init__(self, limit: str, retry_after: int) -> None:
+        self.limit = limit
+        self.retry_after = retry_after
+        """Whole seconds, at least 1, until the bucket holds a token again."""
+        super().__init__(f"{limit}; retry in {retry_after} s")
 
 
 class RateLimiter:
@@ -41,3 +52,13 @@ class RateLimiter:
                 bucket.tokens -= 1.0
                 return None
             return (1.0 - bucket.tokens) / self._rate
+
+    def take(self, key: int, *, limit: str) -> None:
+        """Takes a token for ``key``.
+
+        Raises:
+            RateLimitedError: when there is none; ``limit`` says in words which limit it is.
+        """
+        wait = self.acquire(key)
+        if wait is not None:
+            raise RateLimitedError(limit, max(1, math.ceil(wait)))

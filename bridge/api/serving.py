@@ -29,7 +29,7 @@ APP_FACTORY = "bridge.api.serving:app_from_env"
 def app_from_env() -> FastAPI:
     """The API as ``twin-bridge serve`` builds it from ``TWIN_BRIDGE_*`` (a worker's factory)."""
     from bridge.api import create_app
-    from bridge.cli.deploy import with_deployment
+    from bridge.cli.common import with_deployment
     from bridge.settings import Settings
 
     return create_app(with_deployment(Settings()))

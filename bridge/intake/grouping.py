@@ -29,13 +29,27 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge.errors import ChainUnavailableError
-from bridge.intake.ingest import ItemResult, Submission
+from bridge.intake.ingest import Ingestor, ItemResult, Submission
+from bridge.store.repository import Store
 
 GATHER_TURNS: Final = 8
 """Turns of the event loop the writer gives arriving requests before taking a group, under load."""
 
 IngestMany = Callable[[Sequence[Submission]], list[list[ItemResult]]]
 """Ingests submissions in one transaction (blocking: it runs in a worker thread)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestInStore:
+    """The group commit's link to the ingestor (an ``IngestMany``): each group is one session of
+    ``store``, in which ``Ingestor.ingest_many`` reads, checks, writes and commits."""
+
+    store: Store
+    ingestor: Ingestor
+
+    def __call__(self, submissions: Sequence[Submission]) -> list[list[ItemResult]]:
+        with self.store.session() as session:
+            return self.ingestor.ingest_many(session, submissions)
 
 
 @dataclass(slots=True)

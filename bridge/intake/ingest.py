@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -79,17 +79,6 @@ class Submission:
     reports: Sequence[UsageReport]
 
 
-class _Claim(NamedTuple):
-    """A usage this group inserts: the answer of the submission that brought it first
-    (``first``, accepted) or of a later one (duplicate or conflict, against the body written,
-    which may be another request's stored meanwhile), once it is written."""
-
-    brand_id: int
-    event_id: str
-    body_hash: str
-    first: bool
-
-
 class ItemResult(NamedTuple):
     """The answer for one event: accepted or duplicate (with its usage id) or refused (why)."""
 
@@ -98,6 +87,28 @@ class ItemResult(NamedTuple):
     usage_id: int | None = None
     reason: Refusal | None = None
     detail: str | None = None
+
+
+@dataclass(eq=False, slots=True)
+class _Item:
+    """One report of a group on its way to its answer. The first report of an event id in its
+    submission is checked and decided; a later one answers from that first."""
+
+    brand: BrandRecord
+    report: UsageReport
+    body_hash: str
+    first: _Item | None
+    """The submission's first report of the same event id (None: this is that first)."""
+    refusal: tuple[Refusal, str] | None = None
+    """Why the door or the ledger refuses it (checked for firsts not stored before)."""
+    inserts: bool = False
+    """Whether it brings its usage to the write (the group's first of that brand and event id)."""
+    answer: ItemResult | None = None
+    """Its answer: a repeat or a refusal before the write, one that writes after it."""
+
+    @property
+    def key(self) -> tuple[int, str]:
+        return self.brand.id, self.report.event_id
 
 
 class Ingestor:
@@ -138,98 +149,27 @@ class Ingestor:
         Raises:
             ChainUnavailableError: when the license check cannot reach the chain (for them all).
         """
-        hashes = [[r.body_hash for r in s.reports] for s in submissions]
-        firsts: list[dict[str, int]] = []
-        for submission in submissions:
-            first: dict[str, int] = {}
-            for index, report in enumerate(submission.reports):
-                first.setdefault(report.event_id, index)
-            firsts.append(first)
-        stored = stored_keys(
-            session,
-            (
-                (s.brand.id, event_id)
-                for s, first in zip(submissions, firsts, strict=True)
-                for event_id in first
-            ),
-        )
+        groups = [_items(submission) for submission in submissions]
+        firsts = [item for items in groups for item in items if item.first is None]
+        stored = stored_keys(session, (item.key for item in firsts))
         end_read(session)
+        self._check([item for item in firsts if item.key not in stored])
+        claims = _claim(firsts, stored)
+        written = insert_brand_usages(session, _by_brand(claims))
+        for item in firsts:
+            if item.answer is None:
+                item.answer = _written(item, written[item.key])
+        return [[_answer(item) for item in items] for items in groups]
 
-        # The door checks, then the chain for those that pass: one question for the group.
-        refusals: dict[tuple[int, int], tuple[Refusal, str]] = {}
-        to_check: list[tuple[int, int]] = []
-        for n, submission in enumerate(submissions):
-            for event_id, index in firsts[n].items():
-                if (submission.brand.id, event_id) in stored:
-                    continue
-                refusal = self._refusal(submission.reports[index])
-                if refusal is not None:
-                    refusals[n, index] = refusal
-                else:
-                    to_check.append((n, index))
-        verdicts = dict(
-            zip(
-                to_check,
-                self._license_outcomes(
-                    [(submissions[n].brand, submissions[n].reports[i]) for n, i in to_check]
-                ),
-                strict=True,
-            )
-        )
-
-        # Each submission in turn, against the store and the usages claimed before it.
-        claims: dict[tuple[int, str], NewUsage] = {}
-        decided: list[dict[int, ItemResult | _Claim]] = []
-        for n, submission in enumerate(submissions):
-            brand_id = submission.brand.id
-            results: dict[int, ItemResult | _Claim] = {}
-            for event_id, index in firsts[n].items():
-                body_hash = hashes[n][index]
-                known = stored.get((brand_id, event_id))
-                if known is not None:
-                    results[index] = _repeat(event_id, known, body_hash)
-                    continue
-                if (brand_id, event_id) in claims:  # answered against the body written
-                    results[index] = _Claim(brand_id, event_id, body_hash, first=False)
-                    continue
-                refusal = refusals.get((n, index))
-                verdict = verdicts.get((n, index))
-                if refusal is None and verdict is not Outcome.PAID:
-                    assert verdict is not None  # noqa: S101 - every unrefused first was checked
-                    refusal = Refusal.from_outcome(verdict), verdict.description
-                if refusal is not None:
-                    results[index] = _refused(event_id, refusal)
-                    continue
-                claims[brand_id, event_id] = _new_usage(submission.reports[index], body_hash)
-                results[index] = _Claim(brand_id, event_id, body_hash, first=True)
-            decided.append(results)
-
-        by_brand: dict[int, list[NewUsage]] = {}
-        for (brand_id, _event_id), usage in claims.items():
-            by_brand.setdefault(brand_id, []).append(usage)
-        written = insert_brand_usages(session, by_brand)
-
-        answers: list[list[ItemResult]] = []
-        for n, submission in enumerate(submissions):
-            first = firsts[n]
-            resolved = {index: _resolve(result, written) for index, result in decided[n].items()}
-            own: list[ItemResult] = []
-            for index, report in enumerate(submission.reports):
-                original = resolved[first[report.event_id]]
-                if index == first[report.event_id]:
-                    own.append(original)
-                elif hashes[n][index] != hashes[n][first[report.event_id]]:
-                    own.append(_conflict(report.event_id))
-                elif original.status is ItemStatus.REFUSED:
-                    own.append(original)
-                else:
-                    own.append(
-                        ItemResult(
-                            report.event_id, ItemStatus.DUPLICATE, usage_id=original.usage_id
-                        )
-                    )
-            answers.append(own)
-        return answers
+    def _check(self, fresh: Sequence[_Item]) -> None:
+        """The door checks, then the ledger for those that pass: one question for the group."""
+        for item in fresh:
+            item.refusal = self._refusal(item.report)
+        passed = [item for item in fresh if item.refusal is None]
+        outcomes = self._license_outcomes([(item.brand, item.report) for item in passed])
+        for item, outcome in zip(passed, outcomes, strict=True):
+            if outcome is not Outcome.PAID:
+                item.refusal = Refusal.from_outcome(outcome), outcome.description
 
     def _refusal(self, report: UsageReport) -> tuple[Refusal, str] | None:
         """The door checks that need no chain: quantity and time of use."""
@@ -278,6 +218,74 @@ def _human(seconds: float) -> str:
     return f"{seconds:g} seconds"
 
 
+def _items(submission: Submission) -> list[_Item]:
+    """The submission's reports, each linked to the first of its event id."""
+    firsts: dict[str, _Item] = {}
+    items: list[_Item] = []
+    for report in submission.reports:
+        first = firsts.get(report.event_id)
+        item = _Item(submission.brand, report, report.body_hash, first)
+        if first is None:
+            firsts[report.event_id] = item
+        items.append(item)
+    return items
+
+
+def _claim(
+    firsts: Sequence[_Item], stored: Mapping[tuple[int, str], StoredKey]
+) -> dict[tuple[int, str], NewUsage]:
+    """Decides each first in turn against the store and the usages claimed before it (a repeat of
+    a stored usage, a refusal, or a claim); the usages to write."""
+    claims: dict[tuple[int, str], NewUsage] = {}
+    for item in firsts:
+        event_id = item.report.event_id
+        known = stored.get(item.key)
+        if known is not None:
+            item.answer = _repeat(event_id, known, item.body_hash)
+        elif item.key in claims:
+            pass  # answered once written, against the body written
+        elif item.refusal is not None:
+            item.answer = _refused(event_id, item.refusal)
+        else:
+            claims[item.key] = _new_usage(item.report, item.body_hash)
+            item.inserts = True
+    return claims
+
+
+def _by_brand(claims: Mapping[tuple[int, str], NewUsage]) -> dict[int, list[NewUsage]]:
+    by_brand: dict[int, list[NewUsage]] = {}
+    for (brand_id, _event_id), usage in claims.items():
+        by_brand.setdefault(brand_id, []).append(usage)
+    return by_brand
+
+
+def _written(item: _Item, written_as: InsertResult) -> ItemResult:
+    """The answer of a claim once written: accepted if it brought the usage that was inserted;
+    else a repeat of the group's own usage, or of one a concurrent request stored since the read."""
+    event_id = item.report.event_id
+    if item.inserts and written_as.outcome is InsertOutcome.INSERTED:
+        return ItemResult(event_id, ItemStatus.ACCEPTED, usage_id=written_as.usage_id)
+    stored = StoredKey(written_as.usage_id, written_as.body_hash)
+    return _repeat(event_id, stored, item.body_hash)
+
+
+def _answer(item: _Item) -> ItemResult:
+    """A first's own answer; a later report of its event id conflicts with it (another body),
+    shares its refusal, or repeats it."""
+    first = item.first
+    if first is None:
+        assert item.answer is not None  # noqa: S101 - every first is answered
+        return item.answer
+    original = first.answer
+    assert original is not None  # noqa: S101 - every first is answered
+    event_id = item.report.event_id
+    if item.body_hash != first.body_hash:
+        return _conflict(event_id)
+    if original.status is ItemStatus.REFUSED:
+        return original
+    return ItemResult(event_id, ItemStatus.DUPLICATE, usage_id=original.usage_id)
+
+
 def _new_usage(report: UsageReport, body_hash: str) -> NewUsage:
     return NewUsage(
         event_id=report.event_id,
@@ -289,19 +297,6 @@ def _new_usage(report: UsageReport, body_hash: str) -> NewUsage:
         campaign_ref=report.campaign_ref,
         asset_ref=report.asset_ref,
     )
-
-
-def _resolve(
-    result: ItemResult | _Claim, written: dict[tuple[int, str], InsertResult]
-) -> ItemResult:
-    if isinstance(result, ItemResult):
-        return result
-    written_as = written[result.brand_id, result.event_id]
-    if result.first and written_as.outcome is InsertOutcome.INSERTED:
-        return ItemResult(result.event_id, ItemStatus.ACCEPTED, usage_id=written_as.usage_id)
-    # A repeat of the group's own usage, or of one a concurrent request stored since the read.
-    stored = StoredKey(written_as.usage_id, written_as.body_hash)
-    return _repeat(result.event_id, stored, result.body_hash)
 
 
 def _repeat(event_id: str, stored: StoredKey, body_hash: str) -> ItemResult:

@@ -3,34 +3,24 @@ submits a signed action through the bridge's relayer, and its status."""
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
-from bridge.api.body import read_json_body
+from bridge.api.body import parse_json_body, read_json_body
 from bridge.api.deps import AppContext, ContextDep
-from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
-from bridge.errors import ChainUnavailableError, RpcError
-from bridge.intake.owner_actions import (
-    ActionRefusedError,
-    ActionVerifier,
-    Address,
-    PayoutIn,
-    SignedActionIn,
-    VerifiedAction,
-    action_types,
-)
+from bridge.api.problems import ProblemError, problem_responses
+from bridge.intake.owner_actions import ActionVerifier, VerifiedAction, action_types
+from bridge.intake.owner_messages import Address, PayoutIn, SignedActionIn
 from bridge.store import actions as store_actions
 from bridge.store.actions import ActionRecord
 
 router = APIRouter(prefix="/v1", tags=["owner actions"])
 
-_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 ActionBody = Annotated[SignedActionIn | PayoutIn, Field(discriminator="type")]
 _BODY: Final[TypeAdapter[SignedActionIn | PayoutIn]] = TypeAdapter(ActionBody)
 MAX_ACTION_BYTES: Final = 64 * 1024
@@ -43,8 +33,10 @@ class ActionOut(BaseModel):
     """A relayed action: accepted (held) → submitted (in a transaction) → confirmed, or failed
     with the reason."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
-    type: str
+    type: str = Field(validation_alias="kind")
     signer: str = Field(description="The owner who signed (for a payout, the payee).")
     twin_id: int | None
     nonce: int | None
@@ -57,25 +49,6 @@ class ActionOut(BaseModel):
     block_number: int | None = None
     created_at: datetime
     updated_at: datetime
-
-    @classmethod
-    def of(cls, record: ActionRecord) -> ActionOut:
-        return cls(
-            id=record.id,
-            type=record.kind,
-            signer=record.signer,
-            twin_id=record.twin_id,
-            nonce=record.nonce,
-            deadline=record.deadline,
-            message=record.message,
-            digest=record.digest,
-            status=record.status,  # type: ignore[arg-type]
-            error=record.error,
-            tx_hash=record.tx_hash,
-            block_number=record.block_number,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        )
 
 
 class NonceOut(BaseModel):
@@ -96,10 +69,6 @@ def _verifier(context: AppContext) -> ActionVerifier:
     return context.actions
 
 
-def _chain_problem(exc: Exception) -> ProblemError:
-    return ProblemError(503, "chain-unavailable", "Chain unavailable", f"the chain: {exc}")
-
-
 @router.get("/owner-actions/types", summary="EIP-712 domain and types of the owner actions")
 def types(context: ContextDep) -> dict[str, Any]:
     """The ledger's EIP-712 domain and, per owner action (``GrantLicense``, ``RevokeLicense``,
@@ -107,16 +76,13 @@ def types(context: ContextDep) -> dict[str, Any]:
     ``eth_signTypedData_v4``; the message also carries ``nonce`` (see the nonce endpoint) and
     ``deadline`` (unix seconds)."""
     verifier = _verifier(context)
-    try:
-        return action_types(verifier.chain_id, verifier.ledger)
-    except (ChainUnavailableError, RpcError) as exc:
-        raise _chain_problem(exc) from exc
+    return action_types(verifier.chain_id, verifier.ledger)
 
 
 @router.get(
     "/accounts/{address}/nonce",
     summary="The nonce to sign an owner action with",
-    responses={422: _PROBLEM, 503: _PROBLEM},
+    responses=problem_responses(422, 503),
 )
 def nonce(
     context: ContextDep,
@@ -124,11 +90,8 @@ def nonce(
 ) -> NonceOut:
     verifier = _verifier(context)
     account = TypeAdapter(Address).validate_python(address)
-    try:
-        on_chain = verifier.on_chain_nonce(account)
-        chain_time = verifier.chain_time()
-    except (ChainUnavailableError, RpcError) as exc:
-        raise _chain_problem(exc) from exc
+    on_chain = verifier.on_chain_nonce(account)
+    chain_time = verifier.chain_time()
     with context.store.session() as session:
         held = store_actions.held_nonces(session, account)
     following = [n + 1 for n in held if n >= on_chain]
@@ -142,45 +105,29 @@ def nonce(
 
 
 def _limit(context: AppContext, account: str) -> None:
-    limiter = context.action_limiter
-    if limiter is None:
-        return
-    wait = limiter.acquire(int(account, 16))
-    if wait is not None:
-        retry_after = max(1, math.ceil(wait))
-        raise ProblemError(
-            429,
-            "rate-limited",
-            "Too many requests",
-            f"too many owner actions for {account}; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    if context.action_limiter is not None:
+        limit = f"too many owner actions for {account}"
+        context.action_limiter.take(int(account, 16), limit=limit)
 
 
 def _verify_and_store(
     context: AppContext, body: SignedActionIn | PayoutIn
 ) -> tuple[ActionRecord, bool]:
+    """The action as stored and whether it is new (a signed action seen before answers as it is
+    stored, unless it failed)."""
     verifier = _verifier(context)
-    account = body.signer if isinstance(body, SignedActionIn) else body.payee
-    _limit(context, account)
-    try:
-        verified: VerifiedAction
-        if isinstance(body, SignedActionIn):
-            prepared = verifier.prepare(body)
-            with context.store.session() as session:
-                known = store_actions.action_by_digest(session, prepared.hex_digest)
-                if known is not None and known.status != "failed":
-                    return known, False  # the same signed action again: its stored state
-                held = store_actions.held_nonces(session, body.signer)
-            verified = verifier.verify_signed(prepared, held_nonces=held)
-        else:
-            verified = verifier.verify_payout(body)
-    except ActionRefusedError as exc:
-        raise ProblemError(
-            exc.status, exc.code.replace("_", "-"), "Owner action refused", exc.detail
-        ) from None
-    except (ChainUnavailableError, RpcError) as exc:
-        raise _chain_problem(exc) from exc
+    _limit(context, body.signer if isinstance(body, SignedActionIn) else body.payee)
+    verified: VerifiedAction
+    if isinstance(body, SignedActionIn):
+        prepared = verifier.prepare(body)
+        with context.store.session() as session:
+            known = store_actions.action_by_digest(session, prepared.hex_digest)
+            if known is not None and known.status != "failed":
+                return known, False  # the same signed action again: its stored state
+            held = store_actions.held_nonces(session, body.signer)
+        verified = verifier.verify_signed(prepared, held_nonces=held)
+    else:
+        verified = verifier.verify_payout(body)
     with context.store.session() as session:
         return store_actions.insert_action(session, verified)
 
@@ -191,16 +138,7 @@ def _verify_and_store(
     status_code=202,
     responses={
         200: {"model": ActionOut, "description": "The same signed action again."},
-        400: _PROBLEM,
-        401: _PROBLEM,
-        403: _PROBLEM,
-        404: _PROBLEM,
-        409: _PROBLEM,
-        413: _PROBLEM,
-        415: _PROBLEM,
-        422: _PROBLEM,
-        429: _PROBLEM,
-        503: _PROBLEM,
+        **problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -215,18 +153,10 @@ async def relay(request: Request, context: ContextDep) -> Response:
     answers 202; the relayer sends it and ``GET /v1/owner-actions/{id}`` follows it. A refused
     action costs no gas and is not stored."""
     body = await read_json_body(request, MAX_ACTION_BYTES)
-    try:
-        parsed = _BODY.validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise ProblemError(
-                400, "malformed-json", "Malformed JSON", f"the body is not JSON: {errors[0]['msg']}"
-            ) from None
-        raise validation_problem(errors) from None
+    parsed = parse_json_body(_BODY, body)
     record, created = await run_in_threadpool(_verify_and_store, context, parsed)
     return Response(
-        ActionOut.of(record).model_dump_json(),
+        ActionOut.model_validate(record).model_dump_json(),
         status_code=202 if created else 200,
         media_type="application/json",
         headers={"Location": f"/v1/owner-actions/{record.id}"},
@@ -236,11 +166,11 @@ async def relay(request: Request, context: ContextDep) -> Response:
 @router.get(
     "/owner-actions/{action_id}",
     summary="Status of a relayed owner action",
-    responses={404: _PROBLEM},
+    responses=problem_responses(404),
 )
 def status(context: ContextDep, action_id: Annotated[int, Path(ge=1, le=2**63 - 1)]) -> ActionOut:
     with context.store.session() as session:
         record = store_actions.get_action(session, action_id)
     if record is None:
         raise ProblemError(404, "not-found", "Not found", f"no owner action {action_id}")
-    return ActionOut.of(record)
+    return ActionOut.model_validate(record)

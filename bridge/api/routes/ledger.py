@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import urlencode
 
 from eth_utils.address import to_checksum_address
@@ -31,18 +30,17 @@ from bridge.api.ledger_schemas import (
     TwinShareOut,
     UsagePageOut,
 )
-from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
+from bridge.api.problems import ProblemError, problem_responses, validation_problem
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.schemas import MAX_TWIN_ID
 from bridge.domain.codec import Outcome
 from bridge.domain.usage import UsageType
 from bridge.store import ledger_queries as queries
+from bridge.store.models import SettledUsageRow
 
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
 CURSOR_PATTERN: Final = r"^[0-9]{1,18}-[0-9]{1,9}-[0-9]{1,9}$"
 MAX_PAGE: Final = 500
-_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
-_ERRORS: Final[dict[int | str, dict[str, Any]]] = {422: _PROBLEM, 429: _PROBLEM}
 
 
 def now() -> datetime:
@@ -62,21 +60,16 @@ def limit_client(request: Request, context: ContextDep) -> None:
     """One token of the client IP's bucket (the brand API's rate and burst, per IP).
 
     Raises:
-        ProblemError: 429 with ``Retry-After`` beyond it.
+        RateLimitedError: beyond it.
     """
     limiter = request.app.state.read_limiter
     assert isinstance(limiter, RateLimiter)  # noqa: S101 - set by create_app
-    wait = limiter.acquire(_client_key(request))
-    if wait is not None:
-        retry_after = max(1, math.ceil(wait))
-        raise ProblemError(
-            429,
-            "rate-limited",
-            "Too many requests",
-            f"rate limit of {context.settings.rate_limit_per_s:g} requests/s per client "
-            f"(burst {context.settings.rate_limit_burst}) exceeded; retry in {retry_after} s",
-            headers={"Retry-After": str(retry_after)},
-        )
+    settings = context.settings
+    limit = (
+        f"rate limit of {settings.rate_limit_per_s:g} requests/s per client "
+        f"(burst {settings.rate_limit_burst}) exceeded"
+    )
+    limiter.take(_client_key(request), limit=limit)
 
 
 router = APIRouter(prefix="/v1", tags=["ledger (read)"], dependencies=[Depends(limit_client)])
@@ -146,7 +139,7 @@ def _address(value: str) -> str:
     "/twins",
     summary="Twins, with their owners, pauses, payees and licenses",
     response_model=TwinPageOut,
-    responses=_ERRORS,
+    responses=problem_responses(422, 429),
 )
 def list_twins(
     request: Request,
@@ -179,7 +172,7 @@ def list_twins(
     "/twins/{twin_id}",
     summary="One twin",
     response_model=TwinOut,
-    responses={404: _PROBLEM, **_ERRORS},
+    responses=problem_responses(404, 422, 429),
 )
 def get_twin(twin_id: TwinIdPath, session: SessionDep, at: NowDep) -> TwinOut:
     """Owner, metadata URI, consent hash, pause state and history, payees (the owner receives the
@@ -218,7 +211,7 @@ def _twin_period(row: queries.TwinEarningsRow) -> TwinEarningsPeriodOut:
     "/twins/{twin_id}/earnings",
     summary="A twin's royalties per day or month",
     response_model=TwinEarningsOut,
-    responses={404: _PROBLEM, **_ERRORS},
+    responses=problem_responses(404, 422, 429),
 )
 def twin_earnings(
     twin_id: TwinIdPath,
@@ -274,7 +267,7 @@ def _payee_period(row: queries.PayeeEarningsRow) -> PayeeEarningsPeriodOut:
     "/payees/{address}/earnings",
     summary="A payee's or owner's royalties per day or month",
     response_model=PayeeEarningsOut,
-    responses=_ERRORS,
+    responses=problem_responses(422, 429),
 )
 def payee_earnings(
     address: AddressPath,
@@ -327,7 +320,7 @@ _OUTCOMES: Final = {o.name.lower(): int(o) for o in Outcome}
     "/usages",
     summary="Settled usages, in ledger order",
     response_model=UsagePageOut,
-    responses=_ERRORS,
+    responses=problem_responses(422, 429),
 )
 def list_usages(
     request: Request,
@@ -369,37 +362,42 @@ def list_usages(
         used_from=used_from,
         used_to=used_to,
     )
-    after = None
-    if cursor is not None:
-        block, log_index, position = (int(part) for part in cursor.split("-"))
-        after = (block, log_index, position)
-    rows, last = queries.usages_page(session, where, after=after, limit=limit)
+    rows, last = queries.usages_page(session, where, after=_after(cursor), limit=limit)
     return UsagePageOut(
-        items=[
-            SettledUsageOut(
-                usage_id=row.usage_id,
-                twin_id=row.twin_id,
-                brand=row.brand,
-                usage_type=queries.usage_type_name(row.usage_type),
-                usage_type_code=row.usage_type,
-                quantity=row.quantity,
-                used_at=row.used_at,
-                outcome=queries.outcome_name(row.outcome),
-                outcome_code=row.outcome,
-                outcome_detail=_outcome_detail(row.outcome),
-                amount=row.amount,
-                license_version=row.license_version,
-                batch_digest=row.batch_digest,
-                attester=row.attester,
-                tx_hash=row.tx_hash,
-                block_number=row.block_number,
-                log_index=row.log_index,
-                position=row.position,
-                settled_at=row.block_time,
-            )
-            for row in rows
-        ],
+        items=[_settled_usage(row) for row in rows],
         next=None if last is None else _next_link(request, cursor="-".join(map(str, last))),
+    )
+
+
+def _after(cursor: str | None) -> queries.UsageKey | None:
+    """The key (block, log index, position) a ``cursor`` continues after."""
+    if cursor is None:
+        return None
+    block, log_index, position = (int(part) for part in cursor.split("-"))
+    return block, log_index, position
+
+
+def _settled_usage(row: SettledUsageRow) -> SettledUsageOut:
+    return SettledUsageOut(
+        usage_id=row.usage_id,
+        twin_id=row.twin_id,
+        brand=row.brand,
+        usage_type=queries.usage_type_name(row.usage_type),
+        usage_type_code=row.usage_type,
+        quantity=row.quantity,
+        used_at=row.used_at,
+        outcome=queries.outcome_name(row.outcome),
+        outcome_code=row.outcome,
+        outcome_detail=_outcome_detail(row.outcome),
+        amount=row.amount,
+        license_version=row.license_version,
+        batch_digest=row.batch_digest,
+        attester=row.attester,
+        tx_hash=row.tx_hash,
+        block_number=row.block_number,
+        log_index=row.log_index,
+        position=row.position,
+        settled_at=row.block_time,
     )
 
 
@@ -417,7 +415,7 @@ def _outcome_detail(code: int) -> str:
     "/brands/{address}/account",
     summary="A brand's escrow, debt and their history",
     response_model=BrandAccountOut,
-    responses={404: _PROBLEM, **_ERRORS},
+    responses=problem_responses(404, 422, 429),
 )
 def brand_account(
     address: AddressPath,
@@ -441,7 +439,7 @@ def brand_account(
     "/index/status",
     summary="How far the indexer got",
     response_model=IndexStatusOut,
-    responses={429: _PROBLEM},
+    responses=problem_responses(429),
 )
 def index_status(session: SessionDep, at: NowDep) -> IndexStatusOut:
     """The indexer's cursor: the last confirmed block it indexed, its hash and time, and how far

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Final
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from bridge.api.body import read_json_body
+from bridge.api.body import parse_json_body, read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
-from bridge.api.problems import PROBLEM_JSON, ProblemError, validation_problem
+from bridge.api.problems import ProblemError, problem_responses
 from bridge.api.schemas import (
     EVENT_ID_PATTERN,
     USAGE_BODY,
@@ -35,7 +35,6 @@ router = APIRouter(prefix="/v1/usage-events", tags=["usage"])
 brand_router = APIRouter(prefix="/v1", tags=["usage"])
 
 _TAGS: Final = frozenset({"event", "batch", "cloudevent", "cloudevent_batch"})
-_PROBLEM: Final[dict[str, Any]] = {"content": {PROBLEM_JSON: {}}}
 _BODY_SCHEMA: Final = USAGE_BODY.json_schema(ref_template="#/components/schemas/{model}")
 REQUEST_BODY_DEFS: Final[dict[str, Any]] = _BODY_SCHEMA.pop("$defs", {})
 """Schemas the request body refers to; ``create_app`` puts them into the OpenAPI components."""
@@ -43,16 +42,7 @@ REQUEST_BODY_DEFS: Final[dict[str, Any]] = _BODY_SCHEMA.pop("$defs", {})
 
 def _parse(body: bytes, max_events: int) -> tuple[list[UsageReport], bool]:
     """The reports in the body and whether it was a batch."""
-    try:
-        parsed = USAGE_BODY.validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if errors and errors[0]["type"] == "json_invalid":
-            raise ProblemError(
-                400, "malformed-json", "Malformed JSON", f"the body is not JSON: {errors[0]['msg']}"
-            ) from None
-        skip = 1 if errors and errors[0]["loc"] and errors[0]["loc"][0] in _TAGS else 0
-        raise validation_problem(errors, skip=skip) from None
+    parsed = parse_json_body(USAGE_BODY, body, tags=_TAGS)
     match parsed:
         case UsageEventIn():
             return [_report(parsed)], False
@@ -125,46 +115,8 @@ def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) 
     )
 
 
-@router.post(
-    "",
-    summary="Report usage events",
-    description=(
-        'One usage event, `{"events": [...]}` with up to 1,000, a CloudEvent (type '
-        "`dev.twinbridge.usage.v1`) or an array of CloudEvents. Idempotent per event id, forever. "
-        "A single event answers 202 (accepted), 200 (duplicate: the original result), "
-        "409 (same id, different body) or 422 (refused, with `reason`); a batch answers 200 "
-        "with one result per event, in order."
-    ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _BODY_SCHEMA}},
-        }
-    },
-    response_model=UsageResultOut | BatchResultOut,
-    status_code=202,
-    responses={
-        200: {"description": "Duplicate event, or the answers of a batch."},
-        400: _PROBLEM,
-        401: _PROBLEM,
-        409: _PROBLEM,
-        413: _PROBLEM,
-        415: _PROBLEM,
-        422: _PROBLEM,
-        429: _PROBLEM,
-        503: _PROBLEM,
-    },
-)
-async def post_usage_events(request: Request, brand: CurrentBrand, context: ContextDep) -> Response:
-    body = await read_json_body(request, context.settings.max_body_bytes)
-    reports, is_batch = _parse(body, context.settings.max_batch_events)
-
-    arrival = request.scope.get(ARRIVAL_SCOPE_KEY)
-    results = await context.group_commit.submit(Submission(brand, reports), arrival=arrival)
-    context.metrics.count(results)
-    if is_batch:
-        return _answer({"results": [_out(r) for r in results]}, 200)
-    result = results[0]
+def _single(result: ItemResult) -> Response:
+    """The answer to a single event: 202 accepted, 200 duplicate, else the refusal's problem."""
     location = {"Location": f"{router.prefix}/{result.event_id}"}
     match result.status:
         case ItemStatus.ACCEPTED:
@@ -186,6 +138,41 @@ async def post_usage_events(request: Request, brand: CurrentBrand, context: Cont
         result.detail or "",
         extra={"event_id": result.event_id, "reason": result.reason and result.reason.value},
     )
+
+
+@router.post(
+    "",
+    summary="Report usage events",
+    description=(
+        'One usage event, `{"events": [...]}` with up to 1,000, a CloudEvent (type '
+        "`dev.twinbridge.usage.v1`) or an array of CloudEvents. Idempotent per event id, forever. "
+        "A single event answers 202 (accepted), 200 (duplicate: the original result), "
+        "409 (same id, different body) or 422 (refused, with `reason`); a batch answers 200 "
+        "with one result per event, in order."
+    ),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _BODY_SCHEMA}},
+        }
+    },
+    response_model=UsageResultOut | BatchResultOut,
+    status_code=202,
+    responses={
+        200: {"description": "Duplicate event, or the answers of a batch."},
+        **problem_responses(400, 401, 409, 413, 415, 422, 429, 503),
+    },
+)
+async def post_usage_events(request: Request, brand: CurrentBrand, context: ContextDep) -> Response:
+    body = await read_json_body(request, context.settings.max_body_bytes)
+    reports, is_batch = _parse(body, context.settings.max_batch_events)
+
+    arrival = request.scope.get(ARRIVAL_SCOPE_KEY)
+    results = await context.group_commit.submit(Submission(brand, reports), arrival=arrival)
+    context.metrics.count(results)
+    if is_batch:
+        return _answer({"results": [_out(r) for r in results]}, 200)
+    return _single(results[0])
 
 
 def _status_out(usage: StoredUsage) -> UsageEventOut:
@@ -215,7 +202,7 @@ def _status_out(usage: StoredUsage) -> UsageEventOut:
     "/{event_id}",
     summary="Status of a usage event",
     response_model=UsageEventOut,
-    responses={401: _PROBLEM, 404: _PROBLEM, 429: _PROBLEM},
+    responses=problem_responses(401, 404, 429),
 )
 def get_usage_event(
     event_id: Annotated[str, Path(pattern=EVENT_ID_PATTERN)],
@@ -234,7 +221,7 @@ def get_usage_event(
     "",
     summary="The brand's usage events, newest first",
     response_model=UsageEventPageOut,
-    responses={401: _PROBLEM, 422: _PROBLEM, 429: _PROBLEM},
+    responses=problem_responses(401, 422, 429),
 )
 def list_usage_events(
     brand: CurrentBrand,
@@ -259,7 +246,7 @@ def list_usage_events(
     "/brand",
     summary="The brand of the API key",
     response_model=BrandOut,
-    responses={401: _PROBLEM, 429: _PROBLEM},
+    responses=problem_responses(401, 429),
 )
 def get_brand(brand: CurrentBrand) -> BrandOut:
     """Its name and on-chain address (its escrow and debt: ``GET /v1/brands/{address}/account``)."""
