@@ -1,7 +1,9 @@
 """A small client for brand systems: report usage, read status, wait for settlement.
 
 Requests that fail on the network, with a 5xx or with a 429 are retried: reporting is idempotent
-per event id, so a retry can never count a usage twice.
+per event id, so a retry can never count a usage twice. ``BridgeHttp`` is the transport under it
+(retries, ``Retry-After``, problem details decoded into ``BridgeApiError``), shared with the model
+command line's relay calls (``bridge.cli.model``).
 
     with BridgeClient("https://bridge.example", api_key) as bridge:
         result = bridge.submit(usage_event("shoot-7-img-3", twin_id=7, usage_type="campaign_image",
@@ -39,8 +41,9 @@ class BridgeApiError(BridgeError):
     def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
         self.status = status
         self.problem = dict(problem)
-        detail = problem.get("detail") or problem.get("title") or "no detail"
-        super().__init__(f"bridge answered {status}: {detail}")
+        self.detail: str = str(problem.get("detail") or problem.get("title") or "no detail")
+        """The problem's detail, else its title."""
+        super().__init__(f"bridge answered {status}: {self.detail}")
 
 
 class EventConflictError(BridgeApiError):
@@ -93,6 +96,12 @@ class RetryPolicy:
     max_attempts: int = 5
     initial_wait: float = 0.2
     max_wait: float = 10.0
+    retry_rate_limited: bool = True
+    """Retry 429 answers too (network errors and 5xx always are)."""
+
+    def retries(self, status: int) -> bool:
+        """Whether an answer with this status is asked again."""
+        return status >= 500 or (status == 429 and self.retry_rate_limited)
 
 
 def usage_event(
@@ -122,7 +131,9 @@ def usage_event(
     return event
 
 
-def _problem(response: httpx.Response) -> dict[str, Any]:
+def problem_of(response: httpx.Response) -> dict[str, Any]:
+    """The problem details (RFC 9457) of an error answer; a body that is not JSON becomes the
+    ``detail``."""
     try:
         body = response.json()
     except ValueError:
@@ -133,6 +144,91 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
 def _retry_after(response: httpx.Response) -> float | None:
     value = response.headers.get("retry-after", "")
     return float(value) if value.isdigit() else None
+
+
+class BridgeHttp:
+    """HTTP to one bridge: network errors and the answers ``retry`` names (5xx, 429) are asked
+    again with exponential backoff and jitter, or after the answer's ``Retry-After``.
+
+    Args:
+        base_url: the bridge's base URL; request paths are relative to it.
+        headers: sent with every request (an ``Authorization`` header, say).
+        timeout: seconds for each attempt.
+        retry: how often and how long to retry.
+        transport: httpx's transport (a ``MockTransport`` in tests).
+        sleep: how to wait between attempts.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url
+        self._http = httpx.Client(
+            base_url=base_url,
+            headers={"User-Agent": "twin-bridge-client", **(headers or {})},
+            timeout=timeout,
+            transport=transport,
+        )
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._backoff = wait_exponential_jitter(
+            multiplier=self._retry.initial_wait,
+            max=self._retry.max_wait,
+            jitter=self._retry.initial_wait,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to ``method path`` once it is not one to retry (it may be a 4xx).
+
+        Raises:
+            RetryableError: the last retryable answer, once the attempts are spent.
+            httpx.TransportError: the last network error, once the attempts are spent.
+        """
+        retrying = Retrying(
+            stop=stop_after_attempt(self._retry.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception_type((httpx.TransportError, RetryableError)),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                response = self._http.request(method, path, **kwargs)
+                if self._retry.retries(response.status_code):
+                    raise RetryableError(
+                        response.status_code, problem_of(response), _retry_after(response)
+                    )
+                return response
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of a successful answer.
+
+        Raises:
+            BridgeApiError: the bridge refused (4xx), or kept failing (``RetryableError``).
+            httpx.TransportError: the bridge could not be reached.
+        """
+        response = self.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise BridgeApiError(response.status_code, problem_of(response))
+        return response.json()
+
+    def _wait(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        if isinstance(error, RetryableError) and error.retry_after is not None:
+            return min(error.retry_after, self._retry.max_wait)
+        return self._backoff(state)
 
 
 class BridgeClient:
@@ -148,19 +244,15 @@ class BridgeClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url,
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": "twin-bridge-client"},
+        self._http = BridgeHttp(
+            base_url,
+            headers={"Authorization": f"Bearer {api_key}"},
             timeout=timeout,
+            retry=retry,
             transport=transport,
+            sleep=sleep,
         )
-        self._retry = retry or RetryPolicy()
         self._sleep = sleep
-        self._backoff = wait_exponential_jitter(
-            multiplier=self._retry.initial_wait,
-            max=self._retry.max_wait,
-            jitter=self._retry.initial_wait,
-        )
 
     def __enter__(self) -> Self:
         return self
@@ -183,10 +275,10 @@ class BridgeClient:
             EventConflictError: the event id was used before with another body.
             BridgeApiError: any other refusal of the request (401, 413, 422 validation...).
         """
-        response = self._request("POST", USAGE_PATH, json=dict(event))
+        response = self._http.request("POST", USAGE_PATH, json=dict(event))
         if response.status_code in (200, 202):
             return SubmitResult.of(response.json())
-        problem = _problem(response)
+        problem = problem_of(response)
         if response.status_code == 409:
             raise EventConflictError(409, problem)
         if response.status_code == 422 and "reason" in problem:
@@ -204,9 +296,11 @@ class BridgeClient:
         Raises:
             BridgeApiError: when the request as a whole is refused.
         """
-        response = self._request("POST", USAGE_PATH, json={"events": [dict(e) for e in events]})
+        response = self._http.request(
+            "POST", USAGE_PATH, json={"events": [dict(e) for e in events]}
+        )
         if response.status_code != 200:
-            raise BridgeApiError(response.status_code, _problem(response))
+            raise BridgeApiError(response.status_code, problem_of(response))
         return [SubmitResult.of(item) for item in response.json()["results"]]
 
     def status(self, event_id: str) -> dict[str, Any]:
@@ -215,9 +309,9 @@ class BridgeClient:
         Raises:
             BridgeApiError: 404 for an event the bridge does not know.
         """
-        response = self._request("GET", f"{USAGE_PATH}/{event_id}")
+        response = self._http.request("GET", f"{USAGE_PATH}/{event_id}")
         if response.status_code != 200:
-            raise BridgeApiError(response.status_code, _problem(response))
+            raise BridgeApiError(response.status_code, problem_of(response))
         body: dict[str, Any] = response.json()
         return body
 
@@ -243,28 +337,3 @@ class BridgeClient:
             if remaining <= 0:
                 raise SettlementTimeoutError(event_id, timeout, status["status"])
             self._sleep(min(poll_interval, remaining))
-
-    def _wait(self, state: RetryCallState) -> float:
-        outcome = state.outcome
-        error = outcome.exception() if outcome is not None else None
-        if isinstance(error, RetryableError) and error.retry_after is not None:
-            return min(error.retry_after, self._retry.max_wait)
-        return self._backoff(state)
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        retrying = Retrying(
-            stop=stop_after_attempt(self._retry.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception_type((httpx.TransportError, RetryableError)),
-            sleep=self._sleep,
-            reraise=True,
-        )
-        for attempt in retrying:
-            with attempt:
-                response = self._http.request(method, path, **kwargs)
-                if response.status_code >= 500 or response.status_code == 429:
-                    raise RetryableError(
-                        response.status_code, _problem(response), _retry_after(response)
-                    )
-                return response
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

@@ -92,11 +92,6 @@ class Solc:
     version: str
     origin: SolcOrigin
 
-    @property
-    def base_version(self) -> str:
-        """``major.minor.patch`` without commit or platform."""
-        return _base_version(self.version)
-
 
 @dataclass(frozen=True)
 class Artifact:

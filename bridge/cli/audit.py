@@ -1,9 +1,11 @@
-"""``twin-bridge audit``: rebuild the ledger from its events alone and check it."""
+"""``twin-bridge audit``: rebuild the ledger from its events alone and check it (the audit itself
+is :mod:`bridge.audit`; this module reads the options, shows progress and prints the result)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import typer
 from eth_utils.address import is_address, to_checksum_address
@@ -11,34 +13,76 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from bridge.audit.core import (
-    DEFAULT_MAX_BLOCK_RANGE,
-    AuditResult,
-    run_audit,
-    write_csv,
-    write_json,
-)
-from bridge.chain.rpc import JsonRpc
-from bridge.deploy.deployment import (
-    DEFAULT_NETWORKS_FILE,
-    LEDGER,
-    DeploymentError,
-    load_manifest,
-    load_networks,
-)
+from bridge.audit.export import write_csv
+from bridge.audit.report import AuditResult, write_json
+from bridge.audit.run import run_audit
+from bridge.audit.scan import DEFAULT_MAX_BLOCK_RANGE
+from bridge.chain.deploy import LEDGER
+from bridge.chain.rpc import JsonRpc, NoRpcAnswersError, WrongChainError, connect_json_rpc
+from bridge.cli.common import fail, stderr
+from bridge.cli.deploy import network_config
+from bridge.deploy.errors import DeploymentError
+from bridge.deploy.manifest import load_manifest
+from bridge.deploy.networks import DEFAULT_NETWORKS_FILE
 from bridge.errors import BridgeError
 
 MAX_PRINTED: int = 50
 """Discrepancies printed on the terminal (the JSON and CSV exports hold all)."""
 
+NetworkOption = Annotated[
+    str | None, typer.Option("--network", help="A network of the networks file.")
+]
+NetworksOption = Annotated[
+    Path, typer.Option("--networks", help="The networks file.", dir_okay=False)
+]
+RpcOption = Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL of the chain.")]
+DeploymentOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--deployment",
+        "--manifest",
+        help="Deployment manifest (default deploy/deployments/<network>.json).",
+    ),
+]
+LedgerOption = Annotated[
+    str | None, typer.Option("--ledger", help="The ledger's address (instead of a manifest).")
+]
+FromBlockOption = Annotated[
+    int | None,
+    typer.Option("--from-block", min=0, help="First block (default: the deployment block)."),
+]
+ToBlockOption = Annotated[
+    int | None, typer.Option("--to-block", min=0, help="Last block (default: the latest).")
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option("--state", help="Checkpoint file: resumed from when it exists, then updated."),
+]
+JsonOption = Annotated[
+    Path | None, typer.Option("--json", help="Write the full audit as JSON here.")
+]
+CsvOption = Annotated[
+    Path | None,
+    typer.Option("--csv", help="Write usages.csv, batches.csv, balances.csv ... here."),
+]
+AgainstDbOption = Annotated[
+    str | None,
+    typer.Option("--against-db", help="Reconcile with this bridge database (read only)."),
+]
+MaxBlockRangeOption = Annotated[
+    int, typer.Option("--max-block-range", min=1, help="Most blocks per eth_getLogs.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
 
+class AuditTarget(NamedTuple):
+    """What to audit, from the options."""
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    _stderr().print(message, style="red", markup=False, soft_wrap=True)
-    return typer.Exit(code)
+    urls: list[str]
+    ledger: str
+    start_block: int
+    chain_id: int | None
+    """The chain the RPC must be on (None: any, when only --rpc and --ledger are given)."""
 
 
 def _target(
@@ -48,71 +92,93 @@ def _target(
     deployment: Path | None,
     ledger: str | None,
     from_block: int | None,
-) -> tuple[list[str], str, int, int | None]:
+) -> AuditTarget:
     """RPC URLs, ledger address, first block and expected chain id from the options."""
     urls: list[str] = [rpc] if rpc else []
     chain_id: int | None = None
     if network is not None:
-        try:
-            networks = load_networks(networks_file)
-        except DeploymentError as exc:
-            raise _fail(str(exc)) from exc
-        if network not in networks:
-            raise _fail(f"no network {network!r} in {networks_file}; there are: "
-                        f"{', '.join(networks)}")  # fmt: skip
-        config = networks[network]
+        config = network_config(network, networks_file)
         urls = urls or list(config.rpc_urls)
         if not urls:
-            raise _fail(f"network {network} has no RPC URL (set {', '.join(config.missing_env)})")
+            raise fail(f"network {network} has no RPC URL (set {', '.join(config.missing_env)})", 2)
         deployment = deployment or config.default_manifest_path()
         chain_id = config.chain_id
     if not urls:
-        raise _fail("give --network NAME, or --rpc URL with --deployment FILE or --ledger ADDRESS")
+        raise fail(
+            "give --network NAME, or --rpc URL with --deployment FILE or --ledger ADDRESS", 2
+        )
     if ledger is not None:
         if not is_address(ledger):
-            raise _fail(f"--ledger {ledger!r} is not an address")
-        return urls, to_checksum_address(ledger), from_block or 0, chain_id
+            raise fail(f"--ledger {ledger!r} is not an address", 2)
+        return AuditTarget(urls, to_checksum_address(ledger), from_block or 0, chain_id)
     if deployment is None:
-        raise _fail("--rpc needs --deployment FILE (the manifest) or --ledger ADDRESS")
+        raise fail("--rpc needs --deployment FILE (the manifest) or --ledger ADDRESS", 2)
+    return _manifest_target(urls, deployment, from_block)
+
+
+def _manifest_target(urls: list[str], deployment: Path, from_block: int | None) -> AuditTarget:
+    """The ledger of a deployment manifest, from its deployment block unless told otherwise."""
     try:
         manifest = load_manifest(deployment)
     except DeploymentError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc), 2) from exc
     start = manifest.contracts[LEDGER].block_number if from_block is None else from_block
-    return urls, manifest.ledger_address, start, manifest.chain_id
+    return AuditTarget(urls, manifest.ledger_address, start, manifest.chain_id)
 
 
-def _connect(urls: list[str], chain_id: int | None) -> JsonRpc:
-    errors = []
-    for url in urls:
-        rpc = JsonRpc(url)
-        try:
-            answered = int(rpc.request("eth_chainId", []), 16)
-        except BridgeError as exc:
-            errors.append(str(exc))
-            rpc.close()
-            continue
-        if chain_id is not None and answered != chain_id:
-            raise _fail(f"the RPC {url} is chain {answered}, the deployment is on chain {chain_id}")
-        return rpc
-    raise _fail(f"no RPC answers: {'; '.join(errors)}")
+def _connect(target: AuditTarget) -> JsonRpc:
+    """A JSON-RPC client on the first of the target's URLs that answers; exits 2 when none does
+    or one is on another chain."""
+    try:
+        return connect_json_rpc(target.urls, chain_id=target.chain_id)
+    except WrongChainError as exc:
+        raise fail(
+            f"the RPC {exc.rpc_url} is chain {exc.chain_id}, the deployment is on chain "
+            f"{exc.expected}",
+            2,
+        ) from exc
+    except NoRpcAnswersError as exc:
+        raise fail(str(exc), 2) from exc
+
+
+def _progress(
+    console: Console, *, quiet: bool, start: int
+) -> tuple[Progress, Callable[[int, int, int], None]]:
+    """The progress bar, and the callback ``run_audit`` advances it with."""
+    progress = Progress(
+        TextColumn("[bold]auditing[/] blocks"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[usages]:,} usages"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=quiet,
+        transient=False,
+    )
+    task = progress.add_task("scan", total=None, usages=0)
+
+    def advance(block: int, target: int, usages: int) -> None:
+        progress.update(task, completed=block - start + 1, total=target - start + 1, usages=usages)
+
+    return progress, advance
+
+
+def _scan_line(result: AuditResult) -> str:
+    stats = result.stats
+    return (
+        f"scanned {stats.ranges} range(s), {stats.logs:,} logs, {stats.usages:,} usages in "
+        f"{stats.seconds:.2f} s"
+        + (f" (resumed after block {result.resumed_from})" if result.resumed_from else "")
+    )
 
 
 def _amount(value: int) -> str:
     return f"{value:,}"
 
 
-def print_summary(result: AuditResult, console: Console) -> None:
-    """The rebuilt ledger and the checks in one table, then each discrepancy in words."""
-    s = result.summary()
-    table = Table(
-        title=f"Audit of ledger {result.state.ledger} on chain {result.state.chain_id}, blocks "
-        f"{result.state.start_block}-{result.to_block}",
-        show_header=True,
-    )
-    table.add_column("what")
-    table.add_column("count / amount", justify="right")
-    rows: list[tuple[str, Any]] = [
+def _summary_rows(s: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The summary table's rows (a declarative table: what, then its count or amount)."""
+    return [
         ("twins", s["twins"]),
         ("  paused now", s["twins_paused"]),
         ("licenses (twin, brand)", s["licenses"]),
@@ -144,9 +210,24 @@ def print_summary(result: AuditResult, console: Console) -> None:
         ("  failed", s["balance_checks_failed"]),
         ("discrepancies", s["discrepancies"]),
     ]
-    for what, value in rows:
+
+
+def _summary_table(result: AuditResult) -> Table:
+    table = Table(
+        title=f"Audit of ledger {result.state.ledger} on chain {result.state.chain_id}, blocks "
+        f"{result.state.start_block}-{result.to_block}",
+        show_header=True,
+    )
+    table.add_column("what")
+    table.add_column("count / amount", justify="right")
+    for what, value in _summary_rows(result.summary()):
         table.add_row(what, f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
+    return table
+
+
+def print_summary(result: AuditResult, console: Console) -> None:
+    """The rebuilt ledger and the checks in one table, then each discrepancy in words."""
+    console.print(_summary_table(result))
     if result.clean:
         console.print("[green]clean: the ledger's state is what its events say[/]")
         return
@@ -158,84 +239,28 @@ def print_summary(result: AuditResult, console: Console) -> None:
         console.print(f"… and {len(result.discrepancies) - MAX_PRINTED} more (see --json or --csv)")
 
 
-def audit_command(
-    network: Annotated[
-        str | None, typer.Option("--network", help="A network of the networks file.")
-    ] = None,
-    networks_file: Annotated[
-        Path, typer.Option("--networks", help="The networks file.", dir_okay=False)
-    ] = DEFAULT_NETWORKS_FILE,
-    rpc: Annotated[str | None, typer.Option("--rpc", help="JSON-RPC URL of the chain.")] = None,
-    deployment: Annotated[
-        Path | None,
-        typer.Option(
-            "--deployment",
-            "--manifest",
-            help="Deployment manifest (default deploy/deployments/<network>.json).",
-        ),
-    ] = None,
-    ledger: Annotated[
-        str | None, typer.Option("--ledger", help="The ledger's address (instead of a manifest).")
-    ] = None,
-    from_block: Annotated[
-        int | None,
-        typer.Option("--from-block", min=0, help="First block (default: the deployment block)."),
-    ] = None,
-    to_block: Annotated[
-        int | None, typer.Option("--to-block", min=0, help="Last block (default: the latest).")
-    ] = None,
-    state: Annotated[
-        Path | None,
-        typer.Option("--state", help="Checkpoint file: resumed from when it exists, then updated."),
-    ] = None,
-    json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the full audit as JSON here.")
-    ] = None,
-    csv_dir: Annotated[
-        Path | None,
-        typer.Option("--csv", help="Write usages.csv, batches.csv, balances.csv ... here."),
-    ] = None,
-    against_db: Annotated[
-        str | None,
-        typer.Option("--against-db", help="Reconcile with this bridge database (read only)."),
-    ] = None,
-    max_block_range: Annotated[
-        int, typer.Option("--max-block-range", min=1, help="Most blocks per eth_getLogs.")
-    ] = DEFAULT_MAX_BLOCK_RANGE,
-    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
-) -> None:
-    """Rebuild the ledger from its events alone (no bridge database) and check it: every batch's
-    signature and role, every usage's outcome and amount, every balance against the ledger's
-    views and the token balance. Exits 0 when clean, 1 naming each discrepancy, 2 when the audit
-    cannot run."""
-    urls, address, start, chain_id = _target(
-        network, networks_file, rpc, deployment, ledger, from_block
-    )
-    client = _connect(urls, chain_id)
-    err = _stderr()
-    progress = Progress(
-        TextColumn("[bold]auditing[/] blocks"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[usages]:,} usages"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=quiet,
-        transient=False,
-    )
-    task = progress.add_task("scan", total=None, usages=0)
-
-    def advance(block: int, target: int, usages: int) -> None:
-        progress.update(task, completed=block - start + 1, total=target - start + 1, usages=usages)
-
+def _audit(
+    target: AuditTarget,
+    *,
+    to_block: int | None,
+    checkpoint: Path | None,
+    max_block_range: int,
+    against_db: str | None,
+    console: Console,
+    quiet: bool,
+) -> AuditResult:
+    """Runs the audit (and the reconciliation with a bridge database, if asked); exits 2 when
+    it cannot run to the end."""
+    client = _connect(target)
+    progress, advance = _progress(console, quiet=quiet, start=target.start_block)
     try:
         with progress:
             result = run_audit(
                 client,
-                ledger=address,
-                start_block=start,
+                ledger=target.ledger,
+                start_block=target.start_block,
                 to_block=to_block,
-                checkpoint=state,
+                checkpoint=checkpoint,
                 max_block_range=max_block_range,
                 progress=advance,
             )
@@ -244,16 +269,43 @@ def audit_command(
 
             result.discrepancies.extend(reconcile(against_db, result.state))
     except BridgeError as exc:
-        raise _fail(f"audit stopped: {exc}") from exc
+        raise fail(f"audit stopped: {exc}", 2) from exc
     finally:
         client.close()
-    stats = result.stats
-    err.print(
-        f"scanned {stats.ranges} range(s), {stats.logs:,} logs, {stats.usages:,} usages in "
-        f"{stats.seconds:.2f} s"
-        + (f" (resumed after block {result.resumed_from})" if result.resumed_from else ""),
-        markup=False,
+    return result
+
+
+def audit_command(
+    network: NetworkOption = None,
+    networks_file: NetworksOption = DEFAULT_NETWORKS_FILE,
+    rpc: RpcOption = None,
+    deployment: DeploymentOption = None,
+    ledger: LedgerOption = None,
+    from_block: FromBlockOption = None,
+    to_block: ToBlockOption = None,
+    state: StateOption = None,
+    json_out: JsonOption = None,
+    csv_dir: CsvOption = None,
+    against_db: AgainstDbOption = None,
+    max_block_range: MaxBlockRangeOption = DEFAULT_MAX_BLOCK_RANGE,
+    quiet: QuietOption = False,
+) -> None:
+    """Rebuild the ledger from its events alone (no bridge database) and check it: every batch's
+    signature and role, every usage's outcome and amount, every balance against the ledger's
+    views and the token balance. Exits 0 when clean, 1 naming each discrepancy, 2 when the audit
+    cannot run."""
+    target = _target(network, networks_file, rpc, deployment, ledger, from_block)
+    err = stderr()
+    result = _audit(
+        target,
+        to_block=to_block,
+        checkpoint=state,
+        max_block_range=max_block_range,
+        against_db=against_db,
+        console=err,
+        quiet=quiet,
     )
+    err.print(_scan_line(result), markup=False)
     if json_out is not None:
         write_json(result, json_out)
     if csv_dir is not None:

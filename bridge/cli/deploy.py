@@ -9,20 +9,14 @@ from typing import Annotated
 
 import typer
 from eth_account import Account
-from pydantic import ValidationError
 from rich.console import Console
 
-from bridge.deploy.deployment import (
-    DEFAULT_NETWORKS_FILE,
-    DeploymentError,
-    NetworkConfig,
-    connect,
-    deploy,
-    load_networks,
-)
+from bridge.cli.common import fail, load_settings, stderr
+from bridge.deploy.deployer import deploy
 from bridge.deploy.doctor import DEFAULT_BATCHES, run_doctor
+from bridge.deploy.errors import DeploymentError
+from bridge.deploy.networks import DEFAULT_NETWORKS_FILE, NetworkConfig, connect, load_networks
 from bridge.errors import BridgeError
-from bridge.settings import Settings
 
 keystore_app = typer.Typer(help="Encrypted keystore (v3) files.", no_args_is_help=True)
 
@@ -40,22 +34,14 @@ ManifestOption = Annotated[
 ]
 
 
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    _stderr().print(message, style="red", markup=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _network(name: str, networks_file: Path) -> NetworkConfig:
+def network_config(name: str, networks_file: Path) -> NetworkConfig:
+    """Network ``name`` of ``networks_file``; exits 2 when the file or the network is not there."""
     try:
         networks = load_networks(networks_file)
     except DeploymentError as exc:
-        raise _fail(str(exc), 2) from exc
+        raise fail(str(exc), 2) from exc
     if name not in networks:
-        raise _fail(f"no network {name!r} in {networks_file}; there are: {', '.join(networks)}", 2)
+        raise fail(f"no network {name!r} in {networks_file}; there are: {', '.join(networks)}", 2)
     return networks[name]
 
 
@@ -72,8 +58,8 @@ def deploy_command(
     ] = False,
 ) -> None:
     """Deploy the ledger to a network and write its manifest (nothing to do if unchanged)."""
-    config = _network(network, networks_file)
-    console = _stderr()
+    config = network_config(network, networks_file)
+    console = stderr()
     try:
         config.require_env()
         deployer = config.load_deployer()
@@ -88,7 +74,7 @@ def deploy_command(
             console=console,
         )
     except BridgeError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc), 1) from exc
     if outcome.manifest is not None:
         typer.echo(outcome.manifest.ledger_address)
 
@@ -106,11 +92,8 @@ def doctor_command(
 ) -> None:
     """Check a network for the bridge: RPCs, chain id, keys, contracts, roles, relayer balance.
     Exits 1 if any check fails."""
-    config = _network(network, networks_file)
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise _fail(f"invalid TWIN_BRIDGE_* settings:\n{exc}", 2) from exc
+    config = network_config(network, networks_file)
+    settings = load_settings()
     checks = run_doctor(
         config,
         settings,
@@ -141,21 +124,21 @@ def keystore_new(
 ) -> None:
     """Create a new key and write it as an encrypted keystore v3 file; prints its address."""
     if out.exists():
-        raise _fail(f"{out} exists; refusing to overwrite a key", 2)
+        raise fail(f"{out} exists; refusing to overwrite a key", 2)
     if password_file is not None:
         lines = password_file.read_text(encoding="utf-8").splitlines()
         password = lines[0] if lines else ""
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     if not password:
-        raise _fail("an empty password protects nothing", 2)
+        raise fail("an empty password protects nothing", 2)
     account = Account.create()
     encrypted = Account.encrypt(account.key, password)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         json.dump(encrypted, handle)
-    _stderr().print(f"wrote keystore {out} for", markup=False)
+    stderr().print(f"wrote keystore {out} for", markup=False)
     typer.echo(account.address)
 
 
@@ -164,15 +147,3 @@ def register(app: typer.Typer) -> None:
     app.command("deploy")(deploy_command)
     app.command("doctor")(doctor_command)
     app.add_typer(keystore_app, name="keystore")
-
-
-def with_deployment(settings: Settings) -> Settings:
-    """``settings`` with the ledger of ``TWIN_BRIDGE_DEPLOYMENT`` once the manifest is checked
-    against the chain (see :func:`bridge.deploy.deployment.apply_deployment`); exits 2 if it
-    does not match."""
-    from bridge.deploy.deployment import apply_deployment
-
-    try:
-        return apply_deployment(settings)
-    except DeploymentError as exc:
-        raise _fail(str(exc), 2) from exc

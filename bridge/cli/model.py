@@ -9,6 +9,8 @@ the bridge's index of the chain.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,14 +24,10 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from rich.console import Console
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
 
-from bridge.deploy.deployment import KeySource
+from bridge.cli.common import fail, stderr, stdout
+from bridge.client import BridgeApiError, BridgeHttp, RetryPolicy
+from bridge.deploy.networks import KeySource
 from bridge.domain.usage import UsageType
 from bridge.errors import BridgeError
 
@@ -67,63 +65,37 @@ WaitOption = Annotated[
     bool, typer.Option("--wait/--no-wait", help="Wait until the action is confirmed on chain.")
 ]
 DEFAULT_API: Final = "http://127.0.0.1:8000"
+RELAY_RETRY: Final = RetryPolicy(
+    max_attempts=4, initial_wait=0.2, max_wait=2.0, retry_rate_limited=False
+)
+"""Network errors and 5xx are asked again (an action is identified by its signed digest, so
+posting it twice relays it once); a 429 is reported at once."""
 
 
 class ModelCliError(BridgeError):
     """A model command could not be done (the message says why)."""
 
 
-def _console() -> Console:
-    return Console(highlight=False)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Relay:
-    """The bridge's owner-action endpoints, retried on network errors and 5xx (an action is
-    identified by its signed digest, so posting it twice relays it once)."""
+    """The bridge's owner-action and read endpoints (``bridge.client.BridgeHttp``); what goes
+    wrong becomes a ``ModelCliError`` in the bridge's words."""
 
-    api: str
-    http: httpx.Client
+    http: BridgeHttp
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        for attempt in Retrying(
-            stop=stop_after_attempt(4),
-            wait=wait_exponential(multiplier=0.2, max=2.0),
-            retry=retry_if_exception_type((httpx.TransportError, _Retry)),
-            reraise=True,
-        ):
-            with attempt:
-                response = self.http.request(method, f"{self.api.rstrip('/')}{path}", **kwargs)
-                if response.status_code >= 500:
-                    raise _Retry(response)
-                return response
-        raise AssertionError("tenacity stops by raising")  # pragma: no cover
+    @classmethod
+    def at(cls, api: str) -> Relay:
+        return cls(BridgeHttp(api, timeout=30, retry=RELAY_RETRY))
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self.request(method, path, **kwargs)
-        except _Retry as exc:
-            response = exc.response
+            return self.http.json(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ModelCliError(f"the bridge at {self.api} does not answer: {exc}") from exc
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-                detail = problem.get("detail") or problem.get("title")
-            except ValueError:
-                detail = response.text[:200]
-            raise ModelCliError(f"the bridge refused ({response.status_code}): {detail}")
-        return response.json()
-
-
-class _Retry(Exception):
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(f"HTTP {response.status_code}")
-        self.response = response
+            raise ModelCliError(
+                f"the bridge at {self.http.base_url} does not answer: {exc}"
+            ) from exc
+        except BridgeApiError as exc:
+            raise ModelCliError(f"the bridge refused ({exc.status}): {exc.detail}") from exc
 
 
 def _key(
@@ -213,7 +185,7 @@ class Model:
         return self.follow(self.relay.json("POST", "/v1/owner-actions", json=body))
 
     def follow(self, action: dict[str, Any]) -> dict[str, Any]:
-        _stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
+        stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
         deadline = time.monotonic() + self.timeout
         while self.wait and action["status"] not in FINAL:
             if time.monotonic() > deadline:
@@ -226,19 +198,20 @@ class Model:
         if action["status"] == "failed":
             raise ModelCliError(f"owner action {action['id']} failed: {action['error']}")
         if action["status"] == "confirmed":
-            _console().print(
+            stdout().print(
                 f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
                 soft_wrap=True,
             )
         return action
 
 
-def _run(fn: Any) -> None:
+@contextmanager
+def _reported() -> Iterator[None]:
+    """A bridge error ends the command with exit code 1 and its message on stderr."""
     try:
-        fn()
+        yield
     except BridgeError as exc:
-        _stderr().print(str(exc), style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+        raise fail(str(exc), 1) from exc
 
 
 def _model(ctx: typer.Context) -> Model:
@@ -258,9 +231,33 @@ def _options(
 ) -> None:
     """A model's owner actions (signed locally, relayed gas-free) and earnings. The options
     before the command say where the bridge is and where the model's key is."""
-    ctx.obj = Model(
-        Relay(api, httpx.Client(timeout=30)), keystore, password_file, private_key_env, wait
-    )
+    ctx.obj = Model(Relay.at(api), keystore, password_file, private_key_env, wait)
+
+
+@dataclass(frozen=True)
+class GrantTerms:
+    """A license's terms as the ``grant`` options give them."""
+
+    brand: str
+    prices: list[dict[str, int]]
+    days: int
+    starts_in_days: int
+    max_uses: int
+    purpose: str | None
+    consent: str | None
+
+    def at(self, now: int) -> dict[str, Any]:
+        """The GrantLicense message's terms, signed at the chain's time ``now``."""
+        start = now + self.starts_in_days * DAY if self.starts_in_days else 0
+        return {
+            "brand": self.brand,
+            "validFrom": start,
+            "validUntil": max(now, start) + self.days * DAY,
+            "maxUses": self.max_uses,
+            "purposeHash": _hash(self.purpose),
+            "consentHash": _hash(self.consent),
+            "prices": self.prices,
+        }
 
 
 @model_app.command("grant")
@@ -287,27 +284,12 @@ def grant(
     ] = None,
 ) -> None:
     """License a twin to a brand: usage types with a price per use, a validity window, a cap."""
-
-    def go() -> None:
+    with _reported():
         prices = [_price(p) for p in price]
-        brand_address = _address(brand, "--brand")
-
-        def message(now: int) -> dict[str, Any]:
-            start = now + starts_in_days * DAY if starts_in_days else 0
-            terms = {
-                "brand": brand_address,
-                "validFrom": start,
-                "validUntil": max(now, start) + days * DAY,
-                "maxUses": max_uses,
-                "purposeHash": _hash(purpose),
-                "consentHash": _hash(consent),
-                "prices": prices,
-            }
-            return {"twinId": twin, "terms": terms}
-
-        _model(ctx).submit("GrantLicense", message)
-
-    _run(go)
+        terms = GrantTerms(
+            _address(brand, "--brand"), prices, days, starts_in_days, max_uses, purpose, consent
+        )
+        _model(ctx).submit("GrantLicense", lambda now: {"twinId": twin, "terms": terms.at(now)})
 
 
 @model_app.command("revoke")
@@ -317,26 +299,37 @@ def revoke(
     brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
 ) -> None:
     """End a brand's license now (uses before now still pay)."""
-
-    def go() -> None:
+    with _reported():
         brand_address = _address(brand, "--brand")
         _model(ctx).submit("RevokeLicense", lambda _now: {"twinId": twin, "brand": brand_address})
 
-    _run(go)
+
+def _set_paused(ctx: typer.Context, twin: int, paused: bool) -> None:
+    with _reported():
+        _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": paused})
 
 
 @model_app.command("pause")
 def pause(ctx: typer.Context, twin: TwinOption) -> None:
     """Pause the twin: no use from now on is payable, under any license."""
-    _run(lambda: _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": True}))
+    _set_paused(ctx, twin, True)
 
 
 @model_app.command("unpause")
 def unpause(ctx: typer.Context, twin: TwinOption) -> None:
     """Unpause the twin."""
-    _run(
-        lambda: _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": False})
-    )
+    _set_paused(ctx, twin, False)
+
+
+def _shares(entries: list[str]) -> list[dict[str, Any]]:
+    """``ADDRESS:BPS`` options as the SetPayees message's payees."""
+    shares = []
+    for entry in entries:
+        address, sep, bps = entry.rpartition(":")
+        if not sep or not bps.isdigit():
+            raise ModelCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
+        shares.append({"account": _address(address, "--payee"), "bps": int(bps)})
+    return shares
 
 
 @model_app.command("payees")
@@ -349,17 +342,9 @@ def payees(
     ] = None,
 ) -> None:
     """Set who shares the twin's royalties (the owner keeps what the shares leave)."""
-
-    def go() -> None:
-        shares = []
-        for entry in payee or []:
-            address, sep, bps = entry.rpartition(":")
-            if not sep or not bps.isdigit():
-                raise ModelCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
-            shares.append({"account": _address(address, "--payee"), "bps": int(bps)})
+    with _reported():
+        shares = _shares(payee or [])
         _model(ctx).submit("SetPayees", lambda _now: {"twinId": twin, "payees": shares})
-
-    _run(go)
 
 
 @model_app.command("withdraw")
@@ -371,14 +356,44 @@ def withdraw(
     ] = None,
 ) -> None:
     """Have the bridge pay out what the ledger holds for you (gas-free)."""
-
-    def go() -> None:
+    with _reported():
         model = _model(ctx)
         account = model.key(model.chain_id())
         body = {"type": "Payout", "payee": account.address, "twinIds": list(twin or [])}
         model.follow(model.relay.json("POST", "/v1/owner-actions", json=body))
 
-    _run(go)
+
+def _print_twin(console: Console, twin: dict[str, Any]) -> None:
+    """One twin of ``GET /v1/twins``: its state, royalty split and licenses."""
+    state = "paused" if twin["pause"]["paused"] else "active"
+    console.print(
+        f"twin {twin['twin_id']}  {twin['metadata_uri']}  {state}", style="bold", soft_wrap=True
+    )
+    split = ", ".join(f"{p['account']} {p['bps']} bps" for p in twin["payees"]["payees"])
+    if split:
+        console.print(f"  royalties shared with {split}", soft_wrap=True)
+    for lic in twin["licenses"]:
+        current = lic["current"]
+        prices = ", ".join(
+            f"{p['usage_type'] or p['usage_type_code']}={_usd(int(p['price']))}"
+            for p in current["prices"]
+        )
+        until = datetime.fromtimestamp(int(current["valid_until"]), UTC)
+        console.print(
+            f"  {lic['brand']} {lic['state']}: {prices} USD per use, until "
+            f"{until:%Y-%m-%d %H:%M} UTC, uses {current['uses']}/"
+            f"{current['max_uses'] or 'no cap'}",
+            soft_wrap=True,
+        )
+
+
+def _print_earnings(console: Console, earnings: dict[str, Any]) -> None:
+    totals = earnings["totals"]
+    console.print(
+        f"earnings: distributed {_usd(int(totals['distributed']))} USD, paid out "
+        f"{_usd(int(totals['paid_out']))} USD, claimable {_usd(int(totals['claimable']))} USD",
+        soft_wrap=True,
+    )
 
 
 @model_app.command("show")
@@ -389,47 +404,24 @@ def show(
     ] = None,
 ) -> None:
     """Your twins, their licenses and your earnings, from the bridge's index of the chain."""
-
-    def go() -> None:
+    with _reported():
         model = _model(ctx)
-        relay = model.relay
         if address is not None:
             owner = _address(address, "--address")
         else:
             owner = model.key(model.chain_id()).address
-        console = _console()
-        page = relay.json("GET", "/v1/twins", params={"owner": owner})
+        console = stdout()
+        page = model.relay.json("GET", "/v1/twins", params={"owner": owner})
         if not page["items"]:
             console.print(f"{owner} owns no twin")
         for twin in page["items"]:
-            state = "paused" if twin["pause"]["paused"] else "active"
-            console.print(
-                f"twin {twin['twin_id']}  {twin['metadata_uri']}  {state}",
-                style="bold",
-                soft_wrap=True,
-            )
-            split = ", ".join(f"{p['account']} {p['bps']} bps" for p in twin["payees"]["payees"])
-            if split:
-                console.print(f"  royalties shared with {split}", soft_wrap=True)
-            for lic in twin["licenses"]:
-                current = lic["current"]
-                prices = ", ".join(
-                    f"{p['usage_type'] or p['usage_type_code']}={_usd(int(p['price']))}"
-                    for p in current["prices"]
-                )
-                until = datetime.fromtimestamp(int(current["valid_until"]), UTC)
-                console.print(
-                    f"  {lic['brand']} {lic['state']}: {prices} USD per use, until "
-                    f"{until:%Y-%m-%d %H:%M} UTC, uses {current['uses']}/"
-                    f"{current['max_uses'] or 'no cap'}",
-                    soft_wrap=True,
-                )
-        earnings = relay.json("GET", f"/v1/payees/{owner}/earnings", params={"period": "month"})
-        totals = earnings["totals"]
-        console.print(
-            f"earnings: distributed {_usd(int(totals['distributed']))} USD, paid out "
-            f"{_usd(int(totals['paid_out']))} USD, claimable {_usd(int(totals['claimable']))} USD",
-            soft_wrap=True,
+            _print_twin(console, twin)
+        earnings = model.relay.json(
+            "GET", f"/v1/payees/{owner}/earnings", params={"period": "month"}
         )
+        _print_earnings(console, earnings)
 
-    _run(go)
+
+def register(app: typer.Typer) -> None:
+    """Adds ``model`` to the ``twin-bridge`` app."""
+    app.add_typer(model_app, name="model")

@@ -135,6 +135,75 @@ def _license(
     return DemoLicense(brand, valid_from, valid_until, max_uses, prices)
 
 
+def _mint_twins(
+    w3: Web3, ledger: Contract, registrar: str, models: list[LocalAccount]
+) -> list[int]:
+    """One twin per model, minted by the registrar; their ids in the models' order."""
+    fn = ledger.functions
+    receipts = _send(
+        w3,
+        [
+            (
+                fn.mint(
+                    model.address,
+                    f"ipfs://twin-bridge-demo/twin-{i + 1:02d}.json",
+                    keccak(text=f"consent record of {MODEL_NAMES[i]}"),
+                ),
+                registrar,
+            )
+            for i, model in enumerate(models)
+        ],
+    )
+    twin_ids = [
+        int(event["args"]["twinId"])
+        for receipt in receipts
+        for event in ledger.events.TwinMinted().process_receipt(receipt, errors=DISCARD)
+    ]
+    if len(twin_ids) != len(models):
+        raise DemoError(f"minted {len(twin_ids)} twins, expected {len(models)}")
+    return twin_ids
+
+
+def _payees(i: int, agency: str, photographer: str) -> list[tuple[str, int]]:
+    """Model ``i``'s royalty split: an agency for two models in three, a photographer for some."""
+    payees: list[tuple[str, int]] = []
+    if i % 3 != 2:
+        payees.append((agency, AGENCY_BPS))
+    if i % 3 == 1 or i % 5 == 0:
+        payees.append((photographer, PHOTOGRAPHER_BPS))
+    return payees
+
+
+def _grant_calls(
+    fn: Any, twin: int, model: DemoModel, licensed: list[int]
+) -> list[tuple[ContractFunction, str]]:
+    calls: list[tuple[ContractFunction, str]] = []
+    for b, lic in zip(licensed, model.licenses, strict=True):
+        terms: tuple[Any, ...] = (
+            lic.brand,
+            lic.valid_from,
+            lic.valid_until,
+            lic.max_uses,
+            keccak(text=f"{BRAND_NAMES[b]} campaign with {model.name}"),
+            keccak(text=f"consent of {model.name} for {BRAND_NAMES[b]}"),
+            sorted(lic.prices.items()),
+        )
+        calls.append((fn.grantLicense(twin, terms), model.account.address))
+    return calls
+
+
+def _fund(w3: Web3, ledger: Contract, token: Contract, brands: list[LocalAccount]) -> int:
+    """Mints each brand its escrow, approves the ledger and deposits; returns the transactions."""
+    funding: list[tuple[ContractFunction, str]] = []
+    for brand in brands:
+        funding.append((token.functions.mint(brand.address, ESCROW_PER_BRAND), brand.address))
+        funding.append((token.functions.approve(ledger.address, ESCROW_PER_BRAND), brand.address))
+    _send(w3, funding)
+    fn = ledger.functions
+    _send(w3, [(fn.deposit(brand.address, ESCROW_PER_BRAND), brand.address) for brand in brands])
+    return len(funding) + len(brands)
+
+
 def seed(w3: Web3, ledger: Contract, token: Contract) -> Demo:
     """Mints the twins, grants the licenses, sets payees and funds the brands' escrow.
 
@@ -148,28 +217,7 @@ def seed(w3: Web3, ledger: Contract, token: Contract) -> Demo:
     models = [dev_account(i) for i in MODEL_ACCOUNTS]
     if not fn.hasRole(fn.REGISTRAR_ROLE().call(), registrar.address).call():
         raise DemoError(f"the demo registrar {registrar.address} lacks REGISTRAR_ROLE")
-
-    receipts = _send(
-        w3,
-        [
-            (
-                fn.mint(
-                    model.address,
-                    f"ipfs://twin-bridge-demo/twin-{i + 1:02d}.json",
-                    keccak(text=f"consent record of {MODEL_NAMES[i]}"),
-                ),
-                registrar.address,
-            )
-            for i, model in enumerate(models)
-        ],
-    )
-    twin_ids = [
-        int(event["args"]["twinId"])
-        for receipt in receipts
-        for event in ledger.events.TwinMinted().process_receipt(receipt, errors=DISCARD)
-    ]
-    if len(twin_ids) != len(models):
-        raise DemoError(f"minted {len(twin_ids)} twins, expected {len(models)}")
+    twin_ids = _mint_twins(w3, ledger, registrar.address, models)
 
     now = int(w3.eth.get_block("latest")["timestamp"])
     calls: list[tuple[ContractFunction, str]] = []
@@ -177,38 +225,19 @@ def seed(w3: Web3, ledger: Contract, token: Contract) -> Demo:
     for i, (model, twin) in enumerate(zip(models, twin_ids, strict=True)):
         licensed = [b for b in range(len(brands)) if b == i % len(brands) or rng.random() < 0.45]
         licenses = [_license(rng, brands[b][1].address, now, i, b) for b in licensed]
-        for b, lic in zip(licensed, licenses, strict=True):
-            terms: tuple[Any, ...] = (
-                lic.brand,
-                lic.valid_from,
-                lic.valid_until,
-                lic.max_uses,
-                keccak(text=f"{BRAND_NAMES[b]} campaign with {MODEL_NAMES[i]}"),
-                keccak(text=f"consent of {MODEL_NAMES[i]} for {BRAND_NAMES[b]}"),
-                sorted(lic.prices.items()),
-            )
-            calls.append((fn.grantLicense(twin, terms), model.address))
-        payees: list[tuple[str, int]] = []
-        if i % 3 != 2:
-            payees.append((agency.address, AGENCY_BPS))
-        if i % 3 == 1 or i % 5 == 0:
-            payees.append((photographer.address, PHOTOGRAPHER_BPS))
+        payees = _payees(i, agency.address, photographer.address)
+        demo_model = DemoModel(MODEL_NAMES[i], model, twin, licenses, payees)
+        calls += _grant_calls(fn, twin, demo_model, licensed)
         if payees:
             calls.append((fn.setPayees(twin, payees), model.address))
-        seeded.append(DemoModel(MODEL_NAMES[i], model, twin, licenses, payees))
+        seeded.append(demo_model)
     _send(w3, calls)
-
-    funding: list[tuple[ContractFunction, str]] = []
-    for _, brand in brands:
-        funding.append((token.functions.mint(brand.address, ESCROW_PER_BRAND), brand.address))
-        funding.append((token.functions.approve(ledger.address, ESCROW_PER_BRAND), brand.address))
-    _send(w3, funding)
-    _send(w3, [(fn.deposit(brand.address, ESCROW_PER_BRAND), brand.address) for _, brand in brands])
+    funding_txs = _fund(w3, ledger, token, [brand for _, brand in brands])
     return Demo(
         brands=brands,
         models=seeded,
         registrar=registrar,
         agency=agency,
         photographer=photographer,
-        tx_count=len(receipts) + len(calls) + len(funding) + len(brands),
+        tx_count=len(models) + len(calls) + funding_txs,
     )

@@ -166,10 +166,10 @@ class ServedApi:
 
 
 @pytest.fixture
-def served(settings: Settings, chain: FakeLicenseView) -> Iterator[ServedApi]:
+def served(settings: Settings, license_view: FakeLicenseView) -> Iterator[ServedApi]:
     store = Store.from_url(settings.resolved_database_url)
-    ingestor = Ingestor(settings=settings, licenses=chain, clock=Clock(NOW))
-    app = create_app(settings, store=store, chain=chain, ingestor=ingestor)
+    ingestor = Ingestor(settings=settings, licenses=license_view, clock=Clock(NOW))
+    app = create_app(settings, store=store, chain=license_view, ingestor=ingestor)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
