@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+
 from scripts.gen_reference import README, cli_reference, config_reference, render
 
 
@@ -20,3 +22,28 @@ def test_every_command_and_setting_is_in_the_references() -> None:
     row = "| `TWIN_BRIDGE_CONFIRMATIONS` | `1` | Blocks on top (incl. its own) before settled. |"
     assert row in config
     assert "/work/" not in cli + config
+
+
+def _layout_block(readme: str) -> str:
+    section = readme[readme.index("## Repository layout\n") :]
+    return section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n") + 4)]
+
+
+def test_the_repository_layout_names_every_folder_of_the_bridge() -> None:
+    readme = README.read_text(encoding="utf-8")
+    listed = {
+        line.split()[0].rstrip("/")
+        for line in _layout_block(readme).splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    }
+    bridge = README.parent / "bridge"
+    folders = {p.name for p in bridge.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert listed == folders
+
+
+def test_every_bridge_path_the_readme_names_exists() -> None:
+    readme = README.read_text(encoding="utf-8")
+    paths = set(re.findall(r"`((?:bridge|tests|scripts)/[\w/.-]*)`", readme))
+    assert len(paths) > 40
+    missing = sorted(p for p in paths if not (README.parent / p.rstrip("/")).exists())
+    assert missing == []
