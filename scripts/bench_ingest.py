@@ -31,7 +31,6 @@ import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -52,21 +51,11 @@ from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.models import UsageEvent
 from bridge.store.repository import NewUsage, Store, create_brand, insert_usages
-from scripts.bench_gas import (
-    OUT_DIR,
-    REPO_ROOT,
-    SETUP_ADVANCE,
-    BenchError,
-    World,
-    _free_port,
-    _machine,
-    _now,
-    _stop,
-    _tail,
-    local_anvil,
-    setup,
-    write_report,
-)
+from bridge.testing.anvil import latest_timestamp, local_anvil
+from bridge.testing.postgres import create_database, database_url, drop_databases
+from bridge.testing.processes import NotReadyError, free_port, spawn, stop_process, wait_ready
+from bridge.testing.world import SETUP_ADVANCE, World, setup
+from scripts.bench_common import OUT_DIR, REPO_ROOT, BenchError, machine, write_report
 
 BATCH_EVENTS: Final = 1000
 USED_WITHIN: Final = 60
@@ -129,37 +118,26 @@ def _group_cpu_seconds(pgid: int) -> float:
 @contextmanager
 def serve(env: dict[str, str], workers: int, log: IO[bytes]) -> Iterator[Server]:
     """``twin-bridge serve`` on a free loopback port, stopped when the block exits."""
-    port = _free_port()
+    port = free_port()
     command = [
         sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--no-access-log",
     ]  # fmt: skip
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = spawn(command, log, env=env, cwd=REPO_ROOT)
     try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                raise BenchError(f"the API exited with {proc.returncode}:\n{_tail(log)}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"the API did not start:\n{_tail(log)}")
-            try:
-                status, _ = asyncio.run(_get_once("127.0.0.1", port, "/readyz"))
-                if status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        try:
+            wait_ready(
+                proc,
+                lambda: asyncio.run(_get_once("127.0.0.1", port, "/readyz"))[0] == 200,
+                what="the API",
+                log=log,
+                timeout=SERVER_START_TIMEOUT,
+            )
+        except NotReadyError as exc:
+            raise BenchError(str(exc)) from None
         yield Server(f"http://127.0.0.1:{port}", "127.0.0.1", port, command[1:], proc.pid)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 # ====================================================================== the load generator
@@ -389,34 +367,13 @@ def _sqlite_backend(directory: Path) -> Backend:
     return Backend("sqlite", f"sqlite:///{(directory / 'bridge.db').as_posix()}")
 
 
-def _pg_conninfo(url: str, dbname: str | None = None) -> str:
-    parsed = make_url(url)
-    parts = {
-        "host": parsed.host or "127.0.0.1",
-        "port": str(parsed.port or 5432),
-        "user": parsed.username or "postgres",
-        "dbname": dbname or parsed.database or "postgres",
-    }
-    if parsed.password:
-        parts["password"] = str(parsed.password)
-    return " ".join(f"{k}={v}" for k, v in parts.items())
-
-
 def _postgres_backend() -> Backend | str:
     """A fresh database on the PostgreSQL server, or why there is none."""
     try:
-        with psycopg.connect(_pg_conninfo(PG_URL), connect_timeout=3, autocommit=True) as conn:
-            name = f"tb_bench_{secrets.token_hex(6)}"
-            conn.execute(f'CREATE DATABASE "{name}"')
+        name = create_database(PG_URL, "tb_bench_", connect_timeout=3)
     except psycopg.Error as exc:
         return f"no PostgreSQL at {make_url(PG_URL).render_as_string()}: {exc}".strip()
-
-    def drop() -> None:
-        with psycopg.connect(_pg_conninfo(PG_URL), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    return Backend("postgresql", url, drop)
+    return Backend("postgresql", database_url(PG_URL, name), lambda: drop_databases(PG_URL, name))
 
 
 def _register_brands(store: Store, world: World) -> list[str]:
@@ -524,7 +481,7 @@ def measure(backend: Backend, world: World, rpc_url: str, config: Config) -> dic
             workload = Workload(
                 world=world,
                 keys=keys,
-                licensed_from=_now(world.w3) - SETUP_ADVANCE + 1,
+                licensed_from=latest_timestamp(world.w3) - SETUP_ADVANCE + 1,
                 prefix=f"{backend.name}-{secrets.token_hex(3)}",
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
@@ -682,7 +639,7 @@ def run(config: Config) -> dict[str, Any]:
         "durability": "an accepted event is committed to the store before its 2xx answer; "
         "SQLite in WAL mode with synchronous=FULL (the WAL fsynced at every commit), PostgreSQL "
         "with its defaults (fsync and synchronous_commit on)",
-        "machine": _machine(),
+        "machine": machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_seconds": round(time.monotonic() - started, 1),

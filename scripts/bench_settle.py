@@ -38,7 +38,6 @@ from eth_utils.crypto import keccak
 from sqlalchemy import func, select
 
 from bridge.chain.client import Web3ChainClient
-from bridge.chain.signers import load_signer
 from bridge.chain.views import Web3LicenseView
 from bridge.domain.usage import UsageType
 from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
@@ -47,18 +46,10 @@ from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store import migrate
 from bridge.store.models import SettlementBatch, UsageEvent, UsageStatus
 from bridge.store.repository import BrandRecord, Store, create_brand
-from scripts.bench_gas import (
-    OUT_DIR,
-    SETUP_ADVANCE,
-    BenchError,
-    World,
-    _machine,
-    _now,
-    _rpc,
-    local_anvil,
-    setup,
-    write_report,
-)
+from bridge.testing.anvil import AnvilOptions, latest_timestamp, local_anvil, rpc
+from bridge.testing.settling import worker_signers
+from bridge.testing.world import SETUP_ADVANCE, World, setup
+from scripts.bench_common import OUT_DIR, BenchError, machine, write_report
 
 # A throwaway key made up for this benchmark: it pays gas on the local anvil started here only.
 RELAYER_KEY: Final = "0x" + keccak(text="twin-bridge settle benchmark relayer").hex()
@@ -126,10 +117,7 @@ class Bridge:
     def worker(self, *, batch_size: int, max_age: float, config: Config) -> SettlementWorker:
         client = Web3ChainClient([self.url], timeout=30)
         chain_id = client.chain_id()
-        attester = load_signer(
-            "attester", chain_id=chain_id, private_key="0x" + self.world.attester.key.hex()
-        )
-        relayer = load_signer("relayer", chain_id=chain_id, private_key=RELAYER_KEY)
+        attester, relayer = worker_signers(self.world, chain_id=chain_id, relayer_key=RELAYER_KEY)
         return SettlementWorker(
             store=self.store,
             chain=client,
@@ -173,12 +161,14 @@ class Bridge:
 
 
 @contextmanager
-def bridge_on(anvil_args: Sequence[str]) -> Iterator[Bridge]:
-    """A fresh anvil with the set-up ledger, and a fresh store with its brands."""
-    with local_anvil(*anvil_args) as w3, tempfile.TemporaryDirectory(prefix="tb-settle-") as tmp:
+def bridge_on(block_time: float | None = None) -> Iterator[Bridge]:
+    """A fresh anvil (a block per transaction, or every ``block_time`` s) with the set-up ledger,
+    and a fresh store with its brands."""
+    anvil = AnvilOptions(block_time=block_time)
+    with local_anvil(anvil) as w3, tempfile.TemporaryDirectory(prefix="tb-settle-") as tmp:
         world = setup(w3)
         relayer = Account.from_key(RELAYER_KEY).address
-        _rpc(w3, "anvil_setBalance", [relayer, hex(10**22)])
+        rpc(w3, "anvil_setBalance", relayer, hex(10**22))
         url = f"sqlite:///{Path(tmp, 'bridge.db').as_posix()}"
         migrate.upgrade(url)
         store = Store.from_url(url)
@@ -199,7 +189,7 @@ def bridge_on(anvil_args: Sequence[str]) -> Iterator[Bridge]:
                 store=store,
                 brands=brands,
                 ingestor=ingestor,
-                licensed_from=_now(w3) - SETUP_ADVANCE + 1,
+                licensed_from=latest_timestamp(w3) - SETUP_ADVANCE + 1,
             )
         finally:
             store.close()
@@ -253,8 +243,8 @@ def _percentile(ordered: Sequence[float], p: float) -> float:
 def latency_run(config: Config) -> dict[str, Any]:
     """Usages accepted at ``config.rate`` per second for ``config.feed_seconds`` while the worker
     runs on a chain with ``config.block_time`` s blocks."""
-    with bridge_on(["--block-time", str(config.block_time)]) as bridge:
-        worker = bridge.settlement.worker(
+    with bridge_on(config.block_time) as bridge:
+        worker = bridge.worker(
             batch_size=config.latency_batch_size, max_age=config.latency_max_age, config=config
         )
         tick = 0.1
@@ -302,7 +292,7 @@ def throughput_run(config: Config) -> dict[str, Any]:
     """Rounds of ``config.usages_per_round`` accepted usages, each settled by a fresh worker start
     on an automining chain."""
     rounds: list[dict[str, Any]] = []
-    with bridge_on([]) as bridge:
+    with bridge_on() as bridge:
         brands = len(bridge.brands)
         used_from = float(bridge.licensed_from)
         settled_before = 0
@@ -318,7 +308,7 @@ def throughput_run(config: Config) -> dict[str, Any]:
                 mine = times[b::brands]
                 for start in range(0, len(mine), 1000):
                     bridge.accept(b, mine[start : start + 1000])
-            worker = bridge.settlement.worker(
+            worker = bridge.worker(
                 batch_size=config.throughput_batch_size, max_age=0.0, config=config
             )
             with running(worker):
@@ -390,7 +380,7 @@ def run(config: Config) -> dict[str, Any]:
             "moment the last usage of the round was seen settled in the store (polled every 20 "
             "ms), median over rounds. Every usage is checked to settle as paid."
         ),
-        "machine": _machine(),
+        "machine": machine(),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "wall_seconds": round(time.monotonic() - started, 1),

@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,17 +40,18 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
-from web3.types import RPCEndpoint, TxReceipt
+from web3.types import TxReceipt
 
 from bridge.chain.toolchain import load_artifact
-from bridge.deploy.deployment import load_manifest, load_networks
+from bridge.deploy.manifest import load_manifest
+from bridge.deploy.networks import NetworkConfig, load_networks
+from bridge.testing.anvil import Anvil, AnvilError, AnvilOptions, latest_timestamp, rpc
+from bridge.testing.processes import free_port, spawn, stop_process, tail
+from bridge.testing.world import USD
 
-REPO_ROOT: Final = Path(__file__).resolve().parent.parent
-ANVIL: Final = REPO_ROOT / "node_modules" / ".bin" / "anvil"
 NETWORK: Final = "rehearsal"
 CHAIN_ID: Final = 11155111
 DEFAULT_PORT: Final = 8546
-USD: Final = 10**6
 PRICE: Final = 3 * USD
 """Price per campaign image in the rehearsal's licenses (mock USD, 6 decimals)."""
 ESCROW: Final = 1_000 * USD
@@ -67,53 +66,29 @@ class RehearsalError(RuntimeError):
 # ====================================================================== processes
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+@dataclass
+class Service:
+    """A ``twin-bridge`` command running in the background, its output in ``<logs>/<name>.log``."""
 
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stops a process we started, with its process group (SIGTERM, then SIGKILL)."""
-    if proc.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
+    def tail(self) -> str:
+        return tail(self.log, 25)
 
 
 @contextmanager
 def _background(
     name: str, argv: Sequence[str], env: Mapping[str, str], logs: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+) -> Iterator[Service]:
     log_path = logs / f"{name}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - argv built here, no shell
-            list(argv),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-        )
+        proc = spawn(argv, log, env=env)
         try:
-            yield proc, log_path
+            yield Service(name, proc, log_path)
         finally:
-            _stop(proc)
+            stop_process(proc, timeout=10)
 
 
 def _cli() -> list[str]:
@@ -155,46 +130,24 @@ class Rehearsal:
         return proc.stdout
 
     def rpc(self, method: str, *params: Any) -> Any:
-        response = self.w3.provider.make_request(RPCEndpoint(method), list(params))
-        if "error" in response:
-            raise RehearsalError(f"{method} failed: {response['error']}")
-        return response.get("result")
+        return rpc(self.w3, method, *params)
 
 
 # ====================================================================== chain helpers
 
 
-def _start_anvil(port: int, block_time: float, logs: Path, stack: ExitStack) -> tuple[Web3, str]:
-    if not os.access(ANVIL, os.X_OK):
-        raise RehearsalError(f"{ANVIL} not found: run `make node_modules`")
-    url = f"http://127.0.0.1:{port}"
-    proc, log = stack.enter_context(
-        _background(
-            "anvil",
-            [
-                str(ANVIL),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--chain-id",
-                str(CHAIN_ID),
-                "--block-time",
-                f"{block_time:g}",
-            ],
-            os.environ,
-            logs,
-        )
+def _start_anvil(port: int, block_time: float, logs: Path, stack: ExitStack) -> Anvil:
+    """Anvil as Sepolia: its chain id, ``block_time`` s blocks, anvil's own accounts and rules."""
+    options = AnvilOptions(
+        port=port,
+        chain_id=CHAIN_ID,
+        block_time=block_time,
+        hardfork=None,
+        gas_limit=None,
+        accounts=None,
     )
-    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 30}))
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RehearsalError(f"anvil exited with {proc.returncode}:\n{_tail(log)}")
-        if w3.is_connected():
-            return w3, url
-        time.sleep(0.2)
-    raise RehearsalError(f"anvil did not answer on {url}:\n{_tail(log)}")
+    anvil = stack.enter_context(Anvil(options, log=logs / "anvil.log", rpc_timeout=30))
+    return anvil
 
 
 def _send_all(
@@ -269,40 +222,47 @@ def _decrypt(r: Rehearsal, name: str) -> LocalAccount:
 
 
 @dataclass
-class World:
+class Campaign:
+    """What the rehearsal sets up on its fresh deployment: twins minted by the registrar (the
+    deployer), licensed by their models to one brand, which deposited escrow."""
+
     ledger: Contract
     brand: LocalAccount
     twins: list[int]
     licensed_at: int
 
 
-def _world(r: Rehearsal, manifest_path: Path) -> World:
-    """Twins minted by the registrar (the deployer), licensed by their models to one brand, which
-    deposits escrow."""
+def _contracts(r: Rehearsal, manifest_path: Path) -> tuple[Contract, Contract]:
+    """The manifest's ledger and token."""
     manifest = load_manifest(manifest_path)
     ledger = r.w3.eth.contract(address=manifest.ledger_address, abi=load_artifact("TwinLedger").abi)
     token = r.w3.eth.contract(
         address=manifest.token_address, abi=load_artifact("MockStablecoin").abi
     )
+    return ledger, token
+
+
+def _campaign(r: Rehearsal, manifest_path: Path) -> Campaign:
+    ledger, token = _contracts(r, manifest_path)
     registrar = _decrypt(r, "deployer")
     models: list[LocalAccount] = [Account.create() for _ in range(MODELS)]
     brand: LocalAccount = Account.create()
     for account in (*models, brand):
         r.rpc("anvil_setBalance", account.address, hex(10**18))
+    mints: list[tuple[LocalAccount, str, bytes | str]] = [
+        (
+            registrar,
+            ledger.address,
+            ledger.encode_abi(
+                "mint", [model.address, f"ipfs://rehearsal/twin-{i}", keccak(text=f"consent {i}")]
+            ),
+        )
+        for i, model in enumerate(models)
+    ]
     receipts = _send_all(
         r,
         [
-            *(
-                (
-                    registrar,
-                    ledger.address,
-                    ledger.encode_abi(
-                        "mint",
-                        [model.address, f"ipfs://rehearsal/twin-{i}", keccak(text=f"consent {i}")],
-                    ),
-                )
-                for i, model in enumerate(models)
-            ),
+            *mints,
             (brand, token.address, token.encode_abi("mint", [brand.address, ESCROW])),
             (brand, token.address, token.encode_abi("approve", [ledger.address, ESCROW])),
             (brand, ledger.address, ledger.encode_abi("deposit", [brand.address, ESCROW])),
@@ -317,7 +277,19 @@ def _world(r: Rehearsal, manifest_path: Path) -> World:
         f"{receipts[0]['blockNumber']}); brand {brand.address} deposited "
         f"{ESCROW // USD:,} mUSD escrow"
     )
-    now = int(r.w3.eth.get_block("latest")["timestamp"])
+    licensed_at = _license(r, ledger, models, twins, brand)
+    return Campaign(ledger=ledger, brand=brand, twins=twins, licensed_at=licensed_at)
+
+
+def _license(
+    r: Rehearsal,
+    ledger: Contract,
+    models: Sequence[LocalAccount],
+    twins: Sequence[int],
+    brand: LocalAccount,
+) -> int:
+    """Each model licenses its twin to the brand for campaign images: the grants' time."""
+    now = latest_timestamp(r.w3)
     terms = (brand.address, now, now + 30 * 86400, 0, keccak(text="rehearsal campaign"),
              keccak(text="rehearsal consent"), [(0, PRICE)])  # fmt: skip
     receipts = _send_all(
@@ -327,22 +299,17 @@ def _world(r: Rehearsal, manifest_path: Path) -> World:
             for model, twin in zip(models, twins, strict=True)
         ],
     )
-    licensed_at = int(r.w3.eth.get_block(receipts[-1]["blockNumber"])["timestamp"])
     r.step(
         f"models licensed their twins to the brand: campaign images at {PRICE / USD:.2f} mUSD "
         f"(block {receipts[-1]['blockNumber']})"
     )
-    return World(ledger=ledger, brand=brand, twins=twins, licensed_at=licensed_at)
+    return int(r.w3.eth.get_block(receipts[-1]["blockNumber"])["timestamp"])
 
 
-def _wait_http(
-    url: str, procs: Sequence[tuple[subprocess.Popen[bytes], Path]], timeout: float
-) -> None:
+def _wait_http(url: str, services: Sequence[Service], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for proc, log in procs:
-            if proc.poll() is not None:
-                raise RehearsalError(f"{log.stem} exited with {proc.returncode}:\n{_tail(log)}")
+        _check_running(services)
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -350,6 +317,135 @@ def _wait_http(
             pass
         time.sleep(0.3)
     raise RehearsalError(f"{url} did not answer 200 within {timeout:.0f} s")
+
+
+def _check_running(services: Sequence[Service]) -> None:
+    for service in services:
+        if service.proc.poll() is not None:
+            raise RehearsalError(
+                f"{service.name} exited with {service.proc.returncode}:\n{service.tail()}"
+            )
+
+
+def _deploy(r: Rehearsal, network: NetworkConfig, manifest_path: Path) -> None:
+    """Operator keystores, funded; ``twin-bridge deploy`` (twice: the second changes nothing) and
+    ``twin-bridge doctor``."""
+    addresses = _keystores(r)
+    r.step(
+        "keystores (twin-bridge keystore new): "
+        + ", ".join(f"{name} {address}" for name, address in addresses.items())
+    )
+    for name in ("deployer", "relayer", "admin"):
+        r.rpc("anvil_setBalance", addresses[name], hex(10 * 10**18))
+    r.step("funded the deployer, relayer and admin with 10 ETH each (the faucet's part)")
+
+    t0 = time.monotonic()
+    deploy = ("deploy", "--network", NETWORK, "--manifest", str(manifest_path))
+    ledger_address = r.run(*deploy).strip()
+    manifest = load_manifest(manifest_path)
+    r.step(
+        f"deployed ledger {ledger_address} with {network.confirmations} confirmations in "
+        f"{time.monotonic() - t0:.0f} s (manifest {manifest_path.name}, admin transfer to "
+        f"{addresses['admin']} pending)"
+    )
+    if manifest.ledger_address != ledger_address or manifest.pending_admin is None:
+        raise RehearsalError(f"the manifest does not record the deployment:\n{manifest}")
+    again = r.run(*deploy).strip()
+    if again != ledger_address:
+        raise RehearsalError(f"deploying again gave {again}, not {ledger_address}")
+    r.step("deploying again changed nothing")
+
+    doctor = r.run("doctor", "--network", NETWORK, "--manifest", str(manifest_path))
+    r.say(doctor.rstrip())
+    r.step(f"doctor: {doctor.strip().splitlines()[-1]}")
+
+
+def _serve(
+    r: Rehearsal,
+    network: NetworkConfig,
+    manifest_path: Path,
+    stack: ExitStack,
+) -> tuple[str, list[Service]]:
+    """``twin-bridge serve`` and ``worker`` on the manifest's ledger: the API's URL, and both."""
+    api_port = free_port()
+    r.env.update(
+        {
+            "TWIN_BRIDGE_RPC_URL": r.env["TWIN_BRIDGE_REHEARSAL_RPC_URL"],
+            "TWIN_BRIDGE_DEPLOYMENT": str(manifest_path),
+            "TWIN_BRIDGE_CONFIRMATIONS": str(network.confirmations),
+            "TWIN_BRIDGE_MAX_FEE_PER_GAS_WEI": str(network.max_fee_per_gas_wei),
+            "TWIN_BRIDGE_BATCH_MAX_AGE": "PT1S",
+        }
+    )
+    logs = r.work / "logs"
+    serve = stack.enter_context(
+        _background("serve", [*_cli(), "serve", "--port", str(api_port)], r.env, logs)
+    )
+    worker = stack.enter_context(_background("worker", [*_cli(), "worker"], r.env, logs))
+    api = f"http://127.0.0.1:{api_port}"
+    _wait_http(f"{api}/readyz", [serve, worker], timeout=60)
+    r.step(f"twin-bridge serve ({api}) and worker running against the manifest's ledger")
+    return api, [serve, worker]
+
+
+def _report_usages(
+    r: Rehearsal, api: str, headers: Mapping[str, str], campaign: Campaign, usages: int
+) -> list[dict[str, Any]]:
+    """Reports ``usages`` usages of the campaign's twins through the HTTP API: the events."""
+    used_at = max(campaign.licensed_at, latest_timestamp(r.w3))
+    events: list[dict[str, Any]] = [
+        {
+            "event_id": f"rehearsal-{i}",
+            "twin_id": campaign.twins[i % len(campaign.twins)],
+            "usage_type": "campaign_image",
+            "quantity": 1 + i % 2,
+            "used_at": datetime.fromtimestamp(used_at, UTC).isoformat(),
+        }
+        for i in range(usages)
+    ]
+    response = httpx.post(
+        f"{api}/v1/usage-events", json={"events": events}, headers=headers, timeout=30
+    )
+    if response.status_code >= 300:
+        raise RehearsalError(f"reporting usages: {response.status_code} {response.text}")
+    statuses = [item.get("status") for item in response.json().get("results", [])]
+    r.step(f"reported {usages} usages over HTTP: {response.status_code} {statuses}")
+    return events
+
+
+def _check_paid(
+    r: Rehearsal,
+    network: NetworkConfig,
+    campaign: Campaign,
+    events: Sequence[Mapping[str, Any]],
+    settled: Sequence[Mapping[str, Any]],
+    elapsed: float,
+) -> None:
+    """Every usage settled deep enough and paid its price; the twins and the escrow agree."""
+    expected = sum(PRICE * e["quantity"] for e in events)
+    paid = sum(int(s["amount"]) for s in settled)
+    latest = r.w3.eth.block_number
+    for s in settled:
+        depth = latest - int(s["block_number"]) + 1
+        if depth < network.confirmations:
+            raise RehearsalError(f"{s['event_id']} settled at depth {depth}")
+        r.say(
+            f"  {s['event_id']}: twin {s['twin_id']}, x{s['quantity']}, settled in "
+            f"{s['tx_hash']} (block {s['block_number']}, log {s['log_index']}), paid "
+            f"{int(s['amount']) / USD:.2f} mUSD"
+        )
+    ledger = campaign.ledger.functions
+    accrued = sum(int(ledger.twinState(t).call()[0]) for t in campaign.twins)
+    escrow = int(ledger.brandAccount(campaign.brand.address).call()[0])
+    if paid != expected or accrued != expected or escrow != ESCROW - expected:
+        raise RehearsalError(
+            f"paid {paid}, accrued {accrued}, escrow {escrow}: expected {expected} paid"
+        )
+    r.step(
+        f"all {len(events)} usages settled with {network.confirmations} confirmations in "
+        f"{elapsed:.0f} s: {paid / USD:.2f} mUSD paid, twins accrued {accrued / USD:.2f}, "
+        f"brand escrow {escrow / USD:.2f}"
+    )
 
 
 def rehearse(*, block_time: float, port: int, usages: int, timeout: float, keep: bool) -> list[str]:
@@ -361,124 +457,43 @@ def rehearse(*, block_time: float, port: int, usages: int, timeout: float, keep:
             stack.pop_all()
         logs = work / "logs"
         logs.mkdir()
-        port = port or _free_port()
-        w3, url = _start_anvil(port, block_time, logs, stack)
+        anvil = _start_anvil(port or free_port(), block_time, logs, stack)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
         env.update(
             {
-                "TWIN_BRIDGE_REHEARSAL_RPC_URL": url,
+                "TWIN_BRIDGE_REHEARSAL_RPC_URL": anvil.url,
                 "TWIN_BRIDGE_DATA_DIR": str(work / "state"),
             }
         )
-        r = Rehearsal(work, env, block_time, timeout, w3, [])
-        r.step(f"anvil as Sepolia: chain {w3.eth.chain_id}, {block_time:g} s blocks, {url}")
+        r = Rehearsal(work, env, block_time, timeout, anvil.w3, [])
+        r.step(
+            f"anvil as Sepolia: chain {anvil.w3.eth.chain_id}, {block_time:g} s blocks, {anvil.url}"
+        )
 
         network = load_networks(environ=env)[NETWORK]
-        addresses = _keystores(r)
-        r.step(
-            "keystores (twin-bridge keystore new): "
-            + ", ".join(f"{name} {address}" for name, address in addresses.items())
-        )
-        for name in ("deployer", "relayer", "admin"):
-            r.rpc("anvil_setBalance", addresses[name], hex(10 * 10**18))
-        r.step("funded the deployer, relayer and admin with 10 ETH each (the faucet's part)")
-
         manifest_path = work / "deployments" / f"{NETWORK}.json"
-        t0 = time.monotonic()
-        ledger_address = r.run(
-            "deploy", "--network", NETWORK, "--manifest", str(manifest_path)
-        ).strip()
-        manifest = load_manifest(manifest_path)
-        r.step(
-            f"deployed ledger {ledger_address} with {network.confirmations} confirmations in "
-            f"{time.monotonic() - t0:.0f} s (manifest {manifest_path.name}, admin transfer to "
-            f"{addresses['admin']} pending)"
-        )
-        if manifest.ledger_address != ledger_address or manifest.pending_admin is None:
-            raise RehearsalError(f"the manifest does not record the deployment:\n{manifest}")
-        again = r.run("deploy", "--network", NETWORK, "--manifest", str(manifest_path)).strip()
-        if again != ledger_address:
-            raise RehearsalError(f"deploying again gave {again}, not {ledger_address}")
-        r.step("deploying again changed nothing")
-
-        doctor = r.run("doctor", "--network", NETWORK, "--manifest", str(manifest_path))
-        r.say(doctor.rstrip())
-        r.step(f"doctor: {doctor.strip().splitlines()[-1]}")
-
-        world = _world(r, manifest_path)
+        _deploy(r, network, manifest_path)
+        campaign = _campaign(r, manifest_path)
         api_key = (
             r.run(
-                "brand", "create", "--name", "Rehearsal Atelier", "--address", world.brand.address
+                "brand",
+                "create",
+                "--name",
+                "Rehearsal Atelier",
+                "--address",
+                campaign.brand.address,
             )
             .strip()
             .splitlines()[-1]
         )
         r.step(f"brand registered with the bridge (API key {api_key[:12]}…)")
 
-        api_port = _free_port()
-        env.update(
-            {
-                "TWIN_BRIDGE_RPC_URL": url,
-                "TWIN_BRIDGE_DEPLOYMENT": str(manifest_path),
-                "TWIN_BRIDGE_CONFIRMATIONS": str(network.confirmations),
-                "TWIN_BRIDGE_MAX_FEE_PER_GAS_WEI": str(network.max_fee_per_gas_wei),
-                "TWIN_BRIDGE_BATCH_MAX_AGE": "PT1S",
-            }
-        )
-        serve = stack.enter_context(
-            _background("serve", [*_cli(), "serve", "--port", str(api_port)], env, logs)
-        )
-        worker = stack.enter_context(_background("worker", [*_cli(), "worker"], env, logs))
-        api = f"http://127.0.0.1:{api_port}"
-        _wait_http(f"{api}/readyz", [serve, worker], timeout=60)
-        r.step(f"twin-bridge serve ({api}) and worker running against the manifest's ledger")
-
-        used_at = max(world.licensed_at, int(w3.eth.get_block("latest")["timestamp"]))
-        events = [
-            {
-                "event_id": f"rehearsal-{i}",
-                "twin_id": world.twins[i % len(world.twins)],
-                "usage_type": "campaign_image",
-                "quantity": 1 + i % 2,
-                "used_at": datetime.fromtimestamp(used_at, UTC).isoformat(),
-            }
-            for i in range(usages)
-        ]
+        api, services = _serve(r, network, manifest_path, stack)
         headers = {"Authorization": f"Bearer {api_key}"}
         t0 = time.monotonic()
-        response = httpx.post(
-            f"{api}/v1/usage-events", json={"events": events}, headers=headers, timeout=30
-        )
-        if response.status_code >= 300:
-            raise RehearsalError(f"reporting usages: {response.status_code} {response.text}")
-        statuses = [item.get("status") for item in response.json().get("results", [])]
-        r.step(f"reported {usages} usages over HTTP: {response.status_code} {statuses}")
-
-        settled = _wait_settled(r, api, headers, events, [serve, worker])
-        elapsed = time.monotonic() - t0
-        expected = sum(PRICE * e["quantity"] for e in events)  # type: ignore[operator]
-        paid = sum(int(s["amount"]) for s in settled)
-        latest = w3.eth.block_number
-        for s in settled:
-            depth = latest - int(s["block_number"]) + 1
-            if depth < network.confirmations:
-                raise RehearsalError(f"{s['event_id']} settled at depth {depth}")
-            r.say(
-                f"  {s['event_id']}: twin {s['twin_id']}, x{s['quantity']}, settled in "
-                f"{s['tx_hash']} (block {s['block_number']}, log {s['log_index']}), paid "
-                f"{int(s['amount']) / USD:.2f} mUSD"
-            )
-        accrued = sum(int(world.ledger.functions.twinState(t).call()[0]) for t in world.twins)
-        escrow = int(world.ledger.functions.brandAccount(world.brand.address).call()[0])
-        if paid != expected or accrued != expected or escrow != ESCROW - expected:
-            raise RehearsalError(
-                f"paid {paid}, accrued {accrued}, escrow {escrow}: expected {expected} paid"
-            )
-        r.step(
-            f"all {usages} usages settled with {network.confirmations} confirmations in "
-            f"{elapsed:.0f} s: {paid / USD:.2f} mUSD paid, twins accrued {accrued / USD:.2f}, "
-            f"brand escrow {escrow / USD:.2f}"
-        )
+        events = _report_usages(r, api, headers, campaign, usages)
+        settled = _wait_settled(r, api, headers, events, services)
+        _check_paid(r, network, campaign, events, settled, time.monotonic() - t0)
         r.step(f"rehearsal passed in {time.monotonic() - started:.0f} s")
         if keep:
             r.say(f"kept {work}")
@@ -490,14 +505,12 @@ def _wait_settled(
     api: str,
     headers: Mapping[str, str],
     events: Sequence[Mapping[str, Any]],
-    procs: Sequence[tuple[subprocess.Popen[bytes], Path]],
+    services: Sequence[Service],
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + r.timeout
     last: dict[str, str] = {}
     while time.monotonic() < deadline:
-        for proc, log in procs:
-            if proc.poll() is not None:
-                raise RehearsalError(f"{log.stem} exited with {proc.returncode}:\n{_tail(log)}")
+        _check_running(services)
         found = []
         for event in events:
             got = httpx.get(
@@ -518,7 +531,7 @@ def _wait_settled(
         time.sleep(min(2.0, r.block_time / 2))
     raise RehearsalError(
         f"not all usages settled within {r.timeout:.0f} s: {last}\nworker log:\n"
-        f"{_tail(procs[1][1])}"
+        f"{services[1].tail()}"
     )
 
 
@@ -542,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             keep=args.keep,
         )
-    except (RehearsalError, subprocess.TimeoutExpired) as exc:
+    except (RehearsalError, AnvilError, subprocess.TimeoutExpired) as exc:
         print(f"✗ rehearsal failed: {exc}", file=sys.stderr, flush=True)
         return 1
     print("\nrehearsal report\n" + "\n".join(f"  ✓ {line}" for line in report), flush=True)

@@ -56,8 +56,9 @@ from bridge.store.models import (
     UsageStatus,
 )
 from bridge.store.repository import Store, create_brand
-from scripts.bench_gas import BRANDS, OUT_DIR, REPO_ROOT, World, setup
-from scripts.faultkit import Anvil, Proxy, free_port, rpc
+from bridge.testing import Anvil, AnvilOptions, Proxy, World, free_port, rpc, setup
+from bridge.testing.world import BRANDS
+from scripts.bench_common import OUT_DIR, REPO_ROOT
 
 FAULTS: Final = (
     "kill_worker",
@@ -186,7 +187,7 @@ class Soak:
         self.stats = Stats()
         self.stop_load = threading.Event()
         self.rng = random.Random(20_261_128)  # noqa: S311 - a reproducible workload
-        self.anvil = Anvil(state=workdir / "anvil-state.json", block_time=1)
+        self.anvil = Anvil(AnvilOptions(state=workdir / "anvil-state.json", block_time=1))
         self.proxy: Proxy | None = None
         self.world: World | None = None
         self.services: dict[str, Service] = {}

@@ -1,10 +1,9 @@
 """Fixtures of the bridge suite: settings in a temporary data dir, SQLite and PostgreSQL stores,
-a fake ledger, the API with a fixed clock and a registered brand."""
+a fake license view, the API with a fixed clock and a registered brand."""
 
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +13,6 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from bridge.api import create_app
 from bridge.intake.api_keys import hash_api_key, new_api_key
@@ -22,8 +20,9 @@ from bridge.intake.ingest import Ingestor
 from bridge.settings import Settings
 from bridge.store import migrate
 from bridge.store.repository import BrandRecord, Store, create_brand
+from bridge.testing.postgres import conninfo, create_database, database_url, drop_databases
+from bridge.testing.world import AnvilChain, anvil_chain
 
-from .anvil import AnvilChain, anvil_chain
 from .fakes import FakeLicense, FakeLicenseView
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -38,19 +37,6 @@ PG_ADMIN_URL = os.environ.get(
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def _pg_conninfo(url: str, dbname: str | None = None) -> str:
-    parsed = make_url(url)
-    parts = {
-        "host": parsed.host or "127.0.0.1",
-        "port": str(parsed.port or 5432),
-        "user": parsed.username or "postgres",
-        "dbname": dbname or parsed.database or "postgres",
-    }
-    if parsed.password:
-        parts["password"] = str(parsed.password)
-    return " ".join(f"{k}={v}" for k, v in parts.items())
-
-
 @dataclass
 class PostgresServer:
     """Creates uniquely named databases (``tb_test_<random>``) and drops them at the end."""
@@ -59,23 +45,19 @@ class PostgresServer:
     created: list[str]
 
     def new_database(self) -> str:
-        name = f"tb_test_{secrets.token_hex(6)}"
-        with psycopg.connect(_pg_conninfo(self.admin_url), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+        name = create_database(self.admin_url, "tb_test_")
         self.created.append(name)
-        return make_url(self.admin_url).set(database=name).render_as_string(hide_password=False)
+        return database_url(self.admin_url, name)
 
     def drop_all(self) -> None:
-        with psycopg.connect(_pg_conninfo(self.admin_url), autocommit=True) as conn:
-            for name in self.created:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        drop_databases(self.admin_url, *self.created)
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """The PostgreSQL server; required in CI, skipped elsewhere when none answers."""
     try:
-        with psycopg.connect(_pg_conninfo(PG_ADMIN_URL), connect_timeout=3) as conn:
+        with psycopg.connect(conninfo(PG_ADMIN_URL), connect_timeout=3) as conn:
             conn.execute("SELECT 1")
     except psycopg.OperationalError as exc:
         if os.environ.get("CI") == "true":
@@ -142,7 +124,7 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def chain() -> FakeLicenseView:
+def license_view() -> FakeLicenseView:
     """A ledger with twin 7 licensed to the brand for images and video all of Feb-Mar 2026, and
     twin 8 existing without a license."""
     view = FakeLicenseView()
@@ -189,7 +171,7 @@ def register_brand(store: Store, name: str, address: str) -> tuple[BrandRecord, 
 
 
 @pytest.fixture
-def make_api(settings: Settings, chain: FakeLicenseView) -> Iterator[Callable[..., Api]]:
+def make_api(settings: Settings, license_view: FakeLicenseView) -> Iterator[Callable[..., Api]]:
     """Builds an API on a fresh SQLite store with the fake ledger and a clock stopped at NOW."""
     stores: list[Store] = []
     clients: list[TestClient] = []
@@ -199,13 +181,15 @@ def make_api(settings: Settings, chain: FakeLicenseView) -> Iterator[Callable[..
         store = Store.from_url(app_settings.resolved_database_url)
         stores.append(store)
         clock = Clock()
-        ingestor = Ingestor(settings=app_settings, licenses=chain, clock=clock)
-        app = create_app(app_settings, store=store, chain=chain, ingestor=ingestor)
+        ingestor = Ingestor(settings=app_settings, licenses=license_view, clock=clock)
+        app = create_app(app_settings, store=store, chain=license_view, ingestor=ingestor)
         client = TestClient(app, raise_server_exceptions=True)
         client.__enter__()
         clients.append(client)
         brand, key = register_brand(store, "Atelier", BRAND_ADDRESS)
-        return Api(client=client, store=store, chain=chain, brand=brand, key=key, clock=clock)
+        return Api(
+            client=client, store=store, chain=license_view, brand=brand, key=key, clock=clock
+        )
 
     yield make
     for client in clients:
@@ -230,8 +214,8 @@ def anvil() -> Iterator[AnvilChain]:
 
 
 @pytest.fixture
-def snapshot(chain: AnvilChain) -> Iterator[AnvilChain]:
-    """The anvil of a module whose ``chain`` is its ``anvil``, reverted to its state before the
-    test when the test ends."""
-    with chain.snapshot():
-        yield chain
+def snapshot(anvil_chain: AnvilChain) -> Iterator[AnvilChain]:
+    """The ``anvil_chain`` of a module (its ``anvil``, made ready for its tests), reverted to its
+    state before the test when the test ends."""
+    with anvil_chain.snapshot():
+        yield anvil_chain

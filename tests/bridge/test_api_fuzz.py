@@ -37,8 +37,8 @@ from bridge.intake.ingest import Ingestor
 from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.store.repository import Store
+from bridge.testing import AnvilChain
 
-from .anvil import AnvilChain
 from .conftest import register_brand
 
 pytestmark = pytest.mark.integration

@@ -80,13 +80,13 @@ def make_chain() -> RoundsView:
 
 
 @pytest.fixture
-def chain() -> RoundsView:
+def rounds_view() -> RoundsView:
     return make_chain()
 
 
 @pytest.fixture
-def ingestor(settings: Settings, chain: RoundsView) -> Ingestor:
-    return Ingestor(settings=settings, licenses=chain, clock=lambda: NOW)
+def ingestor(settings: Settings, rounds_view: RoundsView) -> Ingestor:
+    return Ingestor(settings=settings, licenses=rounds_view, clock=lambda: NOW)
 
 
 @pytest.fixture
@@ -153,7 +153,10 @@ def rows(store: Store) -> list[tuple[int, int, str, int, int, int]]:
 
 
 def test_a_later_submission_repeating_an_event_is_a_duplicate_or_a_conflict(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, _ = brands
     later = USED_AT + timedelta(seconds=1)
@@ -171,12 +174,15 @@ def test_a_later_submission_repeating_an_event_is_a_duplicate_or_a_conflict(
     ]
     assert rows(store) == [(1, atelier.id, "e-1", TWIN, 0, 2), (2, atelier.id, "e-2", TWIN, 0, 2)]
     # e-1 with quantity 3 asks the same question as e-1: (brand, twin, type, second).
-    assert chain.calls == [(atelier.address, TWIN, 0, T), (atelier.address, TWIN, 0, T + 1)]
-    assert chain.rounds == [chain.calls]
+    assert rounds_view.calls == [(atelier.address, TWIN, 0, T), (atelier.address, TWIN, 0, T + 1)]
+    assert rounds_view.rounds == [rounds_view.calls]
 
 
 def test_an_event_refused_in_one_submission_is_accepted_corrected_in_a_later_one(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, _ = brands
     answers = group(
@@ -238,16 +244,19 @@ def test_an_event_refused_in_one_submission_is_accepted_corrected_in_a_later_one
     ]
     assert rows(store) == [(n, atelier.id, f"e-{n}", TWIN, 0, 2) for n in range(1, 6)]
     # The door's refusals ask nothing; the corrected events share one question.
-    assert chain.calls == [
+    assert rounds_view.calls == [
         (atelier.address, 8, 0, T),
         (atelier.address, TWIN, int(UsageType.PRINT), T),
         (atelier.address, TWIN, 0, T),
     ]
-    assert chain.rounds == [chain.calls]
+    assert rounds_view.rounds == [rounds_view.calls]
 
 
 def test_event_ids_are_per_brand_within_a_group(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, cabinet = brands
     answers = group(
@@ -265,12 +274,15 @@ def test_event_ids_are_per_brand_within_a_group(
         [conflict("e-1")],
     ]
     assert rows(store) == [(1, atelier.id, "e-1", TWIN, 0, 2), (2, cabinet.id, "e-1", TWIN, 0, 2)]
-    assert chain.calls == [(atelier.address, TWIN, 0, T), (cabinet.address, TWIN, 0, T)]
-    assert chain.rounds == [chain.calls]
+    assert rounds_view.calls == [(atelier.address, TWIN, 0, T), (cabinet.address, TWIN, 0, T)]
+    assert rounds_view.rounds == [rounds_view.calls]
 
 
 def test_a_repeat_of_an_event_stored_before_the_group_answers_from_the_store(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, cabinet = brands
     with store.session() as session:
@@ -278,8 +290,8 @@ def test_a_repeat_of_an_event_stored_before_the_group_answers_from_the_store(
             session, brand=atelier, reports=[report("e-1"), report("e-2", quantity=1)]
         )
     assert before == [accepted("e-1", 1), accepted("e-2", 2)]
-    chain.calls.clear()
-    chain.rounds.clear()
+    rounds_view.calls.clear()
+    rounds_view.rounds.clear()
 
     answers = group(
         store,
@@ -300,12 +312,15 @@ def test_a_repeat_of_an_event_stored_before_the_group_answers_from_the_store(
         (4, cabinet.id, "e-1", TWIN, 0, 2),
     ]
     # Stored events (the conflicting e-2 too) ask the chain nothing.
-    assert chain.calls == [(atelier.address, TWIN, 0, T + 2), (cabinet.address, TWIN, 0, T)]
-    assert chain.rounds == [chain.calls]
+    assert rounds_view.calls == [(atelier.address, TWIN, 0, T + 2), (cabinet.address, TWIN, 0, T)]
+    assert rounds_view.rounds == [rounds_view.calls]
 
 
 def test_repeats_within_one_submission_keep_their_answers_in_a_group(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, _ = brands
     no_license = refused("e-3", Refusal.NO_LICENSE, "the brand holds no license for this twin")
@@ -342,15 +357,15 @@ def test_repeats_within_one_submission_keep_their_answers_in_a_group(
         [accepted("e-2", 2), duplicate("e-1", 1), no_license],
     ]
     assert rows(store) == [(1, atelier.id, "e-1", TWIN, 0, 2), (2, atelier.id, "e-2", TWIN, 0, 2)]
-    assert chain.calls == [(atelier.address, TWIN, 0, T), (atelier.address, 8, 0, T)]
-    assert chain.rounds == [chain.calls]
+    assert rounds_view.calls == [(atelier.address, TWIN, 0, T), (atelier.address, 8, 0, T)]
+    assert rounds_view.rounds == [rounds_view.calls]
 
 
 def test_a_group_is_one_read_one_license_round_trip_and_one_commit(
     store: Store,
     ingestor: Ingestor,
     brands: tuple[BrandRecord, BrandRecord],
-    chain: RoundsView,
+    rounds_view: RoundsView,
 ) -> None:
     atelier, cabinet = brands
     a, c = atelier.address, cabinet.address
@@ -408,10 +423,10 @@ def test_a_group_is_one_read_one_license_round_trip_and_one_commit(
         + [(cabinet.id, "a1"), (cabinet.id, "b1")]
     )
     # One question per distinct (brand, twin, type, second) of the whole group, in one call.
-    assert chain.rounds == [
+    assert rounds_view.rounds == [
         [(a, TWIN, 0, T), (a, TWIN, 0, T + 1), (c, TWIN, 0, T), (c, TWIN, 1, T), (a, TWIN, 1, T)]
     ]
-    assert chain.calls == chain.rounds[0]
+    assert rounds_view.calls == rounds_view.rounds[0]
     assert statements == ["SELECT u.brand_id, u.event_id,", "INSERT INTO usage_events"]
     assert len(commits) == 1
 
@@ -474,10 +489,13 @@ def test_an_event_stored_meanwhile_by_another_request_answers_every_repeat_from_
 
 
 def test_a_group_with_the_chain_down_stores_nothing(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, cabinet = brands
-    chain.down = True
+    rounds_view.down = True
     with pytest.raises(ChainUnavailableError) as caught:
         group(
             store,
@@ -487,14 +505,17 @@ def test_a_group_with_the_chain_down_stores_nothing(
         )
     assert str(caught.value) == "chain at fake://chain unavailable: connection refused"
     assert rows(store) == []
-    assert chain.rounds == [[(atelier.address, TWIN, 0, T), (cabinet.address, TWIN, 0, T)]]
+    assert rounds_view.rounds == [[(atelier.address, TWIN, 0, T), (cabinet.address, TWIN, 0, T)]]
 
 
 def test_a_group_needing_no_license_check_asks_the_chain_nothing(
-    store: Store, ingestor: Ingestor, brands: tuple[BrandRecord, BrandRecord], chain: RoundsView
+    store: Store,
+    ingestor: Ingestor,
+    brands: tuple[BrandRecord, BrandRecord],
+    rounds_view: RoundsView,
 ) -> None:
     atelier, _ = brands
-    chain.down = True  # not asked, so not a failure
+    rounds_view.down = True  # not asked, so not a failure
     answers = group(
         store,
         ingestor,
@@ -505,7 +526,7 @@ def test_a_group_needing_no_license_check_asks_the_chain_nothing(
         [refused("e-1", Refusal.QUANTITY_OUT_OF_RANGE, "quantity 0 is outside 1..1000000")],
         [refused("e-1", Refusal.QUANTITY_OUT_OF_RANGE, "quantity -1 is outside 1..1000000")],
     ]
-    assert chain.rounds == []
+    assert rounds_view.rounds == []
     assert rows(store) == []
 
 
@@ -974,13 +995,13 @@ def histogram(text: str, name: str) -> dict[str, float]:
 def test_concurrent_posts_share_groups_and_the_metric_counts_them(
     store: Store,
     settings: Settings,
-    chain: RoundsView,
+    rounds_view: RoundsView,
     monkeypatch: pytest.MonkeyPatch,
     max_events: int,
 ) -> None:
     app_settings = settings.model_copy(update={"group_commit_max_events": max_events})
-    ingestor = GatedIngestor(hold_first=max_events > 0, settings=app_settings, licenses=chain)
-    app = create_app(app_settings, store=store, chain=chain, ingestor=ingestor)
+    ingestor = GatedIngestor(hold_first=max_events > 0, settings=app_settings, licenses=rounds_view)
+    app = create_app(app_settings, store=store, chain=rounds_view, ingestor=ingestor)
     brand, key = register_brand(store, "Atelier", BRAND_ADDRESS)
     auth = {"Authorization": f"Bearer {key}"}
     commit: GroupCommit = app.state.context.group_commit
@@ -1041,4 +1062,4 @@ def test_concurrent_posts_share_groups_and_the_metric_counts_them(
         "_sum": 20.0,
     }
     # One license question for the 19 of the second group (same brand, twin, type, second).
-    assert chain.rounds == [[(brand.address, TWIN, 0, T)]] * (2 if max_events else 20)
+    assert rounds_view.rounds == [[(brand.address, TWIN, 0, T)]] * (2 if max_events else 20)

@@ -33,8 +33,9 @@ from bridge.intake.owner_actions import ActionVerifier
 from bridge.settings import Settings
 from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store.repository import Store
+from bridge.testing import AnvilChain
+from bridge.testing.world import FIRST_MODEL_ACCOUNT
 
-from .anvil import AnvilChain
 from .conftest import BRAND_ADDRESS, OTHER_ADDRESS, TWIN, Clock, register_brand
 from .fakes import FakeLicenseView
 
@@ -95,14 +96,14 @@ class Hostile:
 
 
 @pytest.fixture
-def hostile(store: Store, chain: FakeLicenseView, tmp_path: Path) -> Iterator[Hostile]:
+def hostile(store: Store, license_view: FakeLicenseView, tmp_path: Path) -> Iterator[Hostile]:
     """The API on the backend's store: brand A (the conftest's licensed brand) and brand B, both
     licensed for twin 7."""
     settings = Settings(data_dir=tmp_path / "data", rate_limit_per_s=1000, rate_limit_burst=1000)
     assert settings.max_body_bytes == LIMIT
-    chain.grant(OTHER_ADDRESS, TWIN, chain.licenses[(BRAND_ADDRESS.lower(), TWIN)])
-    ingestor = Ingestor(settings=settings, licenses=chain, clock=Clock())
-    app = create_app(settings, store=store, chain=chain, ingestor=ingestor)
+    license_view.grant(OTHER_ADDRESS, TWIN, license_view.licenses[(BRAND_ADDRESS.lower(), TWIN)])
+    ingestor = Ingestor(settings=settings, licenses=license_view, clock=Clock())
+    app = create_app(settings, store=store, chain=license_view, ingestor=ingestor)
     _, key_a = register_brand(store, "Atelier", BRAND_ADDRESS)
     _, key_b = register_brand(store, "Boutique", OTHER_ADDRESS)
     with TestClient(app) as client:
@@ -555,7 +556,6 @@ def test_brand_a_key_cannot_read_brand_b_events(hostile: Hostile) -> None:
 # ---------------------------------------------------------------- forged and replayed signatures
 
 RELAYER_KEY = "0x" + keccak(text="twin-bridge hostile input test relayer").hex()
-FIRST_MODEL_ACCOUNT = 6  # scripts.bench_gas: admin, registrar, relayer, 3 brands, then the models
 NEW_OWNER = Web3.to_checksum_address("0x" + "0e" * 20)
 
 

@@ -22,8 +22,7 @@ from web3 import Web3
 from bridge.chain.views import Web3LicenseView
 from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
-from scripts.bench_gas import World, local_anvil, setup
-from scripts.faultkit import free_port
+from bridge.testing import World, free_port, local_anvil, setup
 
 pytestmark = pytest.mark.integration
 

@@ -32,14 +32,12 @@ from bridge.settings import Settings
 from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store.models import OwnerAction
 from bridge.store.repository import Store
-from scripts.bench_gas import World
-
-from .anvil import AnvilChain
+from bridge.testing import AnvilChain, World
+from bridge.testing.world import FIRST_MODEL_ACCOUNT
 
 pytestmark = pytest.mark.integration
 
 RELAYER_KEY = "0x" + keccak(text="twin-bridge owner action test relayer").hex()
-FIRST_MODEL_ACCOUNT = 6  # scripts.bench_gas: admin, registrar, relayer, 3 brands, then the models
 BYTES32_A = "0x" + "aa" * 32
 BYTES32_B = "0x" + "bb" * 32
 
@@ -48,7 +46,7 @@ Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain(anvil: AnvilChain) -> AnvilChain:
+def anvil_chain(anvil: AnvilChain) -> AnvilChain:
     anvil.fund(Account.from_key(RELAYER_KEY).address)
     return anvil
 
@@ -179,6 +177,19 @@ def test_types_and_nonce_endpoints_publish_what_a_wallet_signs(relay: Relay) -> 
     bad = relay.api.get("/v1/accounts/0x1234/nonce")
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_the_nonce_endpoint_is_a_503_problem_when_the_chain_gives_no_latest_block(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = relay.model(relay.world.twin_ids[0])
+    monkeypatch.setattr(Web3ChainClient, "block", lambda self, tag="latest": None)
+    answer = relay.api.get(f"/v1/accounts/{model.address}/nonce")
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    problem = answer.json()
+    assert problem["type"] == "urn:twin-bridge:problem:chain-unavailable"
+    assert problem["detail"] == "the chain gave no latest block"
 
 
 def test_a_signed_grant_is_relayed_confirmed_and_answered_again_unchanged(relay: Relay) -> None:
@@ -410,7 +421,7 @@ def test_an_erc1271_wallet_owner_signs_through_its_key(relay: Relay) -> None:
 
 
 def test_a_payout_relays_the_claimable_royalties_to_the_payee(relay: Relay) -> None:
-    from scripts.bench_gas import random_usages, settle
+    from bridge.testing import random_usages, settle
 
     world = relay.world
     settle(world, random_usages(world, 40))
@@ -530,7 +541,7 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
         " ".join(nothing.output.split())
     )
     # show: twins, licenses and earnings from the indexer's mirror of the chain
-    from bridge.indexer.indexer import Indexer
+    from bridge.indexer.follow import Indexer
 
     indexer = Indexer(
         relay.store,

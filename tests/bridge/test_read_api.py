@@ -31,10 +31,10 @@ from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_ledger
 from bridge.domain import eip712
 from bridge.domain.codec import Usage
-from bridge.indexer.indexer import Indexer
+from bridge.indexer.follow import Indexer
 from bridge.settings import Settings
 from bridge.store.repository import Store
-from scripts.bench_gas import local_anvil
+from bridge.testing import local_anvil
 
 from .fakes import FakeLicenseView
 from .test_indexer import _rpc, index_store  # noqa: F401 - a fixture

@@ -26,9 +26,7 @@ from sqlalchemy import inspect
 from bridge.api.serving import ReusePortSocket, reuse_port_socket
 from bridge.store.engine import make_engine
 from bridge.store.models import Base
-from scripts.faultkit import free_port
-
-from .anvil import AnvilChain
+from bridge.testing import AnvilChain, free_port
 
 pytestmark = pytest.mark.integration
 

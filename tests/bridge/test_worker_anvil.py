@@ -25,11 +25,9 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
-from sqlalchemy import select
 
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.ledger import USAGES_SETTLED_TOPIC
-from bridge.chain.signers import load_signer
 from bridge.chain.views import Web3LicenseView
 from bridge.domain.codec import Outcome
 from bridge.domain.usage import UsageType
@@ -38,12 +36,11 @@ from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
 from bridge.settings import Settings
 from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store import migrate
-from bridge.store.models import BatchStatus, SettlementBatch, UsageEvent, UsageStatus
+from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
 from bridge.store.settlement import lease_holder
-from scripts.bench_gas import World
-
-from .anvil import AnvilChain
+from bridge.testing import AnvilChain, World
+from bridge.testing.settling import settlement_batches, stored_usages, worker_signers
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +56,7 @@ Chain = AnvilChain
 
 
 @pytest.fixture(scope="module")
-def chain(anvil: AnvilChain) -> AnvilChain:
+def anvil_chain(anvil: AnvilChain) -> AnvilChain:
     anvil.fund(Account.from_key(RELAYER_KEY).address)
     return anvil
 
@@ -92,21 +89,17 @@ class Bridge:
         return [r.usage_id for r in results if r.usage_id is not None]
 
     def usages(self) -> dict[int, StoredUsage]:
-        with self.store.session() as session:
-            rows = session.scalars(select(UsageEvent).order_by(UsageEvent.id))
-            return {row.id: StoredUsage.of(row) for row in rows}
+        return stored_usages(self.store)
 
     def batches(self) -> list[SettlementBatch]:
-        with self.store.session() as session:
-            return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
+        return settlement_batches(self.store)
 
     def worker(self, confirmations: int = 1, **hooks: Any) -> SettlementWorker:
         client = Web3ChainClient([DEAD_URL, self.chain.url], timeout=5, backoff=0)
         chain_id = client.chain_id()
-        attester = load_signer(
-            "attester", chain_id=chain_id, private_key="0x" + self.chain.world.attester.key.hex()
+        attester, relayer = worker_signers(
+            self.chain.world, chain_id=chain_id, relayer_key=RELAYER_KEY
         )
-        relayer = load_signer("relayer", chain_id=chain_id, private_key=RELAYER_KEY)
         return SettlementWorker(
             store=self.store,
             chain=client,
@@ -185,7 +178,7 @@ def test_accepted_usages_settle_on_chain_and_a_revoked_license_comes_back_reject
     twins = {t1, t2, t3, t4, t5}
     escrow_before = [_escrow(world, b) for b in (0, 1)]
     accrued_before = {t: _accrued(world, t) for t in twins}
-    assert bridge.settlement.worker().run_until_idle() > 0
+    assert bridge.worker().run_until_idle() > 0
 
     [batch] = bridge.batches()
     assert batch.status is BatchStatus.CONFIRMED
@@ -238,14 +231,14 @@ def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_pa
             raise Crash(point)
 
     with pytest.raises(Crash):
-        bridge.settlement.worker(crash_point=crash).run_until_idle()
+        bridge.worker(crash_point=crash).run_until_idle()
     [signed] = bridge.batches()
     assert (signed.status, signed.nonce) == (BatchStatus.SIGNED, nonce_before)
     assert w3.eth.get_transaction_count(relayer) == nonce_before  # nothing went out
 
     # A new process: it waits out the dead worker's lease (its clock is past it), then resumes.
     later = datetime.now(UTC) + timedelta(minutes=1)
-    bridge.settlement.worker(clock=lambda: later).run_until_idle()
+    bridge.worker(clock=lambda: later).run_until_idle()
     [batch] = bridge.batches()
     assert (batch.status, batch.nonce, batch.tx_hash) == (
         BatchStatus.CONFIRMED,
@@ -268,7 +261,7 @@ def test_the_web3_client_reads_blocks_transactions_and_ledger_logs(bridge: Bridg
     world = bridge.chain.world
     now = bridge.now()
     bridge.accept(1, *[(t, u, 1, now - 30) for t, u in _licensed(world, 1, 2)])
-    bridge.settlement.worker().run_until_idle()
+    bridge.worker().run_until_idle()
     [batch] = bridge.batches()
 
     client = Web3ChainClient([bridge.chain.url])
@@ -301,7 +294,7 @@ def test_a_stuck_transaction_is_replaced_and_anvil_takes_the_bump(bridge: Bridge
     ids = bridge.accept(0, *[(t, u, 1, now - 40) for t, u in _licensed(world, 0, 2)])
     nonce_before = w3.eth.get_transaction_count(relayer.address)
     clock = [datetime.now(UTC)]
-    worker = bridge.settlement.worker(clock=lambda: clock[0])
+    worker = bridge.worker(clock=lambda: clock[0])
     w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
     try:
         worker.run_until_idle()
@@ -421,7 +414,7 @@ def test_a_reorg_before_the_confirmation_depth_is_settled_again_and_paid_once(
     now = bridge.now()
     ids = bridge.accept(1, *[(t, u, 2, now - 20) for t, u in _licensed(world, 1, 2)])
     escrow_before = _escrow(world, 1)
-    worker = bridge.settlement.worker(confirmations=3)
+    worker = bridge.worker(confirmations=3)
     worker.run_until_idle()
     [mined] = bridge.batches()
     assert mined.status is BatchStatus.MINED
@@ -454,7 +447,7 @@ def test_a_settlement_rolled_back_past_the_confirmation_depth_is_resent_and_paid
     ids = bridge.accept(0, *[(t, u, 1, now - 30) for t, u in _licensed(world, 0, 3)])
     escrow_before = _escrow(world, 0)
     nonce_before = w3.eth.get_transaction_count(relayer)
-    worker = bridge.settlement.worker(confirmations=1)
+    worker = bridge.worker(confirmations=1)
     worker.run_until_idle()
     [settled] = bridge.batches()
     assert settled.status is BatchStatus.CONFIRMED

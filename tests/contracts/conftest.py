@@ -107,7 +107,7 @@ def session_chain() -> Chain:
 
 
 @pytest.fixture
-def chain(session_chain: Chain) -> Iterator[Chain]:
+def tester_chain(session_chain: Chain) -> Iterator[Chain]:
     """The deployed chain, reverted to its deployment state after the test."""
     snapshot_id = session_chain.snapshot()
     yield session_chain
@@ -115,18 +115,18 @@ def chain(session_chain: Chain) -> Iterator[Chain]:
 
 
 @pytest.fixture
-def lg(chain: Chain) -> Ledger:
+def lg(tester_chain: Chain) -> Ledger:
     """A driver for the ledger with the test actors (see ``helpers.Ledger``)."""
-    return Ledger(chain.w3, chain.ledger, chain.token, chain.actors)
+    return Ledger(tester_chain.w3, tester_chain.ledger, tester_chain.token, tester_chain.actors)
 
 
 @pytest.fixture
-def deploy(chain: Chain):  # type: ignore[no-untyped-def]
+def deploy(tester_chain: Chain):  # type: ignore[no-untyped-def]
     """Deploys another compiled contract (e.g. a mock) from the admin: ``deploy(name, *args)``."""
 
     def _deploy(name: str, *args: Any) -> Contract:
         return deploy_contract(
-            chain.w3, load_artifact(name), *args, sender=chain.actors.admin.address
+            tester_chain.w3, load_artifact(name), *args, sender=tester_chain.actors.admin.address
         )
 
     return _deploy

@@ -1346,12 +1346,12 @@ def _run(chain: Chain, run_settings: settings) -> None:
             print(f"  {count:7d}  {what}")
 
 
-def test_ledger_matches_model(chain: Chain) -> None:
+def test_ledger_matches_model(tester_chain: Chain) -> None:
     """Short run under the loaded profile (``ci`` unless TWIN_BRIDGE_HYPOTHESIS_PROFILE says)."""
-    _run(chain, settings())
+    _run(tester_chain, settings())
 
 
 @pytest.mark.fuzz
-def test_ledger_matches_model_fuzz(chain: Chain) -> None:
+def test_ledger_matches_model_fuzz(tester_chain: Chain) -> None:
     """Long run under the ``fuzz`` profile (``make fuzz``)."""
-    _run(chain, settings.get_profile("fuzz"))
+    _run(tester_chain, settings.get_profile("fuzz"))

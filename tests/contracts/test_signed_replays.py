@@ -52,9 +52,9 @@ def other_ledger(session_chain: Chain) -> Iterator[Contract]:
 
 
 @pytest.fixture
-def other(chain: Chain, other_ledger: Contract) -> Ledger:
-    """The driver of the second ledger (reverted with ``chain`` after each test)."""
-    return Ledger(chain.w3, other_ledger, chain.token, chain.actors)
+def other(tester_chain: Chain, other_ledger: Contract) -> Ledger:
+    """The driver of the second ledger (reverted with ``tester_chain`` after each test)."""
+    return Ledger(tester_chain.w3, other_ledger, tester_chain.token, tester_chain.actors)
 
 
 def _state(lg: Ledger, twin: int) -> Any:

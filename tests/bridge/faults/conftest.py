@@ -1,34 +1,28 @@
-"""Fixtures of the fault suite: one anvil per module with the benchmark's world (each test runs
-from an ``evm_snapshot``), and a bridge store per test on SQLite and on PostgreSQL."""
+"""Fixtures of the fault suite: one anvil per module with the test world of ``bridge.testing``
+(each test runs from an ``evm_snapshot``), and a bridge store per test on SQLite and on PostgreSQL.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from web3 import Web3
 
 from bridge.store import migrate
-from scripts.bench_gas import World, setup
+from bridge.testing import Anvil, AnvilChain, rpc
+from bridge.testing import start_world as start_bare_world
 
-from .rig import RELAYER, Anvil, Rig, rpc
+from .rig import RELAYER, Rig
 
-
-@dataclass
-class Chain:
-    anvil: Anvil
-    w3: Web3
-    url: str
-    world: World
+Chain = AnvilChain
 
 
 def start_world(anvil: Anvil) -> Chain:
-    anvil.start()
-    world = setup(anvil.w3)
-    rpc(anvil.w3, "anvil_setBalance", RELAYER, hex(10**21))
-    return Chain(anvil, anvil.w3, anvil.url, world)
+    """Starts ``anvil`` with the world on it, and funds the rig's relayer."""
+    chain = start_bare_world(anvil)
+    chain.fund(RELAYER, 10**21)
+    return chain
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
-"""The fault-injection rig: a bridge (store, ingest, worker, audit) over a chain set up like the gas
-benchmark's world (20 twins licensed to 3 brands), with worker processes that can be killed; the
-stoppable anvil and the proxy are ``scripts.faultkit``'s."""
+"""The fault-injection rig: a bridge (store, ingest, worker, audit) over the test world of
+``bridge.testing`` (20 twins licensed to 3 brands), with worker processes that can be killed; the
+stoppable anvil and the proxy are ``bridge.testing``'s."""
 
 from __future__ import annotations
 
@@ -20,12 +20,10 @@ from typing import IO, Any
 
 from eth_account import Account
 from eth_utils.crypto import keccak
-from sqlalchemy import select
 from typer.testing import CliRunner
 from web3 import Web3
 
 from bridge.chain.client import Web3ChainClient
-from bridge.chain.signers import load_signer
 from bridge.chain.views import Web3LicenseView
 from bridge.cli.app import app
 from bridge.domain.usage import UsageType
@@ -33,12 +31,10 @@ from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
 from bridge.settings import Settings
 from bridge.settlement.worker import SettlementWorker, WorkerConfig
-from bridge.store.models import SettlementBatch, UsageEvent, UsageStatus
+from bridge.store.models import SettlementBatch, UsageStatus
 from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
-from scripts.bench_gas import World
-from scripts.faultkit import Anvil, Proxy, free_port, rpc
-
-__all__ = ["Anvil", "Proxy", "free_port", "rpc"]
+from bridge.testing import World, rpc
+from bridge.testing.settling import settlement_batches, stored_usages, worker_signers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 RELAYER_KEY = "0x" + keccak(text="twin-bridge fault suite relayer").hex()
@@ -135,13 +131,10 @@ class Rig:
         return [r.usage_id for r in results if r.usage_id is not None]
 
     def usages(self) -> dict[int, StoredUsage]:
-        with self.store.session() as session:
-            rows = session.scalars(select(UsageEvent).order_by(UsageEvent.id))
-            return {row.id: StoredUsage.of(row) for row in rows}
+        return stored_usages(self.store)
 
     def batches(self) -> list[SettlementBatch]:
-        with self.store.session() as session:
-            return list(session.scalars(select(SettlementBatch).order_by(SettlementBatch.id)))
+        return settlement_batches(self.store)
 
     def escrow(self, brand: int) -> tuple[int, int]:
         """(escrow, debt) of brand ``brand`` on chain."""
@@ -162,12 +155,9 @@ class Rig:
         hooks = {k: config.pop(k) for k in ("clock", "crash_point", "holder") if k in config}
         client = client or Web3ChainClient(urls or [self.url], timeout=5, backoff=0, attempts=2)
         chain_id = client.chain_id()
-        attester = load_signer(
-            "attester",
-            chain_id=chain_id,
-            private_key="0x" + (attester_key or bytes(self.world.attester.key)).hex(),
+        attester, relayer = worker_signers(
+            self.world, chain_id=chain_id, relayer_key=RELAYER_KEY, attester_key=attester_key
         )
-        relayer = load_signer("relayer", chain_id=chain_id, private_key=RELAYER_KEY)
         options: dict[str, Any] = {
             "batch_size": 50,
             "confirmations": 1,

@@ -31,12 +31,13 @@ from bridge.api import create_app
 from bridge.chain.client import Receipt, Web3ChainClient
 from bridge.chain.views import Web3LicenseView
 from bridge.domain.codec import Outcome
-from bridge.indexer.indexer import Indexer
+from bridge.indexer.follow import Indexer
 from bridge.settlement.worker import SettlementWorker
 from bridge.store.models import BatchStatus, SettledUsageRow, UsageStatus
-from scripts.bench_gas import NOTICE_PERIOD
+from bridge.testing import rpc
+from bridge.testing.world import NOTICE_PERIOD
 
-from .rig import RELAYER_KEY, Rig, rpc
+from .rig import RELAYER_KEY, Rig
 
 pytestmark = pytest.mark.faults
 

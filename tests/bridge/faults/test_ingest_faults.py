@@ -30,8 +30,9 @@ from bridge.api import create_app
 from bridge.chain.views import Web3LicenseView
 from bridge.client import BridgeClient, RetryPolicy, usage_event
 from bridge.store.models import UsageStatus
+from bridge.testing import free_port
 
-from .rig import REPO_ROOT, Rig, free_port
+from .rig import REPO_ROOT, Rig
 
 pytestmark = pytest.mark.faults
 

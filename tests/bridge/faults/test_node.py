@@ -13,16 +13,17 @@ import pytest
 
 from bridge.chain.client import Web3ChainClient
 from bridge.store.models import BatchStatus, UsageStatus
+from bridge.testing import Anvil, AnvilOptions, Proxy, rpc
 
 from .conftest import Chain, start_world
-from .rig import Anvil, Proxy, Rig, rpc
+from .rig import Rig
 
 pytestmark = pytest.mark.faults
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[Chain, Proxy]]:
-    anvil = Anvil(state=tmp_path / "anvil-state.json")
+    anvil = Anvil(AnvilOptions(state=tmp_path / "anvil-state.json"))
     proxy = Proxy(anvil.port)
     try:
         chain = start_world(anvil)
