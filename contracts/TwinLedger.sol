@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {AccessControlDefaultAdminRules} from
-    "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
+import {AccessManaged} from "@openzeppelin/contracts/access/manager/AccessManaged.sol";
+import {IAccessManager} from "@openzeppelin/contracts/access/manager/IAccessManager.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
@@ -20,21 +20,27 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
 import {ITwinLedger} from "./interfaces/ITwinLedger.sol";
 import {BipsLibrary} from "./libraries/BipsLibrary.sol";
+import {EscrowBook} from "./libraries/EscrowBook.sol";
 import {LicenseBook} from "./libraries/LicenseBook.sol";
 import {LicenseCodec} from "./libraries/LicenseCodec.sol";
+import {LimitCodec} from "./libraries/LimitCodec.sol";
 import {PayeeBook} from "./libraries/PayeeBook.sol";
+import {SpendingBook} from "./libraries/SpendingBook.sol";
+import {TwinBook} from "./libraries/TwinBook.sol";
 import {UsageCodec} from "./libraries/UsageCodec.sol";
 
 /// @title TwinLedger
 /// @notice ERC-721 registry of digital twins, their licenses and the escrow-backed per-use royalties.
 /// @dev One contract keeps the settlement hot path on as few storage slots as possible: one word per
-/// license, one per twin (royalty account and pause state), one per brand (escrow and debt) and one
-/// bitmap word per 256 usage ids. Royalties accrue on the twin and are split between payees and the
-/// current owner when distributed (before any payee change or transfer, and on payout).
+/// license, one per twin (royalty account and pause state), two per brand (escrow and debt; spending
+/// limits, the period's spend and flags) and one bitmap word per 256 usage ids of a brand. Royalties
+/// accrue on the twin and are split between payees and the current owner when distributed (before any
+/// payee change or transfer, and on payout). Roles live in an OpenZeppelin {AccessManager}: minting,
+/// pausing and attesting are granted there, behind its grant and execution delays.
 contract TwinLedger is
     ITwinLedger,
     ERC721URIStorage,
-    AccessControlDefaultAdminRules,
+    AccessManaged,
     EIP712,
     Nonces,
     Pausable,
@@ -43,26 +49,16 @@ contract TwinLedger is
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
     using LicenseCodec for uint256;
+    using LimitCodec for uint256;
     using UsageCodec for uint256;
     using Arrays for uint256[];
     using LicenseBook for LicenseBook.Book;
+    using SpendingBook for SpendingBook.Book;
+    using EscrowBook for EscrowBook.Book;
 
-    struct TwinAccount {
-        uint128 accrued;
-        uint40 pausedSince;
-        uint40 lastPauseEnd;
-    }
-
-    struct Escrow {
-        uint128 balance;
-        uint128 debt;
-    }
-
-    struct BrandBook {
-        uint128 debtReserve;
-        uint64 debtHead;
-        uint128 pendingWithdrawal;
-        uint40 unlocksAt;
+    struct PauseClock {
+        uint40 pausedAt;
+        uint40 pausedTotal;
     }
 
     struct DebtEntry {
@@ -70,26 +66,40 @@ contract TwinLedger is
         uint192 amount;
     }
 
-    bytes32 public constant REGISTRAR_ROLE = keccak256("REGISTRAR_ROLE");
-    bytes32 public constant ATTESTER_ROLE = keccak256("ATTESTER_ROLE");
-    bytes32 public constant PAUSER_ROLE = keccak256("PAUSER_ROLE");
+    /// @notice Role ids in the access manager (its ADMIN_ROLE is 0).
+    uint64 public constant REGISTRAR_ROLE = 1;
+    uint64 public constant ATTESTER_ROLE = 2;
+    uint64 public constant PAUSER_ROLE = 3;
+
+    /// @notice The shortest escrow notice period: the oldest usage the bridge accepts (35 days) plus a
+    /// day to settle it, so a brand cannot withdraw escrow owed for a use it reported.
+    uint40 public constant MIN_NOTICE_PERIOD = 36 days;
+    /// @notice An unlocked escrow withdrawal lapses if not carried out within this time.
+    uint40 public constant CLAIM_WINDOW = 7 days;
+    /// @notice The most nonces one {invalidateNonces} call may skip.
+    uint256 public constant MAX_NONCE_JUMP = 256;
 
     uint256 public constant MAX_PRICES = LicenseBook.MAX_PRICES;
     uint256 public constant MAX_PAYEES = PayeeBook.MAX_PAYEES;
     uint256 public constant MAX_PRICE = LicenseBook.MAX_PRICE;
-    uint256 public constant AUTO_REPAY_ENTRIES = 16;
+    uint256 public constant AUTO_REPAY_ENTRIES = EscrowBook.AUTO_REPAY_ENTRIES;
 
-    bytes32 private constant _GRANT_LICENSE_TYPEHASH = keccak256(
-        "GrantLicense(uint256 twinId,LicenseTerms terms,uint256 nonce,uint256 deadline)"
+    bytes32 private constant _OFFER_LICENSE_TYPEHASH = keccak256(
+        "OfferLicense(address owner,uint256 twinId,LicenseTerms terms,uint256 nonce,uint256 deadline)"
         "LicenseTerms(address brand,uint40 validFrom,uint40 validUntil,uint32 maxUses,bytes32 purposeHash,"
         "bytes32 consentHash,UsagePrice[] prices)UsagePrice(uint8 usageType,uint256 price)"
     );
-    bytes32 private constant _REVOKE_LICENSE_TYPEHASH =
-        keccak256("RevokeLicense(uint256 twinId,address brand,uint256 nonce,uint256 deadline)");
+    bytes32 private constant _REVOKE_LICENSE_TYPEHASH = keccak256(
+        "RevokeLicense(address owner,uint256 twinId,address brand,uint256 version,uint256 nonce,uint256 deadline)"
+    );
     bytes32 private constant _SET_TWIN_PAUSED_TYPEHASH =
-        keccak256("SetTwinPaused(uint256 twinId,bool paused,uint256 nonce,uint256 deadline)");
+        keccak256("SetTwinPaused(address owner,uint256 twinId,bool paused,uint256 nonce,uint256 deadline)");
     bytes32 private constant _SET_PAYEES_TYPEHASH = keccak256(
-        "SetPayees(uint256 twinId,Payee[] payees,uint256 nonce,uint256 deadline)Payee(address account,uint16 bps)"
+        "SetPayees(address owner,uint256 twinId,Payee[] payees,uint256 nonce,uint256 deadline)"
+        "Payee(address account,uint16 bps)"
+    );
+    bytes32 private constant _ACCEPT_LICENSE_TYPEHASH = keccak256(
+        "AcceptLicense(address brand,uint256 twinId,uint256 version,bytes32 termsHash,uint256 nonce,uint256 deadline)"
     );
     bytes32 private constant _USAGE_GROUP_TYPEHASH = keccak256("UsageGroup(address brand,uint256[] usages)");
     bytes32 private constant _USAGE_BATCH_TYPEHASH = keccak256(
@@ -98,39 +108,56 @@ contract TwinLedger is
 
     uint256 private constant _NO_WORD = type(uint256).max;
     uint256 private constant _NO_PRICE = type(uint256).max;
+    uint256 private constant _LOW_BITS = (1 << UsageCodec.USAGE_TYPE_SHIFT) - 1;
 
     IERC20 private immutable _token;
+    address private immutable _manager;
     uint40 private immutable _noticePeriod;
+    uint32 private immutable _spendingPeriod;
+    uint32 private immutable _raiseDelay;
+    /// @dev The default limits' codes in their place in a limits word, with the CONFIGURED flag.
+    uint256 private immutable _defaultLimits;
+
+    PauseClock private _pauseClock;
 
     uint256 private _lastTwinId;
     uint256 private _totalLiabilities;
 
     mapping(uint256 twinId => bytes32) private _consentHashes;
-    mapping(uint256 twinId => TwinAccount) private _twins;
+    mapping(uint256 twinId => TwinBook.TwinAccount) private _twins;
     mapping(uint256 twinId => uint256[] intervals) private _pauseHistory;
     mapping(uint256 twinId => Payee[]) private _payees;
 
     LicenseBook.Book private _licenses;
 
-    mapping(address brand => Escrow) private _escrows;
-    mapping(address brand => BrandBook) private _books;
-    // slither-disable-next-line uninitialized-state (entries are pushed through a storage pointer)
-    mapping(address brand => DebtEntry[]) private _debts;
+    EscrowBook.Book private _escrow;
+    SpendingBook.Book private _spending;
 
-    mapping(uint256 wordIndex => uint256 bitmap) private _processed;
+    /// @dev Key `address(0)`: ids attested by the bridge's attesters; a brand's own key: its own ids.
+    mapping(address idSpace => mapping(uint256 wordIndex => uint256 bitmap)) private _processed;
     mapping(address payee => uint256) private _claimable;
 
     /// @param token the ERC-20 all escrow and royalties are paid in
-    /// @param admin the default admin (transfer of the role takes `adminDelay` seconds)
-    /// @param adminDelay seconds a default-admin transfer waits before it can be accepted
-    /// @param noticePeriod seconds between an escrow withdrawal request and its unlock
-    constructor(IERC20 token, address admin, uint48 adminDelay, uint40 noticePeriod)
+    /// @param manager the {AccessManager} holding the registrar, attester and pauser roles (for good)
+    /// @param settings notice period, spending period, raise delay and default spending limits
+    constructor(IERC20 token, address manager, Config memory settings)
         ERC721("Twin Bridge Twin", "TWIN")
-        EIP712("TwinLedger", "1")
-        AccessControlDefaultAdminRules(adminDelay, admin)
+        EIP712("TwinLedger", "2")
+        AccessManaged(manager)
     {
+        if (settings.noticePeriod < MIN_NOTICE_PERIOD || settings.spendingPeriod == 0 || manager == address(0)) {
+            revert LedgerConfigInvalid();
+        }
+        if (settings.defaultPerUsage == 0 || settings.defaultPerUsage > settings.defaultPerPeriod) {
+            revert SpendingLimitsInvalid(settings.defaultPerUsage, settings.defaultPerPeriod);
+        }
         _token = token;
-        _noticePeriod = noticePeriod;
+        _manager = manager;
+        _noticePeriod = settings.noticePeriod;
+        _spendingPeriod = settings.spendingPeriod;
+        _raiseDelay = settings.raiseDelay;
+        _defaultLimits = LimitCodec.CONFIGURED
+            | LimitCodec.codes(LimitCodec.encode(settings.defaultPerUsage), LimitCodec.encode(settings.defaultPerPeriod));
     }
 
     // ================================================================== twins
@@ -138,7 +165,7 @@ contract TwinLedger is
     /// @inheritdoc ITwinLedger
     function mint(address owner, string calldata uri, bytes32 consentHash)
         external
-        onlyRole(REGISTRAR_ROLE)
+        restricted
         returns (uint256 twinId)
     {
         twinId = ++_lastTwinId;
@@ -158,42 +185,47 @@ contract TwinLedger is
     // ================================================================== owner actions
 
     /// @inheritdoc ITwinLedger
-    function grantLicense(uint256 twinId, LicenseTerms calldata terms) external {
+    function offerLicense(uint256 twinId, LicenseTerms calldata terms) external {
         _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _licenses.grant(twinId, terms);
+        _licenses.offer(twinId, terms);
     }
 
     /// @inheritdoc ITwinLedger
-    function grantLicenseBySig(
+    function offerLicenseBySig(
+        address owner,
         uint256 twinId,
         LicenseTerms calldata terms,
         uint256 nonce,
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_GRANT_LICENSE_TYPEHASH, twinId, LicenseBook.hashTerms(terms), nonce, deadline));
-        _useOwnerSignature(twinId, structHash, nonce, deadline, signature);
-        _licenses.grant(twinId, terms);
+        bytes32 structHash = keccak256(
+            abi.encode(_OFFER_LICENSE_TYPEHASH, owner, twinId, LicenseBook.hashTerms(terms), nonce, deadline)
+        );
+        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
+        _licenses.offer(twinId, terms);
     }
 
     /// @inheritdoc ITwinLedger
-    function revokeLicense(uint256 twinId, address brand) external {
+    function revokeLicense(uint256 twinId, address brand, uint256 version) external {
         _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _licenses.revoke(twinId, brand);
+        _licenses.revoke(twinId, brand, version);
     }
 
     /// @inheritdoc ITwinLedger
     function revokeLicenseBySig(
+        address owner,
         uint256 twinId,
         address brand,
+        uint256 version,
         uint256 nonce,
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash = keccak256(abi.encode(_REVOKE_LICENSE_TYPEHASH, twinId, brand, nonce, deadline));
-        _useOwnerSignature(twinId, structHash, nonce, deadline, signature);
-        _licenses.revoke(twinId, brand);
+        bytes32 structHash =
+            keccak256(abi.encode(_REVOKE_LICENSE_TYPEHASH, owner, twinId, brand, version, nonce, deadline));
+        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
+        _licenses.revoke(twinId, brand, version);
     }
 
     /// @inheritdoc ITwinLedger
@@ -204,14 +236,16 @@ contract TwinLedger is
 
     /// @inheritdoc ITwinLedger
     function setTwinPausedBySig(
+        address owner,
         uint256 twinId,
         bool paused_,
         uint256 nonce,
         uint256 deadline,
         bytes calldata signature
     ) external {
-        bytes32 structHash = keccak256(abi.encode(_SET_TWIN_PAUSED_TYPEHASH, twinId, paused_, nonce, deadline));
-        _useOwnerSignature(twinId, structHash, nonce, deadline, signature);
+        bytes32 structHash =
+            keccak256(abi.encode(_SET_TWIN_PAUSED_TYPEHASH, owner, twinId, paused_, nonce, deadline));
+        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
         _setTwinPaused(twinId, paused_);
     }
 
@@ -223,6 +257,7 @@ contract TwinLedger is
 
     /// @inheritdoc ITwinLedger
     function setPayeesBySig(
+        address owner,
         uint256 twinId,
         Payee[] calldata payees,
         uint256 nonce,
@@ -230,9 +265,60 @@ contract TwinLedger is
         bytes calldata signature
     ) external {
         bytes32 structHash =
-            keccak256(abi.encode(_SET_PAYEES_TYPEHASH, twinId, PayeeBook.hash(payees), nonce, deadline));
-        _useOwnerSignature(twinId, structHash, nonce, deadline, signature);
+            keccak256(abi.encode(_SET_PAYEES_TYPEHASH, owner, twinId, PayeeBook.hash(payees), nonce, deadline));
+        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
         _setPayees(twinId, payees);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function invalidateNonces(uint256 newNonce) external {
+        address account = _msgSender();
+        uint256 current = nonces(account);
+        if (newNonce <= current || newNonce - current > MAX_NONCE_JUMP) revert NonceJumpInvalid(current, newNonce);
+        for (uint256 n = current; n < newNonce; ++n) {
+            _useNonce(account);
+        }
+        emit NoncesInvalidated(account, newNonce);
+    }
+
+    // ================================================================== brand actions
+
+    /// @inheritdoc ITwinLedger
+    function acceptLicense(uint256 twinId, uint256 version, bytes32 termsHash) external {
+        _licenses.accept(twinId, _msgSender(), version, termsHash);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function acceptLicenseBySig(
+        address brand,
+        uint256 twinId,
+        uint256 version,
+        bytes32 termsHash,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external {
+        bytes32 structHash =
+            keccak256(abi.encode(_ACCEPT_LICENSE_TYPEHASH, brand, twinId, version, termsHash, nonce, deadline));
+        _useSignature(brand, structHash, nonce, deadline, signature);
+        _licenses.accept(twinId, brand, version, termsHash);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function declineLicense(uint256 twinId, uint256 version) external {
+        _licenses.decline(twinId, _msgSender(), version);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function setSpendingLimits(uint256 perUsage, uint256 perPeriod) external {
+        _spending.setLimits(_msgSender(), perUsage, perPeriod, _defaultLimits, _raiseDelay);
+        _escrow.escrows[_msgSender()].custom = true;
+    }
+
+    /// @inheritdoc ITwinLedger
+    function setBrandAttester(address attester) external {
+        _spending.setAttester(_msgSender(), attester, _defaultLimits);
+        _escrow.escrows[_msgSender()].custom = true;
     }
 
     // ================================================================== escrow
@@ -256,70 +342,70 @@ contract TwinLedger is
 
     /// @inheritdoc ITwinLedger
     function repayDebt(address brand, uint256 maxEntries) external nonReentrant {
-        _repayDebt(brand, maxEntries);
+        _escrow.repayDebt(_twins, brand, maxEntries);
     }
 
     /// @inheritdoc ITwinLedger
     function requestEscrowWithdrawal(uint256 amount) external {
-        if (amount == 0) revert EscrowZeroAmount();
-        address brand = _msgSender();
-        BrandBook storage book = _books[brand];
-        uint40 unlocksAt = uint40(block.timestamp) + _noticePeriod;
-        book.pendingWithdrawal = amount.toUint128();
-        book.unlocksAt = unlocksAt;
-        emit EscrowWithdrawalRequested(brand, amount, unlocksAt);
+        _escrow.requestWithdrawal(_msgSender(), amount, _noticePeriod, _pausedSeconds());
     }
 
     /// @inheritdoc ITwinLedger
     function cancelEscrowWithdrawal() external {
-        address brand = _msgSender();
-        BrandBook storage book = _books[brand];
-        if (book.pendingWithdrawal == 0) revert EscrowNoPendingWithdrawal(brand);
-        book.pendingWithdrawal = 0;
-        book.unlocksAt = 0;
-        emit EscrowWithdrawalCancelled(brand);
+        _escrow.cancelWithdrawal(_msgSender());
     }
 
     /// @inheritdoc ITwinLedger
-    function withdrawEscrow() external nonReentrant {
+    function withdrawEscrow() external whenNotPaused nonReentrant {
         address brand = _msgSender();
-        BrandBook storage book = _books[brand];
-        uint256 pending = book.pendingWithdrawal;
-        if (pending == 0) revert EscrowNoPendingWithdrawal(brand);
-        if (block.timestamp < book.unlocksAt) revert EscrowWithdrawalLocked(brand, book.unlocksAt);
-        Escrow storage escrow = _escrows[brand];
-        uint256 amount = Math.min(pending, escrow.balance);
-        book.pendingWithdrawal = 0;
-        book.unlocksAt = 0;
-        escrow.balance -= uint128(amount);
+        uint256 amount = _escrow.takeWithdrawal(brand, _pausedSeconds(), CLAIM_WINDOW);
         _totalLiabilities -= amount;
-        emit EscrowWithdrawn(brand, amount);
         _token.safeTransfer(brand, amount);
     }
 
     // ================================================================== settlement
 
     /// @inheritdoc ITwinLedger
-    function settle(UsageBatch calldata batch, bytes calldata signature) external whenNotPaused nonReentrant {
+    function settle(UsageBatch calldata batch, address attester, bytes calldata signature)
+        external
+        whenNotPaused
+        nonReentrant
+    {
         // slither-disable-next-line timestamp
         if (block.timestamp > batch.deadline) revert SettlementExpired(batch.deadline);
         uint256 groupCount = batch.groups.length;
         if (groupCount == 0) revert SettlementEmptyBatch();
         bytes32 digest = _hashUsageBatch(batch);
+        // An EOA attester's signature recovers to it; anything else is asked as ERC-1271 (a Safe).
         // The third value only details a malformed signature, which is refused either way.
         // slither-disable-next-line unused-return
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || !hasRole(ATTESTER_ROLE, signer)) {
-            revert SettlementInvalidAttester(signer);
-        }
+        (address recovered, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
+        if (
+            (err != ECDSA.RecoverError.NoError || recovered != attester)
+                && !SignatureChecker.isValidERC1271SignatureNow(attester, digest, signature)
+        ) revert SettlementInvalidAttester(attester);
+        bool roleChecked = false;
         for (uint256 g = 0; g < groupCount; ++g) {
-            _settleGroup(digest, signer, batch.groups[g]);
+            UsageGroup calldata group = batch.groups[g];
+            uint256 limits = _limitsOf(group.brand);
+            if (limits & LimitCodec.OWN_ATTESTER != 0) {
+                if (_spending.attesters[group.brand] != attester) revert SettlementWrongAttester(group.brand, attester);
+            } else if (!roleChecked) {
+                // Once per batch (roleChecked); the execution delay concerns calls through the manager.
+                // slither-disable-next-line unused-return,calls-loop
+                (bool isMember,) = IAccessManager(authority()).hasRole(ATTESTER_ROLE, attester);
+                if (!isMember) revert SettlementInvalidAttester(attester);
+                roleChecked = true;
+            }
+            (uint256 paid, uint256[] memory results) = _settleGroup(group, limits);
+            emit UsagesSettled(digest, group.brand, attester, paid, results);
         }
     }
 
     /// @inheritdoc ITwinLedger
-    function isUsageProcessed(uint64 usageId) external view returns (bool) {
-        return _processed[usageId >> 8] & (1 << (usageId & 0xff)) != 0;
+    function isUsageProcessed(address brand, uint64 usageId) external view returns (bool) {
+        address idSpace = usageId >> 62 == 1 ? brand : address(0);
+        return _processed[idSpace][usageId >> 8] & (1 << (usageId & 0xff)) != 0;
     }
 
     /// @inheritdoc ITwinLedger
@@ -349,22 +435,27 @@ contract TwinLedger is
     // ================================================================== admin
 
     /// @inheritdoc ITwinLedger
-    function rotateAttester(address oldAttester, address newAttester) external onlyRole(DEFAULT_ADMIN_ROLE) {
-        if (!hasRole(ATTESTER_ROLE, oldAttester) || newAttester == address(0) || hasRole(ATTESTER_ROLE, newAttester))
-        {
-            revert AttesterRotationInvalid(oldAttester, newAttester);
-        }
-        _grantRole(ATTESTER_ROLE, newAttester);
-        _revokeRole(ATTESTER_ROLE, oldAttester);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function pause() external onlyRole(PAUSER_ROLE) {
+    function pause() external restricted {
+        _pauseClock.pausedAt = uint40(block.timestamp);
         _pause();
     }
 
+    /// @notice The access manager, fixed at deployment.
+    function authority() public view override returns (address) {
+        return _manager;
+    }
+
+    /// @notice Refused: the ledger's access manager cannot be replaced, so no admin can move its roles
+    /// to a manager without delays.
+    function setAuthority(address) public pure override {
+        revert LedgerAuthorityFixed();
+    }
+
     /// @inheritdoc ITwinLedger
-    function unpause() external onlyRole(PAUSER_ROLE) {
+    function unpause() external restricted {
+        PauseClock storage clock = _pauseClock;
+        clock.pausedTotal += uint40(block.timestamp) - clock.pausedAt;
+        clock.pausedAt = 0;
         _unpause();
     }
 
@@ -376,8 +467,19 @@ contract TwinLedger is
     }
 
     /// @inheritdoc ITwinLedger
-    function escrowNoticePeriod() external view returns (uint40) {
-        return _noticePeriod;
+    function config() external view returns (Config memory) {
+        return Config({
+            noticePeriod: _noticePeriod,
+            spendingPeriod: _spendingPeriod,
+            raiseDelay: _raiseDelay,
+            defaultPerUsage: _defaultLimits.perUsage(),
+            defaultPerPeriod: _defaultLimits.perPeriod()
+        });
+    }
+
+    /// @inheritdoc ITwinLedger
+    function pausedSeconds() external view returns (uint256) {
+        return _pausedSeconds();
     }
 
     /// @inheritdoc ITwinLedger
@@ -399,6 +501,20 @@ contract TwinLedger is
     }
 
     /// @inheritdoc ITwinLedger
+    function offerOf(uint256 twinId, address brand)
+        external
+        view
+        returns (License memory terms, uint256 version, bytes32 termsHash)
+    {
+        return _licenses.offerOf(twinId, brand);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function hashLicenseTerms(LicenseTerms calldata terms) external pure returns (bytes32) {
+        return LicenseBook.hashTerms(terms);
+    }
+
+    /// @inheritdoc ITwinLedger
     function priceAt(uint256 twinId, address brand, uint8 usageType, uint40 at)
         external
         view
@@ -413,13 +529,13 @@ contract TwinLedger is
         view
         returns (uint256 accrued, uint40 pausedSince, uint256 pauseIntervals)
     {
-        TwinAccount storage twin = _twins[twinId];
+        TwinBook.TwinAccount storage twin = _twins[twinId];
         return (twin.accrued, twin.pausedSince, _pauseHistory[twinId].length);
     }
 
     /// @inheritdoc ITwinLedger
     function isPausedAt(uint256 twinId, uint40 at) external view returns (bool) {
-        TwinAccount storage twin = _twins[twinId];
+        TwinBook.TwinAccount storage twin = _twins[twinId];
         return _isPausedAt(twinId, twin.pausedSince, twin.lastPauseEnd, at);
     }
 
@@ -430,26 +546,24 @@ contract TwinLedger is
 
     /// @inheritdoc ITwinLedger
     function brandAccount(address brand) external view returns (BrandAccount memory) {
-        Escrow storage escrow = _escrows[brand];
-        BrandBook storage book = _books[brand];
-        return BrandAccount({
-            escrow: escrow.balance,
-            debt: escrow.debt,
-            debtReserve: book.debtReserve,
-            pendingWithdrawal: book.pendingWithdrawal,
-            withdrawalUnlocksAt: book.unlocksAt
-        });
+        return _escrow.accountOf(brand, _pausedSeconds(), CLAIM_WINDOW);
+    }
+
+    /// @inheritdoc ITwinLedger
+    function brandLimits(address brand) external view returns (BrandLimits memory limits) {
+        limits = _spending.limitsOf(brand, _defaultLimits, _spendingPeriod);
+        limits.spentInPeriod = _spentNow(_escrow.escrows[brand]);
     }
 
     /// @inheritdoc ITwinLedger
     function debtEntry(address brand, uint256 entry) external view returns (uint256 twinId, uint256 amount) {
-        DebtEntry storage debt = _debts[brand][entry];
+        EscrowBook.DebtEntry storage debt = _escrow.debts[brand][entry];
         return (debt.twinId, debt.amount);
     }
 
     /// @inheritdoc ITwinLedger
     function debtQueue(address brand) external view returns (uint256 head, uint256 length) {
-        return (_books[brand].debtHead, _debts[brand].length);
+        return (_escrow.accounts[brand].debtHead, _escrow.debts[brand].length);
     }
 
     /// @inheritdoc ITwinLedger
@@ -467,48 +581,45 @@ contract TwinLedger is
         return super.tokenURI(tokenId);
     }
 
-    function supportsInterface(bytes4 interfaceId)
-        public
-        view
-        override(ERC721URIStorage, AccessControlDefaultAdminRules)
-        returns (bool)
-    {
+    function supportsInterface(bytes4 interfaceId) public view override(ERC721URIStorage) returns (bool) {
         return super.supportsInterface(interfaceId);
     }
 
     // ================================================================== internal: owner actions
 
-    /// @dev Checks deadline, nonce and the current owner's signature (ECDSA or ERC-1271).
+    /// @dev Checks that `owner` owns the twin, then its signature.
     function _useOwnerSignature(
+        address owner,
         uint256 twinId,
         bytes32 structHash,
         uint256 nonce,
         uint256 deadline,
         bytes calldata signature
     ) internal {
+        address current = _requireOwned(twinId);
+        if (owner != current) revert TwinInvalidSigner(current);
+        _useSignature(owner, structHash, nonce, deadline, signature);
+    }
+
+    /// @dev Checks deadline, nonce and `signer`'s signature (ECDSA or ERC-1271) of the struct.
+    function _useSignature(address signer, bytes32 structHash, uint256 nonce, uint256 deadline, bytes calldata signature)
+        internal
+    {
         // slither-disable-next-line timestamp
         if (block.timestamp > deadline) revert TwinSignatureExpired(deadline);
-        address owner = _requireOwned(twinId);
-        _useCheckedNonce(owner, nonce);
+        _useCheckedNonce(signer, nonce);
         bytes32 digest = _hashTypedDataV4(structHash);
-        if (!SignatureChecker.isValidSignatureNow(owner, digest, signature)) revert TwinInvalidSigner(owner);
-        emit SignedActionUsed(owner, nonce, digest);
+        if (!SignatureChecker.isValidSignatureNow(signer, digest, signature)) revert TwinInvalidSigner(signer);
+        emit SignedActionUsed(signer, nonce, digest);
+    }
+
+    function _pausedSeconds() internal view returns (uint256) {
+        PauseClock memory clock = _pauseClock;
+        return clock.pausedTotal + (paused() ? block.timestamp - clock.pausedAt : 0);
     }
 
     function _setTwinPaused(uint256 twinId, bool paused_) internal {
-        TwinAccount storage twin = _twins[twinId];
-        uint40 now40 = uint40(block.timestamp);
-        uint40 since = twin.pausedSince;
-        if (paused_ == (since != 0)) revert TwinPauseUnchanged(twinId, paused_);
-        if (paused_) {
-            twin.pausedSince = now40;
-            emit TwinPaused(twinId, now40);
-        } else {
-            _pauseHistory[twinId].push((uint256(since) << 40) | now40);
-            twin.pausedSince = 0;
-            twin.lastPauseEnd = now40;
-            emit TwinUnpaused(twinId, now40);
-        }
+        TwinBook.setPaused(_twins, _pauseHistory, twinId, paused_);
     }
 
     function _setPayees(uint256 twinId, Payee[] calldata payees) internal {
@@ -519,59 +630,14 @@ contract TwinLedger is
     // ================================================================== internal: money
 
     function _deposit(address brand, uint256 amount) internal {
-        if (amount == 0) revert EscrowZeroAmount();
-        if (brand == address(0)) revert EscrowInvalidBrand(brand);
-        Escrow storage escrow = _escrows[brand];
-        BrandBook storage book = _books[brand];
-        uint256 owed = escrow.debt - book.debtReserve;
-        uint256 toDebt = Math.min(amount, owed);
-        book.debtReserve += uint128(toDebt);
-        escrow.balance += (amount - toDebt).toUint128();
+        address from = _msgSender();
+        _escrow.deposit(_twins, brand, from, amount);
         _totalLiabilities += amount;
-        emit EscrowDeposited(brand, _msgSender(), amount, toDebt);
-        if (toDebt > 0) _repayDebt(brand, AUTO_REPAY_ENTRIES);
-        _token.safeTransferFrom(_msgSender(), address(this), amount);
-    }
-
-    /// @dev Pays debt entries in order from the brand's reserve, crediting the twins owed.
-    function _repayDebt(address brand, uint256 maxEntries) internal {
-        BrandBook storage book = _books[brand];
-        Escrow storage escrow = _escrows[brand];
-        DebtEntry[] storage entries = _debts[brand];
-        uint256 reserve = book.debtReserve;
-        uint256 head = book.debtHead;
-        uint256 length = entries.length;
-        uint256 paid = 0;
-        for (uint256 n = 0; n < maxEntries && reserve > 0 && head < length; ++n) {
-            DebtEntry storage entry = entries[head];
-            uint256 amount = Math.min(entry.amount, reserve);
-            uint256 twinId = entry.twinId;
-            entry.amount -= uint192(amount);
-            reserve -= amount;
-            paid += amount;
-            _twins[twinId].accrued += uint128(amount);
-            emit DebtRepaid(brand, twinId, amount, head);
-            if (entry.amount == 0) ++head;
-        }
-        book.debtReserve = uint128(reserve);
-        book.debtHead = uint64(head);
-        escrow.debt -= uint128(paid);
-    }
-
-    function _recordDebt(address brand, uint256 twinId, uint256 amount) internal {
-        DebtEntry[] storage entries = _debts[brand];
-        uint256 length = entries.length;
-        if (length > _books[brand].debtHead && entries[length - 1].twinId == twinId) {
-            entries[length - 1].amount += amount.toUint192();
-            emit DebtRecorded(brand, twinId, amount, length - 1);
-        } else {
-            entries.push(DebtEntry({twinId: uint64(twinId), amount: amount.toUint192()}));
-            emit DebtRecorded(brand, twinId, amount, length);
-        }
+        _token.safeTransferFrom(from, address(this), amount);
     }
 
     function _distribute(uint256 twinId) internal {
-        TwinAccount storage twin = _twins[twinId];
+        TwinBook.TwinAccount storage twin = _twins[twinId];
         uint256 amount = twin.accrued;
         if (amount == 0) return;
         twin.accrued = 0;
@@ -605,7 +671,9 @@ contract TwinLedger is
         _token.safeTransfer(payee, amount);
     }
 
-    /// @dev Royalties accrued while the previous owner held the twin are theirs: distribute before a transfer.
+    /// @dev Royalties the twin accrued while the previous owner held it are theirs: they are distributed
+    /// before the transfer. Royalties settled after the transfer are the new owner's, also for uses made
+    /// before it: the twin's licenses and the income still to be settled under them travel with the token.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
         if (_ownerOf(tokenId) != address(0)) _distribute(tokenId);
         return super._update(to, tokenId, auth);
@@ -613,21 +681,35 @@ contract TwinLedger is
 
     // ================================================================== internal: settlement
 
-    /// @dev Settles one brand's usages. The loop keeps the current twin's royalty word and license word
+    /// @dev Settles one brand's usages within its spending limits (`limits`, its word as in force). The loop keeps the current twin's royalty word and license word
     /// in locals and writes them back when the twin changes (usages sorted by twin touch each once).
     /// The common case (current license version, inline price, no pause) is priced by {_fastPrice} on
     /// plain words; everything else goes through {_slowPrice}.
-    function _settleGroup(bytes32 digest, address attester, UsageGroup calldata group) private {
+    function _settleGroup(UsageGroup calldata group, uint256 limits)
+        private
+        returns (uint256 paid, uint256[] memory results)
+    {
         address brand = group.brand;
         if (brand == address(0)) revert SettlementInvalidBrand(brand);
         uint256[] calldata usages = group.usages;
         uint256 count = usages.length;
-        uint256[] memory results = new uint256[](count);
-
-        Escrow memory account = _escrows[brand];
+        results = new uint256[](count);
+        // Usage ids of brands with their own attester lie in [2**62, 2**63) with a bitmap per brand; the
+        // bridge's attesters' ids lie below 2**62 and share one bitmap (`address(0)`), so a brand's
+        // attester can burn only its own ids. (Every id fits a signed 64-bit database column.)
+        uint256 ownIds = (limits & LimitCodec.OWN_ATTESTER) != 0 ? 1 : 0;
+        address idSpace = ownIds == 1 ? brand : address(0);
+        EscrowBook.Escrow memory account = _escrow.escrows[brand];
+        // The per-usage limit (high 128 bits) and what the period's limit leaves (low 128 bits) in one
+        // word, to keep the loop's stack small.
+        uint256 bounds = limits.perPeriod();
+        {
+            uint256 spentBefore = _spentNow(account);
+            bounds = (limits.perUsage() << 128) | (spentBefore < bounds ? bounds - spentBefore : 0);
+        }
+        uint256 boundsBefore = bounds;
         uint256 escrow = account.balance;
-        uint256 debt = account.debt;
-        uint256 paid = 0;
+        uint256 debt = 0; // new debt of this group
         uint256 bitmapWord = _NO_WORD;
         uint256 bitmap = 0;
         uint256 twinId = 0; // no twin has id 0
@@ -641,11 +723,13 @@ contract TwinLedger is
             // Replay protection: one bit per usage id, one storage word per 256 ids.
             uint256 usageId = usage >> UsageCodec.USAGE_ID_SHIFT;
             if (usageId >> 8 != bitmapWord) {
-                if (bitmapWord != _NO_WORD) _processed[bitmapWord] = bitmap;
+                // The ids of one bitmap word share their two top bits.
+                if (usageId >> 62 != ownIds) revert SettlementMalformedUsage(usage);
+                if (bitmapWord != _NO_WORD) _processed[idSpace][bitmapWord] = bitmap;
                 bitmapWord = usageId >> 8;
-                bitmap = _processed[bitmapWord];
+                bitmap = _processed[idSpace][bitmapWord];
             }
-            if (bitmap & (1 << (usageId & 0xff)) != 0) revert UsageAlreadyProcessed(uint64(usageId));
+            if (bitmap & (1 << (usageId & 0xff)) != 0) revert UsageAlreadyProcessed(brand, uint64(usageId));
             bitmap |= 1 << (usageId & 0xff);
 
             if (usage.twinId() != twinId) {
@@ -673,6 +757,16 @@ contract TwinLedger is
                 }
             }
             uint256 quantity = usage.quantity();
+            // price < 2**96 and quantity < 2**32
+            uint256 amount = price * quantity;
+            // The brand's limits first, so that a usage they refuse does not count toward the cap.
+            if (amount > uint128(bounds) || amount > bounds >> 128) {
+                results[i] = usage | uint256(amount > bounds >> 128 ? Outcome.OverUsageLimit : Outcome.OverPeriodLimit);
+                unchecked {
+                    ++i;
+                }
+                continue;
+            }
             uint256 cap = word.maxUses();
             if (cap != 0) {
                 uint256 used = word.uses() + quantity;
@@ -692,17 +786,19 @@ contract TwinLedger is
                     _licenses.history[twinId][brand][historyIndex] = word;
                 }
             }
+            unchecked {
+                // amount <= the low half: no borrow from the per-usage limit
+                bounds -= amount;
+            }
             // Escrow pays what it can; a shortfall becomes debt owed to the twin. A free usage type is
             // still a paid usage (amount 0).
             unchecked {
-                // price < 2**96 and quantity < 2**32
-                uint256 amount = price * quantity;
                 uint256 funded = amount < escrow ? amount : escrow;
                 escrow -= funded;
                 paid += amount;
                 if (amount > funded) {
                     debt += amount - funded;
-                    _recordDebt(brand, twinId, amount - funded);
+                    _escrow.recordDebt(brand, twinId, amount - funded);
                 }
                 // The accrued field holds funded amounts only (tokens the ledger holds); _storeTwin
                 // refuses a carry out of its 128 bits.
@@ -715,9 +811,28 @@ contract TwinLedger is
         }
         if (twinDirty) _storeTwin(twinId, twin);
         if (licenseDirty) _licenses.current[twinId][brand] = license;
-        if (bitmapWord != _NO_WORD) _processed[bitmapWord] = bitmap;
-        _escrows[brand] = Escrow({balance: uint128(escrow), debt: debt.toUint128()});
-        emit UsagesSettled(digest, brand, attester, paid, results);
+        if (bitmapWord != _NO_WORD) _processed[idSpace][bitmapWord] = bitmap;
+        // spent <= the period limit < 2**88 (see {LimitCodec})
+        _escrow.escrows[brand] = EscrowBook.Escrow({
+            balance: uint128(escrow),
+            spent: uint88(_spentNow(account) + boundsBefore - bounds),
+            periodIndex: uint32(block.timestamp / _spendingPeriod),
+            custom: account.custom
+        });
+        if (debt != 0) _escrow.accounts[brand].debt += debt.toUint128();
+    }
+
+    /// @dev What the brand's usages cost in the current spending period so far.
+    function _spentNow(EscrowBook.Escrow memory account) private view returns (uint256) {
+        // The spend counts in the period it was recorded in: an index compared by equality.
+        // slither-disable-next-line incorrect-equality,timestamp
+        return account.periodIndex == block.timestamp / _spendingPeriod ? account.spent : 0;
+    }
+
+    /// @dev The brand's limits word as in force: its own if it ever set limits or an attester, else the
+    /// deployment's defaults (without reading its word).
+    function _limitsOf(address brand) private view returns (uint256) {
+        return _escrow.escrows[brand].custom ? _spending.current(brand, _defaultLimits) : _defaultLimits;
     }
 
     /// @dev Price of the usage in the common case, on plain words: quantity > 0, not in the future, the
@@ -731,6 +846,7 @@ contract TwinLedger is
             let at := and(shr(88, usage), 0xffffffffff)
             let pausedSince := and(shr(128, twin), 0xffffffffff)
             let refused := or(iszero(and(shr(56, usage), 0xffffffff)), gt(at, timestamp()))
+            refused := or(refused, and(usage, 0xffffffffffff))
             refused := or(refused, lt(at, shr(224, license)))
             refused := or(refused, iszero(lt(at, and(shr(192, license), 0xffffffff))))
             refused := or(refused, lt(at, and(shr(168, twin), 0xffffffffff)))
@@ -752,7 +868,7 @@ contract TwinLedger is
 
     /// @dev The twin's {TwinAccount} as one word: accrued (low 128 bits), pausedSince, lastPauseEnd.
     function _loadTwin(uint256 twinId) private view returns (uint256 word) {
-        TwinAccount storage twin = _twins[twinId];
+        TwinBook.TwinAccount storage twin = _twins[twinId];
         assembly ("memory-safe") {
             word := sload(twin.slot)
         }
@@ -761,18 +877,19 @@ contract TwinLedger is
     function _storeTwin(uint256 twinId, uint256 word) private {
         // The accrued field must not have carried into pausedSince.
         if ((word >> 128) != (_loadTwin(twinId) >> 128)) revert SafeCast.SafeCastOverflowedUintDowncast(128, word);
-        TwinAccount storage twin = _twins[twinId];
+        TwinBook.TwinAccount storage twin = _twins[twinId];
         assembly ("memory-safe") {
             sstore(twin.slot, word)
         }
     }
 
-    /// @dev Every check in full: quantity, time, license versions, overflow prices, pause intervals.
+    /// @dev Every check in full: the word's low bits, quantity, time, license versions, overflow prices, pause intervals.
     function _slowPrice(uint256 twinId, address brand, uint256 license, uint256 twin, uint256 usage)
         private
         view
         returns (Outcome result, uint256 price, uint256 word, uint256 historyIndex)
     {
+        if (usage & _LOW_BITS != 0) revert SettlementMalformedUsage(usage);
         uint40 at = usage.usedAt();
         if (usage.quantity() == 0) return (Outcome.ZeroQuantity, 0, 0, 0);
         // slither-disable-next-line timestamp
@@ -790,7 +907,10 @@ contract TwinLedger is
         returns (Outcome result, uint256 price, uint256 word, uint256 historyIndex)
     {
         (result, price, word, historyIndex) = _licenses.lookup(twinId, brand, current, usageType, at);
-        if (result == Outcome.NoLicense && _ownerOf(twinId) == address(0)) result = Outcome.UnknownTwin;
+        if (result == Outcome.NoLicense) {
+            if (_ownerOf(twinId) == address(0)) result = Outcome.UnknownTwin;
+            else if (_licenses.hasOffer(twinId, brand)) result = Outcome.OfferNotAccepted;
+        }
     }
 
     function _isPausedAt(uint256 twinId, uint40 pausedSince, uint40 lastPauseEnd, uint40 at)

@@ -8,10 +8,11 @@ import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
 import {LicenseCodec} from "./LicenseCodec.sol";
 
 /// @title License versions of every (twin, brand) pair
-/// @notice The current version of a pair is one storage word (see {LicenseCodec}); replaced versions
-/// move to an ordered history whose windows are disjoint, so the version covering any past time is
-/// found by binary search. Usage types that do not fit inline live in an overflow mapping per version.
-/// @dev Grant, revoke and decode are external (linked) functions to keep the ledger under the code-size
+/// @notice The current (accepted) version of a pair is one storage word (see {LicenseCodec}); replaced
+/// versions move to an ordered history whose windows are disjoint, so the version covering any past time
+/// is found by binary search. A new version waits as an offer (one per pair, with the hash of its terms)
+/// until the brand accepts it. Usage types that do not fit inline live in an overflow mapping per version.
+/// @dev Offer, accept, decline, revoke and decode are external (linked) functions to keep the ledger under the code-size
 /// limit; the settlement hot path ({lookup}) is internal and inlined into the ledger.
 library LicenseBook {
     using LicenseCodec for uint256;
@@ -23,6 +24,8 @@ library LicenseBook {
         mapping(uint256 twinId => mapping(address brand => mapping(uint256 version => uint256 typeMask))) overflowTypes;
         mapping(uint256 twinId => mapping(address brand => mapping(uint256 version => mapping(uint8 usageType => uint256))))
             overflowPrices;
+        mapping(uint256 twinId => mapping(address brand => uint256 word)) offers;
+        mapping(uint256 twinId => mapping(address brand => bytes32 termsHash)) offerHashes;
     }
 
     uint256 internal constant MAX_PRICES = 16;
@@ -36,33 +39,29 @@ library LicenseBook {
         "bytes32 consentHash,UsagePrice[] prices)UsagePrice(uint8 usageType,uint256 price)"
     );
 
-    /// @notice Grants `terms` for `twinId`, replacing the current version from the new start.
-    /// Emits {ITwinLedger-LicenseGranted}.
-    function grant(Book storage book, uint256 twinId, ITwinLedger.LicenseTerms calldata terms) external {
+    /// @notice Offers `terms` for `twinId` as the pair's next version, replacing an offer still waiting.
+    /// Emits {ITwinLedger-LicenseOfferWithdrawn} for a replaced offer and {ITwinLedger-LicenseOffered}.
+    function offer(Book storage book, uint256 twinId, ITwinLedger.LicenseTerms calldata terms) external {
         address brand = terms.brand;
         if (brand == address(0)) revert ITwinLedger.LicenseInvalidBrand(brand);
-        uint40 from = uint40(Math.max(terms.validFrom, block.timestamp));
-        // Stored times are uint32 (until 2106): a later end means "until then".
+        // Stored times are uint32 (until 2106): a later time means "until then".
+        uint40 from = uint40(Math.min(terms.validFrom, LicenseCodec.MAX_TIME));
         uint40 until = uint40(Math.min(terms.validUntil, LicenseCodec.MAX_TIME));
-        if (until <= from) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
+        // slither-disable-next-line timestamp
+        if (until <= Math.max(from, block.timestamp)) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
         uint256 count = terms.prices.length;
         if (count == 0) revert ITwinLedger.LicenseNoPrices();
         if (count > MAX_PRICES) revert ITwinLedger.LicenseTooManyPrices(count, MAX_PRICES);
 
-        uint256[] storage history = book.history[twinId][brand];
-        uint256 current = book.current[twinId][brand];
-        if (current.has(LicenseCodec.EXISTS)) {
-            history.push(current);
-            // Earlier versions end where the new one starts: windows stay disjoint and ordered.
-            for (uint256 i = history.length; i > 0; --i) {
-                uint256 word = history[i - 1];
-                if (word.validUntil() <= from) break;
-                history[i - 1] = word.endedAt(from);
-            }
+        uint256 version = nextVersion(book, twinId, brand);
+        if (book.offers[twinId][brand] != 0) {
+            _dropOffer(book, twinId, brand, version);
+            emit ITwinLedger.LicenseOfferWithdrawn(twinId, brand, version);
         }
-        uint256 version = history.length;
-        book.current[twinId][brand] = _encodeTerms(book, twinId, version, from, until, terms);
-        emit ITwinLedger.LicenseGranted(
+        bytes32 termsHash = hashTerms(terms);
+        book.offers[twinId][brand] = _encodeTerms(book, twinId, version, from, until, terms);
+        book.offerHashes[twinId][brand] = termsHash;
+        emit ITwinLedger.LicenseOffered(
             twinId,
             brand,
             version,
@@ -71,22 +70,69 @@ library LicenseBook {
             terms.maxUses,
             terms.purposeHash,
             terms.consentHash,
-            terms.prices
+            terms.prices,
+            termsHash
         );
     }
 
-    /// @notice Ends every version of the pair that is still running at `block.timestamp`.
-    /// Emits {ITwinLedger-LicenseRevoked}.
-    function revoke(Book storage book, uint256 twinId, address brand) external {
+    /// @notice The brand accepts the waiting offer `version` with `termsHash`: it becomes the current
+    /// version from the later of its start and now, and earlier versions end there.
+    /// Emits {ITwinLedger-LicenseAccepted}.
+    function accept(Book storage book, uint256 twinId, address brand, uint256 version, bytes32 termsHash)
+        external
+    {
+        uint256 word = book.offers[twinId][brand];
+        if (word == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        if (version != nextVersion(book, twinId, brand) || termsHash != book.offerHashes[twinId][brand]) {
+            revert ITwinLedger.LicenseOfferMismatch(twinId, brand, version, termsHash);
+        }
+        uint40 from = uint40(Math.max(word.validFrom(), block.timestamp));
+        // slither-disable-next-line timestamp
+        if (word.validUntil() <= from) revert ITwinLedger.LicenseOfferExpired(twinId, brand, version);
+        delete book.offers[twinId][brand];
+        delete book.offerHashes[twinId][brand];
+
+        uint256[] storage history = book.history[twinId][brand];
         uint256 current = book.current[twinId][brand];
+        if (current.has(LicenseCodec.EXISTS)) {
+            history.push(current);
+            // Earlier versions end where the new one starts: windows stay disjoint and ordered.
+            for (uint256 i = history.length; i > 0; --i) {
+                uint256 earlier = history[i - 1];
+                if (earlier.validUntil() <= from) break;
+                history[i - 1] = earlier.endedAt(from);
+            }
+        }
+        book.current[twinId][brand] = word.startingAt(from);
+        emit ITwinLedger.LicenseAccepted(twinId, brand, version, from);
+    }
+
+    /// @notice The brand declines the waiting offer `version`. Emits {ITwinLedger-LicenseDeclined}.
+    function decline(Book storage book, uint256 twinId, address brand, uint256 version) external {
+        _requireOffer(book, twinId, brand, version);
+        _dropOffer(book, twinId, brand, version);
+        emit ITwinLedger.LicenseDeclined(twinId, brand, version);
+    }
+
+    /// @notice Withdraws the waiting offer `version`, or ends the accepted version `version` and every
+    /// version of the pair still running at `block.timestamp`.
+    /// Emits {ITwinLedger-LicenseOfferWithdrawn} or {ITwinLedger-LicenseRevoked}.
+    function revoke(Book storage book, uint256 twinId, address brand, uint256 version) external {
+        uint256 current = book.current[twinId][brand];
+        uint256[] storage history = book.history[twinId][brand];
+        if (book.offers[twinId][brand] != 0 && version == nextVersion(book, twinId, brand)) {
+            _dropOffer(book, twinId, brand, version);
+            emit ITwinLedger.LicenseOfferWithdrawn(twinId, brand, version);
+            return;
+        }
         if (!current.has(LicenseCodec.EXISTS)) revert ITwinLedger.LicenseNotFound(twinId, brand);
+        if (version != history.length) revert ITwinLedger.LicenseVersionMismatch(twinId, brand, version);
         uint40 now40 = uint40(block.timestamp);
         bool changed = false;
         if (current.validUntil() > now40) {
             book.current[twinId][brand] = current.endedAt(now40).withFlag(LicenseCodec.REVOKED);
             changed = true;
         }
-        uint256[] storage history = book.history[twinId][brand];
         for (uint256 i = history.length; i > 0; --i) {
             uint256 word = history[i - 1];
             if (word.validUntil() <= now40) break;
@@ -94,7 +140,31 @@ library LicenseBook {
             changed = true;
         }
         if (!changed) revert ITwinLedger.LicenseAlreadyEnded(twinId, brand);
-        emit ITwinLedger.LicenseRevoked(twinId, brand, history.length, now40);
+        emit ITwinLedger.LicenseRevoked(twinId, brand, version, now40);
+    }
+
+    /// @notice The waiting offer of the pair, its version number and terms hash; reverts if none waits.
+    function offerOf(Book storage book, uint256 twinId, address brand)
+        external
+        view
+        returns (ITwinLedger.License memory terms, uint256 version, bytes32 termsHash)
+    {
+        uint256 word = book.offers[twinId][brand];
+        if (word == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        version = nextVersion(book, twinId, brand);
+        terms = _decode(book, twinId, brand, version, word);
+        termsHash = book.offerHashes[twinId][brand];
+    }
+
+    /// @notice The number the pair's next accepted version gets (the number of accepted versions).
+    function nextVersion(Book storage book, uint256 twinId, address brand) internal view returns (uint256) {
+        if (!book.current[twinId][brand].has(LicenseCodec.EXISTS)) return 0;
+        return book.history[twinId][brand].length + 1;
+    }
+
+    /// @notice Whether an offer waits for the brand's acceptance.
+    function hasOffer(Book storage book, uint256 twinId, address brand) internal view returns (bool) {
+        return book.offers[twinId][brand] != 0;
     }
 
     /// @notice Version `version` of the pair with all its prices; reverts if it does not exist.
@@ -155,8 +225,8 @@ library LicenseBook {
         return (ITwinLedger.Outcome.Paid, price, word, historyIndex);
     }
 
-    /// @notice EIP-712 struct hash of license terms.
-    function hashTerms(ITwinLedger.LicenseTerms calldata terms) external pure returns (bytes32) {
+    /// @notice EIP-712 struct hash of license terms: the terms hash a brand accepts.
+    function hashTerms(ITwinLedger.LicenseTerms calldata terms) public pure returns (bytes32) {
         uint256 count = terms.prices.length;
         bytes32[] memory hashes = new bytes32[](count);
         for (uint256 i = 0; i < count; ++i) {
@@ -174,6 +244,27 @@ library LicenseBook {
                 keccak256(abi.encodePacked(hashes))
             )
         );
+    }
+
+    function _requireOffer(Book storage book, uint256 twinId, address brand, uint256 version) private view {
+        if (book.offers[twinId][brand] == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        if (version != nextVersion(book, twinId, brand)) {
+            revert ITwinLedger.LicenseVersionMismatch(twinId, brand, version);
+        }
+    }
+
+    /// @dev Deletes the waiting offer and the overflow prices stored for its version.
+    function _dropOffer(Book storage book, uint256 twinId, address brand, uint256 version) private {
+        uint256 mask = book.overflowTypes[twinId][brand][version];
+        for (uint256 t = 0; mask != 0; ++t) {
+            if (mask & (1 << t) != 0) {
+                delete book.overflowPrices[twinId][brand][version][uint8(t)];
+                mask &= ~(1 << t);
+            }
+        }
+        delete book.overflowTypes[twinId][brand][version];
+        delete book.offers[twinId][brand];
+        delete book.offerHashes[twinId][brand];
     }
 
     /// @dev Validates the prices, stores overflow prices and returns the license word.

@@ -108,6 +108,11 @@ library LicenseCodec {
         return word;
     }
 
+    /// @notice The word with its start moved to `start` (not after its end).
+    function startingAt(uint256 word, uint40 start) internal pure returns (uint256) {
+        return (word & ~_FROM_MASK) | (uint256(start) << VALID_FROM_SHIFT);
+    }
+
     function withFlag(uint256 word, uint256 flag) internal pure returns (uint256) {
         return word | (flag << FLAGS_SHIFT);
     }

@@ -1,9 +1,18 @@
 """Fixtures for the contract suite: one in-process chain (eth-tester on py-evm) per session,
-the ledger deployed once, and every test starting from a snapshot of that state (reverted after)."""
+the access manager and the ledger deployed once, and every test starting from a snapshot of that
+state (reverted after).
+
+The session world maps the ledger's restricted functions to their roles in the manager
+(``mint`` → REGISTRAR_ROLE, ``pause``/``unpause`` → PAUSER_ROLE) and grants the registrar,
+attester and pauser at once (no grant delay, no execution delay for the admin), with a test
+``Config`` (the minimum notice period, no raise delay, the largest spending limits) so that the
+tests of licenses, settlement and payouts keep their meaning. Tests of the delays and the real
+defaults deploy their own world with ``deploy_world``/``deploy_system``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,17 +20,39 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_tester import EthereumTester, PyEVMBackend
-from eth_utils import keccak
+from eth_typing import ChecksumAddress
+from eth_utils import function_abi_to_4byte_selector, keccak
 from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
-from bridge.chain.deploy import contract_at, deploy_contract, deploy_ledger
+from bridge.chain.deploy import contract_at, deploy_contract
 from bridge.chain.toolchain import load_artifact
 
-from .helpers import Ledger
+from .helpers import DAY, Ledger
 
-ADMIN_DELAY = 2 * 24 * 3600
-NOTICE_PERIOD = 3 * 24 * 3600
+ADMIN_ROLE = 0
+REGISTRAR_ROLE = 1
+ATTESTER_ROLE = 2
+PAUSER_ROLE = 3
+PUBLIC_ROLE = 2**64 - 1
+ROLE_IDS = {"registrar": REGISTRAR_ROLE, "attester": ATTESTER_ROLE, "pauser": PAUSER_ROLE}
+"""The ledger's roles in the manager, by the actor that holds them in the session world."""
+ROLE_FUNCTIONS = {REGISTRAR_ROLE: ("mint",), PAUSER_ROLE: ("pause", "unpause")}
+"""The ledger's ``restricted`` functions, by the role the manager maps them to."""
+
+MIN_NOTICE_PERIOD = 36 * DAY
+CLAIM_WINDOW = 7 * DAY
+MAX_NONCE_JUMP = 256
+NOTICE_PERIOD = MIN_NOTICE_PERIOD
+SPENDING_PERIOD = DAY
+LIMIT_MAX = (2**28 - 1) * 10**15
+"""The largest spending limit the ledger can keep (28-bit mantissa, exponent 15)."""
+TEST_CONFIG = (NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX)
+"""The session world's ``Config``: (noticePeriod, spendingPeriod, raiseDelay, defaultPerUsage,
+defaultPerPeriod): limits that never bind and raises that apply at once."""
+REAL_CONFIG = (NOTICE_PERIOD, DAY, 60, 50_000 * 10**6, 250_000 * 10**6)
+"""The local deployment defaults (6-decimal token): for tests of the bounds."""
+
 ROLES = ("admin", "registrar", "attester", "pauser", "outsider")
 MODELS = 4
 BRANDS = 3
@@ -48,6 +79,16 @@ class Actors:
     payees: list[LocalAccount] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class System:
+    """One deployment: the ledger, its payment token, its access manager and its libraries."""
+
+    ledger: Contract
+    token: Contract
+    manager: Contract
+    libraries: dict[str, ChecksumAddress]
+
+
 @dataclass
 class Chain:
     w3: Web3
@@ -55,12 +96,65 @@ class Chain:
     ledger: Contract
     token: Contract
     actors: Actors
+    manager: Contract
 
     def snapshot(self) -> Any:
         return self.tester.take_snapshot()
 
     def revert(self, snapshot_id: Any) -> None:
         self.tester.revert_to_snapshot(snapshot_id)
+
+
+def selectors(contract: Contract, names: Sequence[str]) -> list[bytes]:
+    """The 4-byte selectors of the contract's functions ``names`` (each name unambiguous)."""
+    by_name = {e["name"]: e for e in contract.abi if e.get("type") == "function"}
+    return [function_abi_to_4byte_selector(by_name[name]) for name in names]
+
+
+def _send(w3: Web3, call: Any, sender: str) -> Any:
+    receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
+    assert receipt["status"] == 1
+    return receipt
+
+
+def deploy_system(
+    w3: Web3,
+    *,
+    admin: str,
+    config: Sequence[int] = TEST_CONFIG,
+    members: dict[int, Sequence[str]] | None = None,
+    token: Contract | None = None,
+    map_roles: bool = True,
+) -> System:
+    """Deploys a manager (``admin`` its initial admin), the libraries, the ledger with ``config``
+    and (unless ``token`` is given) a mock stablecoin; maps the restricted functions to their
+    roles and grants ``members`` (role id → accounts) with no execution delay. Sent by ``admin``."""
+    token = token or deploy_contract(w3, load_artifact("MockStablecoin"), sender=admin)
+    manager = deploy_contract(w3, load_artifact("TwinAccessManager"), admin, sender=admin)
+    artifact = load_artifact("TwinLedger")
+    libraries = {
+        name: deploy_contract(w3, load_artifact(name), sender=admin).address
+        for name in artifact.libraries
+    }
+    ledger = deploy_contract(
+        w3,
+        artifact,
+        token.address,
+        manager.address,
+        tuple(config),
+        sender=admin,
+        libraries=libraries,
+    )
+    if map_roles:
+        for role_id, names in ROLE_FUNCTIONS.items():
+            call = manager.functions.setTargetFunctionRole(
+                ledger.address, selectors(ledger, names), role_id
+            )
+            _send(w3, call, admin)
+    for role_id, accounts in (members or {}).items():
+        for account in accounts:
+            _send(w3, manager.functions.grantRole(role_id, account, 0), admin)
+    return System(ledger=ledger, token=token, manager=manager, libraries=libraries)
 
 
 @pytest.fixture(scope="session")
@@ -83,27 +177,18 @@ def session_chain() -> Chain:
         tester.add_account(account.key.hex())
         w3.eth.send_transaction({"from": funder, "to": account.address, "value": 10**21})
 
-    deployment = deploy_ledger(
+    system = deploy_system(
         w3,
-        sender=actors.admin.address,
         admin=actors.admin.address,
-        admin_delay=ADMIN_DELAY,
-        notice_period=NOTICE_PERIOD,
+        members={role_id: [getattr(actors, name).address] for name, role_id in ROLE_IDS.items()},
     )
-    ledger, token = deployment.ledger, deployment.token
-    for role, account in (
-        ("REGISTRAR_ROLE", actors.registrar),
-        ("ATTESTER_ROLE", actors.attester),
-        ("PAUSER_ROLE", actors.pauser),
-    ):
-        role_id = getattr(ledger.functions, role)().call()
-        ledger.functions.grantRole(role_id, account.address).transact(
-            {"from": actors.admin.address}
-        )
+    ledger, token = system.ledger, system.token
     for brand in actors.brands:
         token.functions.mint(brand.address, BRAND_FUNDS).transact({"from": brand.address})
         token.functions.approve(ledger.address, 2**256 - 1).transact({"from": brand.address})
-    return Chain(w3=w3, tester=tester, ledger=ledger, token=token, actors=actors)
+    return Chain(
+        w3=w3, tester=tester, ledger=ledger, token=token, actors=actors, manager=system.manager
+    )
 
 
 @pytest.fixture
@@ -117,7 +202,13 @@ def tester_chain(session_chain: Chain) -> Iterator[Chain]:
 @pytest.fixture
 def lg(tester_chain: Chain) -> Ledger:
     """A driver for the ledger with the test actors (see ``helpers.Ledger``)."""
-    return Ledger(tester_chain.w3, tester_chain.ledger, tester_chain.token, tester_chain.actors)
+    return Ledger(
+        tester_chain.w3,
+        tester_chain.ledger,
+        tester_chain.token,
+        tester_chain.actors,
+        tester_chain.manager,
+    )
 
 
 @pytest.fixture
@@ -132,4 +223,39 @@ def deploy(tester_chain: Chain):  # type: ignore[no-untyped-def]
     return _deploy
 
 
-__all__ = ["Chain", "contract_at"]
+@pytest.fixture
+def deploy_world(tester_chain: Chain) -> Callable[..., Ledger]:
+    """Deploys another manager + ledger on the session chain (reverted after the test), sharing
+    its token (the brands' allowances are set), its actors granted their roles as in the session
+    world: ``deploy_world(config=REAL_CONFIG, members=None, map_roles=True)`` → a ``Ledger``."""
+
+    def _world(
+        config: Sequence[int] = TEST_CONFIG,
+        members: dict[int, Sequence[str]] | None = None,
+        map_roles: bool = True,
+    ) -> Ledger:
+        actors = tester_chain.actors
+        if members is None:
+            members = {
+                role_id: [getattr(actors, name).address] for name, role_id in ROLE_IDS.items()
+            }
+        system = deploy_system(
+            tester_chain.w3,
+            admin=actors.admin.address,
+            config=config,
+            members=members,
+            token=tester_chain.token,
+            map_roles=map_roles,
+        )
+        for brand in actors.brands:
+            _send(
+                tester_chain.w3,
+                tester_chain.token.functions.approve(system.ledger.address, 2**256 - 1),
+                brand.address,
+            )
+        return Ledger(tester_chain.w3, system.ledger, system.token, actors, system.manager)
+
+    return _world
+
+
+__all__ = ["Chain", "System", "contract_at", "deploy_system"]

@@ -7,9 +7,12 @@ import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 
 from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
 from eth_utils import function_abi_to_4byte_selector, keccak
@@ -18,13 +21,193 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
-from bridge.domain import eip712
-from bridge.domain.codec import Outcome, Usage, decode_result
+from bridge.domain.codec import Usage
 
 DAY = 24 * 3600
 PURPOSE = keccak(text="campaign: spring 2027")
 CONSENT = keccak(text="consent document v1")
 CONSENT_RECORD = keccak(text="capture consent record")
+DOMAIN_NAME = "TwinLedger"
+DOMAIN_VERSION = "2"
+
+
+class Outcome(IntEnum):
+    """Settlement outcome codes, mirroring ``ITwinLedger.Outcome`` (kept here so the contract
+    suite does not depend on the bridge's copy)."""
+
+    PAID = 0
+    UNKNOWN_TWIN = 1
+    NO_LICENSE = 2
+    LICENSE_NOT_STARTED = 3
+    LICENSE_EXPIRED = 4
+    LICENSE_REVOKED = 5
+    USAGE_TYPE_NOT_LICENSED = 6
+    USE_CAP_REACHED = 7
+    TWIN_PAUSED = 8
+    ZERO_QUANTITY = 9
+    USAGE_IN_FUTURE = 10
+    OFFER_NOT_ACCEPTED = 11
+    OVER_USAGE_LIMIT = 12
+    OVER_PERIOD_LIMIT = 13
+
+
+def decode_result(word: int) -> tuple[Usage, Outcome]:
+    """The usage and its outcome from a word of ``UsagesSettled.results``."""
+    return Usage.decode(word), Outcome(word & 0xFF)
+
+
+_DOMAIN_TYPE = [
+    {"name": "name", "type": "string"},
+    {"name": "version", "type": "string"},
+    {"name": "chainId", "type": "uint256"},
+    {"name": "verifyingContract", "type": "address"},
+]
+_USAGE_PRICE = [{"name": "usageType", "type": "uint8"}, {"name": "price", "type": "uint256"}]
+_LICENSE_TERMS = [
+    {"name": "brand", "type": "address"},
+    {"name": "validFrom", "type": "uint40"},
+    {"name": "validUntil", "type": "uint40"},
+    {"name": "maxUses", "type": "uint32"},
+    {"name": "purposeHash", "type": "bytes32"},
+    {"name": "consentHash", "type": "bytes32"},
+    {"name": "prices", "type": "UsagePrice[]"},
+]
+_NONCE_DEADLINE = [{"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}]
+TYPES: dict[str, dict[str, list[dict[str, str]]]] = {
+    "UsageBatch": {
+        "UsageBatch": [
+            {"name": "deadline", "type": "uint256"},
+            {"name": "groups", "type": "UsageGroup[]"},
+        ],
+        "UsageGroup": [
+            {"name": "brand", "type": "address"},
+            {"name": "usages", "type": "uint256[]"},
+        ],
+    },
+    "OfferLicense": {
+        "OfferLicense": [
+            {"name": "owner", "type": "address"},
+            {"name": "twinId", "type": "uint256"},
+            {"name": "terms", "type": "LicenseTerms"},
+            *_NONCE_DEADLINE,
+        ],
+        "LicenseTerms": _LICENSE_TERMS,
+        "UsagePrice": _USAGE_PRICE,
+    },
+    "RevokeLicense": {
+        "RevokeLicense": [
+            {"name": "owner", "type": "address"},
+            {"name": "twinId", "type": "uint256"},
+            {"name": "brand", "type": "address"},
+            {"name": "version", "type": "uint256"},
+            *_NONCE_DEADLINE,
+        ],
+    },
+    "SetTwinPaused": {
+        "SetTwinPaused": [
+            {"name": "owner", "type": "address"},
+            {"name": "twinId", "type": "uint256"},
+            {"name": "paused", "type": "bool"},
+            *_NONCE_DEADLINE,
+        ],
+    },
+    "SetPayees": {
+        "SetPayees": [
+            {"name": "owner", "type": "address"},
+            {"name": "twinId", "type": "uint256"},
+            {"name": "payees", "type": "Payee[]"},
+            *_NONCE_DEADLINE,
+        ],
+        "Payee": [{"name": "account", "type": "address"}, {"name": "bps", "type": "uint16"}],
+    },
+    "AcceptLicense": {
+        "AcceptLicense": [
+            {"name": "brand", "type": "address"},
+            {"name": "twinId", "type": "uint256"},
+            {"name": "version", "type": "uint256"},
+            {"name": "termsHash", "type": "bytes32"},
+            *_NONCE_DEADLINE,
+        ],
+    },
+}
+"""EIP-712 types of every message the ledger verifies, by primary type (written from the
+contract's type strings, independently of ``bridge.domain.eip712``)."""
+
+
+def typed_data(
+    primary: str,
+    message: dict[str, Any],
+    *,
+    chain_id: int,
+    ledger: str,
+    version: str = DOMAIN_VERSION,
+) -> dict[str, Any]:
+    """The full typed-data dict of ``message`` in the ledger's domain."""
+    return {
+        "types": {"EIP712Domain": _DOMAIN_TYPE, **TYPES[primary]},
+        "primaryType": primary,
+        "domain": {
+            "name": DOMAIN_NAME,
+            "version": version,
+            "chainId": chain_id,
+            "verifyingContract": ledger,
+        },
+        "message": message,
+    }
+
+
+def sign_typed(account: LocalAccount, data: dict[str, Any]) -> bytes:
+    """65-byte ``r || s || v`` signature of typed data."""
+    return bytes(account.sign_message(encode_typed_data(full_message=data)).signature)
+
+
+def typed_digest(data: dict[str, Any]) -> bytes:
+    """The EIP-712 digest of typed data (what the ledger checks signatures against)."""
+    message = encode_typed_data(full_message=data)
+    return keccak(b"\x19" + message.version + message.header + message.body)
+
+
+def terms_message(terms: Sequence[Any]) -> dict[str, Any]:
+    """LicenseTerms as a typed-data message from the ABI tuple."""
+    brand, valid_from, valid_until, max_uses, purpose, consent, prices = terms
+    return {
+        "brand": brand,
+        "validFrom": valid_from,
+        "validUntil": valid_until,
+        "maxUses": max_uses,
+        "purposeHash": bytes(purpose),
+        "consentHash": bytes(consent),
+        "prices": [{"usageType": t, "price": p} for t, p in prices],
+    }
+
+
+def terms_hash(terms: Sequence[Any]) -> bytes:
+    """The EIP-712 struct hash of license terms (the terms hash a brand accepts), in Python."""
+    price_type = keccak(text="UsagePrice(uint8 usageType,uint256 price)")
+    terms_type = keccak(
+        text="LicenseTerms(address brand,uint40 validFrom,uint40 validUntil,uint32 maxUses,"
+        "bytes32 purposeHash,bytes32 consentHash,UsagePrice[] prices)"
+        "UsagePrice(uint8 usageType,uint256 price)"
+    )
+    brand, valid_from, valid_until, max_uses, purpose, consent, prices = terms
+    price_hashes = b"".join(
+        keccak(abi_encode(["bytes32", "uint8", "uint256"], [price_type, t, p])) for t, p in prices
+    )
+    return keccak(
+        abi_encode(
+            ["bytes32", "address", "uint40", "uint40", "uint32", "bytes32", "bytes32", "bytes32"],
+            [
+                terms_type,
+                brand,
+                valid_from,
+                valid_until,
+                max_uses,
+                purpose,
+                consent,
+                keccak(price_hashes),
+            ],
+        )
+    )
 
 
 class RevertMismatch(AssertionError):
@@ -68,23 +251,46 @@ def _tuple_type(item: dict[str, Any]) -> str:
     return f"({inner}){item['type'][5:]}"
 
 
+class Agreement(dict):  # type: ignore[type-arg]
+    """The acceptance receipt of an offer-and-accept, its ``logs`` the offer's then the
+    acceptance's (so ``events(r, "LicenseOffered")`` and ``events(r, "LicenseAccepted")`` both
+    work, and ``block_time(r)`` is the acceptance's); ``offer``/``accept`` are both receipts."""
+
+    offer: Any
+    accept: Any
+    version: int
+    terms_hash: bytes
+
+    @classmethod
+    def of(cls, offered: Any, accepted: Any, version: int, digest: bytes) -> Agreement:
+        merged = cls(accepted)
+        merged["logs"] = list(offered["logs"]) + list(accepted["logs"])
+        merged.offer, merged.accept = offered, accepted
+        merged.version, merged.terms_hash = version, digest
+        return merged
+
+
 @dataclass
 class Ledger:
-    """Drives the deployed ledger as the test actors."""
+    """Drives the deployed ledger (and its access manager) as the test actors."""
 
     w3: Web3
     contract: Contract
     token: Contract
     actors: Any
+    manager: Contract | None = None
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
         # Errors declared by the ledger, its libraries and OpenZeppelin bases are all in its ABI;
-        # the payment token's errors (e.g. ERC20InsufficientAllowance) bubble up through SafeERC20.
+        # the payment token's errors (e.g. ERC20InsufficientAllowance) bubble up through SafeERC20,
+        # and the access manager's (AccessManagerUnauthorizedAccount, ...) come from its calls.
         self.error_abi = [e for e in self.contract.abi if e.get("type") == "error"]
         known = {function_abi_to_4byte_selector(e) for e in self.error_abi}
-        for entry in self.token.abi:
+        others = list(self.token.abi) + (list(self.manager.abi) if self.manager else [])
+        for entry in others:
             if entry.get("type") == "error" and function_abi_to_4byte_selector(entry) not in known:
+                known.add(function_abi_to_4byte_selector(entry))
                 self.error_abi.append(entry)
 
     # ------------------------------------------------------------------ chain
@@ -92,6 +298,12 @@ class Ledger:
     @property
     def fn(self) -> Any:
         return self.contract.functions
+
+    @property
+    def mgr(self) -> Any:
+        """The access manager's functions."""
+        assert self.manager is not None, "this driver has no access manager"
+        return self.manager.functions
 
     def now(self) -> int:
         return int(self.w3.eth.get_block("latest")["timestamp"])
@@ -150,14 +362,23 @@ class Ledger:
         else:
             raise RevertMismatch(f"expected revert {name}{args}, but the call succeeded")
 
-    def events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
-        """Decoded args of every ``name`` event the ledger emitted in ``receipt``, in log order."""
-        event = getattr(self.contract.events, name)()
+    def events(
+        self, receipt: Any, name: str, contract: Contract | None = None
+    ) -> list[dict[str, Any]]:
+        """Decoded args of every ``name`` event ``contract`` (the ledger by default) emitted in
+        ``receipt``, in log order."""
+        source = self.contract if contract is None else contract
+        event = getattr(source.events, name)()
         return [
             dict(e["args"])
             for e in event.process_receipt(receipt, errors=DISCARD)
-            if e["address"] == self.contract.address
+            if e["address"] == source.address
         ]
+
+    def manager_events(self, receipt: Any, name: str) -> list[dict[str, Any]]:
+        """Decoded args of every ``name`` event of the access manager in ``receipt``."""
+        assert self.manager is not None
+        return self.events(receipt, name, self.manager)
 
     def all_events(self, receipt: Any) -> list[str]:
         """Names of every event in ``receipt`` emitted by the ledger, in order."""
@@ -174,8 +395,29 @@ class Ledger:
 
     # ------------------------------------------------------------------ roles and twins
 
-    def role(self, name: str) -> bytes:
-        return bytes(getattr(self.fn, name)().call())
+    def role(self, name: str) -> int:
+        """A role id of the ledger (``REGISTRAR_ROLE``, ``ATTESTER_ROLE``, ``PAUSER_ROLE``)."""
+        return int(getattr(self.fn, name)().call())
+
+    def has_role(self, role_id: int, account: LocalAccount | str) -> bool:
+        """Whether ``account`` is an effective member of the role in the manager now."""
+        address = account if isinstance(account, str) else account.address
+        is_member, _ = self.mgr.hasRole(role_id, address).call()
+        return bool(is_member)
+
+    def grant_role(
+        self, role_id: int, account: LocalAccount | str, *, delay: int = 0, sender: Any = None
+    ) -> Any:
+        """``manager.grantRole(role, account, delay)`` from the admin (no execution delay)."""
+        address = account if isinstance(account, str) else account.address
+        return self.transact(
+            self.mgr.grantRole(role_id, address, delay), sender or self.actors.admin
+        )
+
+    def revoke_role(self, role_id: int, account: LocalAccount | str, *, sender: Any = None) -> Any:
+        """``manager.revokeRole(role, account)`` from the admin."""
+        address = account if isinstance(account, str) else account.address
+        return self.transact(self.mgr.revokeRole(role_id, address), sender or self.actors.admin)
 
     def mint(
         self, owner: LocalAccount | str, uri: str = "ipfs://twin", consent: bytes = CONSENT_RECORD
@@ -209,8 +451,66 @@ class Ledger:
             [(t, p) for t, p in prices.items()],
         )
 
-    def grant(self, twin_id: int, terms: tuple[Any, ...], sender: LocalAccount | str) -> Any:
-        return self.transact(self.fn.grantLicense(twin_id, terms), sender)
+    # ------------------------------------------------------------------ licenses
+
+    def offer(self, twin_id: int, terms: tuple[Any, ...], sender: LocalAccount | str) -> Any:
+        """``offerLicense`` from ``sender`` (the owner or an operator)."""
+        return self.transact(self.fn.offerLicense(twin_id, terms), sender)
+
+    def offered(self, receipt: Any) -> tuple[int, bytes]:
+        """``(version, termsHash)`` of the ``LicenseOffered`` event in ``receipt``."""
+        event = self.events(receipt, "LicenseOffered")[-1]
+        return int(event["version"]), bytes(event["termsHash"])
+
+    def accept(
+        self,
+        twin_id: int,
+        version: int,
+        terms_hash: bytes,
+        brand: LocalAccount | str,
+    ) -> Any:
+        """``acceptLicense`` from the brand."""
+        return self.transact(self.fn.acceptLicense(twin_id, version, terms_hash), brand)
+
+    def offer_and_accept(
+        self, twin_id: int, terms: tuple[Any, ...], sender: LocalAccount | str
+    ) -> Agreement:
+        """What "granting" a license is now: the owner (``sender``) offers ``terms`` and the brand
+        (``terms[0]``, an unlocked account) accepts that version and terms hash at once.
+        Returns the acceptance receipt with the offer's logs first (see ``Agreement``)."""
+        offered = self.offer(twin_id, terms, sender)
+        version, digest = self.offered(offered)
+        assert digest == terms_hash(terms)
+        accepted = self.accept(twin_id, version, digest, terms[0])
+        return Agreement.of(offered, accepted, version, digest)
+
+    def current_version(self, twin_id: int, brand: LocalAccount | str) -> int:
+        """The number of the brand's current accepted version (licenseVersionCount - 1)."""
+        address = brand if isinstance(brand, str) else brand.address
+        return int(self.fn.licenseVersionCount(twin_id, address).call()) - 1
+
+    def revoke(
+        self,
+        twin_id: int,
+        brand: LocalAccount | str,
+        sender: LocalAccount | str,
+        version: int | None = None,
+    ) -> Any:
+        """``revokeLicense`` of ``version`` (the current accepted one by default)."""
+        address = brand if isinstance(brand, str) else brand.address
+        if version is None:
+            version = self.current_version(twin_id, address)
+        return self.transact(self.fn.revokeLicense(twin_id, address, version), sender)
+
+    def typed(self, primary: str, message: dict[str, Any]) -> dict[str, Any]:
+        """Typed data of ``message`` in this ledger's domain."""
+        return typed_data(
+            primary, message, chain_id=self.w3.eth.chain_id, ledger=self.contract.address
+        )
+
+    def nonce(self, account: LocalAccount | str) -> int:
+        address = account if isinstance(account, str) else account.address
+        return int(self.fn.nonces(address).call())
 
     def deposit(self, brand: LocalAccount, amount: int) -> Any:
         return self.transact(self.fn.deposit(brand.address, amount), brand)
@@ -235,6 +535,26 @@ class Ledger:
             usage_type=usage_type,
         ).encode()
 
+    def batch_data(
+        self,
+        groups: Sequence[tuple[str, Sequence[int]]],
+        deadline: int,
+        *,
+        chain_id: int | None = None,
+        ledger: str | None = None,
+    ) -> dict[str, Any]:
+        """Typed data of a usage batch."""
+        message = {
+            "deadline": deadline,
+            "groups": [{"brand": brand, "usages": list(usages)} for brand, usages in groups],
+        }
+        return typed_data(
+            "UsageBatch",
+            message,
+            chain_id=self.w3.eth.chain_id if chain_id is None else chain_id,
+            ledger=self.contract.address if ledger is None else ledger,
+        )
+
     def sign_batch(
         self,
         groups: Sequence[tuple[str, Sequence[int]]],
@@ -245,13 +565,8 @@ class Ledger:
         ledger: str | None = None,
     ) -> tuple[tuple[Any, ...], bytes]:
         deadline = self.now() + 3600 if deadline is None else deadline
-        data = eip712.usage_batch(
-            deadline,
-            groups,
-            chain_id=self.w3.eth.chain_id if chain_id is None else chain_id,
-            ledger=self.contract.address if ledger is None else ledger,
-        )
-        signature = eip712.sign(signer or self.actors.attester, data)
+        data = self.batch_data(groups, deadline, chain_id=chain_id, ledger=ledger)
+        signature = sign_typed(signer or self.actors.attester, data)
         return (deadline, [(brand, list(usages)) for brand, usages in groups]), signature
 
     def settle(
@@ -259,10 +574,29 @@ class Ledger:
         groups: Sequence[tuple[str, Sequence[int]]],
         *,
         sender: LocalAccount | None = None,
+        attester: str | None = None,
         **sign_kwargs: Any,
     ) -> Any:
+        """Signs the batch (by ``signer``, the attester actor by default) and settles it naming
+        ``attester`` (the signer's address by default)."""
         batch, signature = self.sign_batch(groups, **sign_kwargs)
-        return self.transact(self.fn.settle(batch, signature), sender or self.actors.outsider)
+        signer = sign_kwargs.get("signer") or self.actors.attester
+        named = signer.address if attester is None else attester
+        return self.transact(
+            self.fn.settle(batch, named, signature), sender or self.actors.outsider
+        )
+
+    def settle_call(
+        self,
+        groups: Sequence[tuple[str, Sequence[int]]],
+        *,
+        attester: str | None = None,
+        **sign_kwargs: Any,
+    ) -> Any:
+        """The unsent ``settle`` call of a signed batch (for ``reverts`` and ``.call()``)."""
+        batch, signature = self.sign_batch(groups, **sign_kwargs)
+        signer = sign_kwargs.get("signer") or self.actors.attester
+        return self.fn.settle(batch, signer.address if attester is None else attester, signature)
 
     def outcomes(self, receipt: Any) -> list[tuple[Usage, Outcome]]:
         """Every settled usage and its outcome, across the receipt's groups."""
@@ -277,14 +611,30 @@ class Ledger:
 
     def brand_account(self, brand: LocalAccount | str) -> dict[str, int]:
         address = brand if isinstance(brand, str) else brand.address
-        escrow, debt, reserve, pending, unlocks = self.fn.brandAccount(address).call()
+        escrow, debt, reserve, pending, unlocks, lapses = self.fn.brandAccount(address).call()
         return {
             "escrow": escrow,
             "debt": debt,
             "debtReserve": reserve,
             "pending": pending,
             "unlocksAt": unlocks,
+            "lapsesAt": lapses,
         }
+
+    def brand_limits(self, brand: LocalAccount | str) -> dict[str, Any]:
+        """``brandLimits(brand)`` by field name."""
+        address = brand if isinstance(brand, str) else brand.address
+        names = (
+            "perUsage",
+            "perPeriod",
+            "spentInPeriod",
+            "periodStart",
+            "pendingPerUsage",
+            "pendingPerPeriod",
+            "pendingEffectiveAt",
+            "attester",
+        )
+        return dict(zip(names, self.fn.brandLimits(address).call(), strict=True))
 
 
 def _canonical(item: dict[str, Any]) -> str:

@@ -1,14 +1,17 @@
 """The access-control matrix: every state-changing external function of TwinLedger (taken from its
 ABI, so a new function fails ``test_matrix_covers_every_state_changing_function`` until it is
 classified here) called by every role, each with its exact outcome: success with exactly the
-ledger events expected, or the exact custom error with its arguments.
+ledger events expected, or the exact custom error with its arguments. The new views (config,
+pausedSeconds, brandLimits, offerOf, hashLicenseTerms) answer every role the same exact values.
 
-The roles are distinct accounts in one world: the default admin, a registrar, an attester, a pauser,
-the owner of twin 1 (a model), an operator the owner approved for all its tokens, a brand with
-escrow, a license on the twin and an unlocked escrow withdrawal pending, a payee of the twin, and
-an outsider holding nothing. Twin 1 has accrued royalties from a settled use. For the signed entry
-points (``settle`` and the four ``…BySig`` owner actions) the role both signs and sends: who may
-*send* them is nobody in particular, who may *sign* them is the gate.
+The roles are distinct accounts in one world: the manager's admin, a registrar, an attester, a
+pauser (the last three granted in the access manager), the owner of twin 1 (a model), an operator
+the owner approved for all its tokens, a brand with escrow, an accepted license (version 0) on the
+twin and an unlocked escrow withdrawal pending, a payee of the twin, and an outsider holding
+nothing. Twin 1 has accrued royalties from a settled use. For the signed entry points (``settle``,
+the four ``…BySig`` owner actions and the brand's ``acceptLicenseBySig``) the role both signs
+(naming itself) and sends: who may *send* them is nobody in particular, who may *sign* them is
+the gate.
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from eth_account.signers.local import LocalAccount
 
 from bridge.chain.toolchain import load_artifact
 
-from .conftest import ADMIN_DELAY, NOTICE_PERIOD, Chain
-from .helpers import Ledger
+from .conftest import LIMIT_MAX, NOTICE_PERIOD, SPENDING_PERIOD, Chain
+from .helpers import Ledger, terms_hash
 from .test_escrow import sign_permit
-from .test_owner_signatures import sign_action
+from .test_owner_signatures import call_of, sign_action
 
 ROLES = (
     "admin",
@@ -38,7 +41,7 @@ ROLES = (
     "payee",
     "outsider",
 )
-ADMIN_ROLE = b"\x00" * 32
+ZERO = "0x0000000000000000000000000000000000000000"
 TWIN = 1
 PRICE = 1_000
 
@@ -61,7 +64,13 @@ class World:
 def world_snapshot(session_chain: Chain) -> Iterator[tuple[World, Any]]:
     """The world built once for the module; reverted when the module ends."""
     base = session_chain.snapshot()
-    lg = Ledger(session_chain.w3, session_chain.ledger, session_chain.token, session_chain.actors)
+    lg = Ledger(
+        session_chain.w3,
+        session_chain.ledger,
+        session_chain.token,
+        session_chain.actors,
+        session_chain.manager,
+    )
     actors = lg.actors
     accounts = {
         "admin": actors.admin,
@@ -77,7 +86,9 @@ def world_snapshot(session_chain: Chain) -> Iterator[tuple[World, Any]]:
     owner, brand, payee = accounts["owner"], accounts["brand"], accounts["payee"]
     assert lg.mint(owner) == TWIN
     lg.transact(lg.fn.setApprovalForAll(accounts["operator"].address, True), owner)
-    lg.grant(TWIN, lg.terms(brand, {0: PRICE}, valid_until=lg.now() + 365 * 86400), owner)
+    lg.offer_and_accept(
+        TWIN, lg.terms(brand, {0: PRICE}, valid_until=lg.now() + 365 * 86400), owner
+    )
     lg.transact(lg.fn.setPayees(TWIN, [(payee.address, 2_500)]), owner)
     lg.deposit(brand, 1_000_000)
     lg.advance(5)
@@ -126,12 +137,9 @@ def everyone(events: tuple[str, ...]) -> Expect:
     return lambda w, role: Ok(events)
 
 
-def unauthorized(role_name: str) -> Expect:
-    def expect(w: World, role: str) -> Outcome:
-        role_id = ADMIN_ROLE if role_name == "DEFAULT_ADMIN_ROLE" else w.lg.role(role_name)
-        return Err("AccessControlUnauthorizedAccount", (w.address(role), role_id))
-
-    return expect
+def unauthorized(w: World, role: str) -> Outcome:
+    """A ``restricted`` function the manager does not let the caller call."""
+    return Err("AccessManagedUnauthorized", (w.address(role),))
 
 
 def not_approved(w: World, role: str) -> Outcome:
@@ -146,28 +154,23 @@ def caller_error(name: str) -> Expect:
 
 
 def _signed(action: str, params: Callable[[World], Any]) -> Call:
-    """The owner action ``action`` signed by the role itself (nonce 0) and sent by it."""
-    fn = {
-        "GrantLicense": "grantLicenseBySig",
-        "RevokeLicense": "revokeLicenseBySig",
-        "SetTwinPaused": "setTwinPausedBySig",
-        "SetPayees": "setPayeesBySig",
-    }[action]
+    """The action ``action`` signed by the role itself (naming itself, nonce 0) and sent by it."""
 
     def call(w: World, role: str) -> Any:
         deadline = w.lg.now() + 3600
         signature, _ = sign_action(
             w.lg, w[role], action, TWIN, params(w), nonce=0, deadline=deadline
         )
-        return getattr(w.lg.fn, fn)(TWIN, params(w), 0, deadline, signature)
+        return call_of(w.lg, action, w.address(role), TWIN, params(w), 0, deadline, signature)
 
     return call
 
 
 def _settle(w: World, role: str) -> Any:
+    """A batch signed by the role, naming it as the attester."""
     usage = w.lg.usage(TWIN, used_at=w.lg.now(), usage_id=10_000)
     batch, signature = w.lg.sign_batch([(w.address("brand"), [usage])], signer=w[role])
-    return w.lg.fn.settle(batch, signature)
+    return w.lg.fn.settle(batch, w.address(role), signature)
 
 
 def _permit_deposit(w: World, role: str) -> Any:
@@ -176,17 +179,21 @@ def _permit_deposit(w: World, role: str) -> Any:
     return w.lg.fn.depositWithPermit(w.address("brand"), 500, deadline, v, r, s)
 
 
-def _grant_terms(w: World) -> Any:
+def _offer_terms(w: World) -> Any:
     return w.lg.terms(w.stranger, {1: 7})
 
 
-def _begin_transfer_to_outsider(w: World) -> None:
-    w.lg.transact(w.lg.fn.beginDefaultAdminTransfer(w.address("outsider")), w["admin"])
-    w.lg.advance(ADMIN_DELAY + 1)
+def _new_terms(w: World) -> Any:
+    """The terms of version 1 offered to the brand by ``_offer_to_brand``."""
+    return w.lg.terms(w["brand"], {0: 2 * PRICE}, valid_until=OFFER_UNTIL)
 
 
-def _change_delay(w: World) -> None:
-    w.lg.transact(w.lg.fn.changeDefaultAdminDelay(3600), w["admin"])
+def _offer_to_brand(w: World) -> None:
+    w.lg.offer(TWIN, _new_terms(w), w["owner"])
+
+
+def _acceptance(w: World) -> tuple[int, bytes]:
+    return (1, terms_hash(_new_terms(w)))
 
 
 def _pause(w: World) -> None:
@@ -195,6 +202,9 @@ def _pause(w: World) -> None:
 
 def _no_setup(w: World) -> None:
     return None
+
+
+OFFER_UNTIL = 4_000_000_000
 
 
 @dataclass(frozen=True)
@@ -209,68 +219,24 @@ INVALID_SIGNER: Expect = lambda w, role: Err("TwinInvalidSigner", (w.address("ow
 DISTRIBUTED = ("RoyaltiesDistributed", "RoyaltiesDistributed")
 """The twin's accrued royalties split between the payee (25 %) and the owner."""
 
+TERMS = "(address,uint40,uint40,uint32,bytes32,bytes32,(uint8,uint256)[])"
+NO_OFFER: Expect = lambda w, role: Err("LicenseNoOffer", (TWIN, w.address(role)))  # noqa: E731
+
 MATRIX: dict[str, Row] = {
-    # ---------------------------------------------------------------- roles and admin
-    "grantRole(bytes32,address)": Row(
-        lambda w, r: w.lg.fn.grantRole(w.lg.role("REGISTRAR_ROLE"), w.stranger.address),
-        only({"admin"}, ("RoleGranted",), unauthorized("DEFAULT_ADMIN_ROLE")),
-    ),
-    "revokeRole(bytes32,address)": Row(
-        lambda w, r: w.lg.fn.revokeRole(w.lg.role("PAUSER_ROLE"), w.address("pauser")),
-        only({"admin"}, ("RoleRevoked",), unauthorized("DEFAULT_ADMIN_ROLE")),
-    ),
-    "renounceRole(bytes32,address)": Row(
-        lambda w, r: w.lg.fn.renounceRole(w.lg.role("REGISTRAR_ROLE"), w.address("registrar")),
-        only({"registrar"}, ("RoleRevoked",), lambda w, r: Err("AccessControlBadConfirmation")),
-    ),
-    "rotateAttester(address,address)": Row(
-        lambda w, r: w.lg.fn.rotateAttester(w.address("attester"), w.stranger.address),
-        only({"admin"}, ("RoleGranted", "RoleRevoked"), unauthorized("DEFAULT_ADMIN_ROLE")),
-    ),
-    "beginDefaultAdminTransfer(address)": Row(
-        lambda w, r: w.lg.fn.beginDefaultAdminTransfer(w.stranger.address),
-        only({"admin"}, ("DefaultAdminTransferScheduled",), unauthorized("DEFAULT_ADMIN_ROLE")),
-    ),
-    "cancelDefaultAdminTransfer()": Row(
-        lambda w, r: w.lg.fn.cancelDefaultAdminTransfer(),
-        only({"admin"}, ("DefaultAdminTransferCanceled",), unauthorized("DEFAULT_ADMIN_ROLE")),
-        setup=_begin_transfer_to_outsider,
-    ),
-    "acceptDefaultAdminTransfer()": Row(
-        lambda w, r: w.lg.fn.acceptDefaultAdminTransfer(),
-        only(
-            {"outsider"},
-            ("RoleRevoked", "RoleGranted"),
-            caller_error("AccessControlInvalidDefaultAdmin"),
-        ),
-        setup=_begin_transfer_to_outsider,
-    ),
-    "changeDefaultAdminDelay(uint48)": Row(
-        lambda w, r: w.lg.fn.changeDefaultAdminDelay(3600),
-        only({"admin"}, ("DefaultAdminDelayChangeScheduled",), unauthorized("DEFAULT_ADMIN_ROLE")),
-    ),
-    "rollbackDefaultAdminDelay()": Row(
-        lambda w, r: w.lg.fn.rollbackDefaultAdminDelay(),
-        only({"admin"}, ("DefaultAdminDelayChangeCanceled",), unauthorized("DEFAULT_ADMIN_ROLE")),
-        setup=_change_delay,
-    ),
+    # ---------------------------------------------------------------- admin (access manager)
     "pause()": Row(
         lambda w, r: w.lg.fn.pause(),
-        only({"pauser"}, ("Paused",), unauthorized("PAUSER_ROLE")),
+        only({"pauser"}, ("Paused",), unauthorized),
     ),
     "unpause()": Row(
         lambda w, r: w.lg.fn.unpause(),
-        only({"pauser"}, ("Unpaused",), unauthorized("PAUSER_ROLE")),
+        only({"pauser"}, ("Unpaused",), unauthorized),
         setup=_pause,
     ),
     # ---------------------------------------------------------------- twins (ERC-721)
     "mint(address,string,bytes32)": Row(
         lambda w, r: w.lg.fn.mint(w.stranger.address, "ipfs://new", b"\x01" * 32),
-        only(
-            {"registrar"},
-            ("MetadataUpdate", "TwinMinted", "Transfer"),
-            unauthorized("REGISTRAR_ROLE"),
-        ),
+        only({"registrar"}, ("MetadataUpdate", "TwinMinted", "Transfer"), unauthorized),
     ),
     "approve(address,uint256)": Row(
         lambda w, r: w.lg.fn.approve(w.stranger.address, TWIN),
@@ -293,12 +259,12 @@ MATRIX: dict[str, Row] = {
         only(OWNER_OR_OPERATOR, (*DISTRIBUTED, "Transfer"), not_approved),
     ),
     # ---------------------------------------------------------------- owner actions
-    "grantLicense(uint256,(address,uint40,uint40,uint32,bytes32,bytes32,(uint8,uint256)[]))": Row(
-        lambda w, r: w.lg.fn.grantLicense(TWIN, _grant_terms(w)),
-        only(OWNER_OR_OPERATOR, ("LicenseGranted",), not_approved),
+    f"offerLicense(uint256,{TERMS})": Row(
+        lambda w, r: w.lg.fn.offerLicense(TWIN, _offer_terms(w)),
+        only(OWNER_OR_OPERATOR, ("LicenseOffered",), not_approved),
     ),
-    "revokeLicense(uint256,address)": Row(
-        lambda w, r: w.lg.fn.revokeLicense(TWIN, w.address("brand")),
+    "revokeLicense(uint256,address,uint256)": Row(
+        lambda w, r: w.lg.fn.revokeLicense(TWIN, w.address("brand"), 0),
         only(OWNER_OR_OPERATOR, ("LicenseRevoked",), not_approved),
     ),
     "setTwinPaused(uint256,bool)": Row(
@@ -309,22 +275,49 @@ MATRIX: dict[str, Row] = {
         lambda w, r: w.lg.fn.setPayees(TWIN, [(w.stranger.address, 1_000)]),
         only(OWNER_OR_OPERATOR, (*DISTRIBUTED, "PayeesSet"), not_approved),
     ),
-    "grantLicenseBySig(uint256,(address,uint40,uint40,uint32,bytes32,bytes32,(uint8,uint256)[]),"
-    "uint256,uint256,bytes)": Row(
-        _signed("GrantLicense", _grant_terms),
-        only({"owner"}, ("SignedActionUsed", "LicenseGranted"), INVALID_SIGNER),
+    f"offerLicenseBySig(address,uint256,{TERMS},uint256,uint256,bytes)": Row(
+        _signed("OfferLicense", _offer_terms),
+        only({"owner"}, ("SignedActionUsed", "LicenseOffered"), INVALID_SIGNER),
     ),
-    "revokeLicenseBySig(uint256,address,uint256,uint256,bytes)": Row(
-        _signed("RevokeLicense", lambda w: w.address("brand")),
+    "revokeLicenseBySig(address,uint256,address,uint256,uint256,uint256,bytes)": Row(
+        _signed("RevokeLicense", lambda w: (w.address("brand"), 0)),
         only({"owner"}, ("SignedActionUsed", "LicenseRevoked"), INVALID_SIGNER),
     ),
-    "setTwinPausedBySig(uint256,bool,uint256,uint256,bytes)": Row(
+    "setTwinPausedBySig(address,uint256,bool,uint256,uint256,bytes)": Row(
         _signed("SetTwinPaused", lambda w: True),
         only({"owner"}, ("SignedActionUsed", "TwinPaused"), INVALID_SIGNER),
     ),
-    "setPayeesBySig(uint256,(address,uint16)[],uint256,uint256,bytes)": Row(
+    "setPayeesBySig(address,uint256,(address,uint16)[],uint256,uint256,bytes)": Row(
         _signed("SetPayees", lambda w: [(w.stranger.address, 1_000)]),
         only({"owner"}, ("SignedActionUsed", *DISTRIBUTED, "PayeesSet"), INVALID_SIGNER),
+    ),
+    "invalidateNonces(uint256)": Row(
+        lambda w, r: w.lg.fn.invalidateNonces(1),
+        everyone(("NoncesInvalidated",)),
+    ),
+    # ---------------------------------------------------------------- brand actions
+    "acceptLicense(uint256,uint256,bytes32)": Row(
+        lambda w, r: w.lg.fn.acceptLicense(TWIN, *_acceptance(w)),
+        only({"brand"}, ("LicenseAccepted",), NO_OFFER),
+        setup=_offer_to_brand,
+    ),
+    "acceptLicenseBySig(address,uint256,uint256,bytes32,uint256,uint256,bytes)": Row(
+        _signed("AcceptLicense", _acceptance),
+        only({"brand"}, ("SignedActionUsed", "LicenseAccepted"), NO_OFFER),
+        setup=_offer_to_brand,
+    ),
+    "declineLicense(uint256,uint256)": Row(
+        lambda w, r: w.lg.fn.declineLicense(TWIN, 1),
+        only({"brand"}, ("LicenseDeclined",), NO_OFFER),
+        setup=_offer_to_brand,
+    ),
+    "setSpendingLimits(uint256,uint256)": Row(
+        lambda w, r: w.lg.fn.setSpendingLimits(1_000, 10_000),
+        everyone(("SpendingLimitsSet",)),
+    ),
+    "setBrandAttester(address)": Row(
+        lambda w, r: w.lg.fn.setBrandAttester(w.stranger.address),
+        everyone(("BrandAttesterSet",)),
     ),
     # ---------------------------------------------------------------- escrow
     "deposit(address,uint256)": Row(
@@ -347,9 +340,9 @@ MATRIX: dict[str, Row] = {
         lambda w, r: w.lg.fn.repayDebt(w.address("brand"), 10),
         everyone(()),
     ),
-    "requestEscrowWithdrawal(uint256)": Row(
+    "requestEscrowWithdrawal(uint256)": Row(  # capped at the caller's escrow: nothing, for most
         lambda w, r: w.lg.fn.requestEscrowWithdrawal(100),
-        everyone(("EscrowWithdrawalRequested",)),
+        only({"brand"}, ("EscrowWithdrawalRequested",), lambda w, r: Err("EscrowZeroAmount")),
     ),
     "cancelEscrowWithdrawal()": Row(
         lambda w, r: w.lg.fn.cancelEscrowWithdrawal(),
@@ -360,7 +353,7 @@ MATRIX: dict[str, Row] = {
         only({"brand"}, ("EscrowWithdrawn",), caller_error("EscrowNoPendingWithdrawal")),
     ),
     # ---------------------------------------------------------------- settlement and payouts
-    "settle((uint256,(address,uint256[])[]),bytes)": Row(
+    "settle((uint256,(address,uint256[])[]),address,bytes)": Row(
         _settle,
         only({"attester"}, ("UsagesSettled",), caller_error("SettlementInvalidAttester")),
     ),
@@ -402,7 +395,17 @@ def test_matrix_covers_every_state_changing_function() -> None:
     assert set(MATRIX) == functions, (
         f"unclassified: {sorted(functions - set(MATRIX))}; gone: {sorted(set(MATRIX) - functions)}"
     )
-    assert len(functions) == 35
+    assert len(functions) == 32
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_nobody_replaces_the_ledgers_access_manager(world: World, role: str) -> None:
+    """``setAuthority`` is pure and always reverts: the manager is fixed at deployment."""
+    lg = world.lg
+    with lg.reverts("LedgerAuthorityFixed"):
+        lg.transact(lg.fn.setAuthority(world.stranger.address), world[role])
+    assert lg.manager is not None
+    assert lg.fn.authority().call() == lg.manager.address
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -430,3 +433,42 @@ def test_matrix_roles_are_distinct_accounts(world: World) -> None:
     assert [tuple(p) for p in lg.fn.payeesOf(TWIN).call()] == [(world.address("payee"), 2_500)]
     assert lg.brand_account(world["brand"])["pending"] == 1_000
     assert lg.fn.twinState(TWIN).call()[0] == 10 * PRICE  # accrued, not yet distributed
+
+
+# ---------------------------------------------------------------------- new views
+
+
+def _views(w: World) -> dict[str, tuple[Any, Any]]:
+    """``name → (call, exact value)`` of the views added with agreements and limits."""
+    lg, brand = w.lg, w.address("brand")
+    terms = _new_terms(w)
+    period_start = lg.next_time() // SPENDING_PERIOD * SPENDING_PERIOD
+    return {
+        "config": (lg.fn.config(), [NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX]),
+        "pausedSeconds": (lg.fn.pausedSeconds(), 0),
+        "brandLimits": (
+            lg.fn.brandLimits(brand),
+            [LIMIT_MAX, LIMIT_MAX, 0, period_start, 0, 0, 0, ZERO],
+        ),
+        "offerOf": (
+            lg.fn.offerOf(TWIN, brand),
+            [[0, OFFER_UNTIL, 0, 0, False, [[0, 2 * PRICE]]], 1, terms_hash(terms)],
+        ),
+        "hashLicenseTerms": (lg.fn.hashLicenseTerms(terms), terms_hash(terms)),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else value
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_new_views_answer_every_role_alike(world: World, role: str) -> None:
+    _offer_to_brand(world)
+    for name, (call, expected) in _views(world).items():
+        assert _plain(call.call({"from": world.address(role)})) == _plain(expected), name
+    # With no offer waiting, offerOf names the missing offer.
+    with world.lg.reverts("LicenseNoOffer", TWIN, world.address("payee")):
+        world.lg.fn.offerOf(TWIN, world.address("payee")).call({"from": world.address(role)})

@@ -6,9 +6,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from bridge.domain.codec import Outcome
-
-from .helpers import Ledger
+from .helpers import Ledger, Outcome
 
 A_PRICE = 1_000_000
 B_PRICE = 700_000
@@ -16,7 +14,7 @@ B_PRICE = 700_000
 
 def licensed_twin(lg: Ledger, model: LocalAccount, brand: LocalAccount, price: int) -> int:
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(brand, {0: price}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: price}), model)
     return twin
 
 
@@ -25,8 +23,8 @@ def two_twins(lg: Ledger, *brands: LocalAccount) -> tuple[int, int]:
     model_a, model_b = lg.actors.models[0], lg.actors.models[1]
     twin_a, twin_b = lg.mint(model_a), lg.mint(model_b)
     for brand in brands:
-        lg.grant(twin_a, lg.terms(brand, {0: A_PRICE}), model_a)
-        lg.grant(twin_b, lg.terms(brand, {0: B_PRICE}), model_b)
+        lg.offer_and_accept(twin_a, lg.terms(brand, {0: A_PRICE}), model_a)
+        lg.offer_and_accept(twin_b, lg.terms(brand, {0: B_PRICE}), model_b)
     lg.advance(2)
     return twin_a, twin_b
 
@@ -81,6 +79,7 @@ def test_shortfall_is_paid_in_full_and_recorded_as_debt(lg: Ledger) -> None:
         "debtReserve": 0,
         "pending": 0,
         "unlocksAt": 0,
+        "lapsesAt": 0,
     }
     assert queue(lg, brand) == (0, 1)
     assert entries(lg, brand) == [(twin_a, 500_000)]
@@ -238,6 +237,7 @@ def test_shortfall_becomes_debt_paid_first_from_next_deposit(lg: Ledger) -> None
         "debtReserve": 0,
         "pending": 0,
         "unlocksAt": 0,
+        "lapsesAt": 0,
     }
     assert queue(lg, brand) == (2, 2)
     assert entries(lg, brand) == [(twin_a, 0), (twin_b, 0)]
@@ -436,8 +436,8 @@ def test_nothing_is_ever_dropped(lg: Ledger) -> None:
     model_a, model_b = lg.actors.models[0], lg.actors.models[1]
     twin_a, twin_b = lg.mint(model_a), lg.mint(model_b)
     for brand in brands:
-        lg.grant(twin_a, lg.terms(brand, {0: 1_000, 1: 333}), model_a)
-        lg.grant(twin_b, lg.terms(brand, {0: 2_000}), model_b)
+        lg.offer_and_accept(twin_a, lg.terms(brand, {0: 1_000, 1: 333}), model_a)
+        lg.offer_and_accept(twin_b, lg.terms(brand, {0: 2_000}), model_b)
     lg.advance(2)
 
     paid = 0

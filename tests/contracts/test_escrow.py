@@ -8,10 +8,8 @@ import pytest
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 
-from bridge.domain.codec import Outcome
-
-from .conftest import BRAND_FUNDS, NOTICE_PERIOD
-from .helpers import DAY, Ledger
+from .conftest import BRAND_FUNDS, CLAIM_WINDOW, NOTICE_PERIOD
+from .helpers import DAY, Ledger, Outcome
 
 ZERO = "0x0000000000000000000000000000000000000000"
 PRICE = 1_000_000
@@ -70,7 +68,7 @@ def spend_escrow(lg: Ledger, brand: LocalAccount, amount: int) -> None:
     """Settles ``amount / PRICE`` uses of a fresh twin by ``brand`` (escrow must cover them)."""
     model = lg.actors.models[3]
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(brand, {0: PRICE}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: PRICE}), model)
     lg.advance(2)
     receipt = lg.settle([(brand.address, [lg.usage(twin, quantity=amount // PRICE)])])
     [(_, outcome)] = lg.outcomes(receipt)
@@ -99,6 +97,7 @@ def test_deposit_credits_escrow_and_pulls_tokens_from_the_caller(lg: Ledger) -> 
         "debtReserve": 0,
         "pending": 0,
         "unlocksAt": 0,
+        "lapsesAt": 0,
     }
     assert lg.token_balance(brand.address) == BRAND_FUNDS - 5_000_000
     assert lg.token_balance(lg.contract.address) == 5_000_000
@@ -265,7 +264,7 @@ def test_deposit_with_permit_is_refused_while_paused(lg: Ledger) -> None:
 def test_withdrawal_request_unlocks_after_the_notice_period(lg: Ledger) -> None:
     brand = lg.actors.brands[0]
     lg.deposit(brand, 5_000_000)
-    assert lg.fn.escrowNoticePeriod().call() == NOTICE_PERIOD
+    assert lg.fn.config().call()[0] == NOTICE_PERIOD == 36 * DAY
 
     receipt = lg.transact(lg.fn.requestEscrowWithdrawal(2_000_000), brand)
 
@@ -273,12 +272,14 @@ def test_withdrawal_request_unlocks_after_the_notice_period(lg: Ledger) -> None:
     assert lg.events(receipt, "EscrowWithdrawalRequested") == [
         {"brand": brand.address, "amount": 2_000_000, "unlocksAt": unlocks_at}
     ]
-    account = lg.brand_account(brand)
-    assert (account["escrow"], account["pending"], account["unlocksAt"]) == (
-        5_000_000,
-        2_000_000,
-        unlocks_at,
-    )
+    assert lg.brand_account(brand) == {
+        "escrow": 5_000_000,
+        "debt": 0,
+        "debtReserve": 0,
+        "pending": 2_000_000,
+        "unlocksAt": unlocks_at,
+        "lapsesAt": unlocks_at + CLAIM_WINDOW,
+    }
 
 
 def test_withdrawal_request_of_zero_reverts_escrow_zero_amount(lg: Ledger) -> None:
@@ -318,6 +319,7 @@ def test_withdraw_after_unlock_pays_the_pending_amount(lg: Ledger) -> None:
         "debtReserve": 0,
         "pending": 0,
         "unlocksAt": 0,
+        "lapsesAt": 0,
     }
     assert lg.token_balance(brand.address) == BRAND_FUNDS - 3_000_000
     assert lg.fn.totalLiabilities().call() == 3_000_000 == lg.token_balance(lg.contract.address)
@@ -345,7 +347,16 @@ def test_withdraw_is_capped_at_escrow_spent_by_settlements_during_the_notice(lg:
 def test_withdrawal_request_above_escrow_pays_what_is_there(lg: Ledger) -> None:
     brand = lg.actors.brands[1]
     lg.deposit(brand, 1_500_000)
-    lg.transact(lg.fn.requestEscrowWithdrawal(10**12), brand)
+    requested = lg.transact(lg.fn.requestEscrowWithdrawal(10**12), brand)
+    # The request is capped at the escrow when made.
+    assert lg.events(requested, "EscrowWithdrawalRequested") == [
+        {
+            "brand": brand.address,
+            "amount": 1_500_000,
+            "unlocksAt": block_time(lg, requested) + NOTICE_PERIOD,
+        }
+    ]
+    assert lg.brand_account(brand)["pending"] == 1_500_000
     lg.advance(NOTICE_PERIOD)
 
     receipt = lg.transact(lg.fn.withdrawEscrow(), brand)
@@ -412,15 +423,21 @@ def test_withdraw_or_cancel_without_a_request_reverts_escrow_no_pending_withdraw
 # ---------------------------------------------------------------------- pause
 
 
-def test_pause_stops_deposits_but_not_escrow_withdrawal(lg: Ledger) -> None:
+def test_pause_stops_deposits_and_escrow_withdrawal_until_unpaused(lg: Ledger) -> None:
     brand = lg.actors.brands[0]
     lg.deposit(brand, 5_000_000)
     lg.transact(lg.fn.requestEscrowWithdrawal(5_000_000), brand)
     lg.advance(NOTICE_PERIOD)
-    lg.transact(lg.fn.pause(), lg.actors.pauser)
+    paused = lg.transact(lg.fn.pause(), lg.actors.pauser)
 
     with lg.reverts("EnforcedPause"):
         lg.fn.deposit(brand.address, 1_000).transact({"from": brand.address})
+    with lg.reverts("EnforcedPause"):
+        lg.fn.withdrawEscrow().transact({"from": brand.address})
+    lg.advance(100)
+    unpaused = lg.transact(lg.fn.unpause(), lg.actors.pauser)
+    paused_for = block_time(lg, unpaused) - block_time(lg, paused)
+    assert lg.fn.pausedSeconds().call() == paused_for
     receipt = lg.transact(lg.fn.withdrawEscrow(), brand)
 
     assert lg.events(receipt, "EscrowWithdrawn") == [{"brand": brand.address, "amount": 5_000_000}]
@@ -461,6 +478,7 @@ def test_deposits_resume_after_unpause(lg: Ledger) -> None:
 @pytest.mark.parametrize("who", ["outsider", "attester", "admin"])
 def test_only_the_pauser_can_pause(lg: Ledger, who: str) -> None:
     account = getattr(lg.actors, who)
-    with lg.reverts("AccessControlUnauthorizedAccount", account.address, lg.role("PAUSER_ROLE")):
+    assert lg.has_role(lg.role("PAUSER_ROLE"), account) is False
+    with lg.reverts("AccessManagedUnauthorized", account.address):
         lg.fn.pause().transact({"from": account.address})
     assert lg.fn.paused().call() is False

@@ -10,9 +10,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from bridge.domain.codec import Outcome
-
-from .helpers import DAY, Ledger
+from .helpers import DAY, Ledger, Outcome, terms_hash
 
 ZERO = "0x0000000000000000000000000000000000000000"
 MAX_PRICE = 2**96 - 1
@@ -45,10 +43,18 @@ def version_of(lg: Ledger, twin: int, brand: LocalAccount, version: int) -> dict
 
 
 def granted(lg: Ledger, receipt: Any) -> list[dict[str, Any]]:
-    """LicenseGranted events with prices as ``(usageType, price)`` tuples."""
-    events = lg.events(receipt, "LicenseGranted")
-    for e in events:
+    """What a version "granted" by ``offer_and_accept`` says on chain: each LicenseOffered event
+    (prices as ``(usageType, price)`` tuples) with its start as LicenseAccepted set it."""
+    accepted = {
+        (e["twinId"], e["brand"], e["version"]): e["validFrom"]
+        for e in lg.events(receipt, "LicenseAccepted")
+    }
+    events = []
+    for e in lg.events(receipt, "LicenseOffered"):
         e["prices"] = [(p["usageType"], p["price"]) for p in e["prices"]]
+        e["offeredFrom"] = e["validFrom"]
+        e["validFrom"] = accepted[(e["twinId"], e["brand"], e["version"])]
+        events.append(e)
     return events
 
 
@@ -112,22 +118,26 @@ def test_grant_emits_license_granted_with_start_clamped_to_the_block(
         consent=consent,
     )
 
-    receipt = lg.grant(twin, terms, model)
+    receipt = lg.offer_and_accept(twin, terms, model)
 
     start = lg.block_time(receipt)
+    assert start == lg.block_time(receipt.offer) + 1
     assert granted(lg, receipt) == [
         {
             "twinId": twin,
             "brand": brand.address,
             "version": 0,
+            "offeredFrom": valid_from,
             "validFrom": start,
             "validUntil": until,
             "maxUses": 9,
             "purposeHash": purpose,
             "consentHash": consent,
             "prices": [(4, 70), (1, 30)],
+            "termsHash": terms_hash(terms),
         }
     ]
+    assert lg.fn.hashLicenseTerms(terms).call() == terms_hash(terms)
     assert current(lg, twin, brand) == (
         {
             "validFrom": start,
@@ -147,7 +157,9 @@ def test_grant_keeps_a_future_start(
 ) -> None:
     start, until = lg.now() + 3 * DAY, lg.now() + 9 * DAY
 
-    receipt = lg.grant(twin, lg.terms(brand, {0: 5}, valid_from=start, valid_until=until), model)
+    receipt = lg.offer_and_accept(
+        twin, lg.terms(brand, {0: 5}, valid_from=start, valid_until=until), model
+    )
 
     [event] = granted(lg, receipt)
     assert (event["validFrom"], event["validUntil"]) == (start, until)
@@ -164,7 +176,7 @@ def test_approved_account_or_operator_may_grant(
     else:
         lg.transact(lg.fn.setApprovalForAll(agent.address, True), model)
 
-    receipt = lg.grant(twin, lg.terms(brand, {0: 5}), agent)
+    receipt = lg.offer_and_accept(twin, lg.terms(brand, {0: 5}), agent)
 
     [event] = granted(lg, receipt)
     assert (event["twinId"], event["brand"], event["version"]) == (twin, brand.address, 0)
@@ -182,7 +194,7 @@ def test_grant_refused_for_accounts_without_approval(
     lg.transact(lg.fn.setApprovalForAll(caller.address, True), lg.actors.models[2])
 
     with lg.reverts("ERC721InsufficientApproval", caller.address, twin):
-        lg.grant(twin, lg.terms(brand), caller)
+        lg.offer_and_accept(twin, lg.terms(brand), caller)
 
 
 def test_approval_does_not_survive_a_transfer(
@@ -193,17 +205,17 @@ def test_approval_does_not_survive_a_transfer(
     lg.transact(lg.fn.transferFrom(model.address, new_owner.address, twin), model)
 
     with lg.reverts("ERC721InsufficientApproval", agent.address, twin):
-        lg.grant(twin, lg.terms(brand), agent)
+        lg.offer_and_accept(twin, lg.terms(brand), agent)
     with lg.reverts("ERC721InsufficientApproval", model.address, twin):
-        lg.grant(twin, lg.terms(brand), model)
-    lg.grant(twin, lg.terms(brand), new_owner)
+        lg.offer_and_accept(twin, lg.terms(brand), model)
+    lg.offer_and_accept(twin, lg.terms(brand), new_owner)
 
 
 def test_grant_for_a_nonexistent_twin_reverts(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     with lg.reverts("ERC721NonexistentToken", twin + 1):
-        lg.grant(twin + 1, lg.terms(brand), model)
+        lg.offer_and_accept(twin + 1, lg.terms(brand), model)
 
 
 def test_versions_are_numbered_from_zero_per_brand(
@@ -214,9 +226,9 @@ def test_versions_are_numbered_from_zero_per_brand(
     for price in (10, 20, 30):
         lg.advance(10)
         versions.append(
-            granted(lg, lg.grant(twin, lg.terms(brand, {0: price}), model))[0]["version"]
+            granted(lg, lg.offer_and_accept(twin, lg.terms(brand, {0: price}), model))[0]["version"]
         )
-    other_receipt = lg.grant(twin, lg.terms(other, {0: 99}), model)
+    other_receipt = lg.offer_and_accept(twin, lg.terms(other, {0: 99}), model)
 
     assert versions == [0, 1, 2]
     assert granted(lg, other_receipt)[0]["version"] == 0
@@ -241,7 +253,7 @@ def test_versions_are_numbered_from_zero_per_brand(
 
 def test_grant_rejects_the_zero_brand(lg: Ledger, model: LocalAccount, twin: int) -> None:
     with lg.reverts("LicenseInvalidBrand", ZERO):
-        lg.grant(twin, lg.terms(ZERO), model)
+        lg.offer_and_accept(twin, lg.terms(ZERO), model)
 
 
 @pytest.mark.parametrize(
@@ -254,12 +266,12 @@ def test_grant_rejects_an_empty_window(
     valid_from, until, expected_from = {
         "until-equals-future-from": (now + DAY, now + DAY, now + DAY),
         "until-before-from": (now + 2 * DAY, now + DAY, now + 2 * DAY),
-        "until-in-past": (0, now - 10, now),
-        "until-now": (now - 50, now, now),
+        "until-in-past": (0, now - 10, 0),
+        "until-now": (now - 50, now, now - 50),
     }[case]
 
     with lg.reverts("LicenseInvalidWindow", expected_from, until):
-        lg.grant(twin, lg.terms(brand, valid_from=valid_from, valid_until=until), model)
+        lg.offer_and_accept(twin, lg.terms(brand, valid_from=valid_from, valid_until=until), model)
 
 
 def test_grant_accepts_a_one_second_window(
@@ -267,26 +279,39 @@ def test_grant_accepts_a_one_second_window(
 ) -> None:
     now = lg.next_time()
 
-    receipt = lg.grant(twin, lg.terms(brand, valid_until=now + 1), model)
+    # Accepted one block (second) after the offer, the window has one second left.
+    receipt = lg.offer_and_accept(twin, lg.terms(brand, valid_until=now + 2), model)
 
     [event] = granted(lg, receipt)
-    assert (event["validFrom"], event["validUntil"]) == (now, now + 1)
+    assert (event["offeredFrom"], event["validFrom"], event["validUntil"]) == (0, now + 1, now + 2)
+
+
+def test_an_offer_whose_window_ended_cannot_be_accepted(
+    lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
+) -> None:
+    now = lg.next_time()
+    terms = lg.terms(brand, valid_until=now + 1)
+    version, digest = lg.offered(lg.offer(twin, terms, model))
+
+    with lg.reverts("LicenseOfferExpired", twin, brand.address, 0):
+        lg.accept(twin, version, digest, brand)
+    assert lg.fn.licenseVersionCount(twin, brand.address).call() == 0
 
 
 def test_grant_rejects_empty_prices(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     with lg.reverts("LicenseNoPrices"):
-        lg.grant(twin, lg.terms(brand, {}), model)
+        lg.offer_and_accept(twin, lg.terms(brand, {}), model)
 
 
 def test_grant_accepts_sixteen_prices_and_rejects_seventeen(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     with lg.reverts("LicenseTooManyPrices", 17, 16):
-        lg.grant(twin, lg.terms(brand, {t: t + 1 for t in range(17)}), model)
+        lg.offer_and_accept(twin, lg.terms(brand, {t: t + 1 for t in range(17)}), model)
 
-    lg.grant(twin, lg.terms(brand, {t: t + 1 for t in range(16)}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {t: t + 1 for t in range(16)}), model)
     prices = current(lg, twin, brand)[0]["prices"]
     assert sorted(prices) == [(t, t + 1) for t in range(16)]
 
@@ -298,16 +323,16 @@ def test_grant_rejects_a_duplicate_usage_type(
     terms[6] = [(3, 10), (255, 20), (3, 30)]
 
     with lg.reverts("LicenseDuplicateUsageType", 3):
-        lg.grant(twin, tuple(terms), model)
+        lg.offer_and_accept(twin, tuple(terms), model)
 
 
 def test_grant_rejects_a_price_above_uint96(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     with lg.reverts("LicensePriceTooHigh", 8, MAX_PRICE + 1):
-        lg.grant(twin, lg.terms(brand, {0: 1, 8: MAX_PRICE + 1}), model)
+        lg.offer_and_accept(twin, lg.terms(brand, {0: 1, 8: MAX_PRICE + 1}), model)
 
-    lg.grant(twin, lg.terms(brand, {0: 1, 8: MAX_PRICE}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 1, 8: MAX_PRICE}), model)
     assert price_at(lg, twin, brand, 8, lg.now()) == (Outcome.PAID, MAX_PRICE)
 
 
@@ -320,7 +345,7 @@ MIXED_PRICES = {7: 11, 3: INLINE_LIMIT, 12: INLINE_LIMIT - 1, 9: MAX_PRICE, 200:
 def test_overflow_prices_are_stored_and_read_back_exactly(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    receipt = lg.grant(twin, lg.terms(brand, MIXED_PRICES), model)
+    receipt = lg.offer_and_accept(twin, lg.terms(brand, MIXED_PRICES), model)
 
     assert granted(lg, receipt)[0]["prices"] == list(MIXED_PRICES.items())
     license, version = current(lg, twin, brand)
@@ -337,7 +362,7 @@ def test_overflow_prices_are_stored_and_read_back_exactly(
 def test_inline_and_overflow_prices_settle_at_their_price(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, MIXED_PRICES), model)
+    lg.offer_and_accept(twin, lg.terms(brand, MIXED_PRICES), model)
     lg.advance(5)
     at = lg.now()
 
@@ -357,9 +382,9 @@ def test_each_version_keeps_its_own_overflow_prices(
 ) -> None:
     v0 = {0: 1, 1: 2, 5: INLINE_LIMIT + 1}
     v1 = {5: INLINE_LIMIT + 7, 0: 3, 6: 4}
-    lg.grant(twin, lg.terms(brand, v0), model)
+    lg.offer_and_accept(twin, lg.terms(brand, v0), model)
     lg.advance(100)
-    start = lg.block_time(lg.grant(twin, lg.terms(brand, v1), model))
+    start = lg.block_time(lg.offer_and_accept(twin, lg.terms(brand, v1), model))
     lg.advance(10)
 
     assert dict(version_of(lg, twin, brand, 0)["prices"]) == v0
@@ -384,10 +409,12 @@ def test_new_grant_replaces_the_old_one_from_its_start(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     until = lg.now() + 30 * DAY
-    first = lg.block_time(lg.grant(twin, lg.terms(brand, {0: 100}, valid_until=until), model))
+    first = lg.block_time(
+        lg.offer_and_accept(twin, lg.terms(brand, {0: 100}, valid_until=until), model)
+    )
     lg.advance(100)
 
-    receipt = lg.grant(twin, lg.terms(brand, {0: 250}, valid_until=until + DAY), model)
+    receipt = lg.offer_and_accept(twin, lg.terms(brand, {0: 250}, valid_until=until + DAY), model)
 
     start = lg.block_time(receipt)
     [event] = granted(lg, receipt)
@@ -423,11 +450,11 @@ def test_new_grant_replaces_the_old_one_from_its_start(
 def test_future_dated_grant_keeps_the_current_version_until_it_starts(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 100}, valid_until=lg.now() + 30 * DAY), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 100}, valid_until=lg.now() + 30 * DAY), model)
     lg.advance(10)
     start = lg.now() + DAY
 
-    receipt = lg.grant(
+    receipt = lg.offer_and_accept(
         twin, lg.terms(brand, {0: 300}, valid_from=start, valid_until=start + 30 * DAY), model
     )
 
@@ -450,14 +477,14 @@ def test_future_dated_grant_keeps_the_current_version_until_it_starts(
 def test_history_lookup_finds_the_version_covering_each_time(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    t0 = lg.block_time(lg.grant(twin, lg.terms(brand, {0: 10}), model))
+    t0 = lg.block_time(lg.offer_and_accept(twin, lg.terms(brand, {0: 10}), model))
     lg.advance(100)
-    t1 = lg.block_time(lg.grant(twin, lg.terms(brand, {0: 20}), model))
+    t1 = lg.block_time(lg.offer_and_accept(twin, lg.terms(brand, {0: 20}), model))
     lg.advance(100)
     later, sooner = lg.now() + 1_000, lg.now() + 500
-    lg.grant(twin, lg.terms(brand, {0: 30}, valid_from=later), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 30}, valid_from=later), model)
     # A second future grant starting sooner replaces the first one before it ever starts.
-    lg.grant(twin, lg.terms(brand, {0: 40}, valid_from=sooner), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 40}, valid_from=sooner), model)
 
     assert [version_of(lg, twin, brand, v)["validFrom"] for v in range(4)] == [
         t0,
@@ -490,9 +517,11 @@ def test_a_gap_between_versions_is_expired(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     end = lg.now() + 100
-    lg.grant(twin, lg.terms(brand, {0: 10}, valid_until=end), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, valid_until=end), model)
     start = end + 100
-    lg.grant(twin, lg.terms(brand, {0: 20}, valid_from=start, valid_until=start + DAY), model)
+    lg.offer_and_accept(
+        twin, lg.terms(brand, {0: 20}, valid_from=start, valid_until=start + DAY), model
+    )
     lg.warp(start + 10)
 
     receipt = settle(
@@ -513,7 +542,9 @@ def test_usage_before_a_future_license_starts_is_not_started(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     start = lg.now() + DAY
-    lg.grant(twin, lg.terms(brand, {0: 10}, valid_from=start, valid_until=start + DAY), model)
+    lg.offer_and_accept(
+        twin, lg.terms(brand, {0: 10}, valid_from=start, valid_until=start + DAY), model
+    )
     lg.advance(10)
     now = lg.now()
 
@@ -531,12 +562,12 @@ def test_usage_before_a_future_license_starts_is_not_started(
 def test_revoke_emits_license_revoked_and_marks_the_version(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}), model)
     lg.advance(10)
-    lg.grant(twin, lg.terms(brand, {0: 20}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 20}), model)
     lg.advance(10)
 
-    receipt = lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+    receipt = lg.revoke(twin, brand, model)
 
     revoked_at = lg.block_time(receipt)
     assert lg.events(receipt, "LicenseRevoked") == [
@@ -551,9 +582,9 @@ def test_revoke_emits_license_revoked_and_marks_the_version(
 def test_revoke_keeps_earlier_uses_paid(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}), model)
     lg.advance(100)
-    revoked_at = lg.block_time(lg.transact(lg.fn.revokeLicense(twin, brand.address), model))
+    revoked_at = lg.block_time(lg.revoke(twin, brand, model))
     lg.advance(100)
 
     receipt = settle(
@@ -569,12 +600,14 @@ def test_revoke_keeps_earlier_uses_paid(
 def test_revoke_also_ends_a_future_dated_version(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}, valid_until=lg.now() + 30 * DAY), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, valid_until=lg.now() + 30 * DAY), model)
     start = lg.now() + DAY
-    lg.grant(twin, lg.terms(brand, {0: 20}, valid_from=start, valid_until=start + DAY), model)
+    lg.offer_and_accept(
+        twin, lg.terms(brand, {0: 20}, valid_from=start, valid_until=start + DAY), model
+    )
     lg.advance(100)
 
-    receipt = lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+    receipt = lg.revoke(twin, brand, model)
 
     revoked_at = lg.block_time(receipt)
     assert lg.events(receipt, "LicenseRevoked")[0]["version"] == 1
@@ -590,11 +623,11 @@ def test_revoke_also_ends_a_future_dated_version(
 def test_grant_after_revoke_starts_a_new_version(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}), model)
     lg.advance(10)
-    revoked_at = lg.block_time(lg.transact(lg.fn.revokeLicense(twin, brand.address), model))
+    revoked_at = lg.block_time(lg.revoke(twin, brand, model))
     lg.advance(10)
-    receipt = lg.grant(twin, lg.terms(brand, {0: 30}), model)
+    receipt = lg.offer_and_accept(twin, lg.terms(brand, {0: 30}), model)
     start = lg.block_time(receipt)
     lg.advance(10)
 
@@ -608,31 +641,31 @@ def test_grant_after_revoke_starts_a_new_version(
 def test_revoking_twice_reverts_already_ended(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand), model)
-    lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+    lg.offer_and_accept(twin, lg.terms(brand), model)
+    lg.revoke(twin, brand, model)
 
     with lg.reverts("LicenseAlreadyEnded", twin, brand.address):
-        lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+        lg.revoke(twin, brand, model)
 
 
 def test_revoking_an_expired_license_reverts_already_ended(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, valid_until=lg.now() + 100), model)
+    lg.offer_and_accept(twin, lg.terms(brand, valid_until=lg.now() + 100), model)
     lg.advance(200)
 
     with lg.reverts("LicenseAlreadyEnded", twin, brand.address):
-        lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+        lg.revoke(twin, brand, model)
 
 
 def test_revoking_without_a_license_reverts_not_found(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     other = lg.actors.brands[1]
-    lg.grant(twin, lg.terms(other), model)
+    lg.offer_and_accept(twin, lg.terms(other), model)
 
     with lg.reverts("LicenseNotFound", twin, brand.address):
-        lg.transact(lg.fn.revokeLicense(twin, brand.address), model)
+        lg.revoke(twin, brand, model, version=0)
     with lg.reverts("LicenseNotFound", twin, brand.address):
         lg.fn.licenseOf(twin, brand.address).call()
 
@@ -641,17 +674,35 @@ def test_revoke_needs_the_owner_or_an_operator(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     operator = lg.actors.payees[1]
-    lg.grant(twin, lg.terms(brand), model)
+    lg.offer_and_accept(twin, lg.terms(brand), model)
 
     for stranger in (brand, lg.actors.outsider, lg.actors.admin):
         with lg.reverts("ERC721InsufficientApproval", stranger.address, twin):
-            lg.transact(lg.fn.revokeLicense(twin, brand.address), stranger)
+            lg.revoke(twin, brand, stranger)
     with lg.reverts("ERC721NonexistentToken", twin + 1):
-        lg.transact(lg.fn.revokeLicense(twin + 1, brand.address), model)
+        lg.transact(lg.fn.revokeLicense(twin + 1, brand.address, 0), model)
 
     lg.transact(lg.fn.setApprovalForAll(operator.address, True), model)
-    receipt = lg.transact(lg.fn.revokeLicense(twin, brand.address), operator)
-    assert lg.events(receipt, "LicenseRevoked")[0]["revokedAt"] == lg.block_time(receipt)
+    receipt = lg.revoke(twin, brand, operator)
+    assert lg.events(receipt, "LicenseRevoked") == [
+        {"twinId": twin, "brand": brand.address, "version": 0, "revokedAt": lg.block_time(receipt)}
+    ]
+
+
+@pytest.mark.parametrize("named", [0, 2, 5])
+def test_revoke_must_name_the_current_version(
+    lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int, named: int
+) -> None:
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}), model)
+    lg.advance(10)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 20}), model)
+
+    with lg.reverts("LicenseVersionMismatch", twin, brand.address, named):
+        lg.revoke(twin, brand, model, version=named)
+
+    assert current(lg, twin, brand)[0]["revoked"] is False
+    receipt = lg.revoke(twin, brand, model, version=1)
+    assert lg.events(receipt, "LicenseRevoked")[0]["version"] == 1
 
 
 # ---------------------------------------------------------------------- usage outcomes
@@ -661,7 +712,7 @@ def test_expired_license_refuses_uses_from_its_end(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     end = lg.now() + 100
-    lg.grant(twin, lg.terms(brand, {0: 10}, valid_until=end), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, valid_until=end), model)
     lg.warp(end + 50)
 
     receipt = settle(lg, brand, twin, [(end - 1, 1, 0), (end, 1, 0), (end + 10, 1, 0)])
@@ -675,7 +726,7 @@ def test_unlicensed_usage_type_and_brand_are_refused(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
     other = lg.actors.brands[1]
-    lg.grant(twin, lg.terms(brand, {0: 10, 2: 20}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10, 2: 20}), model)
     lg.advance(5)
     now = lg.now()
 
@@ -699,7 +750,7 @@ def test_unlicensed_usage_type_and_brand_are_refused(
 def test_use_cap_counts_quantity(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}, max_uses=5), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, max_uses=5), model)
     lg.advance(5)
     now = lg.now()
 
@@ -724,7 +775,7 @@ def test_use_cap_counts_quantity(
 def test_use_cap_persists_across_batches(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}, max_uses=4), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, max_uses=4), model)
     lg.advance(5)
     now = lg.now()
 
@@ -740,9 +791,9 @@ def test_use_cap_persists_across_batches(
 def test_cap_of_a_replaced_version_counts_on_that_version(
     lg: Ledger, model: LocalAccount, brand: LocalAccount, twin: int
 ) -> None:
-    lg.grant(twin, lg.terms(brand, {0: 10}, max_uses=2), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 10}, max_uses=2), model)
     lg.advance(100)
-    start = lg.block_time(lg.grant(twin, lg.terms(brand, {0: 20}, max_uses=6), model))
+    start = lg.block_time(lg.offer_and_accept(twin, lg.terms(brand, {0: 20}, max_uses=6), model))
     lg.advance(10)
 
     receipt = settle(lg, brand, twin, [(start - 1, 2, 0), (start - 1, 1, 0), (start, 5, 0)])

@@ -17,7 +17,7 @@ def earning_twin(
 ) -> int:
     """A twin of ``model`` licensed to brand 0 at ``UNIT`` per use, with ``payees``."""
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(lg.actors.brands[0], {0: UNIT}), model)
+    lg.offer_and_accept(twin, lg.terms(lg.actors.brands[0], {0: UNIT}), model)
     if payees:
         lg.transact(lg.fn.setPayees(twin, payees), model)
     return twin
@@ -109,7 +109,7 @@ def test_payees_taking_everything_leave_the_owner_only_the_rounding(lg: Ledger) 
 def test_shares_rounding_to_zero_are_skipped(lg: Ledger) -> None:
     model, p0, p1 = lg.actors.models[0], lg.actors.payees[0], lg.actors.payees[1]
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(lg.actors.brands[0], {0: 9_999}), model)
+    lg.offer_and_accept(twin, lg.terms(lg.actors.brands[0], {0: 9_999}), model)
     lg.transact(lg.fn.setPayees(twin, [(p0.address, 1), (p1.address, 10_000 - 1)]), model)
     lg.deposit(lg.actors.brands[0], 9_999)
     lg.advance(2)
@@ -325,7 +325,7 @@ def test_liabilities_match_the_ledgers_token_balance_after_every_step(lg: Ledger
     p0, p1 = lg.actors.payees[0], lg.actors.payees[1]
     twin_a = earning_twin(lg, m0, [(p0.address, 3_333), (p1.address, 1_111)])
     twin_b = earning_twin(lg, m1, [(p1.address, 7_777)])
-    lg.grant(twin_a, lg.terms(brand_1, {0: 777_777}), m0)
+    lg.offer_and_accept(twin_a, lg.terms(brand_1, {0: 777_777}), m0)
     lg.advance(2)
     total_paid_out = 0
 
@@ -339,7 +339,7 @@ def test_liabilities_match_the_ledgers_token_balance_after_every_step(lg: Ledger
 
     def settle(groups: list[tuple[str, list[int]]]) -> None:
         batch, signature = lg.sign_batch(groups)
-        step(lg.fn.settle(batch, signature), lg.actors.outsider)
+        step(lg.fn.settle(batch, lg.actors.attester.address, signature), lg.actors.outsider)
 
     step(lg.fn.deposit(brand_0.address, 5_000_000), brand_0)
     settle([(brand_0.address, [lg.usage(twin_a, quantity=2), lg.usage(twin_b)])])
@@ -351,12 +351,14 @@ def test_liabilities_match_the_ledgers_token_balance_after_every_step(lg: Ledger
     step(lg.fn.requestEscrowWithdrawal(10**9), brand_0)
     settle([(brand_0.address, [lg.usage(twin_b, quantity=1)])])
     step(lg.fn.deposit(brand_1.address, 2_000_000), brand_1)
-    step(lg.fn.pause(), lg.actors.pauser)
     lg.advance(NOTICE_PERIOD)
-    step(lg.fn.withdrawEscrow(), brand_0)
+    step(lg.fn.pause(), lg.actors.pauser)
+    with lg.reverts("EnforcedPause"):  # escrow withdrawals wait for the pause to end
+        lg.transact(lg.fn.withdrawEscrow(), brand_0)
     for account in (p0, p1, m0, m1):
         step(lg.fn.withdraw([twin_a, twin_b]), account)
     step(lg.fn.unpause(), lg.actors.pauser)
+    step(lg.fn.withdrawEscrow(), brand_0)
 
     # Everything brand 0 deposited was spent or withdrawn; brand 1 keeps its unspent escrow.
     remaining = lg.brand_account(brand_1)["escrow"]

@@ -8,18 +8,19 @@ from typing import Any
 import pytest
 from web3.contract import Contract
 
-from bridge.chain.deploy import deploy_contract, deploy_ledger
+from bridge.chain.deploy import deploy_contract
 from bridge.chain.toolchain import load_artifact
-from bridge.domain.codec import Outcome
 
-from .conftest import ADMIN_DELAY, BRAND_FUNDS, NOTICE_PERIOD, Chain
-from .helpers import Ledger, decode_revert
+from .conftest import BRAND_FUNDS, NOTICE_PERIOD, ROLE_IDS, Chain, deploy_system
+from .helpers import Ledger, Outcome, decode_revert
 
 PRICE = 1_000_000
 
 
 @pytest.fixture(scope="module")
-def reentrant_deployment(session_chain: Chain) -> Iterator[tuple[Contract, Contract]]:
+def reentrant_deployment(
+    session_chain: Chain,
+) -> Iterator[tuple[Contract, Contract, Contract]]:
     """A second ledger paying in ``ReentrantToken`` (unarmed), with roles and funded brands.
 
     Deployed once for the module and removed (the chain reverted) when the module is done."""
@@ -27,35 +28,30 @@ def reentrant_deployment(session_chain: Chain) -> Iterator[tuple[Contract, Contr
     w3, actors = session_chain.w3, session_chain.actors
     admin = actors.admin.address
     token = deploy_contract(w3, load_artifact("ReentrantToken"), sender=admin)
-    ledger = deploy_ledger(
+    system = deploy_system(
         w3,
-        sender=admin,
         admin=admin,
-        admin_delay=ADMIN_DELAY,
-        notice_period=NOTICE_PERIOD,
-        token=token.address,
-    ).ledger
-    lg = Ledger(w3, ledger, token, actors)
-    for role, account in (
-        ("REGISTRAR_ROLE", actors.registrar),
-        ("ATTESTER_ROLE", actors.attester),
-        ("PAUSER_ROLE", actors.pauser),
-    ):
-        lg.transact(ledger.functions.grantRole(lg.role(role), account.address), actors.admin)
+        token=token,
+        members={role: [getattr(actors, name).address] for name, role in ROLE_IDS.items()},
+    )
+    ledger = system.ledger
+    lg = Ledger(w3, ledger, token, actors, system.manager)
     for brand in actors.brands:
         lg.transact(token.functions.mint(brand.address, BRAND_FUNDS), brand)
         lg.transact(token.functions.approve(ledger.address, 2**256 - 1), brand)
-    yield ledger, token
+    yield ledger, token, system.manager
     session_chain.revert(base)
 
 
 @pytest.fixture
-def rlg(session_chain: Chain, reentrant_deployment: tuple[Contract, Contract]) -> Iterator[Ledger]:
+def rlg(
+    session_chain: Chain, reentrant_deployment: tuple[Contract, Contract, Contract]
+) -> Iterator[Ledger]:
     """A driver for the re-entrant-token ledger, reverted to its deployment state after the test."""
     snapshot_id = session_chain.snapshot()
-    ledger, token = reentrant_deployment
+    ledger, token, manager = reentrant_deployment
     assert ledger.functions.paymentToken().call() == token.address
-    yield Ledger(session_chain.w3, ledger, token, session_chain.actors)
+    yield Ledger(session_chain.w3, ledger, token, session_chain.actors, manager)
     session_chain.revert(snapshot_id)
 
 
@@ -81,7 +77,7 @@ def earning_twin(lg: Ledger, payees: list[tuple[str, int]], uses: int) -> int:
     """A twin of model 0 with ``payees``, used ``uses`` times by brand 0 at ``PRICE``."""
     model, brand = lg.actors.models[0], lg.actors.brands[0]
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(brand, {0: PRICE}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: PRICE}), model)
     if payees:
         lg.transact(lg.fn.setPayees(twin, payees), model)
     lg.deposit(brand, uses * PRICE)
@@ -203,7 +199,7 @@ def test_reentrant_deposit_during_a_deposit_is_blocked(rlg: Ledger) -> None:
 def test_reentrant_repay_debt_during_a_deposit_is_blocked(rlg: Ledger) -> None:
     brand, model = rlg.actors.brands[1], rlg.actors.models[1]
     twin = rlg.mint(model)
-    rlg.grant(twin, rlg.terms(brand, {0: 1_000}), model)
+    rlg.offer_and_accept(twin, rlg.terms(brand, {0: 1_000}), model)
     rlg.advance(2)
     rlg.settle([(brand.address, [rlg.usage(twin)])])
     assert rlg.brand_account(brand)["debt"] == 1_000
@@ -224,19 +220,21 @@ def test_reentrant_repay_debt_during_a_deposit_is_blocked(rlg: Ledger) -> None:
 def test_reentrant_settle_during_a_deposit_is_blocked(rlg: Ledger) -> None:
     brand, model = rlg.actors.brands[0], rlg.actors.models[0]
     twin = rlg.mint(model)
-    rlg.grant(twin, rlg.terms(brand, {0: PRICE}), model)
+    rlg.offer_and_accept(twin, rlg.terms(brand, {0: PRICE}), model)
     rlg.deposit(brand, PRICE)
     rlg.advance(2)
     batch, signature = rlg.sign_batch([(brand.address, [rlg.usage(twin, usage_id=5)])])
-    arm(rlg, "settle", batch, signature)
+    arm(rlg, "settle", batch, rlg.actors.attester.address, signature)
 
     rlg.deposit(brand, PRICE)
 
     assert_blocked(rlg)
-    assert rlg.fn.isUsageProcessed(5).call() is False
+    assert rlg.fn.isUsageProcessed(brand.address, 5).call() is False
     assert rlg.brand_account(brand)["escrow"] == 2 * PRICE
     # The batch itself was valid: settled directly, it pays once (the settle makes no transfer).
-    receipt = rlg.transact(rlg.fn.settle(batch, signature), rlg.actors.outsider)
+    receipt = rlg.transact(
+        rlg.fn.settle(batch, rlg.actors.attester.address, signature), rlg.actors.outsider
+    )
     assert rlg.events(receipt, "UsagesSettled")[0]["paid"] == PRICE
     assert rlg.token.functions.attempts().call() == 1
     assert rlg.brand_account(brand)["escrow"] == PRICE
@@ -256,7 +254,7 @@ def test_every_guarded_entry_point_is_blocked_during_a_payout(rlg: Ledger, funct
         "withdrawEscrow": (),
         "deposit": (brand.address, 1),
         "repayDebt": (brand.address, 1),
-        "settle": (batch, signature),
+        "settle": (batch, rlg.actors.attester.address, signature),
     }
     arm(rlg, function, *args[function])
 
@@ -265,6 +263,6 @@ def test_every_guarded_entry_point_is_blocked_during_a_payout(rlg: Ledger, funct
     assert_blocked(rlg)
     assert [e["amount"] for e in rlg.events(receipt, "PayeePaid")] == [2 * PRICE]
     assert rlg.token_balance(model.address) == 2 * PRICE
-    assert rlg.fn.isUsageProcessed(99).call() is False
+    assert rlg.fn.isUsageProcessed(brand.address, 99).call() is False
     assert rlg.fn.totalLiabilities().call() == 0
     assert_solvent(rlg)

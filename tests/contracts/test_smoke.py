@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from bridge.domain.codec import Outcome
-
-from .helpers import Ledger
+from .helpers import Ledger, Outcome
 
 
 def test_settled_usage_pays_the_model_from_brand_escrow(lg: Ledger) -> None:
     model, brand = lg.actors.models[0], lg.actors.brands[0]
     twin = lg.mint(model)
-    lg.grant(twin, lg.terms(brand, {0: 2_500_000}), model)
+    lg.offer_and_accept(twin, lg.terms(brand, {0: 2_500_000}), model)
     lg.deposit(brand, 10_000_000)
     lg.advance(10)
 

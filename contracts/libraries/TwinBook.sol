@@ -1,0 +1,41 @@
+// SPDX-License-Identifier: MIT
+pragma solidity 0.8.30;
+
+import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+
+/// @title Every twin's royalty account and pause state
+/// @notice A twin's account is one word (accrued royalties, the start of a running pause, the end of the
+/// last pause), which settlement reads and writes directly; finished pauses are kept as ordered
+/// `(since << 40) | until` intervals so a use at any past time can be checked.
+/// @dev Pausing is external (linked) to keep the ledger under the code-size limit.
+library TwinBook {
+    /// @notice A twin's royalty account as the ledger stores it.
+    struct TwinAccount {
+        uint128 accrued;
+        uint40 pausedSince;
+        uint40 lastPauseEnd;
+    }
+
+    /// @notice Pauses (from now) or unpauses the twin. Emits {ITwinLedger-TwinPaused} or
+    /// {ITwinLedger-TwinUnpaused}.
+    function setPaused(
+        mapping(uint256 => TwinAccount) storage twins,
+        mapping(uint256 => uint256[]) storage history,
+        uint256 twinId,
+        bool paused
+    ) external {
+        TwinAccount storage twin = twins[twinId];
+        uint40 now40 = uint40(block.timestamp);
+        uint40 since = twin.pausedSince;
+        if (paused == (since != 0)) revert ITwinLedger.TwinPauseUnchanged(twinId, paused);
+        if (paused) {
+            twin.pausedSince = now40;
+            emit ITwinLedger.TwinPaused(twinId, now40);
+        } else {
+            history[twinId].push((uint256(since) << 40) | now40);
+            twin.pausedSince = 0;
+            twin.lastPauseEnd = now40;
+            emit ITwinLedger.TwinUnpaused(twinId, now40);
+        }
+    }
+}
