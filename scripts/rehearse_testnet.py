@@ -9,7 +9,8 @@ commands:
 2. ``twin-bridge deploy --network rehearsal`` (3 confirmations, the network's fee cap);
 3. ``twin-bridge doctor --network rehearsal``;
 4. as the registrar, models and a brand (keys held here, transactions signed locally): mints twins,
-   grants licenses, deposits escrow; registers the brand with ``twin-bridge brand create``;
+   offers licenses that the brand accepts, deposits escrow; registers the brand with
+   ``twin-bridge brand create``;
 5. starts ``twin-bridge serve`` and ``twin-bridge worker`` (confirmations 3, keystores, fee cap,
    the ledger taken from the verified manifest), reports usages through the HTTP API and waits
    until each is settled with its transaction hash;
@@ -40,6 +41,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from web3 import Web3
 from web3.contract import Contract
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from bridge.chain.toolchain import load_artifact
@@ -224,7 +226,7 @@ def _decrypt(r: Rehearsal, name: str) -> LocalAccount:
 @dataclass
 class Campaign:
     """What the rehearsal sets up on its fresh deployment: twins minted by the registrar (the
-    deployer), licensed by their models to one brand, which deposited escrow."""
+    deployer), offered by their models to one brand, which accepted and deposited escrow."""
 
     ledger: Contract
     brand: LocalAccount
@@ -288,22 +290,36 @@ def _license(
     twins: Sequence[int],
     brand: LocalAccount,
 ) -> int:
-    """Each model licenses its twin to the brand for campaign images: the grants' time."""
+    """Each model offers the brand a license of its twin for campaign images, and the brand
+    accepts each offer by its version and terms hash: the time of the last acceptance."""
     now = latest_timestamp(r.w3)
     terms = (brand.address, now, now + 30 * 86400, 0, keccak(text="rehearsal campaign"),
              keccak(text="rehearsal consent"), [(0, PRICE)])  # fmt: skip
-    receipts = _send_all(
+    offered = _send_all(
         r,
         [
-            (model, ledger.address, ledger.encode_abi("grantLicense", [twin, terms]))
+            (model, ledger.address, ledger.encode_abi("offerLicense", [twin, terms]))
             for model, twin in zip(models, twins, strict=True)
         ],
     )
+    offers = [
+        event["args"]
+        for receipt in offered
+        for event in ledger.events.LicenseOffered().process_receipt(receipt, errors=DISCARD)
+    ]
+    accepted = _send_all(
+        r,
+        [
+            (brand, ledger.address,
+             ledger.encode_abi("acceptLicense", [o["twinId"], o["version"], o["termsHash"]]))
+            for o in offers
+        ],
+    )  # fmt: skip
     r.step(
-        f"models licensed their twins to the brand: campaign images at {PRICE / USD:.2f} mUSD "
-        f"(block {receipts[-1]['blockNumber']})"
+        f"models offered their twins to the brand: campaign images at {PRICE / USD:.2f} mUSD; "
+        f"the brand accepted {len(accepted)} offers (block {accepted[-1]['blockNumber']})"
     )
-    return int(r.w3.eth.get_block(receipts[-1]["blockNumber"])["timestamp"])
+    return int(r.w3.eth.get_block(accepted[-1]["blockNumber"])["timestamp"])
 
 
 def _wait_http(url: str, services: Sequence[Service], timeout: float) -> None:
@@ -345,10 +361,14 @@ def _deploy(r: Rehearsal, network: NetworkConfig, manifest_path: Path) -> None:
     manifest = load_manifest(manifest_path)
     r.step(
         f"deployed ledger {ledger_address} with {network.confirmations} confirmations in "
-        f"{time.monotonic() - t0:.0f} s (manifest {manifest_path.name}, admin transfer to "
-        f"{addresses['admin']} pending)"
+        f"{time.monotonic() - t0:.0f} s (manifest {manifest_path.name}, admin "
+        f"{addresses['admin']}, whose actions wait {manifest.role_delay:,} s)"
     )
-    if manifest.ledger_address != ledger_address or manifest.pending_admin is None:
+    if (
+        manifest.ledger_address != ledger_address
+        or manifest.roles.get("ADMIN_ROLE") != [addresses["admin"]]
+        or manifest.role_delay != network.role_delay
+    ):
         raise RehearsalError(f"the manifest does not record the deployment:\n{manifest}")
     again = r.run(*deploy).strip()
     if again != ledger_address:

@@ -392,6 +392,7 @@ class Soak:
                 continue
             state = nonce.json()
             message = {
+                "owner": account.address,
                 "twinId": twin,
                 "paused": not paused[twin],
                 "nonce": state["next_nonce"],

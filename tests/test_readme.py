@@ -15,7 +15,10 @@ def test_the_readme_references_match_the_code() -> None:
 
 def test_every_command_and_setting_is_in_the_references() -> None:
     cli = cli_reference()
-    commands = ("dev", "serve", "worker", "indexer", "deploy", "doctor", "audit", "model grant")
+    commands = (
+        "dev", "serve", "worker", "indexer", "deploy", "doctor", "audit",
+        "model offer", "brand offers", "brand accept", "brand limits set",
+    )  # fmt: skip
     for command in commands:
         assert f"#### `twin-bridge {command}`" in cli
     config = config_reference()

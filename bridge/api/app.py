@@ -16,7 +16,7 @@ from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import audit, brands, health, ledger, usage
+from bridge.api.routes import audit, brands, health, ledger, offers, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.intake.grouping import ArrivalMiddleware, GroupCommit, IngestInStore
@@ -34,6 +34,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     usage.brand_router,
     audit.router,
     brands.router,
+    offers.router,
 )
 DESCRIPTION: Final = (
     "Brands report each use of a model's digital twin; the bridge settles the royalty on chain "

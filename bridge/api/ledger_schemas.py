@@ -109,10 +109,12 @@ class LicenseVersionOut(_Out):
         description="At the request time: active (in its effective window), not_started, "
         "expired, revoked, or superseded (ended by a later version from that one's start)."
     )
-    valid_from: UnixTime = Field(description="As granted (clamped to the grant time).")
+    valid_from: UnixTime = Field(
+        description="As accepted: the later of the offered start and the acceptance."
+    )
     valid_until: UnixTime
     effective_from: UnixTime = Field(
-        description="The window in which the version prices uses, after later grants and "
+        description="The window in which the version prices uses, after later acceptances and "
         "revocations ended it."
     )
     effective_until: UnixTime
@@ -122,7 +124,11 @@ class LicenseVersionOut(_Out):
     purpose_hash: Hash32
     consent_hash: Hash32
     prices: list[PriceOut]
-    source: SourceOut = Field(description="The LicenseGranted event.")
+    terms_hash: Hash32 | None = Field(
+        description="The EIP-712 struct hash of the terms the brand accepted."
+    )
+    offered_from: UnixTime | None = Field(description="The start the offer named.")
+    source: SourceOut = Field(description="The LicenseAccepted event (the brand's acceptance).")
 
 
 class RevocationOut(_Out):
@@ -142,6 +148,26 @@ class LicenseOut(_Out):
     revocations: list[RevocationOut]
 
 
+class OfferOut(_Out):
+    """A license offer waiting for the brand's acceptance: not payable until the brand accepts
+    ``version`` with ``terms_hash`` (``acceptLicense``)."""
+
+    brand: Address
+    version: int = Field(description="The number the version gets once accepted.")
+    valid_from: UnixTime = Field(
+        description="As offered; the license starts no earlier than its acceptance."
+    )
+    valid_until: UnixTime
+    max_uses: int | None = Field(description="Cap on uses (quantity); null: no cap.")
+    purpose_hash: Hash32
+    consent_hash: Hash32
+    prices: list[PriceOut]
+    terms_hash: Hash32 = Field(
+        description="What the brand accepts: the terms' EIP-712 struct hash."
+    )
+    source: SourceOut = Field(description="The LicenseOffered event.")
+
+
 class TwinOut(_Out):
     """A twin as of the indexer's cursor."""
 
@@ -152,7 +178,12 @@ class TwinOut(_Out):
     minted: SourceOut = Field(description="The TwinMinted event.")
     pause: PauseOut
     payees: SplitOut
-    licenses: list[LicenseOut] = Field(description="One per brand ever licensed, by brand.")
+    licenses: list[LicenseOut] = Field(
+        description="One per brand that ever accepted a license, by brand."
+    )
+    offers: list[OfferOut] = Field(
+        description="Offers waiting for a brand's acceptance (at most one per brand), by brand."
+    )
 
 
 class TwinPageOut(_Out):
@@ -175,8 +206,9 @@ class SettledUsageOut(_Out):
     used_at: datetime
     outcome: str = Field(
         description="paid, unknown_twin, no_license, license_not_started, license_expired, "
-        "license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, zero_quantity "
-        "or usage_in_future."
+        "license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, zero_quantity, "
+        "usage_in_future, offer_not_accepted, over_usage_limit or over_period_limit; "
+        "unknown_<code> for a code this bridge does not know (a discrepancy)."
     )
     outcome_code: int
     outcome_detail: str = Field(description="The outcome in a sentence.")

@@ -1,5 +1,6 @@
 """The balance checks: at the last audited block the ledger's views (``twinState``, ``ownerOf``,
-``brandAccount``, ``debtQueue``, ``claimable``, ``licenseVersionCount``, ``totalLiabilities``)
+``brandAccount``, ``brandLimits``, ``pausedSeconds``, ``debtQueue``, ``claimable``,
+``licenseVersionCount``, ``totalLiabilities``)
 must equal the rebuilt state, and the token balance of the ledger must equal what it owes: the sum
 of escrow, debt reserves, accrued royalties and claimable balances (``totalLiabilities()``)."""
 
@@ -13,7 +14,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.abi import function_signature_to_4byte_selector
 from eth_utils.address import to_checksum_address
 
-from bridge.audit.state import AuditError, Discrepancy, LedgerState
+from bridge.audit.state import AuditError, BrandBook, Discrepancy, LedgerState
 from bridge.chain.rpc import JsonRpc
 from bridge.errors import RpcError
 
@@ -43,8 +44,16 @@ PAYMENT_TOKEN: Final = View("paymentToken", (), ("address",))
 TWIN_STATE: Final = View("twinState", ("uint256",), ("uint256", "uint40", "uint256"))
 OWNER_OF: Final = View("ownerOf", ("uint256",), ("address",))
 BRAND_ACCOUNT: Final = View(
-    "brandAccount", ("address",), ("uint256", "uint256", "uint256", "uint256", "uint40")
+    "brandAccount", ("address",), ("uint256", "uint256", "uint256", "uint256", "uint40", "uint40")
 )
+BRAND_LIMITS: Final = View(
+    "brandLimits",
+    ("address",),
+    ("uint256", "uint256", "uint256", "uint40", "uint256", "uint256", "uint40", "address"),
+)
+PAUSED_SECONDS: Final = View("pausedSeconds", (), ("uint256",))
+CLAIM_WINDOW: Final = 7 * 24 * 3600
+"""``TwinLedger.CLAIM_WINDOW``: a withdrawal request lapses this long after it unlocks."""
 DEBT_QUEUE: Final = View("debtQueue", ("address",), ("uint256", "uint256"))
 CLAIMABLE: Final = View("claimable", ("address",), ("uint256",))
 LICENSE_VERSION_COUNT: Final = View("licenseVersionCount", ("uint256", "address"), ("uint256",))
@@ -86,9 +95,13 @@ class ViewCheck:
         ]
 
 
-def view_checks(state: LedgerState) -> Iterator[ViewCheck]:
-    """Every view of the ledger that the rebuilt ``state`` says the answer of."""
+def view_checks(state: LedgerState, now: int = 0) -> Iterator[ViewCheck]:
+    """Every view of the ledger that the rebuilt ``state`` says the answer of at time ``now``
+    (the audited block's; 0: the time-dependent views are not checked)."""
     yield ViewCheck(TOTAL_LIABILITIES, (), "ledger", (("total liabilities", state.liabilities()),))
+    if now:
+        paused = state.paused_seconds_at(now)
+        yield ViewCheck(PAUSED_SECONDS, (), "ledger", (("paused seconds", paused),))
     for twin_id, twin in state.twins.items():
         subject = f"twin {twin_id}"
         yield ViewCheck(
@@ -103,18 +116,10 @@ def view_checks(state: LedgerState) -> Iterator[ViewCheck]:
         )
         yield ViewCheck(OWNER_OF, (twin_id,), subject, (("owner", twin.owner),))
     for brand, book in state.brands.items():
-        yield ViewCheck(
-            BRAND_ACCOUNT,
-            (brand,),
-            brand,
-            (
-                ("escrow", book.escrow),
-                ("debt", book.debt),
-                ("debt reserve", book.debt_reserve),
-                ("pending withdrawal", book.pending_withdrawal),
-                ("withdrawal unlocks at", book.unlocks_at),
-            ),
-        )
+        yield _account_check(state, brand, book, now)
+        limits = _limits_check(state, brand, book, now)
+        if limits is not None:
+            yield limits
         yield ViewCheck(
             DEBT_QUEUE,
             (brand,),
@@ -132,13 +137,70 @@ def view_checks(state: LedgerState) -> Iterator[ViewCheck]:
         )
 
 
+def _account_check(state: LedgerState, brand: str, book: BrandBook, now: int) -> ViewCheck:
+    """``brandAccount``: the withdrawal's times as of ``now``, later by the pauses since its
+    request (unchecked when ``now`` is unknown and a request waits)."""
+    unlocks = lapses = 0
+    if book.pending_withdrawal:
+        shift = state.paused_seconds_at(now) - book.pause_mark if now else 0
+        unlocks = book.unlocks_at + shift
+        lapses = unlocks + CLAIM_WINDOW
+    return ViewCheck(
+        BRAND_ACCOUNT,
+        (brand,),
+        brand,
+        (
+            ("escrow", book.escrow),
+            ("debt", book.debt),
+            ("debt reserve", book.debt_reserve),
+            ("pending withdrawal", book.pending_withdrawal),
+            ("withdrawal unlocks at", unlocks),
+            ("withdrawal lapses at", lapses),
+        ),
+    )
+
+
+def _limits_check(state: LedgerState, brand: str, book: BrandBook, now: int) -> ViewCheck | None:
+    """``brandLimits`` at ``now``: the limits in force (a raise whose time has come counts),
+    the current period's spend and start, a raise still waiting and the brand's own attester
+    (None without the ledger's ``config()`` or the time)."""
+    config = state.config
+    if config is None or not now or int(config[1]) <= 0:
+        return None
+    period = int(config[1])
+    limits, pending = book.limits, book.pending_limits
+    if pending is not None and pending[2] <= now:
+        limits, pending = pending, None
+    per_usage, per_period = (int(config[3]), int(config[4])) if limits is None else limits[:2]
+    index = now // period
+    spent = book.spent_in_period if book.period_index == index else 0
+    waiting = pending or [0, 0, 0]
+    return ViewCheck(
+        BRAND_LIMITS,
+        (brand,),
+        brand,
+        (
+            ("limit per usage", per_usage),
+            ("limit per period", per_period),
+            ("spent in period", spent),
+            ("period start", index * period),
+            ("raise per usage", waiting[0]),
+            ("raise per period", waiting[1]),
+            ("raise effective at", waiting[2]),
+            ("own attester", book.attester),
+        ),
+    )
+
+
 def check_balances(rpc: JsonRpc, state: LedgerState, *, block: int) -> list[BalanceCheck]:
     """Every rebuilt balance against the ledger's views at ``block``, the token balance last.
 
     Raises:
         AuditError: the node does not keep the state of ``block``.
     """
-    planned = list(view_checks(state))
+    header = rpc.request("eth_getBlockByNumber", [hex(block), False])
+    now = int(header["timestamp"], 16) if header else 0
+    planned = list(view_checks(state, now))
     calls = [PAYMENT_TOKEN.calldata(), *(check.calldata() for check in planned)]
     try:
         answers = rpc.call_many(state.ledger, calls, block)

@@ -26,6 +26,8 @@ from bridge.deploy.manifest import load_manifest
 from bridge.errors import BridgeError
 from bridge.settings import Settings
 
+ACCESS_MANAGER_KEYS: Final = ("access_manager", "TwinAccessManager")
+"""The keys a deployment manifest may name its access manager by under ``contracts``."""
 BUSY_WAIT_S: Final = 2.0
 """How long a request waits for a running audit before it is answered without it."""
 EARLIER_KEPT: Final = 8
@@ -56,6 +58,10 @@ class AuditCache:
     checkpoint: Path
     max_block_range: int = DEFAULT_MAX_BLOCK_RANGE
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    manager: str | None = None
+    """The ledger's access manager (None: the ledger's ``authority()``)."""
+    manager_from_block: int | None = None
+    """The access manager's deployment block (None: its events from ``start_block``)."""
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
     _latest: tuple[AuditResult, datetime] | None = field(default=None, init=False, repr=False)
     _earlier: OrderedDict[int, tuple[AuditResult, datetime]] = field(
@@ -73,13 +79,21 @@ class AuditCache:
         if not settings.rpc_urls or settings.ledger_address is None:
             raise AuditUnavailableError("this bridge has no chain configured to audit")
         start = settings.indexer_start_block or 0
+        manager = None
         if settings.deployment is not None:
-            start = load_manifest(settings.deployment).contracts[LEDGER].block_number
+            manifest = load_manifest(settings.deployment)
+            start = manifest.contracts[LEDGER].block_number
+            manager = next(
+                (manifest.contracts[k] for k in ACCESS_MANAGER_KEYS if k in manifest.contracts),
+                None,
+            )
         return cls(
             rpc_urls=settings.rpc_urls,
             ledger=settings.ledger_address,
             start_block=start,
             checkpoint=settings.data_dir / "audit" / "checkpoint.json",
+            manager=None if manager is None else manager.address,
+            manager_from_block=None if manager is None else manager.block_number,
         )
 
     def _latest_block(self, rpc: JsonRpc) -> int:
@@ -180,6 +194,8 @@ class AuditCache:
                 to_block=target,
                 checkpoint=resume_from,
                 max_block_range=self.max_block_range,
+                manager=self.manager,
+                manager_from_block=self.manager_from_block,
             )
 
         try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from bridge.audit.state import outcome_words
+from bridge.audit.state import outcome_name, outcome_words
 from bridge.domain.codec import Outcome
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ CsvTable = Literal[
     "balances",
     "twins",
     "licenses",
+    "offers",
     "deposits",
     "debts",
     "payouts",
@@ -64,7 +65,7 @@ def _usages(result: AuditResult) -> Rows:
             u.used_at,
             u.quantity,
             u.usage_type,
-            Outcome(u.outcome).name.lower(),
+            outcome_name(u.outcome),
             "" if u.outcome == _PAID else outcome_words(u.outcome),
             _blank(u.amount),
             _blank(u.license_version),
@@ -134,9 +135,33 @@ def _licenses(result: AuditResult) -> Rows:
             v.consent_hash,
             v.granted_block,
             v.granted_tx,
+            v.offered_from,
+            v.terms_hash,
         ]
         for (twin, brand), pair in result.state.licenses.items()
         for v in pair.versions()
+    )
+
+
+def _offers(result: AuditResult) -> Rows:
+    return (
+        [
+            o.twin_id,
+            o.brand,
+            o.version,
+            o.status,
+            o.valid_from,
+            o.valid_until,
+            o.max_uses,
+            " ".join(f"{k}:{p}" for k, p in sorted(o.prices.items())),
+            o.terms_hash,
+            o.offered_block,
+            o.offered_tx,
+            _blank(o.closed_block or None),
+            o.closed_tx,
+            _blank(o.accepted_from or None),
+        ]
+        for o in result.state.offers
     )
 
 
@@ -176,9 +201,19 @@ TABLES: Final = (
         (
             "twin_id", "brand", "version", "valid_from", "valid_until", "granted_from",
             "granted_until", "max_uses", "uses", "revoked", "revoked_at", "prices",
-            "purpose_hash", "consent_hash", "granted_block", "granted_tx",
+            "purpose_hash", "consent_hash", "granted_block", "granted_tx", "offered_from",
+            "terms_hash",
         ),
         _licenses,
+    ),
+    Table(
+        "offers",
+        (
+            "twin_id", "brand", "version", "status", "valid_from", "valid_until", "max_uses",
+            "prices", "terms_hash", "offered_block", "offered_tx", "closed_block", "closed_tx",
+            "accepted_from",
+        ),
+        _offers,
     ),
     Table(
         "deposits",
@@ -206,8 +241,8 @@ _BY_NAME: Final = {table.name: table for table in TABLES}
 
 
 def write_csv(result: AuditResult, directory: Path) -> list[Path]:
-    """usages.csv, batches.csv, balances.csv, twins.csv, licenses.csv, deposits.csv,
-    debts.csv, payouts.csv and discrepancies.csv in ``directory``."""
+    """usages.csv, batches.csv, balances.csv, twins.csv, licenses.csv, offers.csv,
+    deposits.csv, debts.csv, payouts.csv and discrepancies.csv in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     return [table.write(result, directory) for table in TABLES]
 

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any, Final
 
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from bridge.audit.state import AuditError
 from bridge.chain.client import LogEntry
@@ -16,6 +17,17 @@ from bridge.chain.ledger import USAGES_SETTLED_TOPIC
 
 SETTLED_TOPIC: Final = "0x" + USAGES_SETTLED_TOPIC.hex()
 """``UsagesSettled``'s topic as raw logs spell it."""
+TIMED_TOPICS: Final = frozenset(
+    "0x" + keccak(text=signature).hex()
+    for signature in (
+        "LicenseAccepted(uint256,address,uint256,uint40)",
+        "SpendingLimitsSet(address,uint256,uint256,uint40)",
+        "EscrowWithdrawalRequested(address,uint256,uint40)",
+        "Paused(address)",
+        "Unpaused(address)",
+    )
+)
+"""Topics of the events whose check needs their block's time (as raw logs spell them)."""
 
 RawLog = dict[str, Any]
 """One log of an ``eth_getLogs`` answer."""

@@ -1,11 +1,14 @@
 """The rebuild: the ledger's events applied in order to a ``bridge.audit.state.LedgerState``, each
 step checked against what the ledger must have done.
 
-Twins (owner history, URI, consent hash, pauses, payees), every license version with its effective
-window after later grants and revocations (``bridge.domain.licenses``), every usage with its
+Twins (owner history, URI, consent hash, pauses, payees), every license offer (waiting, accepted,
+declined, withdrawn) and every accepted version with the terms of its offer and its effective
+window after later acceptances and revocations (``bridge.domain.licenses``), each brand's spending
+limits (a raise in force after its delay) and own attester, every usage with its
 outcome and, when paid, its amount (``bridge.audit.settle``), each brand's escrow, debt queue
 (recorded and repaid first in, first out), deposits and withdrawals, each twin's accrued
-royalties, each payee's claimable balance and payouts, and who held which role when. Each
+royalties, each payee's claimable balance and payouts, and who held which role of the access
+manager when (a grant counts from its ``since``). Each
 settlement transaction is verified against its signed input (``bridge.audit.verify``).
 """
 
@@ -15,7 +18,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from bridge.audit.logs import RawLog, SettledLog, TxInfo, is_settlement, log_entry
-from bridge.audit.settle import Settlement
+from bridge.audit.settle import Settlement, limits_in_force
 from bridge.audit.state import (
     Batch,
     BrandBook,
@@ -25,21 +28,21 @@ from bridge.audit.state import (
     Distribution,
     LedgerState,
     LicensePair,
+    Offer,
     PayeeBook,
     Payout,
     Twin,
     Version,
     Withdrawal,
 )
+from bridge.audit.terms import MAX_STORED_TIME, terms_hash
 from bridge.audit.verify import verify_batch
-from bridge.chain.events import LedgerEvent, ledger_decoder
-from bridge.chain.ledger import ROLE_NAMES
+from bridge.chain.events import LedgerEvent, ledger_decoder, manager_decoder
+from bridge.chain.ledger import role_name
 from bridge.domain.licenses import end_running
 
 ZERO_ADDRESS: Final = "0x0000000000000000000000000000000000000000"
 BPS: Final = 10_000
-_ROLE_NAMES: Final = {"0x" + role_id.hex(): name for role_id, name in ROLE_NAMES.items()}
-"""Role names by id as decoded role events spell it (``0x`` hex)."""
 
 
 class Rebuilder:
@@ -48,6 +51,9 @@ class Rebuilder:
     def __init__(self, state: LedgerState) -> None:
         self.state = state
         self._decoder = ledger_decoder()
+        self._manager_decoder = manager_decoder()
+        self.times: dict[int, int] = {}
+        """Block number -> its time, for the blocks whose events need it (acceptances, limits)."""
         self._settlement = Settlement(state, self.problem)
         self._pending_debts: list[tuple[int, int]] = []
         self._pending_tx = ""
@@ -58,9 +64,18 @@ class Rebuilder:
 
     # ---------------------------------------------------------------- a range of logs
 
-    def apply_range(self, raw_logs: Sequence[RawLog], txs: dict[str, TxInfo], chain_id: int) -> int:
-        """Applies the logs of whole blocks (in log order) and verifies their settlement
-        transactions (``txs`` by hash). Returns the number of usages settled in them."""
+    def apply_range(
+        self,
+        raw_logs: Sequence[RawLog],
+        txs: dict[str, TxInfo],
+        chain_id: int,
+        times: dict[int, int] | None = None,
+    ) -> int:
+        """Applies the logs of whole blocks (in log order; the ledger's and its access
+        manager's) and verifies their settlement transactions (``txs`` by hash); ``times`` are the
+        times of the blocks with acceptances and limit settings. Returns the number of usages
+        settled in them."""
+        self.times.update(times or {})
         settled_before = len(self.state.usages)
         batch: Batch | None = None
         for raw in raw_logs:
@@ -68,7 +83,7 @@ class Rebuilder:
                 self._end_tx()
                 self._pending_tx = raw["transactionHash"]
             if not is_settlement(raw):
-                self._apply(self._decoder.decode(log_entry(raw)))
+                self._apply(self._decode(raw))
                 continue
             self._flush_distribution()
             event = SettledLog.from_raw(raw)
@@ -84,6 +99,13 @@ class Rebuilder:
             self._verify(batch, txs, chain_id)
         self._end_tx()
         return len(self.state.usages) - settled_before
+
+    def _decode(self, raw: RawLog) -> LedgerEvent:
+        """A log of the ledger, or of its access manager, decoded with its contract's ABI."""
+        entry = log_entry(raw)
+        if self.state.manager is not None and entry.address == self.state.manager:
+            return self._manager_decoder.decode(entry)
+        return self._decoder.decode(entry)
 
     def _end_tx(self) -> None:
         self._flush_distribution()
@@ -205,33 +227,114 @@ class Rebuilder:
 
     # ---------------------------------------------------------------- licenses
 
-    def _on_LicenseGranted(self, e: LedgerEvent) -> None:
-        twin_id, brand = e.int_arg("twinId"), e.str_arg("brand")
+    def _on_LicenseOffered(self, e: LedgerEvent) -> None:
+        """A waiting offer numbered as the pair's next version (count of accepted versions); an
+        offer still waiting must have been withdrawn by the event before."""
+        twin_id, brand, number = e.int_arg("twinId"), e.str_arg("brand"), e.int_arg("version")
         self._twin(twin_id, e)
-        pair = self.state.licenses.setdefault((twin_id, brand), LicensePair())
+        pair = self.state.licenses.get((twin_id, brand))
+        expected = 0 if pair is None else len(pair.versions())
+        if number != expected:
+            self.problem(
+                "license",
+                f"offer to {brand} of twin {twin_id} in tx {e.tx_hash} is version {number}; "
+                f"{expected} versions were accepted before it",
+            )
+        if (twin_id, brand) in self.state.pending:
+            self.problem(
+                "license",
+                f"offer of tx {e.tx_hash} replaces a waiting offer of twin {twin_id} to {brand} "
+                "that no LicenseOfferWithdrawn ended",
+            )
+        prices = {int(p["usageType"]): int(p["price"]) for p in e.json_args()["prices"]}
+        offer = Offer(
+            twin_id=twin_id,
+            brand=brand,
+            version=number,
+            valid_from=e.int_arg("validFrom"),
+            valid_until=e.int_arg("validUntil"),
+            max_uses=e.int_arg("maxUses"),
+            prices=prices,
+            purpose_hash=e.str_arg("purposeHash"),
+            consent_hash=e.str_arg("consentHash"),
+            terms_hash=e.str_arg("termsHash"),
+            offered_block=e.block_number,
+            offered_tx=e.tx_hash,
+        )
+        self._check_terms_hash(offer, e)
+        self.state.offers.append(offer)
+        self.state.pending[twin_id, brand] = offer
+
+    def _check_terms_hash(self, offer: Offer, e: LedgerEvent) -> None:
+        """The offer's terms hash is the EIP-712 struct hash of its terms (times beyond the
+        ledger's 32-bit storage are clamped in the event, so they are not checked)."""
+        if max(offer.valid_from, offer.valid_until) >= MAX_STORED_TIME:
+            return
+        expected = terms_hash(offer)
+        if expected != offer.terms_hash:
+            self.problem(
+                "license",
+                f"offer of twin {offer.twin_id} to {offer.brand} in tx {e.tx_hash} names terms "
+                f"hash {offer.terms_hash}; its terms hash to {expected}",
+            )
+
+    def _close_offer(self, e: LedgerEvent, status: str) -> Offer | None:
+        """The pair's waiting offer that ``e`` names, closed with ``status``."""
+        twin_id, brand, number = e.int_arg("twinId"), e.str_arg("brand"), e.int_arg("version")
+        offer = self.state.pending.get((twin_id, brand))
+        if offer is None or offer.version != number:
+            self.problem(
+                "license",
+                f"{e.name} in tx {e.tx_hash} names offer {number} of twin {twin_id} to {brand}; "
+                + ("none waits" if offer is None else f"offer {offer.version} waits"),
+            )
+            return None
+        del self.state.pending[twin_id, brand]
+        offer.status, offer.closed_block, offer.closed_tx = status, e.block_number, e.tx_hash
+        return offer
+
+    def _on_LicenseDeclined(self, e: LedgerEvent) -> None:
+        self._close_offer(e, "declined")
+
+    def _on_LicenseOfferWithdrawn(self, e: LedgerEvent) -> None:
+        self._close_offer(e, "withdrawn")
+
+    def _on_LicenseAccepted(self, e: LedgerEvent) -> None:
+        """The accepted offer becomes the pair's current version from ``validFrom`` (the later
+        of its offered start and the acceptance); earlier versions end there."""
+        offer = self._close_offer(e, "accepted")
+        if offer is None:
+            return
         start = e.int_arg("validFrom")
+        offer.accepted_from = start
+        accepted_at = self.times.get(e.block_number)
+        if accepted_at is not None and start != max(offer.valid_from, accepted_at):
+            self.problem(
+                "license",
+                f"offer {offer.version} of twin {offer.twin_id} accepted by {offer.brand} in tx "
+                f"{e.tx_hash} starts at {start}; its start {offer.valid_from} and the acceptance "
+                f"at {accepted_at} make it {max(offer.valid_from, accepted_at)}",
+            )
+        if start >= offer.valid_until:
+            self.problem("license", f"tx {e.tx_hash} accepts an offer whose window has ended")
+        pair = self.state.licenses.setdefault((offer.twin_id, offer.brand), LicensePair())
         if pair.current is not None:
             pair.history.append(pair.current)
             end_running(reversed(pair.history), start)
-        number = len(pair.history)
-        if e.int_arg("version") != number:
-            self.problem(
-                "license",
-                f"license of twin {twin_id} to {brand} granted in tx {e.tx_hash} as version "
-                f"{e.int_arg('version')}; its history makes it version {number}",
-            )
         pair.current = Version(
-            number=number,
+            number=offer.version,
             valid_from=start,
-            valid_until=e.int_arg("validUntil"),
-            max_uses=e.int_arg("maxUses"),
-            prices={int(p["usageType"]): int(p["price"]) for p in e.json_args()["prices"]},
-            purpose_hash=e.str_arg("purposeHash"),
-            consent_hash=e.str_arg("consentHash"),
+            valid_until=offer.valid_until,
+            max_uses=offer.max_uses,
+            prices=dict(offer.prices),
+            purpose_hash=offer.purpose_hash,
+            consent_hash=offer.consent_hash,
             granted_block=e.block_number,
             granted_tx=e.tx_hash,
             granted_from=start,
-            granted_until=e.int_arg("validUntil"),
+            granted_until=offer.valid_until,
+            offered_from=offer.valid_from,
+            terms_hash=offer.terms_hash,
         )
         pair.reindex()
 
@@ -242,7 +345,7 @@ class Rebuilder:
             self.problem(
                 "license",
                 f"tx {e.tx_hash} revokes a license of twin {twin_id} to "
-                f"{brand} that was never granted",
+                f"{brand} that was never accepted",
             )
             return
         for version in end_running(pair.newest_first(), at):
@@ -256,38 +359,92 @@ class Rebuilder:
             )
         pair.reindex()
 
-    # ---------------------------------------------------------------- roles and pauses
+    # ---------------------------------------------------------------- brands' limits
+
+    def _on_SpendingLimitsSet(self, e: LedgerEvent) -> None:
+        """Limits in force from ``effectiveAt``: at once (a lowering: it drops a waiting raise)
+        or after the raise delay (a raise: it replaces a raise still waiting)."""
+        brand, at = e.str_arg("brand"), e.int_arg("effectiveAt")
+        book = self._brand(brand)
+        setting = [e.int_arg("perUsage"), e.int_arg("perPeriod"), at]
+        now = self.times.get(e.block_number)
+        if now is None:
+            book.pending_limits = setting
+            return
+        limits_in_force(book, self.state.config, now)
+        book.pending_limits = None
+        if at <= now:
+            book.limits = setting
+        else:
+            book.pending_limits = setting
+        config = self.state.config
+        if config is not None and at not in (now, now + int(config[2])):
+            self.problem(
+                "limits",
+                f"limits of {brand} set in tx {e.tx_hash} take effect at {at}; the ledger makes "
+                f"it {now} (a lowering) or {now + int(config[2])} (a raise)",
+            )
+
+    def _on_BrandAttesterSet(self, e: LedgerEvent) -> None:
+        self._brand(e.str_arg("brand")).attester = e.str_arg("attester")
+
+    def _on_EscrowWithdrawalRequested(self, e: LedgerEvent) -> None:
+        brand, amount = e.str_arg("brand"), e.int_arg("amount")
+        book = self._brand(brand)
+        if not 0 < amount <= book.escrow:
+            self.problem(
+                "escrow",
+                f"{brand} asked in tx {e.tx_hash} to withdraw {amount}; the ledger caps a "
+                f"request at the escrow then ({book.escrow}) and refuses 0",
+            )
+        book.pending_withdrawal = amount
+        book.unlocks_at = e.int_arg("unlocksAt")
+        now = self.times.get(e.block_number, 0)
+        book.pause_mark = self.state.paused_seconds_at(now)
+
+    # ---------------------------------------------------------------- roles (the access manager's)
+
+    def _on_AuthorityUpdated(self, e: LedgerEvent) -> None:
+        authority = e.str_arg("authority")
+        if self.state.manager is None:
+            self.state.manager = authority
+        elif authority != self.state.manager:
+            self.problem(
+                "roles",
+                f"the ledger's access manager became {authority} in tx {e.tx_hash}; the audit "
+                f"follows the role events of {self.state.manager}",
+            )
 
     def _on_RoleGranted(self, e: LedgerEvent) -> None:
-        holders = self.state.roles.setdefault(e.str_arg("role"), [])
-        if e.str_arg("account") not in holders:
-            holders.append(e.str_arg("account"))
-        self._record_role(e, "granted")
+        """A member from ``since`` (now, or after the role's grant delay)."""
+        role, account = role_name(e.int_arg("roleId")), e.str_arg("account")
+        since = e.int_arg("since")
+        self.state.roles.setdefault(role, {})[account] = since
+        self._record_role(e, role, account, "granted", since)
 
     def _on_RoleRevoked(self, e: LedgerEvent) -> None:
-        holders = self.state.roles.setdefault(e.str_arg("role"), [])
-        if e.str_arg("account") in holders:
-            holders.remove(e.str_arg("account"))
-        self._record_role(e, "revoked")
+        role, account = role_name(e.int_arg("roleId")), e.str_arg("account")
+        self.state.roles.setdefault(role, {}).pop(account, None)
+        self._record_role(e, role, account, "revoked", None)
 
-    def _record_role(self, e: LedgerEvent, change: str) -> None:
-        role = e.str_arg("role")
-        self.state.role_history.append(
-            [
-                e.block_number,
-                e.tx_hash,
-                _ROLE_NAMES.get(role, role),
-                e.str_arg("account"),
-                change,
-                e.str_arg("sender"),
-            ]
-        )
+    def _on_RoleGrantDelayChanged(self, e: LedgerEvent) -> None:
+        role = role_name(e.int_arg("roleId"))
+        self._record_role(e, role, None, f"grant delay {e.int_arg('delay')}", e.int_arg("since"))
+
+    def _record_role(
+        self, e: LedgerEvent, role: str, account: str | None, change: str, since: int | None
+    ) -> None:
+        self.state.role_history.append([e.block_number, e.tx_hash, role, account, change, since])
 
     def _on_Paused(self, e: LedgerEvent) -> None:
         self.state.paused = True
+        self.state.paused_at = self.times.get(e.block_number, 0)
 
     def _on_Unpaused(self, e: LedgerEvent) -> None:
-        self.state.paused = False
+        now = self.times.get(e.block_number)
+        if self.state.paused_at and now is not None:
+            self.state.paused_seconds += now - self.state.paused_at
+        self.state.paused, self.state.paused_at = False, 0
 
     # ---------------------------------------------------------------- escrow and debt
 
@@ -308,15 +465,10 @@ class Rebuilder:
             Deposit(e.block_number, e.tx_hash, brand, e.str_arg("from"), amount, to_debt)
         )
 
-    def _on_EscrowWithdrawalRequested(self, e: LedgerEvent) -> None:
-        book = self._brand(e.str_arg("brand"))
-        book.pending_withdrawal = e.int_arg("amount")
-        book.unlocks_at = e.int_arg("unlocksAt")
-
     def _on_EscrowWithdrawalCancelled(self, e: LedgerEvent) -> None:
         book = self._brand(e.str_arg("brand"))
         book.pending_withdrawal = 0
-        book.unlocks_at = 0
+        book.unlocks_at = book.pause_mark = 0
 
     def _on_EscrowWithdrawn(self, e: LedgerEvent) -> None:
         brand, amount = e.str_arg("brand"), e.int_arg("amount")
@@ -331,7 +483,7 @@ class Rebuilder:
         book.escrow -= amount
         book.withdrawn += amount
         book.pending_withdrawal = 0
-        book.unlocks_at = 0
+        book.unlocks_at = book.pause_mark = 0
         self.state.withdrawals.append(Withdrawal(e.block_number, e.tx_hash, brand, amount))
 
     def _on_DebtRecorded(self, e: LedgerEvent) -> None:

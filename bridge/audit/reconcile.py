@@ -104,7 +104,10 @@ def compare(db_usages: list[_DbUsage], state: LedgerState) -> list[Discrepancy]:
     """Every disagreement between ``db_usages`` and the usages of the rebuilt ``state``."""
     found: list[str] = []
     on_chain: dict[int, UsageRow] = {}
+    own = _self_attested(state)
     for row in state.usages:
+        if (row.brand, row.usage_id) in own:
+            continue
         if row.usage_id in on_chain:
             found.append(f"usage {row.usage_id} is settled twice on chain")
         on_chain[row.usage_id] = row
@@ -119,6 +122,22 @@ def compare(db_usages: list[_DbUsage], state: LedgerState) -> list[Discrepancy]:
                 "does not know it"
             )
     return [Discrepancy("database", message) for message in found]
+
+
+def _self_attested(state: LedgerState) -> set[tuple[str, int]]:
+    """(brand, usage id) of the usages attested by a key that never held the bridge's
+    ``ATTESTER_ROLE``: a brand's own attester numbers and reports its usages itself, outside the
+    bridge's database (none when the roles are unknown)."""
+    if state.manager is None:
+        return set()
+    bridge = {h[3] for h in state.role_history if h[2] == "ATTESTER_ROLE" and h[4] == "granted"}
+    return {
+        (u.brand, u.usage_id)
+        for u in state.usages
+        if state.batches[u.batch].attester not in bridge
+        and state.brands.get(u.brand) is not None
+        and state.brands[u.brand].attester == state.batches[u.batch].attester
+    }
 
 
 def _compare_usage(db: _DbUsage, chain: UsageRow | None, state: LedgerState) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any, Final, Protocol
 from bridge.audit.balances import BalanceCheck
 from bridge.audit.export import CSV_TABLES
 from bridge.audit.scan import ScanStats
-from bridge.audit.state import Discrepancy, LedgerState, UsageRow
+from bridge.audit.state import ZERO_ADDRESS, Discrepancy, LedgerState, UsageRow, outcome_name
 from bridge.domain.codec import Outcome
 
 _PAID: Final = int(Outcome.PAID)
@@ -46,13 +46,19 @@ class AuditResult:
             "licenses": len(state.licenses),
             "license_versions": len(versions),
             "license_versions_revoked": sum(1 for v in versions if v.revoked),
+            "license_offers": len(state.offers),
+            "license_offers_pending": len(state.pending),
+            "license_offers_declined": sum(1 for o in state.offers if o.status == "declined"),
+            "license_offers_withdrawn": sum(1 for o in state.offers if o.status == "withdrawn"),
+            "brands_with_own_limits": sum(1 for b in brands if b.limits or b.pending_limits),
+            "brands_with_own_attester": sum(1 for b in brands if b.attester != ZERO_ADDRESS),
             "usages": len(state.usages),
             "usages_paid": len(paid),
             "usages_rejected": len(state.usages) - len(paid),
             "rejected_by_reason": {
-                Outcome(code).name.lower(): count
+                outcome_name(code): count
                 for code, count in sorted(outcomes.items())
-                if code != _PAID and code in Outcome._value2member_map_
+                if code != _PAID
             },
             "amount_paid": sum(u.amount or 0 for u in paid),
             "batches": len(state.batches),

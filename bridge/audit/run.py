@@ -6,14 +6,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
+from eth_abi.exceptions import DecodingError
 from eth_utils.address import to_checksum_address
 
-from bridge.audit.balances import balance_discrepancies, check_balances
+from bridge.audit.balances import View, balance_discrepancies, check_balances
 from bridge.audit.report import AuditResult
-from bridge.audit.scan import DEFAULT_MAX_BLOCK_RANGE, RangeSizer, block_hash, scan
-from bridge.audit.state import AuditError, LedgerState
+from bridge.audit.scan import (
+    DEFAULT_MAX_BLOCK_RANGE,
+    RangeSizer,
+    block_hash,
+    scan,
+    scan_manager_before,
+)
+from bridge.audit.state import AuditError, Discrepancy, LedgerState
 from bridge.chain.rpc import JsonRpc
+from bridge.errors import RpcError
 
 
 def open_state(
@@ -57,10 +66,17 @@ def run_audit(
     max_block_range: int = DEFAULT_MAX_BLOCK_RANGE,
     sizer: RangeSizer | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    manager: str | None = None,
+    manager_from_block: int | None = None,
 ) -> AuditResult:
     """The audit of ``ledger`` from ``start_block`` through ``to_block`` (default: the latest),
     resuming from ``checkpoint`` when it exists; ``progress`` is called after each range with
     (block scanned up to, target block, usages so far).
+
+    Roles come from the ledger's access manager: ``manager`` (a deployment manifest's
+    ``access_manager``), else the ledger's ``authority()``; its events from ``manager_from_block``
+    (its deployment block) when given, else from ``start_block``. The spending limits' defaults and
+    period come from the ledger's ``config()``.
 
     Raises:
         AuditError: the audit cannot run (see :func:`open_state`, ``check_balances``).
@@ -78,15 +94,44 @@ def run_audit(
         if progress is not None:
             progress(block, target, usages)
 
+    sizer = sizer or RangeSizer(max_block_range)
+    if resumed is None:
+        _read_settings(rpc, state, manager=manager, block=target)
+        if manager_from_block is not None:
+            scan_manager_before(rpc, state, from_block=manager_from_block, sizer=sizer)
     report(state.last_block, len(state.usages))
     stats = scan(
         rpc,
         state,
         to_block=target,
-        sizer=sizer or RangeSizer(max_block_range),
+        sizer=sizer,
         checkpoint=checkpoint,
         progress=report,
     )
     checks = check_balances(rpc, state, block=target)
     discrepancies = [*state.discrepancies, *balance_discrepancies(state, checks)]
     return AuditResult(state, target, checks, discrepancies, stats, resumed)
+
+
+AUTHORITY: Final = View("authority", (), ("address",))
+CONFIG: Final = View("config", (), ("uint40", "uint32", "uint32", "uint256", "uint256"))
+
+
+def _read_settings(rpc: JsonRpc, state: LedgerState, *, manager: str | None, block: int) -> None:
+    """A new state's access manager (``manager``, else the ledger's ``authority()``) and the
+    ledger's ``config()``, read at ``block``; what cannot be read is a discrepancy (the roles or
+    the limits are then not checked)."""
+    try:
+        found = manager or AUTHORITY.decode(rpc.call(state.ledger, AUTHORITY.calldata(), block))[0]
+        state.manager = to_checksum_address(found)
+    except (RpcError, ValueError, DecodingError) as exc:
+        state.discrepancies.append(
+            Discrepancy("roles", f"the ledger's access manager is unknown ({exc}): roles unchecked")
+        )
+    try:
+        answer = rpc.call(state.ledger, CONFIG.calldata(), block)
+        state.config = [int(value) for value in CONFIG.decode(answer)]
+    except (RpcError, ValueError, DecodingError) as exc:
+        state.discrepancies.append(
+            Discrepancy("limits", f"the ledger's config() cannot be read ({exc}): limits unchecked")
+        )

@@ -1,4 +1,5 @@
-"""The scan: ``eth_getLogs`` of the ledger in ranges that halve when the node refuses them ("too
+"""The scan: ``eth_getLogs`` of the ledger (and of its access manager, for the role events) in
+ranges that halve when the node refuses them ("too
 many results", "block range too wide") and grow back after each answer, each range's settlement
 transactions fetched in one batch, and the logs applied by ``bridge.audit.rebuild``; the rebuilt
 state is checkpointed every few seconds and at the end."""
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from bridge.audit.logs import RawLog, TxInfo, checksum, is_settlement
+from bridge.audit.logs import TIMED_TOPICS, RawLog, TxInfo, checksum, is_settlement
 from bridge.audit.rebuild import Rebuilder
 from bridge.audit.state import AuditError, LedgerState
 from bridge.chain.rpc import JsonRpc
@@ -55,10 +56,10 @@ class ScanStats:
 
 
 def fetch_logs(
-    rpc: JsonRpc, address: str, first: int, last: int, sizer: RangeSizer
+    rpc: JsonRpc, address: str | list[str], first: int, last: int, sizer: RangeSizer
 ) -> tuple[int, list[RawLog]]:
-    """The raw logs of ``address`` in ``[first, end]`` for the largest ``end <= last`` the node
-    serves, and ``end``."""
+    """The raw logs of ``address`` (or of each of several) in ``[first, end]`` for the largest
+    ``end <= last`` the node serves, in chain order, and ``end``."""
     while True:
         end = min(last, first + sizer.current - 1)
         try:
@@ -71,21 +72,34 @@ def fetch_logs(
             sizer.refused(end - first + 1)
             continue
         sizer.answered(end - first + 1)
-        return end, list(logs)
+        return end, sorted(
+            logs, key=lambda raw: (int(raw["blockNumber"], 16), int(raw["logIndex"], 16))
+        )
 
 
 def transactions(rpc: JsonRpc, raw_logs: Sequence[RawLog]) -> dict[str, TxInfo]:
     """The settlement transactions of ``raw_logs`` with their block times, in one batch. A
     transaction's block is the one its logs name: a node may still answer a transaction just
     mined as pending (anvil does, for a moment, with no block number)."""
+    return transactions_and_times(rpc, raw_logs)[0]
+
+
+def transactions_and_times(
+    rpc: JsonRpc, raw_logs: Sequence[RawLog]
+) -> tuple[dict[str, TxInfo], dict[int, int]]:
+    """The settlement transactions of ``raw_logs`` with their block times, and the times of the
+    blocks with settlements, acceptances or limit settings (block number -> time), in one batch."""
     block_of: dict[str, str] = {}
+    timed: list[str] = []
     for raw in raw_logs:
         if is_settlement(raw):
             block_of.setdefault(raw["transactionHash"], raw["blockNumber"])
-    if not block_of:
-        return {}
+        if raw["topics"] and raw["topics"][0] in TIMED_TOPICS:
+            timed.append(raw["blockNumber"])
+    if not block_of and not timed:
+        return {}, {}
     hashes = list(block_of)
-    blocks = list(dict.fromkeys(block_of.values()))
+    blocks = list(dict.fromkeys([*block_of.values(), *timed]))
     answers = rpc.batch(
         [("eth_getTransactionByHash", [h]) for h in hashes]
         + [("eth_getBlockByNumber", [b, False]) for b in blocks]
@@ -94,7 +108,7 @@ def transactions(rpc: JsonRpc, raw_logs: Sequence[RawLog]) -> dict[str, TxInfo]:
         b: int(answer["timestamp"], 16)
         for b, answer in zip(blocks, answers[len(hashes) :], strict=True)
     }
-    return {
+    txs = {
         tx_hash: TxInfo(
             to=None if tx.get("to") is None else checksum(tx["to"]),
             input=bytes.fromhex(tx["input"][2:]),
@@ -103,6 +117,11 @@ def transactions(rpc: JsonRpc, raw_logs: Sequence[RawLog]) -> dict[str, TxInfo]:
         for tx_hash, tx in zip(hashes, answers[: len(hashes)], strict=True)
         if tx is not None
     }
+    return txs, {int(b, 16): t for b, t in times.items()}
+
+
+def _position(raw: RawLog) -> tuple[int, int]:
+    return int(raw["blockNumber"], 16), int(raw["logIndex"], 16)
 
 
 ProgressFn = Callable[[int, int], None]
@@ -126,9 +145,11 @@ def scan(
     started = time.perf_counter()
     requests_before = rpc.requests
     last_saved = time.monotonic()
+    addresses = [state.ledger, *([state.manager] if state.manager else [])]
     while state.last_block < to_block:
-        end, logs = fetch_logs(rpc, state.ledger, state.last_block + 1, to_block, sizer)
-        stats.usages += rebuilder.apply_range(logs, transactions(rpc, logs), state.chain_id)
+        end, logs = fetch_logs(rpc, addresses, state.last_block + 1, to_block, sizer)
+        txs, times = transactions_and_times(rpc, logs)
+        stats.usages += rebuilder.apply_range(logs, txs, state.chain_id, times)
         stats.logs += len(logs)
         stats.ranges += 1
         state.last_block, state.last_block_hash = end, ""
@@ -141,6 +162,24 @@ def scan(
     stats.seconds = time.perf_counter() - started
     stats.rpc_requests = rpc.requests - requests_before
     return stats
+
+
+def scan_manager_before(
+    rpc: JsonRpc, state: LedgerState, *, from_block: int, sizer: RangeSizer | None = None
+) -> int:
+    """Applies the access manager's events of ``[from_block, state.start_block)`` to a new
+    ``state``: the manager is deployed, and its first roles granted, before the ledger. Returns
+    the number of logs applied."""
+    if state.manager is None or from_block >= state.start_block:
+        return 0
+    sizer = sizer or RangeSizer()
+    rebuilder = Rebuilder(state)
+    applied, first = 0, from_block
+    while first < state.start_block:
+        end, logs = fetch_logs(rpc, state.manager, first, state.start_block - 1, sizer)
+        rebuilder.apply_range(logs, {}, state.chain_id)
+        applied, first = applied + len(logs), end + 1
+    return applied
 
 
 def _save(rpc: JsonRpc, state: LedgerState, checkpoint: Path | None) -> None:

@@ -1,8 +1,10 @@
 """The ledger's state as the audit rebuilds it from events, and its checkpoint JSON.
 
 A :class:`LedgerState` holds everything ``bridge.audit.rebuild`` recomputed up to its last block:
-twins, license versions, brands' escrow and debt, payees, roles, every usage and every settlement
-batch. It saves to and loads from a checkpoint file so a later audit resumes where this one ended.
+twins, license offers (waiting, accepted, declined, withdrawn) and accepted versions, brands'
+escrow, debt, spending limits and own attesters, payees, the access manager's roles, every usage
+and every settlement batch. It saves to and loads from a checkpoint file so a later audit
+resumes where this one ended.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from typing import Any, Final, NamedTuple
 from bridge.domain.codec import Outcome
 from bridge.errors import BridgeError
 
-CHECKPOINT_FORMAT: Final = "twin-bridge-audit-state-1"
+CHECKPOINT_FORMAT: Final = "twin-bridge-audit-state-2"
+ZERO_ADDRESS: Final = "0x0000000000000000000000000000000000000000"
 
 
 class AuditError(BridgeError):
@@ -35,11 +38,23 @@ class Discrepancy:
 
 
 def outcome_words(code: int) -> str:
-    """An outcome code in words (``paid`` or the reason of a rejection)."""
+    """An outcome code in words (``paid`` or the reason of a rejection); a code the bridge does
+    not know is named as such, never raised on."""
     try:
-        return Outcome(code).description
+        outcome = Outcome(code)
     except ValueError:
         return f"unknown outcome {code}"
+    return outcome.description if getattr(outcome, "known", True) else f"unknown outcome {code}"
+
+
+def outcome_name(code: int) -> str:
+    """An outcome code's name (``license_revoked``); ``unknown_<code>`` for a code the bridge does
+    not know."""
+    try:
+        outcome = Outcome(code)
+    except ValueError:
+        return f"unknown_{code}"
+    return outcome.name.lower() if getattr(outcome, "known", True) else f"unknown_{code}"
 
 
 class _SlotsJson:
@@ -54,9 +69,12 @@ class _SlotsJson:
 
 @dataclass(slots=True)
 class Version:
-    """One license version; ``valid_from``/``valid_until`` are its effective window (later grants
-    and revocations end it earlier: ``bridge.domain.licenses``), ``granted_from``/``granted_until``
-    the window it was granted with (the start already clamped to the grant time by the ledger)."""
+    """One accepted license version; ``valid_from``/``valid_until`` are its effective window (later
+    acceptances and revocations end it earlier: ``bridge.domain.licenses``),
+    ``granted_from``/``granted_until`` the window it was accepted with
+    (``LicenseAccepted.validFrom``: the later of the offered start and the acceptance),
+    ``granted_block``/``granted_tx`` its acceptance, ``offered_from`` the start its offer named
+    and ``terms_hash`` what the brand accepted."""
 
     number: int
     valid_from: int
@@ -72,6 +90,8 @@ class Version:
     uses: int = 0
     revoked: bool = False
     revoked_at: int | None = None
+    offered_from: int = 0
+    terms_hash: str = ""
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__slots__}
@@ -80,6 +100,38 @@ class Version:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Version:
+        return cls(**{**data, "prices": {int(k): int(v) for k, v in data["prices"].items()}})
+
+
+@dataclass(slots=True)
+class Offer:
+    """A ``LicenseOffered`` event and how the offer ended: ``status`` is ``pending`` until the
+    brand accepts or declines it or the owner withdraws it (``closed_block``/``closed_tx``)."""
+
+    twin_id: int
+    brand: str
+    version: int
+    valid_from: int
+    valid_until: int
+    max_uses: int
+    prices: dict[int, int]
+    purpose_hash: str
+    consent_hash: str
+    terms_hash: str
+    offered_block: int
+    offered_tx: str
+    status: str = "pending"
+    closed_block: int = 0
+    closed_tx: str = ""
+    accepted_from: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in self.__slots__}
+        data["prices"] = {str(k): v for k, v in self.prices.items()}
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Offer:
         return cls(**{**data, "prices": {int(k): int(v) for k, v in data["prices"].items()}})
 
 
@@ -152,6 +204,19 @@ class BrandBook(_SlotsJson):
     usages_paid: int = 0
     usages_rejected: int = 0
     amount_paid: int = 0
+    limits: list[int] | None = None
+    """``[perUsage, perPeriod, effectiveAt]`` in force (None: the ledger's defaults)."""
+    pending_limits: list[int] | None = None
+    """``[perUsage, perPeriod, effectiveAt]`` of a setting not yet in force at the last event."""
+    attester: str = ZERO_ADDRESS
+    """The brand's own attester (zero: the bridge's attesters sign for it)."""
+    pause_mark: int = 0
+    """The ledger's paused seconds when the pending withdrawal was requested (its times move
+    later by the time the ledger is paused after)."""
+    period_index: int = -1
+    """The spending period of the brand's last settlement (``block time // spendingPeriod``)."""
+    spent_in_period: int = 0
+    """What the brand's settlements in that period cost."""
 
 
 @dataclass(slots=True)
@@ -267,10 +332,16 @@ class LedgerState:
     licenses: dict[tuple[int, str], LicensePair] = field(default_factory=dict)
     brands: dict[str, BrandBook] = field(default_factory=dict)
     payees: dict[str, PayeeBook] = field(default_factory=dict)
-    roles: dict[str, list[str]] = field(default_factory=dict)
-    """Role -> accounts holding it now."""
+    manager: str | None = None
+    """The ledger's access manager, whose role events are rebuilt too (None: unknown)."""
+    config: list[int] | None = None
+    """The ledger's ``config()``: notice period, spending period, raise delay, default limits
+    per usage and per period (None: not read, the limits are then not checked)."""
+    offers: list[Offer] = field(default_factory=list)
+    roles: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Role name -> account -> when it counts as a member (``RoleGranted.since``)."""
     role_history: list[list[Any]] = field(default_factory=list)
-    """``[block, tx, role name, account, "granted"|"revoked", sender]``."""
+    """``[block, tx, role name, account, "granted"|"revoked"|"grant delay", since]``."""
     usages: list[UsageRow] = field(default_factory=list)
     batches: list[Batch] = field(default_factory=list)
     deposits: list[Deposit] = field(default_factory=list)
@@ -280,7 +351,28 @@ class LedgerState:
     distributions: list[Distribution] = field(default_factory=list)
     events: Counter[str] = field(default_factory=Counter)
     paused: bool = False
+    paused_seconds: int = 0
+    """Seconds the ledger was paused in its finished pauses."""
+    paused_at: int = 0
+    """When the current pause began (0: not paused, or its time unknown)."""
     discrepancies: list[Discrepancy] = field(default_factory=list)
+    pending: dict[tuple[int, str], Offer] = field(default_factory=dict, repr=False)
+    """(twin, brand) -> its waiting offer (derived from ``offers``)."""
+
+    def reindex_offers(self) -> None:
+        """``pending`` from ``offers``."""
+        self.pending = {(o.twin_id, o.brand): o for o in self.offers if o.status == "pending"}
+
+    def paused_seconds_at(self, at: int) -> int:
+        """``TwinLedger.pausedSeconds()`` at time ``at``: the current pause included."""
+        running = at - self.paused_at if self.paused and self.paused_at else 0
+        return self.paused_seconds + running
+
+    def is_member(self, role: str, account: str, at: int) -> bool:
+        """Whether ``account`` counted as a member of ``role`` at ``at`` (a grant counts from its
+        ``since``: after the role's grant delay)."""
+        since = self.roles.get(role, {}).get(account)
+        return since is not None and since <= at
 
     # ---------------------------------------------------------------- checkpoint
 
@@ -304,6 +396,9 @@ class LedgerState:
             ],
             "brands": {brand: b.to_json() for brand, b in self.brands.items()},
             "payees": {payee: p.to_json() for payee, p in self.payees.items()},
+            "manager": self.manager,
+            "config": self.config,
+            "offers": [o.to_json() for o in self.offers],
             "roles": self.roles,
             "role_history": self.role_history,
             "usages": self.usages,
@@ -315,6 +410,8 @@ class LedgerState:
             "distributions": self.distributions,
             "events": dict(sorted(self.events.items())),
             "paused": self.paused,
+            "paused_seconds": self.paused_seconds,
+            "paused_at": self.paused_at,
             "discrepancies": [[d.kind, d.message] for d in self.discrepancies],
         }
 
@@ -322,7 +419,7 @@ class LedgerState:
     def from_json(cls, data: dict[str, Any]) -> LedgerState:
         if data.get("format") != CHECKPOINT_FORMAT:
             raise AuditError(f"not an audit checkpoint (format {data.get('format')!r})")
-        return cls(
+        state = cls(
             ledger=data["ledger"],
             chain_id=int(data["chain_id"]),
             start_block=int(data["start_block"]),
@@ -332,7 +429,10 @@ class LedgerState:
             licenses=dict(_license_pair_from_json(item) for item in data["licenses"]),
             brands={k: BrandBook(**v) for k, v in data["brands"].items()},
             payees={k: PayeeBook(**v) for k, v in data["payees"].items()},
-            roles={k: list(v) for k, v in data["roles"].items()},
+            manager=data["manager"],
+            config=data["config"],
+            offers=[Offer.from_json(o) for o in data["offers"]],
+            roles={k: {a: int(t) for a, t in v.items()} for k, v in data["roles"].items()},
             role_history=data["role_history"],
             usages=[UsageRow(*u) for u in data["usages"]],
             batches=[Batch(**b) for b in data["batches"]],
@@ -343,8 +443,12 @@ class LedgerState:
             distributions=[Distribution(*d) for d in data["distributions"]],
             events=Counter(data["events"]),
             paused=bool(data["paused"]),
+            paused_seconds=int(data["paused_seconds"]),
+            paused_at=int(data["paused_at"]),
             discrepancies=[Discrepancy(k, m) for k, m in data["discrepancies"]],
         )
+        state.reindex_offers()
+        return state
 
     def save(self, path: Path) -> None:
         """Writes the checkpoint atomically."""

@@ -1,7 +1,9 @@
 """A settlement transaction's signed input against its events: the input decodes as
-``settle(batch, signature)``, the EIP-712 digest recomputed with ``bridge.domain.eip712`` is the
-events' batch digest, the signature recovers to the events' attester, the batch was mined before
-its deadline, and the results are the signed usage words in the signed order."""
+``settle(batch, attester, signature)`` naming the events' attester, the EIP-712 digest recomputed
+with ``bridge.domain.eip712`` is the events' batch digest, the signature recovers to the attester
+(an attester contract's ERC-1271 signature does not recover: it is named, for a person to
+check), the batch was mined before its deadline, and the results are the signed usage words in
+the signed order."""
 
 from __future__ import annotations
 
@@ -35,10 +37,12 @@ def verify_batch(
         )
     else:
         try:
-            deadline, groups, signature = decode_settle_calldata(info.input)
+            deadline, groups, attester, signature = decode_settle_calldata(info.input)
         except Exception as exc:  # eth-abi raises several types for bad input
             problems.append(f"its input is not a settle() call ({exc})")
         else:
+            if attester != batch.attester:
+                problems.append(f"it names attester {attester}, its events {batch.attester}")
             typed = eip712.usage_batch(deadline, groups, chain_id=chain_id, ledger=ledger)
             _check_signature(batch, typed, signature)
             _check_deadline(batch, deadline)

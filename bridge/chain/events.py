@@ -1,8 +1,14 @@
-"""Every ``TwinLedger`` event decoded from raw logs with the compiled ABI, as frozen dataclasses.
+"""Every ``TwinLedger`` event, and every event of its access manager (``TwinAccessManager``),
+decoded from raw logs with the compiled ABIs, as frozen dataclasses.
 
 Pure functions (no provider, no database): the indexer stores what they return, and an auditor
 that trusts no database can rebuild the ledger's history from them alone. ``UsagesSettled`` results
-expand into one ``SettledUsage`` per usage word (``bridge.domain.codec``).
+expand into one ``SettledUsage`` per usage word (``bridge.domain.codec``; an outcome code the bridge
+does not know decodes to an ``UNKNOWN`` outcome keeping its number, never an error).
+
+Licenses are agreements: a version exists from ``LicenseAccepted`` with the terms of the matching
+``LicenseOffered`` (``LicenseGranted`` is gone). Roles are the manager's (``RoleGranted``,
+``RoleRevoked``, ``RoleGrantDelayChanged`` with ``uint64`` role ids), not the ledger's.
 
 Argument values are normalised for storage and comparison: addresses are checksummed strings,
 ``bytes32`` and other byte strings are ``0x``-hex strings, integers stay integers (uint256 exact),
@@ -30,6 +36,18 @@ Arg = int | bool | str | tuple["Arg", ...] | Mapping[str, "Arg"]
 """A decoded, normalised event argument."""
 
 USAGES_SETTLED: Final = "UsagesSettled"
+LICENSE_EVENTS: Final = frozenset(
+    {
+        "LicenseOffered",
+        "LicenseAccepted",
+        "LicenseDeclined",
+        "LicenseOfferWithdrawn",
+        "LicenseRevoked",
+    }
+)
+"""The ledger's events of license offers and versions."""
+ROLE_EVENTS: Final = frozenset({"RoleGranted", "RoleRevoked", "RoleGrantDelayChanged"})
+"""The access manager's events of role membership and grant delays."""
 
 
 class EventDecodeError(BridgeError):
@@ -53,6 +71,8 @@ class LedgerEvent:
     tx_hash: str
     log_index: int
     args: Mapping[str, Arg]
+    address: str = ""
+    """The contract that emitted it (the ledger or its access manager; empty when unknown)."""
 
     def int_arg(self, name: str) -> int:
         """An integer argument (``TypeError`` if ``name`` is no integer)."""
@@ -172,6 +192,7 @@ class EventDecoder:
             tx_hash=log.tx_hash,
             log_index=log.log_index,
             args=MappingProxyType({k: _normalise(v) for k, v in decoded["args"].items()}),
+            address=log.address,
         )
 
 
@@ -181,19 +202,32 @@ def ledger_decoder() -> EventDecoder:
     return EventDecoder(load_artifact("TwinLedger").abi)
 
 
+@cache
+def manager_decoder() -> EventDecoder:
+    """The decoder of the ledger's access manager (``TwinAccessManager``, OpenZeppelin's
+    ``AccessManager``) from the compiled artifact."""
+    return EventDecoder(load_artifact("TwinAccessManager").abi)
+
+
 def decode_logs(
-    logs: Iterable[LogEntry], *, ledger: str, decoder: EventDecoder | None = None
+    logs: Iterable[LogEntry],
+    *,
+    ledger: str,
+    decoder: EventDecoder | None = None,
+    manager: str | None = None,
 ) -> list[LedgerEvent]:
-    """The events that ``ledger`` emitted among ``logs``, in (block, log index) order; logs of
-    other addresses are skipped.
+    """The events that ``ledger`` (and ``manager``, its access manager, when given) emitted
+    among ``logs``, in (block, log index) order; logs of other addresses are skipped.
 
     Raises:
-        EventDecodeError: a log of the ledger does not decode with its ABI.
+        EventDecodeError: a log does not decode with its contract's ABI.
     """
-    decoder = decoder or ledger_decoder()
-    mine = [log for log in logs if log.address.lower() == ledger.lower()]
+    decoders = {ledger.lower(): decoder or ledger_decoder()}
+    if manager is not None:
+        decoders.setdefault(manager.lower(), manager_decoder())
+    mine = [log for log in logs if log.address.lower() in decoders]
     mine.sort(key=lambda log: (log.block_number, log.log_index))
-    return [decoder.decode(log) for log in mine]
+    return [decoders[log.address.lower()].decode(log) for log in mine]
 
 
 def settled_usages(event: LedgerEvent) -> tuple[SettledUsage, ...]:

@@ -1,4 +1,6 @@
-"""``twin-bridge brand``: brands and their API keys."""
+"""``twin-bridge brand``: brands and their API keys (the bridge operator's ``create`` and ``list``),
+and the brand's own side of its agreements (``offers``, ``accept``, ``decline``, ``limits``:
+``bridge.cli.brand_offers``)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,16 @@ from eth_utils.address import is_address, to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
+from bridge.cli import brand_offers
 from bridge.cli.common import fail, load_settings, migrated_store, stderr
 from bridge.errors import BrandExistsError
 from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.store.repository import create_brand, list_brands
 
-brand_app = typer.Typer(help="Brands and their API keys.", no_args_is_help=True)
+brand_app = typer.Typer(
+    help="Brands and their API keys; a brand's offers, acceptances and spending limits.",
+    no_args_is_help=True,
+)
 
 
 @brand_app.command("create")
@@ -63,4 +69,5 @@ def brand_list() -> None:
 
 def register(app: typer.Typer) -> None:
     """Adds ``brand`` to the ``twin-bridge`` app."""
+    brand_offers.add_commands(brand_app)
     app.add_typer(brand_app, name="brand")

@@ -8,39 +8,38 @@ the bridge's index of the chain.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-import httpx
 import typer
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_address, to_checksum_address
 from eth_utils.crypto import keccak
 from rich.console import Console
 
-from bridge.cli.common import fail, stderr, stdout
-from bridge.client import BridgeApiError, BridgeHttp, RetryPolicy
-from bridge.deploy.networks import KeySource
+from bridge.cli.common import stdout
+from bridge.cli.remote import (
+    DEFAULT_API,
+    ApiOption,
+    KeyEnvOption,
+    Relay,
+    RemoteCliError,
+    WaitOption,
+    follow,
+    load_key,
+    reported,
+    units,
+    usd,
+)
+from bridge.cli.remote import address as checked
 from bridge.domain.usage import UsageType
-from bridge.errors import BridgeError
 
 model_app = typer.Typer(no_args_is_help=True)
 
-TOKEN_DECIMALS: Final = 6
 DAY: Final = 24 * 3600
-FINAL: Final = frozenset({"confirmed", "failed"})
 
-ApiOption = Annotated[
-    str,
-    typer.Option("--api", envvar="TWIN_BRIDGE_API_URL", help="The bridge's base URL."),
-]
 KeystoreOption = Annotated[
     Path | None,
     typer.Option("--keystore", envvar="TWIN_BRIDGE_MODEL_KEYSTORE", help="The model's keystore."),
@@ -53,89 +52,19 @@ PasswordFileOption = Annotated[
         help="File holding the keystore's password (else $TWIN_BRIDGE_MODEL_PASSWORD).",
     ),
 ]
-KeyEnvOption = Annotated[
-    str | None,
-    typer.Option(
-        "--private-key-env",
-        help="Name of a variable holding a raw key (local dev chains 31337/1337 only).",
-    ),
-]
 TwinOption = Annotated[int, typer.Option("--twin", min=1, help="The twin's token id.")]
-WaitOption = Annotated[
-    bool, typer.Option("--wait/--no-wait", help="Wait until the action is confirmed on chain.")
-]
-DEFAULT_API: Final = "http://127.0.0.1:8000"
-RELAY_RETRY: Final = RetryPolicy(
-    max_attempts=4, initial_wait=0.2, max_wait=2.0, retry_rate_limited=False
-)
-"""Network errors and 5xx are asked again (an action is identified by its signed digest, so
-posting it twice relays it once); a 429 is reported at once."""
-
-
-class ModelCliError(BridgeError):
-    """A model command could not be done (the message says why)."""
-
-
-@dataclass(frozen=True)
-class Relay:
-    """The bridge's owner-action and read endpoints (``bridge.client.BridgeHttp``); what goes
-    wrong becomes a ``ModelCliError`` in the bridge's words."""
-
-    http: BridgeHttp
-
-    @classmethod
-    def at(cls, api: str) -> Relay:
-        return cls(BridgeHttp(api, timeout=30, retry=RELAY_RETRY))
-
-    def json(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return self.http.json(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            raise ModelCliError(
-                f"the bridge at {self.http.base_url} does not answer: {exc}"
-            ) from exc
-        except BridgeApiError as exc:
-            raise ModelCliError(f"the bridge refused ({exc.status}): {exc.detail}") from exc
-
-
-def _key(
-    chain_id: int, keystore: Path | None, password_file: Path | None, key_env: str | None
-) -> LocalAccount:
-    """The model's key: a keystore with its password (a file, else $TWIN_BRIDGE_MODEL_PASSWORD),
-    or a raw key from ``key_env`` on a dev chain (``KeySource``'s rules)."""
-    source = KeySource(
-        keystore=keystore,
-        password_file=password_file,
-        password_env=None if password_file is not None else "TWIN_BRIDGE_MODEL_PASSWORD",
-        private_key_env=key_env,
-    )
-    return source.load("model", chain_id=chain_id)
-
-
-def _usd(amount: int) -> str:
-    return f"{Decimal(amount) / Decimal(10**TOKEN_DECIMALS):,.2f}"
 
 
 def _price(text: str) -> dict[str, int]:
     """``video=120.50`` -> ``{"usageType": 1, "price": 120500000}`` (6-decimal token units)."""
     name, sep, amount = text.partition("=")
     if not sep:
-        raise ModelCliError(f"--price {text!r}: expected TYPE=AMOUNT, e.g. video=120.50")
+        raise RemoteCliError(f"--price {text!r}: expected TYPE=AMOUNT, e.g. video=120.50")
     try:
         usage_type = UsageType.parse(name.strip())
-        value = Decimal(amount.strip())
-    except (ValueError, InvalidOperation) as exc:
-        raise ModelCliError(f"--price {text!r}: {exc}") from None
-    units = value * 10**TOKEN_DECIMALS
-    if units <= 0 or units != units.to_integral_value():
-        raise ModelCliError(f"--price {text!r}: a positive amount with at most 6 decimals")
-    return {"usageType": int(usage_type), "price": int(units)}
-
-
-def _address(text: str, what: str) -> str:
-    if not is_address(text):
-        raise ModelCliError(f"{what} {text!r} is not an Ethereum address")
-    return to_checksum_address(text)
+    except ValueError as exc:
+        raise RemoteCliError(f"--price {text!r}: {exc}") from None
+    return {"usageType": int(usage_type), "price": units(amount, "--price")}
 
 
 def _hash(text: str | None) -> str:
@@ -159,20 +88,32 @@ class Model:
     timeout: float = 120.0
 
     def key(self, chain_id: int) -> LocalAccount:
-        return _key(chain_id, self.keystore, self.password_file, self.key_env)
+        return load_key(
+            "model",
+            chain_id=chain_id,
+            keystore=self.keystore,
+            password_file=self.password_file,
+            key_env=self.key_env,
+        )
 
     def chain_id(self) -> int:
         return int(self.relay.json("GET", "/v1/owner-actions/types")["domain"]["chainId"])
 
     def submit(self, kind: str, build: Any, *, deadline_s: int = 3600) -> dict[str, Any]:
-        """Signs the ``kind`` message ``build(chain_time)`` makes with the next nonce and a
-        deadline ``deadline_s`` after the chain's time, posts it and follows it."""
+        """Signs the ``kind`` message ``build(chain_time)`` makes, naming the key's address as
+        its ``owner``, with the next nonce and a deadline ``deadline_s`` after the chain's time;
+        posts it and follows it."""
         types = self.relay.json("GET", "/v1/owner-actions/types")
         domain = types["domain"]
         account = self.key(int(domain["chainId"]))
         state = self.relay.json("GET", f"/v1/accounts/{account.address}/nonce")
         now = int(state["chain_time"])
-        message = {**build(now), "nonce": state["next_nonce"], "deadline": now + deadline_s}
+        message = {
+            "owner": account.address,
+            **build(now),
+            "nonce": state["next_nonce"],
+            "deadline": now + deadline_s,
+        }
         spec = types["actions"][kind]
         data = {"types": spec["types"], "primaryType": kind, "domain": domain, "message": message}
         signature = Account.sign_typed_data(account.key, full_message=data).signature
@@ -185,33 +126,7 @@ class Model:
         return self.follow(self.relay.json("POST", "/v1/owner-actions", json=body))
 
     def follow(self, action: dict[str, Any]) -> dict[str, Any]:
-        stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
-        deadline = time.monotonic() + self.timeout
-        while self.wait and action["status"] not in FINAL:
-            if time.monotonic() > deadline:
-                raise ModelCliError(
-                    f"owner action {action['id']} is still {action['status']} after "
-                    f"{self.timeout:.0f} s"
-                )
-            time.sleep(0.5)
-            action = self.relay.json("GET", f"/v1/owner-actions/{action['id']}")
-        if action["status"] == "failed":
-            raise ModelCliError(f"owner action {action['id']} failed: {action['error']}")
-        if action["status"] == "confirmed":
-            stdout().print(
-                f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
-                soft_wrap=True,
-            )
-        return action
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """A bridge error ends the command with exit code 1 and its message on stderr."""
-    try:
-        yield
-    except BridgeError as exc:
-        raise fail(str(exc), 1) from exc
+        return follow(self.relay, action, wait=self.wait, timeout=self.timeout)
 
 
 def _model(ctx: typer.Context) -> Model:
@@ -235,8 +150,8 @@ def _options(
 
 
 @dataclass(frozen=True)
-class GrantTerms:
-    """A license's terms as the ``grant`` options give them."""
+class OfferTerms:
+    """A license's terms as the ``offer`` options give them."""
 
     brand: str
     prices: list[dict[str, int]]
@@ -247,7 +162,7 @@ class GrantTerms:
     consent: str | None
 
     def at(self, now: int) -> dict[str, Any]:
-        """The GrantLicense message's terms, signed at the chain's time ``now``."""
+        """The OfferLicense message's terms, signed at the chain's time ``now``."""
         start = now + self.starts_in_days * DAY if self.starts_in_days else 0
         return {
             "brand": self.brand,
@@ -260,8 +175,8 @@ class GrantTerms:
         }
 
 
-@model_app.command("grant")
-def grant(
+@model_app.command("offer")
+def offer(
     ctx: typer.Context,
     twin: TwinOption,
     brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
@@ -283,13 +198,17 @@ def grant(
         str | None, typer.Option("--consent", help="Consent record (text or 0x bytes32).")
     ] = None,
 ) -> None:
-    """License a twin to a brand: usage types with a price per use, a validity window, a cap."""
-    with _reported():
+    """Offer a brand a license of a twin; it pays once the brand accepts it.
+
+    The terms: usage types with a price per use, a validity window, a cap. Until the brand
+    accepts (``twin-bridge brand accept``), its accepted version, if any, stays in force.
+    """
+    with reported():
         prices = [_price(p) for p in price]
-        terms = GrantTerms(
-            _address(brand, "--brand"), prices, days, starts_in_days, max_uses, purpose, consent
+        terms = OfferTerms(
+            checked(brand, "--brand"), prices, days, starts_in_days, max_uses, purpose, consent
         )
-        _model(ctx).submit("GrantLicense", lambda now: {"twinId": twin, "terms": terms.at(now)})
+        _model(ctx).submit("OfferLicense", lambda now: {"twinId": twin, "terms": terms.at(now)})
 
 
 @model_app.command("revoke")
@@ -297,15 +216,30 @@ def revoke(
     ctx: typer.Context,
     twin: TwinOption,
     brand: Annotated[str, typer.Option("--brand", help="The brand's address.")],
+    version: Annotated[
+        int,
+        typer.Option(
+            "--version",
+            min=0,
+            help="The brand's current license version, or the number of the offer it has not "
+            "accepted yet (see `model show`).",
+        ),
+    ],
 ) -> None:
-    """End a brand's license now (uses before now still pay)."""
-    with _reported():
-        brand_address = _address(brand, "--brand")
-        _model(ctx).submit("RevokeLicense", lambda _now: {"twinId": twin, "brand": brand_address})
+    """End a brand's license version now, or withdraw an offer it has not accepted.
+
+    Uses before now still pay. The version is named so that a late relay cannot end a newer one.
+    """
+    with reported():
+        brand_address = checked(brand, "--brand")
+        _model(ctx).submit(
+            "RevokeLicense",
+            lambda _now: {"twinId": twin, "brand": brand_address, "version": version},
+        )
 
 
 def _set_paused(ctx: typer.Context, twin: int, paused: bool) -> None:
-    with _reported():
+    with reported():
         _model(ctx).submit("SetTwinPaused", lambda _now: {"twinId": twin, "paused": paused})
 
 
@@ -327,8 +261,8 @@ def _shares(entries: list[str]) -> list[dict[str, Any]]:
     for entry in entries:
         address, sep, bps = entry.rpartition(":")
         if not sep or not bps.isdigit():
-            raise ModelCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
-        shares.append({"account": _address(address, "--payee"), "bps": int(bps)})
+            raise RemoteCliError(f"--payee {entry!r}: expected ADDRESS:BPS")
+        shares.append({"account": checked(address, "--payee"), "bps": int(bps)})
     return shares
 
 
@@ -342,7 +276,7 @@ def payees(
     ] = None,
 ) -> None:
     """Set who shares the twin's royalties (the owner keeps what the shares leave)."""
-    with _reported():
+    with reported():
         shares = _shares(payee or [])
         _model(ctx).submit("SetPayees", lambda _now: {"twinId": twin, "payees": shares})
 
@@ -356,7 +290,7 @@ def withdraw(
     ] = None,
 ) -> None:
     """Have the bridge pay out what the ledger holds for you (gas-free)."""
-    with _reported():
+    with reported():
         model = _model(ctx)
         account = model.key(model.chain_id())
         body = {"type": "Payout", "payee": account.address, "twinIds": list(twin or [])}
@@ -375,12 +309,13 @@ def _print_twin(console: Console, twin: dict[str, Any]) -> None:
     for lic in twin["licenses"]:
         current = lic["current"]
         prices = ", ".join(
-            f"{p['usage_type'] or p['usage_type_code']}={_usd(int(p['price']))}"
+            f"{p['usage_type'] or p['usage_type_code']}={usd(int(p['price']))}"
             for p in current["prices"]
         )
         until = datetime.fromtimestamp(int(current["valid_until"]), UTC)
         console.print(
-            f"  {lic['brand']} {lic['state']}: {prices} USD per use, until "
+            f"  {lic['brand']} version {lic['current_version']} {lic['state']}: {prices} USD "
+            "per use, until "
             f"{until:%Y-%m-%d %H:%M} UTC, uses {current['uses']}/"
             f"{current['max_uses'] or 'no cap'}",
             soft_wrap=True,
@@ -390,8 +325,8 @@ def _print_twin(console: Console, twin: dict[str, Any]) -> None:
 def _print_earnings(console: Console, earnings: dict[str, Any]) -> None:
     totals = earnings["totals"]
     console.print(
-        f"earnings: distributed {_usd(int(totals['distributed']))} USD, paid out "
-        f"{_usd(int(totals['paid_out']))} USD, claimable {_usd(int(totals['claimable']))} USD",
+        f"earnings: distributed {usd(int(totals['distributed']))} USD, paid out "
+        f"{usd(int(totals['paid_out']))} USD, claimable {usd(int(totals['claimable']))} USD",
         soft_wrap=True,
     )
 
@@ -404,10 +339,10 @@ def show(
     ] = None,
 ) -> None:
     """Your twins, their licenses and your earnings, from the bridge's index of the chain."""
-    with _reported():
+    with reported():
         model = _model(ctx)
         if address is not None:
-            owner = _address(address, "--address")
+            owner = checked(address, "--address")
         else:
             owner = model.key(model.chain_id()).address
         console = stdout()

@@ -7,12 +7,14 @@ endpoint) and recorded (``deploy/deployments/<network>.json``, ``bridge.deploy.m
 Running it again with unchanged code and configuration does nothing; changed code or
 configuration is refused unless forced.
 
-Roles are set at deploy time from the network's configuration: the registrar, attester and pauser
-roles are granted to the configured accounts, and when the configured admin is not the deployer,
-the default-admin transfer is begun. ``AccessControlDefaultAdminRules`` makes that transfer
-two-step: the new admin must call ``acceptDefaultAdminTransfer()`` once the admin delay has passed,
-and until then the deployer stays admin (the manifest records the pending transfer; ``twin-bridge
-doctor`` reports it). Accepting revokes the role from the deployer.
+Roles live in the ledger's access manager (OpenZeppelin ``AccessManager``) and are set at deploy
+time from the network's configuration (``bridge.chain.deploy.access_calls``): ``mint`` is mapped to
+REGISTRAR_ROLE and ``pause``/``unpause`` to PAUSER_ROLE; the configured registrars, attesters and
+pausers are granted while no grant delay exists, so they count at once; then those roles get the
+network's ``role_delay`` as their grant delay (the manager applies it after its ``minSetback``,
+five days) and the configured admin gets the admin role with ``role_delay`` as its execution delay,
+so every later admin action (a new attester, registrar or pauser among them) is scheduled and
+waits. When the configured admin is not the deployer, the deployer renounces the admin role last.
 """
 
 from __future__ import annotations
@@ -30,13 +32,12 @@ from rich.table import Table
 from web3 import Web3
 from web3.types import TxReceipt
 
-from bridge.chain.deploy import LEDGER, STABLECOIN
-from bridge.chain.ledger import DEFAULT_ADMIN_ROLE, GRANTED_ROLES
+from bridge.chain.deploy import LEDGER, MOCK_DECIMALS, STABLECOIN
+from bridge.chain.ledger import ROLE_IDS
 from bridge.deploy.errors import DeploymentError
 from bridge.deploy.manifest import (
     ContractRecord,
     Manifest,
-    PendingAdminTransfer,
     abi_hash,
     bytecode_hash,
     code_hash,
@@ -53,12 +54,25 @@ from bridge.deploy.networks import (
     chain_id_of,
     endpoint_of,
 )
-from bridge.deploy.plan import Creation, DeployPlan, RoleCall, has_role, plan_deployment
+from bridge.deploy.plan import (
+    Creation,
+    DeployPlan,
+    ManagerCall,
+    has_role,
+    plan_deployment,
+    token_decimals,
+)
 from bridge.deploy.sending import GAS_MARGIN, FeeQuote, Sender
 
-CALL_GAS_GUESS: Final = {"grantRole": 60_000, "beginDefaultAdminTransfer": 60_000}
-"""Gas of role transactions in a dry run, where the ledger does not exist yet to estimate against
-(measured: 51,000 to 52,000)."""
+CALL_GAS_GUESS: Final = {
+    "setTargetFunctionRole": 80_000,
+    "grantRole": 60_000,
+    "setGrantDelay": 60_000,
+    "renounceRole": 30_000,
+}
+"""Gas of access manager calls in a dry run, where the manager does not exist yet to estimate
+against (measured on anvil: 52,678 and 76,998 to map the mint and the pause functions, 53,953 a
+grant, 50,164 a grant delay, 24,687 a renunciation)."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +99,8 @@ class Executed(NamedTuple):
 
     creations: tuple[TxReceipt, ...]
     """One per creation of the plan, in its order."""
-    calls: tuple[tuple[RoleCall, TxReceipt], ...]
-    """The role calls that were needed, with their receipts."""
+    calls: tuple[tuple[ManagerCall, TxReceipt], ...]
+    """The access manager calls that were needed, with their receipts."""
 
 
 def deploy(
@@ -187,31 +201,32 @@ def _differences(
     if manifest.chain_id != chain_id:
         return [f"it is for chain {manifest.chain_id}, the RPC is chain {chain_id}"]
     problems = manifest_problems(w3, manifest, artifacts_dir=artifacts_dir)
-    drift = _config_drift(manifest, network, deployer)
+    decimals = MOCK_DECIMALS if network.deploys_mock_token else token_decimals(w3, network.token)
+    drift = _config_drift(manifest, network, deployer, decimals)
     if drift:
         problems.append("the network configuration changed: " + ", ".join(drift))
     return problems
 
 
-def _config_drift(manifest: Manifest, network: NetworkConfig, deployer: str) -> list[str]:
+def _config_drift(
+    manifest: Manifest, network: NetworkConfig, deployer: str, decimals: int
+) -> list[str]:
     """How the network's configuration differs from what the manifest deployed."""
     drift: list[str] = []
-    args = manifest.contracts[LEDGER].constructor_args
-    if args.get("adminDelay") != network.admin_delay:
-        drift.append(f"admin delay {args.get('adminDelay')} -> {network.admin_delay}")
-    if args.get("noticePeriod") != network.notice_period:
-        drift.append(f"notice period {args.get('noticePeriod')} -> {network.notice_period}")
+    wanted = network.ledger_config(decimals).as_dict()
+    for name, value in manifest.ledger_config.items():
+        if wanted.get(name) != value:
+            drift.append(f"{name.replace('_', ' ')} {value} -> {wanted.get(name)}")
+    if manifest.role_delay != network.role_delay:
+        drift.append(f"role delay {manifest.role_delay} -> {network.role_delay}")
     if network.deploys_mock_token != (STABLECOIN in manifest.contracts) or (
         not network.deploys_mock_token
         and to_checksum_address(network.token) != manifest.token_address
     ):
         drift.append(f"token {manifest.token_address} -> {network.token}")
-    recorded = dict(manifest.roles)
-    if manifest.pending_admin is not None:
-        recorded[DEFAULT_ADMIN_ROLE] = [manifest.pending_admin.new_admin]
     for role, holders in network.role_holders(manifest.deployer).items():
-        if sorted(holders) != sorted(recorded.get(role, [])):
-            drift.append(f"{role} {recorded.get(role, [])} -> {list(holders)}")
+        if sorted(holders) != sorted(manifest.roles.get(role, [])):
+            drift.append(f"{role} {manifest.roles.get(role, [])} -> {list(holders)}")
     if to_checksum_address(manifest.deployer) != to_checksum_address(deployer):
         drift.append(f"deployer {manifest.deployer} -> {deployer}")
     return drift
@@ -301,8 +316,8 @@ def _eth(wei: int) -> str:
 
 
 def execute(plan: DeployPlan, sender: Sender, console: Console) -> Executed:
-    """Sends the creations, then the role calls still needed once the ledger exists, and waits
-    for the confirmations."""
+    """Sends the creations, then the access manager calls still needed once the contracts exist,
+    and waits for the confirmations."""
     console.print(
         f"deploying to {plan.network.name} (chain {plan.chain_id}) from {plan.deployer}, "
         f"nonce {plan.nonce}, fee cap {_gwei(plan.network.max_fee_per_gas_wei)}",
@@ -311,7 +326,7 @@ def execute(plan: DeployPlan, sender: Sender, console: Console) -> Executed:
     receipts = sender.send_all(plan.creations, plan.nonce)
     for creation, receipt in zip(plan.creations, receipts, strict=True):
         _check_created(creation, receipt)
-    calls = [c for c in plan.calls if c.grant is None or not has_role(plan.ledger, *c.grant)]
+    calls = [c for c in plan.calls if c.grant is None or not has_role(plan.manager, *c.grant)]
     call_receipts = sender.send_all(calls, plan.nonce + len(plan.creations))
     sender.wait_confirmations([*receipts, *call_receipts])
     return Executed(tuple(receipts), tuple(zip(calls, call_receipts, strict=True)))
@@ -330,12 +345,14 @@ def _check_created(creation: Creation, receipt: TxReceipt) -> None:
 
 def record(w3: Web3, plan: DeployPlan, executed: Executed, console: Console) -> Manifest:
     """The manifest of an executed plan, from the chain: the code deployed (checked against the
-    build), the roles held and the pending admin transfer."""
+    build), the ledger's settings and the roles held."""
     contracts = {
         creation.name: _contract_record(w3, plan, creation, receipt)
         for creation, receipt in zip(plan.creations, executed.creations, strict=True)
     }
-    roles = {role: _role_holders(plan, role) for role in (DEFAULT_ADMIN_ROLE, *GRANTED_ROLES)}
+    roles = {role: _role_holders(plan, role) for role in ROLE_IDS}
+    if plan.network.role_delay:
+        _say_delays(plan, console)
     return Manifest(
         network=plan.network.name,
         chain_id=plan.chain_id,
@@ -344,8 +361,9 @@ def record(w3: Web3, plan: DeployPlan, executed: Executed, console: Console) -> 
         payment_token=plan.token,
         compiler=plan.compiler,
         deployer=plan.deployer,
+        ledger_config=plan.config.as_dict(),
+        role_delay=plan.network.role_delay,
         roles=roles,
-        pending_admin=_pending_admin(plan, executed, console),
         created_at=datetime.now(UTC).replace(microsecond=0),
     )
 
@@ -365,33 +383,23 @@ def _contract_record(
         abi_hash=abi_hash(creation.artifact),
         bytecode_hash=bytecode_hash(creation.artifact),
         runtime_code_hash=code_hash(code),
-        constructor_args=plan.constructor_args if creation.name == LEDGER else {},
+        constructor_args=plan.constructor_args.get(creation.name, {}),
     )
 
 
 def _role_holders(plan: DeployPlan, role: str) -> list[str]:
     """Who holds ``role`` now, of the deployer and the configured holders."""
     candidates: dict[ChecksumAddress, None] = dict.fromkeys([plan.deployer, *plan.holders[role]])
-    return [account for account in candidates if has_role(plan.ledger, role, account)]
+    return [account for account in candidates if has_role(plan.manager, role, account)]
 
 
-def _pending_admin(
-    plan: DeployPlan, executed: Executed, console: Console
-) -> PendingAdminTransfer | None:
-    """The default-admin transfer the deployment began, if it began one."""
-    begun = [r for c, r in executed.calls if c.function == "beginDefaultAdminTransfer"]
-    if not begun:
-        return None
-    new_admin, schedule = plan.ledger.functions.pendingDefaultAdmin().call()
-    pending = PendingAdminTransfer(
-        new_admin=to_checksum_address(new_admin),
-        accept_after=int(schedule),
-        tx_hash=begun[0]["transactionHash"].to_0x_hex(),
-    )
+def _say_delays(plan: DeployPlan, console: Console) -> None:
+    """When the grant delays take effect (the manager's setback), and that the admin now waits."""
+    setback = int(plan.manager.functions.minSetback().call())
+    delay = plan.network.role_delay
     console.print(
-        f"  [yellow]![/] {pending.new_admin} must call acceptDefaultAdminTransfer() on the "
-        f"ledger after {datetime.fromtimestamp(pending.accept_after, UTC):%Y-%m-%d %H:%M:%S} "
-        f"UTC; until then the deployer stays admin",
+        f"  [yellow]![/] every admin action now waits {delay:,} s (schedule, then execute); the "
+        f"{delay:,} s grant delay of the registrar, attester and pauser roles takes effect "
+        f"{setback:,} s after this deployment (the access manager's minSetback)",
         highlight=False,
     )
-    return pending

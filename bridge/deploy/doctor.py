@@ -1,9 +1,10 @@
 """``twin-bridge doctor``: is a network ready for the bridge? Each check says what is wrong.
 
 Checks, in order: every RPC URL answers, with the network's chain id; the deployer, attester and
-relayer keys decrypt; the deployment manifest matches the chain and the build; the roles on chain
-are the configured ones (and the bridge's attester holds ``ATTESTER_ROLE``); the relayer holds
-enough ether for some batches at the fee cap.
+relayer keys decrypt; the deployment manifest matches the chain and the build; the roles in the
+ledger's access manager are the configured ones (and the bridge's attester holds ``ATTESTER_ROLE``),
+the admin's execution delay and the roles' grant delays are the network's ``role_delay``; the
+relayer holds enough ether for some batches at the fee cap.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from pydantic import SecretStr
 from web3 import Web3
 from web3.contract import Contract
 
-from bridge.chain.deploy import LEDGER
-from bridge.chain.ledger import DEFAULT_ADMIN_ROLE, GRANTED_ROLES
+from bridge.chain.deploy import ACCESS_MANAGER
+from bridge.chain.ledger import ADMIN_ROLE, GRANTED_ROLES, ROLE_IDS
 from bridge.chain.signers import load_signer, read_password
 from bridge.chain.toolchain import ToolchainError, load_artifact
 from bridge.deploy.errors import DeploymentError
@@ -256,9 +257,9 @@ def _manifest_check(
     return manifest
 
 
-def _ledger(w3: Web3, manifest: Manifest, artifacts_dir: Path | None) -> Contract:
-    abi = load_artifact(LEDGER, artifacts_dir=artifacts_dir).abi
-    return w3.eth.contract(address=manifest.ledger_address, abi=abi)
+def _manager(w3: Web3, manifest: Manifest, artifacts_dir: Path | None) -> Contract:
+    abi = load_artifact(ACCESS_MANAGER, artifacts_dir=artifacts_dir).abi
+    return w3.eth.contract(address=manifest.access_manager_address, abi=abi)
 
 
 def _role_checks(
@@ -271,7 +272,7 @@ def _role_checks(
     checks: list[Check],
 ) -> None:
     try:
-        ledger = _ledger(w3, manifest, artifacts_dir)
+        manager = _manager(w3, manifest, artifacts_dir)
         wanted = network.role_holders(manifest.deployer)
     except (ToolchainError, DeploymentError) as exc:
         checks.append(Check("roles", False, str(exc)))
@@ -287,12 +288,14 @@ def _role_checks(
             )
         )
     for role in GRANTED_ROLES:
-        checks.append(_role_check(ledger, role, wanted[role], attester, deployer_address))
-    checks.append(_admin_check(ledger, wanted[DEFAULT_ADMIN_ROLE][0]))
+        checks.append(_role_check(manager, role, wanted[role], attester, deployer_address))
+    checks.append(_admin_check(manager, wanted["ADMIN_ROLE"][0], network.role_delay))
+    since_block = manifest.contracts[ACCESS_MANAGER].block_number
+    checks.append(_grant_delay_check(manager, network.role_delay, since_block))
 
 
 def _role_check(
-    ledger: Contract,
+    manager: Contract,
     role: str,
     wanted: Sequence[str],
     attester: LocalAccount | None,
@@ -304,39 +307,78 @@ def _role_check(
     holders = list(wanted)
     if bridge_attester is not None and bridge_attester not in holders:
         holders.append(bridge_attester)
-    lacking = [account for account in holders if not has_role(ledger, role, account)]
+    lacking = [account for account in holders if not has_role(manager, role, account)]
     problems = [
         f"the bridge's attester {account} lacks it: its batches would be refused"
         if account == bridge_attester
         else f"{account} lacks it"
         for account in lacking
     ]
-    if deployer not in holders and has_role(ledger, role, deployer):
+    if deployer not in holders and has_role(manager, role, deployer):
         problems.append(f"the deployer {deployer} still holds it but should not")
     if problems:
         return Check(role, False, "; ".join(problems))
     return Check(role, True, "held by " + ", ".join(holders) if holders else "none")
 
 
-def _admin_check(ledger: Contract, admin: str) -> Check:
-    """Whether the network's admin holds the default-admin role, or has it pending."""
-    current = to_checksum_address(ledger.functions.defaultAdmin().call())
-    if current == admin:
-        return Check(DEFAULT_ADMIN_ROLE, True, f"held by {admin}")
-    pending, schedule = ledger.functions.pendingDefaultAdmin().call()
-    if to_checksum_address(pending) == admin:
-        when = datetime.fromtimestamp(int(schedule), UTC)
+def _admin_check(manager: Contract, admin: str, role_delay: int) -> Check:
+    """Whether the network's admin holds the manager's admin role with ``role_delay`` as its
+    execution delay (so that every admin action waits)."""
+    is_member, delay = manager.functions.hasRole(ADMIN_ROLE, admin).call()
+    if not is_member:
+        return Check("ADMIN_ROLE", False, f"the network's admin {admin} does not hold it")
+    if int(delay) != role_delay:
         return Check(
-            DEFAULT_ADMIN_ROLE,
-            True,
-            f"held by {current} until {admin} accepts: {admin} must call "
-            f"acceptDefaultAdminTransfer() on the ledger after {when:%Y-%m-%d %H:%M:%S} UTC",
+            "ADMIN_ROLE",
+            False,
+            f"held by {admin} with an execution delay of {int(delay):,} s, but the network's "
+            f"role_delay is {role_delay:,} s",
         )
-    return Check(
-        DEFAULT_ADMIN_ROLE,
-        False,
-        f"held by {current}, but the network's admin is {admin} (and no transfer to it is pending)",
+    return Check("ADMIN_ROLE", True, f"held by {admin}; its actions wait {role_delay:,} s")
+
+
+def _grant_delay_check(manager: Contract, role_delay: int, since_block: int) -> Check:
+    """Whether the registrar, attester and pauser roles have ``role_delay`` as their grant delay,
+    in force or (within the manager's minSetback after the deployment) on its way."""
+    now = int(manager.w3.eth.get_block("latest")["timestamp"])
+    pending: dict[str, int] = {}
+    wrong: list[str] = []
+    for role in GRANTED_ROLES:
+        current = int(manager.functions.getRoleGrantDelay(ROLE_IDS[role]).call())
+        if current == role_delay:
+            continue
+        since = _scheduled_grant_delay(manager, ROLE_IDS[role], role_delay, since_block)
+        if since is not None and since > now:
+            pending[role] = since
+        else:
+            wrong.append(f"{role} {current:,} s")
+    if wrong:
+        return Check(
+            "grant delays",
+            False,
+            f"{', '.join(wrong)}; the network's role_delay is {role_delay:,} s",
+        )
+    if pending:
+        when = datetime.fromtimestamp(max(pending.values()), UTC)
+        return Check(
+            "grant delays",
+            True,
+            f"{role_delay:,} s on {', '.join(GRANTED_ROLES)} from {when:%Y-%m-%d %H:%M:%S} UTC "
+            "(the access manager's minSetback); until then a new member counts at once",
+        )
+    return Check("grant delays", True, f"{role_delay:,} s on {', '.join(GRANTED_ROLES)}")
+
+
+def _scheduled_grant_delay(
+    manager: Contract, role_id: int, delay: int, since_block: int
+) -> int | None:
+    """When the last ``RoleGrantDelayChanged`` of ``role_id`` takes effect, if it sets ``delay``."""
+    logs = manager.events.RoleGrantDelayChanged().get_logs(
+        from_block=since_block, argument_filters={"roleId": role_id}
     )
+    if not logs or int(logs[-1]["args"]["delay"]) != delay:
+        return None
+    return int(logs[-1]["args"]["since"])
 
 
 def _balance_check(

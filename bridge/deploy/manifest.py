@@ -1,7 +1,8 @@
 """``deploy/deployments/<network>.json``: what was deployed where, from which build.
 
-The manifest records each contract's address, transaction and block, the hashes of its ABI, its
-creation code and the code on chain, the libraries, the token, the compiler and the roles;
+The manifest records each contract's address (the ledger's access manager among them), transaction
+and block, the hashes of its ABI, its creation code and the code on chain, the libraries, the
+token, the compiler, the ledger's settings (``Config``), the roles and their delay;
 ``manifest_problems`` / ``verify_manifest`` check it against the chain and the current build, and
 ``apply_deployment`` gives the bridge's settings the ledger it names.
 """
@@ -20,7 +21,8 @@ from eth_utils.crypto import keccak
 from pydantic import Field, ValidationError
 from web3 import Web3
 
-from bridge.chain.deploy import LEDGER
+from bridge.chain.deploy import ACCESS_MANAGER, LEDGER
+from bridge.chain.ledger import LedgerConfig
 from bridge.chain.toolchain import Artifact, ToolchainError, load_artifact
 from bridge.deploy.errors import DeploymentError
 from bridge.deploy.networks import FrozenModel, chain_id_of, connect, endpoint_of
@@ -28,7 +30,7 @@ from bridge.deploy.networks import FrozenModel, chain_id_of, connect, endpoint_o
 if TYPE_CHECKING:
     from bridge.settings import Settings
 
-MANIFEST_FORMAT: Final = "twin-bridge-deployment-1"
+MANIFEST_FORMAT: Final = "twin-bridge-deployment-2"
 
 
 class ContractRecord(FrozenModel):
@@ -50,18 +52,10 @@ class CompilerRecord(FrozenModel):
     settings: dict[str, Any]
 
 
-class PendingAdminTransfer(FrozenModel):
-    """A begun default-admin transfer: ``new_admin`` accepts it after ``accept_after``."""
-
-    new_admin: str
-    accept_after: int
-    tx_hash: str
-
-
 class Manifest(FrozenModel):
     """``deploy/deployments/<network>.json``: what was deployed where, from which build."""
 
-    format: Literal["twin-bridge-deployment-1"] = MANIFEST_FORMAT
+    format: Literal["twin-bridge-deployment-2"] = MANIFEST_FORMAT
     network: str
     chain_id: int
     contracts: dict[str, ContractRecord]
@@ -69,15 +63,31 @@ class Manifest(FrozenModel):
     payment_token: str
     compiler: CompilerRecord
     deployer: str
-    roles: dict[str, list[str]] = Field(
-        description="Role constant name -> accounts holding it when the deployment finished."
+    ledger_config: dict[str, int] = Field(
+        description="The ledger's Config: notice_period, spending_period, raise_delay (seconds), "
+        "default_per_usage, default_per_period (token base units)."
     )
-    pending_admin: PendingAdminTransfer | None = None
+    role_delay: int = Field(
+        description="Grant delay of the registrar, attester and pauser roles and the admin's "
+        "execution delay, in seconds."
+    )
+    roles: dict[str, list[str]] = Field(
+        description="Role name -> accounts holding it in the access manager when the deployment "
+        "finished."
+    )
     created_at: datetime
 
     @property
     def ledger_address(self) -> ChecksumAddress:
         return to_checksum_address(self.contracts[LEDGER].address)
+
+    @property
+    def access_manager_address(self) -> ChecksumAddress:
+        return to_checksum_address(self.contracts[ACCESS_MANAGER].address)
+
+    @property
+    def config(self) -> LedgerConfig:
+        return LedgerConfig.of(self.ledger_config)
 
     @property
     def token_address(self) -> ChecksumAddress:
@@ -101,8 +111,9 @@ def load_manifest(path: Path) -> Manifest:
         manifest = Manifest.model_validate_json(text)
     except ValidationError as exc:
         raise DeploymentError(f"{path} is not a deployment manifest:\n{exc}") from exc
-    if LEDGER not in manifest.contracts:
-        raise DeploymentError(f"{path} records no {LEDGER}")
+    for name in (LEDGER, ACCESS_MANAGER):
+        if name not in manifest.contracts:
+            raise DeploymentError(f"{path} records no {name}")
     return manifest
 
 

@@ -1,5 +1,6 @@
-"""The networks of ``deploy/networks.toml``: chain, RPC URLs, fee cap, token, roles and the
-deployer's key, with ``${NAME}`` / ``${NAME:-default}`` environment references expanded."""
+"""The networks of ``deploy/networks.toml``: chain, RPC URLs, fee cap, token, the ledger's
+settings, roles and their delay, and the deployer's key, with ``${NAME}`` / ``${NAME:-default}``
+environment references expanded."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from typing import Any, Final
 from eth_account.signers.local import LocalAccount
 from eth_typing import ChecksumAddress
 from eth_utils.address import is_address, to_checksum_address
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from web3 import Web3
 
-from bridge.chain.ledger import DEFAULT_ADMIN_ROLE
+from bridge.chain.ledger import MIN_NOTICE_PERIOD, LedgerConfig
 from bridge.chain.rpc import NoRpcAnswersError, connect_web3
 from bridge.chain.signers import DEV_CHAIN_IDS, load_signer, read_password
 from bridge.chain.toolchain import REPO_ROOT
@@ -136,13 +137,47 @@ class NetworkConfig(FrozenModel):
     confirmations: int = Field(default=1, ge=1, le=1000)
     max_fee_per_gas_wei: int = Field(gt=0)
     token: str = MOCK_TOKEN
-    admin_delay: int = Field(default=0, ge=0, lt=2**48)
-    notice_period: int = Field(default=0, ge=0, lt=2**40)
+    role_delay: int = Field(
+        default=0,
+        ge=0,
+        lt=2**32,
+        description="Grant delay of the registrar, attester and pauser roles, and the admin's "
+        "execution delay, in seconds.",
+    )
+    notice_period: int = Field(default=MIN_NOTICE_PERIOD, ge=MIN_NOTICE_PERIOD, lt=2**40)
+    spending_period: int = Field(default=86_400, gt=0, lt=2**32)
+    raise_delay: int = Field(default=86_400, ge=0, lt=2**32)
+    default_per_usage: int = Field(
+        default=50_000, gt=0, description="Default spending limit per usage, in whole tokens."
+    )
+    default_per_period: int = Field(
+        default=250_000, gt=0, description="Default spending limit per period, in whole tokens."
+    )
     block_time_s: float = Field(default=12.0, gt=0, description="Expected seconds per block.")
     receipt_timeout_s: float = Field(default=600.0, gt=0)
     roles: RolesConfig = RolesConfig()
     deployer: KeySource = KeySource()
     missing_env: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _limits_ordered(self) -> NetworkConfig:
+        if self.default_per_usage > self.default_per_period:
+            raise ValueError(
+                f"default_per_usage {self.default_per_usage} is above default_per_period "
+                f"{self.default_per_period}"
+            )
+        return self
+
+    def ledger_config(self, decimals: int) -> LedgerConfig:
+        """The ledger's ``Config`` for a payment token with ``decimals`` decimals."""
+        unit = 10**decimals
+        return LedgerConfig(
+            notice_period=self.notice_period,
+            spending_period=self.spending_period,
+            raise_delay=self.raise_delay,
+            default_per_usage=self.default_per_usage * unit,
+            default_per_period=self.default_per_period * unit,
+        )
 
     def require_env(self) -> None:
         """Raises DeploymentError naming the environment variables the network needs but lacks."""
@@ -180,7 +215,7 @@ class NetworkConfig(FrozenModel):
             return tuple(dict.fromkeys(resolve(v, role) for v in values))
 
         return {
-            DEFAULT_ADMIN_ROLE: (resolve(self.roles.admin, "admin"),),
+            "ADMIN_ROLE": (resolve(self.roles.admin, "admin"),),
             "REGISTRAR_ROLE": resolve_all(self.roles.registrar, "registrar"),
             "ATTESTER_ROLE": resolve_all(self.roles.attester, "attester"),
             "PAUSER_ROLE": resolve_all(self.roles.pauser, "pauser"),

@@ -1,14 +1,15 @@
 """What a deployment will send, computed before anything is sent: the contract creations (the
-optional mock token, the ledger's libraries, the ledger) at the addresses the deployer's next
-nonces give them, and the ledger calls that set the configured roles. The dry run prices this
-plan; the deployer sends it (``bridge.deploy.deployer``)."""
+optional mock token, the access manager, the ledger's libraries, the ledger) at the addresses the
+deployer's next nonces give them, and the access manager calls that set the roles up
+(``bridge.chain.deploy.access_calls``). The dry run prices this plan; the deployer sends it
+(``bridge.deploy.deployer``)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import to_checksum_address
@@ -18,14 +19,22 @@ from web3.contract import Contract
 from web3.types import Nonce
 from web3.utils.address import get_create_address
 
-from bridge.chain.deploy import LEDGER, STABLECOIN
-from bridge.chain.ledger import DEFAULT_ADMIN_ROLE, GRANTED_ROLES, ROLE_IDS
+from bridge.chain.deploy import (
+    ACCESS_MANAGER,
+    LEDGER,
+    MOCK_DECIMALS,
+    STABLECOIN,
+    AccessCall,
+    access_calls,
+)
+from bridge.chain.ledger import ROLE_IDS, LedgerConfig
 from bridge.chain.toolchain import Artifact
+from bridge.deploy.errors import DeploymentError
 from bridge.deploy.manifest import CompilerRecord, load_artifacts
 from bridge.deploy.networks import NetworkConfig
 
 RoleHolders = Mapping[str, tuple[ChecksumAddress, ...]]
-"""Role constant name -> the accounts that should hold it."""
+"""Role name -> the accounts that should hold it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +56,27 @@ class Creation:
 
 
 @dataclass(frozen=True, slots=True)
-class RoleCall:
-    """A call to the ledger that sets a role: ``grantRole`` or ``beginDefaultAdminTransfer``."""
+class ManagerCall:
+    """A call to the access manager that sets the roles up (see ``AccessCall``)."""
 
-    description: str
-    function: Literal["grantRole", "beginDefaultAdminTransfer"]
-    data: HexBytes
+    call: AccessCall
     to: ChecksumAddress
-    grant: tuple[str, ChecksumAddress] | None = None
-    """For ``grantRole``: the role and the account (no call needed if it already holds it)."""
+
+    @property
+    def description(self) -> str:
+        return self.call.description
+
+    @property
+    def function(self) -> str:
+        return self.call.function
+
+    @property
+    def data(self) -> HexBytes:
+        return self.call.data
+
+    @property
+    def grant(self) -> tuple[str, ChecksumAddress] | None:
+        return self.call.grant
 
 
 @dataclass(frozen=True)
@@ -68,15 +89,18 @@ class DeployPlan:
     nonce: int
     """The deployer's next nonce: the first creation's."""
     token: ChecksumAddress
+    config: LedgerConfig
     libraries: dict[str, ChecksumAddress]
-    constructor_args: dict[str, Any]
-    """The ledger's, by parameter name."""
+    constructor_args: dict[str, dict[str, Any]]
+    """Contract name -> its constructor's arguments, by parameter name."""
     creations: tuple[Creation, ...]
-    calls: tuple[RoleCall, ...]
-    """Every role call, as if no role were held yet."""
+    calls: tuple[ManagerCall, ...]
+    """Every access manager call, as if no role were held yet."""
     holders: RoleHolders
     ledger: Contract
     """The ledger, bound to the address it will have."""
+    manager: Contract
+    """The access manager, bound to the address it will have."""
     compiler: CompilerRecord
 
     @property
@@ -97,74 +121,96 @@ def plan_deployment(
     """The plan of a deployment from ``deployer``'s next (pending) nonce."""
     nonce = int(w3.eth.get_transaction_count(deployer, "pending"))
     mock = [STABLECOIN] if network.deploys_mock_token else []
-    names = [*mock, *ledger_artifact.libraries, LEDGER]
+    names = [*mock, ACCESS_MANAGER, *ledger_artifact.libraries, LEDGER]
     addresses = {
         name: get_create_address(deployer, Nonce(nonce + i)) for i, name in enumerate(names)
     }
     artifacts = {**load_artifacts(names[:-1], artifacts_dir), LEDGER: ledger_artifact}
     token = addresses[STABLECOIN] if mock else to_checksum_address(network.token)
+    config = network.ledger_config(MOCK_DECIMALS if mock else token_decimals(w3, token))
     libraries = {lib: addresses[lib] for lib in ledger_artifact.libraries}
-    constructor_args = {
-        "token": token,
-        "admin": deployer,
-        "adminDelay": network.admin_delay,
-        "noticePeriod": network.notice_period,
+    args: dict[str, dict[str, Any]] = {
+        ACCESS_MANAGER: {"initialAdmin": deployer},
+        LEDGER: {"token": token, "authority": addresses[ACCESS_MANAGER], "settings": config},
     }
-    factory = w3.eth.contract(
-        abi=ledger_artifact.abi, bytecode=ledger_artifact.linked_bytecode(libraries)
+    code = {name: HexBytes(artifacts[name].bytecode) for name in [*mock, *libraries]}
+    code[ACCESS_MANAGER] = _creation_code(w3, artifacts[ACCESS_MANAGER], {}, [deployer])
+    code[LEDGER] = _creation_code(
+        w3, ledger_artifact, libraries, [token, addresses[ACCESS_MANAGER], config.as_abi()]
     )
-    code = {name: HexBytes(artifacts[name].bytecode) for name in names[:-1]}
-    code[LEDGER] = HexBytes(factory.constructor(*constructor_args.values()).data_in_transaction)
     ledger = w3.eth.contract(address=addresses[LEDGER], abi=ledger_artifact.abi)
+    manager = w3.eth.contract(address=addresses[ACCESS_MANAGER], abi=artifacts[ACCESS_MANAGER].abi)
     return DeployPlan(
         network=network,
         chain_id=chain_id,
         deployer=deployer,
         nonce=nonce,
         token=token,
+        config=config,
         libraries=libraries,
-        constructor_args=constructor_args,
+        constructor_args={
+            ACCESS_MANAGER: args[ACCESS_MANAGER],
+            LEDGER: {**args[LEDGER], "settings": config.as_dict()},
+        },
         creations=tuple(
             Creation(name, artifacts[name], addresses[name], code[name]) for name in names
         ),
-        calls=role_calls(ledger, holders, deployer),
+        calls=_manager_calls(manager, ledger.address, holders, deployer, network.role_delay),
         holders=holders,
         ledger=ledger,
+        manager=manager,
         compiler=CompilerRecord(
             version=ledger_artifact.compiler_version, settings=dict(ledger_artifact.settings)
         ),
     )
 
 
-def role_calls(
-    ledger: Contract, holders: RoleHolders, deployer: ChecksumAddress
-) -> tuple[RoleCall, ...]:
-    """The grants of every configured role holder, then the start of the default-admin transfer
-    when the configured admin is not the deployer."""
-    calls = [
-        RoleCall(
-            f"grant {role} to {account}",
-            "grantRole",
-            HexBytes(ledger.encode_abi("grantRole", [ROLE_IDS[role], account])),
-            ledger.address,
-            grant=(role, account),
-        )
-        for role in GRANTED_ROLES
-        for account in holders[role]
+def _creation_code(
+    w3: Web3, artifact: Artifact, libraries: Mapping[str, str], args: list[Any]
+) -> HexBytes:
+    bytecode = artifact.linked_bytecode(libraries) if artifact.libraries else artifact.bytecode
+    factory = w3.eth.contract(abi=artifact.abi, bytecode=bytecode)
+    return HexBytes(factory.constructor(*args).data_in_transaction)
+
+
+def token_decimals(w3: Web3, token: str) -> int:
+    """The decimals of the network's ERC-20, which scale its default spending limits."""
+    abi = [
+        {
+            "type": "function",
+            "name": "decimals",
+            "inputs": [],
+            "outputs": [{"name": "", "type": "uint8"}],
+            "stateMutability": "view",
+        }
     ]
-    new_admin = holders[DEFAULT_ADMIN_ROLE][0]
-    if new_admin != deployer:
-        calls.append(
-            RoleCall(
-                f"begin the default-admin transfer to {new_admin}",
-                "beginDefaultAdminTransfer",
-                HexBytes(ledger.encode_abi("beginDefaultAdminTransfer", [new_admin])),
-                ledger.address,
-            )
-        )
-    return tuple(calls)
+    try:
+        contract = w3.eth.contract(address=to_checksum_address(token), abi=abi)
+        return int(contract.functions.decimals().call())
+    except Exception as exc:  # no contract, or not an ERC-20 with decimals()
+        raise DeploymentError(f"cannot read decimals() of the token {token}: {exc}") from exc
 
 
-def has_role(ledger: Contract, role: str, account: str) -> bool:
-    """Whether ``account`` holds ``role`` (a role constant name) on ``ledger`` now."""
-    return bool(ledger.functions.hasRole(ROLE_IDS[role], account).call())
+def _manager_calls(
+    manager: Contract,
+    ledger: ChecksumAddress,
+    holders: RoleHolders,
+    deployer: ChecksumAddress,
+    role_delay: int,
+) -> tuple[ManagerCall, ...]:
+    calls = access_calls(
+        manager,
+        ledger,
+        holders=holders,
+        admin=holders["ADMIN_ROLE"][0],
+        deployer=deployer,
+        role_delay=role_delay,
+    )
+    return tuple(ManagerCall(call, manager.address) for call in calls)
+
+
+def has_role(manager: Contract, role: str, account: str) -> bool:
+    """Whether ``account`` holds ``role`` (a role name) in the access manager now (a member whose
+    grant delay has not passed yet does not)."""
+    is_member, _ = manager.functions.hasRole(ROLE_IDS[role], account).call()
+    return bool(is_member)

@@ -4,7 +4,6 @@ still runs its code, else a new one with the demo's role holders."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
 
 from rich.console import Console
 from web3 import Web3
@@ -15,8 +14,6 @@ from bridge.deploy.networks import NetworkConfig, RolesConfig, load_networks
 from bridge.devstack.datadir import seeded_ledger, timestamp
 from bridge.devstack.demo import ATTESTER, DEPLOYER, PAUSER, REGISTRAR, dev_account
 from bridge.devstack.options import DevError, DevOptions
-
-NOTICE_PERIOD: Final = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -34,18 +31,21 @@ class DevDeployment:
         return self.manifest.token_address
 
     @property
+    def access_manager(self) -> str:
+        return self.manifest.access_manager_address
+
+    @property
     def contracts(self) -> dict[str, str]:
         return {name: record.address for name, record in self.manifest.contracts.items()}
 
 
 def dev_network(options: DevOptions) -> NetworkConfig:
-    """The ``local`` network of ``deploy/networks.toml`` on this stack's port, with the demo's
-    role holders (one well-known dev account per role)."""
+    """The ``local`` network of ``deploy/networks.toml`` (its ledger settings and role delay) on
+    this stack's port, with the demo's role holders (one well-known dev account per role)."""
     local = load_networks()["local"]
     return local.model_copy(
         update={
             "rpc_urls": (options.rpc_url,),
-            "notice_period": NOTICE_PERIOD,
             "block_time_s": options.block_time,
             "roles": RolesConfig(
                 admin=dev_account(DEPLOYER).address,

@@ -1,5 +1,6 @@
 """What ``<data_dir>/dev.json`` says about a running dev stack: where its parts listen, its
-contracts and role holders, and the demo's brands (with API keys) and models (with dev keys).
+contracts and role holders, the demo's brands (with API keys) and models (with dev keys), and what
+the demo left waiting (an offer, a brand's own spending limits, a scheduled role grant).
 
 A restart that reuses the chain keeps the brands, models and payees of the previous ``dev.json``;
 a fresh seed registers the demo's brands in the bridge's database with new API keys."""
@@ -12,6 +13,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from bridge.chain.ledger import role_name
 from bridge.devstack.datadir import read_dev_json
 from bridge.devstack.demo import (
     ATTESTER,
@@ -100,6 +102,31 @@ def _model(model: DemoModel) -> dict[str, Any]:
     }
 
 
+def _waiting(demo: Demo) -> dict[str, Any]:
+    """What the demo left waiting, for the API and the dashboard to show."""
+    offer, grant = demo.pending_offer, demo.pending_grant
+    return {
+        "offer": {
+            "model": offer.model,
+            "twin_id": offer.twin_id,
+            "brand": offer.license.brand,
+            "version": offer.version,
+            "terms_hash": "0x" + offer.terms_hash.hex(),
+            "prices": {UsageType(t).api_name: p for t, p in offer.license.prices.items()},
+        },
+        "role_grant": {
+            "role": role_name(grant.role_id),
+            "account": grant.account,
+            "operation_id": "0x" + grant.operation_id.hex(),
+            "executable_from": grant.ready_at,
+        },
+        "spending_limits": {
+            brand: {"per_usage": per_usage, "per_period": per_period}
+            for brand, (per_usage, per_period) in demo.limits.items()
+        },
+    }
+
+
 def _roles() -> dict[str, str]:
     return {
         "admin": dev_account(DEPLOYER).address,
@@ -122,8 +149,10 @@ def dev_details(
     if demo is not None:
         models = [_model(model) for model in demo.models]
         payees = {"agency": demo.agency.address, "photographer": demo.photographer.address}
+        waiting = _waiting(demo)
     else:
         models, payees = previous.get("models", []), previous.get("payees", {})
+        waiting = previous.get("waiting", {})
     return {
         "note": NOTE,
         "pid": os.getpid(),
@@ -140,5 +169,6 @@ def dev_details(
         "brands": brands,
         "models": models,
         "payees": payees,
+        "waiting": waiting,
         "try_it": try_it(options.api_url, brands, models),
     }

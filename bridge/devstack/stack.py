@@ -25,7 +25,7 @@ import httpx
 from rich.console import Console
 from web3 import Web3
 
-from bridge.chain.deploy import LEDGER, STABLECOIN, contract_at
+from bridge.chain.deploy import ACCESS_MANAGER, LEDGER, STABLECOIN, contract_at
 from bridge.devstack.children import Child, port_free, spawn, wait_until
 from bridge.devstack.datadir import (
     data_dir_lock,
@@ -141,11 +141,13 @@ class DevStack:
             w3,
             contract_at(w3, LEDGER, deployment.ledger),
             contract_at(w3, STABLECOIN, deployment.token),
+            contract_at(w3, ACCESS_MANAGER, deployment.access_manager),
         )
         self._say(
             f"seeded {len(demo.models)} models with one twin each, {len(demo.brands)} brands "
-            f"and {sum(len(m.licenses) for m in demo.models)} licenses "
-            f"({demo.tx_count} transactions)"
+            f"and {sum(len(m.licenses) for m in demo.models)} accepted licenses, one offer "
+            f"waiting for {demo.pending_offer.license.brand} and one role grant waiting its "
+            f"delay ({demo.tx_count} transactions)"
         )
         return demo
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 from bridge.chain.deploy import LEDGER
@@ -67,6 +68,40 @@ def try_it(
     }
 
 
+def waiting_lines(info: Mapping[str, Any]) -> list[tuple[str, bool]]:
+    """What the demo left waiting (``dev.json``'s ``waiting``), in words; none when it has none."""
+    waiting = info.get("waiting") or {}
+    if not waiting:
+        return []
+    names = {brand["address"]: brand["name"] for brand in info.get("brands", [])}
+    offer, grant = waiting["offer"], waiting["role_grant"]
+    ready = datetime.fromtimestamp(grant["executable_from"], UTC)
+    lines = [
+        ("Waiting:", True),
+        (
+            f"  offer     {offer['model']} offers twin {offer['twin_id']} to "
+            f"{names.get(offer['brand'], offer['brand'])} (version {offer['version']}): not "
+            "payable until the brand accepts it",
+            False,
+        ),
+        (
+            f"  role      {grant['role']} for {grant['account']}: scheduled by the admin, "
+            f"executable from {ready:%H:%M:%S} UTC",
+            False,
+        ),
+    ]
+    for brand, limits in waiting["spending_limits"].items():
+        lines.append(
+            (
+                f"  limits    {names.get(brand, brand)} pays at most {limits['per_usage']:,} per "
+                f"usage and {limits['per_period']:,} per period (token base units): dearer "
+                "usages are rejected",
+                False,
+            )
+        )
+    return [*lines, ("", False)]
+
+
 def ready_lines(info: Mapping[str, Any], dev_json: str, log_dir: str) -> list[tuple[str, bool]]:
     """What the stack prints once it is up, from its ``dev.json``: (line, bold) pairs."""
     return [
@@ -78,6 +113,7 @@ def ready_lines(info: Mapping[str, Any], dev_json: str, log_dir: str) -> list[tu
         (f"  ledger    {info['contracts'][LEDGER]}", False),
         (f"  logs      {log_dir}", False),
         ("", False),
+        *waiting_lines(info),
         ("Try it: report a usage as a brand, then read its settlement:", True),
         (info["try_it"]["shell"], False),
         ("", False),

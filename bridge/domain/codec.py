@@ -2,7 +2,9 @@
 
 A usage is one 256-bit word, from the high bits down:
 ``usageId (64) | twinId (64) | usedAt (40) | quantity (32) | usageType (8)``, the low 48 bits zero.
-A settlement result is the usage word with its outcome code in the low 8 bits.
+A settlement result is the usage word with its outcome code in the low 8 bits. Codes only ever
+grow on chain: a code this bridge does not know yet is an ``Outcome`` too (named ``UNKNOWN``, its
+number kept), read as a discrepancy, never raised on.
 """
 
 from __future__ import annotations
@@ -38,10 +40,31 @@ class Outcome(IntEnum):
     TWIN_PAUSED = 8
     ZERO_QUANTITY = 9
     USAGE_IN_FUTURE = 10
+    OFFER_NOT_ACCEPTED = 11
+    OVER_USAGE_LIMIT = 12
+    OVER_PERIOD_LIMIT = 13
+
+    @classmethod
+    def _missing_(cls, value: object) -> Outcome | None:
+        """A code of a newer ledger (or a corrupt word): an ``UNKNOWN`` outcome keeping its number,
+        so that readers record a discrepancy instead of crashing."""
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 0xFF:
+            return None
+        unknown = int.__new__(cls, value)
+        unknown._name_ = "UNKNOWN"
+        unknown._value_ = value
+        return unknown
+
+    @property
+    def known(self) -> bool:
+        """Whether this bridge knows the code (False: a discrepancy to look at)."""
+        return self._name_ != "UNKNOWN"
 
     @property
     def description(self) -> str:
         """The reason in words, for people reading an event's status."""
+        if not self.known:
+            return f"unknown outcome code {int(self)} (a discrepancy: this bridge does not know it)"
         return _DESCRIPTIONS[self]
 
 
@@ -57,6 +80,9 @@ _DESCRIPTIONS: Final = {
     Outcome.TWIN_PAUSED: "the twin was paused at the time of use",
     Outcome.ZERO_QUANTITY: "the quantity was zero",
     Outcome.USAGE_IN_FUTURE: "the time of use was after the settlement block",
+    Outcome.OFFER_NOT_ACCEPTED: "the brand had not accepted the license offered for this twin",
+    Outcome.OVER_USAGE_LIMIT: "the usage cost more than the brand's spending limit per usage",
+    Outcome.OVER_PERIOD_LIMIT: "the usage would pass the brand's spending limit for the period",
 }
 
 
@@ -104,7 +130,8 @@ class Usage:
 
 
 def decode_result(word: int) -> tuple[Usage, Outcome]:
-    """The usage and its outcome from a word of ``UsagesSettled.results``."""
+    """The usage and its outcome from a word of ``UsagesSettled.results`` (an ``UNKNOWN``
+    outcome for a code this bridge does not know)."""
     return Usage.decode(word), Outcome(word & 0xFF)
 
 

@@ -52,6 +52,10 @@ class Refusal(StrEnum):
     LICENSE_REVOKED = "license_revoked"
     USAGE_TYPE_NOT_LICENSED = "usage_type_not_licensed"
     TWIN_PAUSED = "twin_paused"
+    OFFER_NOT_ACCEPTED = "offer_not_accepted"
+    OVER_USAGE_LIMIT = "over_usage_limit"
+    LEDGER_REFUSES = "ledger_refuses"
+    """Any other non-paying outcome, a code this bridge does not know included."""
     USED_AT_TOO_OLD = "used_at_too_old"
     USED_AT_IN_FUTURE = "used_at_in_future"
     QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
@@ -59,15 +63,15 @@ class Refusal(StrEnum):
 
     @classmethod
     def from_outcome(cls, outcome: Outcome) -> Refusal:
-        """The refusal for a non-paying outcome of the ledger's license check.
+        """The refusal for a non-paying outcome of the ledger's checks (``LEDGER_REFUSES`` for an
+        outcome the door has no reason of its own for, an unknown code included).
 
         Raises:
-            ValueError: for ``Outcome.PAID`` and outcomes the door does not check.
+            ValueError: for ``Outcome.PAID``.
         """
-        try:
-            return _FROM_OUTCOME[outcome]
-        except KeyError:
-            raise ValueError(f"{outcome!r} is not a refusal at the door") from None
+        if outcome is Outcome.PAID:
+            raise ValueError(f"{outcome!r} is not a refusal at the door")
+        return _FROM_OUTCOME.get(outcome, cls.LEDGER_REFUSES)
 
 
 _FROM_OUTCOME: Final = {
@@ -78,4 +82,6 @@ _FROM_OUTCOME: Final = {
     Outcome.LICENSE_REVOKED: Refusal.LICENSE_REVOKED,
     Outcome.USAGE_TYPE_NOT_LICENSED: Refusal.USAGE_TYPE_NOT_LICENSED,
     Outcome.TWIN_PAUSED: Refusal.TWIN_PAUSED,
+    Outcome.OFFER_NOT_ACCEPTED: Refusal.OFFER_NOT_ACCEPTED,
+    Outcome.OVER_USAGE_LIMIT: Refusal.OVER_USAGE_LIMIT,
 }

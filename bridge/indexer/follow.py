@@ -1,5 +1,5 @@
-"""Following the chain: the indexer mirrors the ledger's confirmed event history into the store,
-rewinding on reorg.
+"""Following the chain: the indexer mirrors the ledger's confirmed event history (and its access
+manager's role events) into the store, rewinding on reorg.
 
 Each ``step`` indexes the next range of confirmed blocks (``confirmations`` deep, counting the
 block itself, as the worker does) in one store transaction: the decoded events
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from sqlalchemy import delete, exists, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -46,6 +47,8 @@ from bridge.store.repository import Store
 
 log = logging.getLogger(__name__)
 
+_AUTHORITY_UPDATED: Final = keccak(text="AuthorityUpdated(address)")
+"""The ledger's ``AccessManaged`` event naming its access manager (emitted at deployment)."""
 _WALK_BACK_BATCH: Final = 64
 """Stored blocks compared with the chain per query while looking for a fork point."""
 
@@ -60,6 +63,12 @@ class IndexerChain(Protocol):
     ) -> list[LogEntry]: ...
 
     def code(self, address: str, block: BlockTag = "latest") -> bytes: ...
+
+
+def _named_manager(logs: Sequence[LogEntry]) -> str | None:
+    """The access manager the last ``AuthorityUpdated`` among ``logs`` names (None if none)."""
+    named = [e for e in logs if e.topics and e.topics[0] == _AUTHORITY_UPDATED]
+    return to_checksum_address(named[-1].data[12:32]) if named else None
 
 
 class IndexerError(BridgeError):
@@ -105,6 +114,9 @@ class Indexer:
         start_block: the first block to index when the store has no cursor: the ledger's
             deployment block or earlier (a later one is refused, see ``step``).
         max_block_range: the most blocks one ``eth_getLogs`` asks for.
+        manager_address: the ledger's access manager, whose role events are mirrored too (None:
+            the one the ledger's ``AuthorityUpdated`` event names, from the range holding it on;
+            its grants in blocks before the ledger's deployment are not indexed).
     """
 
     def __init__(
@@ -116,6 +128,7 @@ class Indexer:
         confirmations: int = 1,
         start_block: int = 0,
         max_block_range: int = 2_000,
+        manager_address: str | None = None,
     ) -> None:
         if confirmations < 0 or start_block < 0 or max_block_range < 1:
             raise ValueError("confirmations and start_block must be >= 0, max_block_range >= 1")
@@ -133,6 +146,8 @@ class Indexer:
         """Range ends without ledger events are kept this many blocks below the newest one (they
         only serve the search for a fork point); blocks with events are kept for good."""
         self._history_checked = False
+        self.manager = None if manager_address is None else to_checksum_address(manager_address)
+        """The access manager whose role events are indexed (None until known)."""
 
     # ------------------------------------------------------------ loop
 
@@ -263,7 +278,9 @@ class Indexer:
             still = self._chain.block(tip.block_number)
             if still is None or still.hash != tip.block_hash:
                 raise ChainMovedError(f"block {tip.block_number} left the chain during the read")
-        return _Range(first, end, decode_logs(logs, ledger=self.ledger), headers)
+        manager = self.manager or self._stored_manager() or _named_manager(logs)
+        events = decode_logs(logs, ledger=self.ledger, manager=manager)
+        return _Range(first, end, events, headers)
 
     def _logs_from(self, first: int, last: int) -> tuple[int, Block, list[LogEntry]]:
         """The ledger's logs from ``first`` to at most ``last``, as many blocks as the node answers
@@ -276,6 +293,7 @@ class Indexer:
             before = self._header(end)
             try:
                 logs = self._chain.logs(address=self.ledger, from_block=first, to_block=end)
+                logs += self._manager_logs(first, end, logs)
             except LogRangeTooLargeError as exc:
                 if end == first:
                     raise
@@ -286,6 +304,31 @@ class Indexer:
             if end - first + 1 >= self.block_range:
                 self.block_range = min(self.max_block_range, self.block_range * 2)
             return end, before, logs
+
+    def _manager_logs(
+        self, first: int, end: int, ledger_logs: Sequence[LogEntry]
+    ) -> list[LogEntry]:
+        """The access manager's logs of [first, end]; from ``start_block`` on when the range's
+        ledger logs name it first (its deployment and first grants precede the ledger's)."""
+        known = self.manager or self._stored_manager()
+        manager = _named_manager(ledger_logs) or known
+        if manager is None:
+            return []
+        since = first if manager == known else self.start_block
+        return self._chain.logs(address=manager, from_block=since, to_block=end)
+
+    def _stored_manager(self) -> str | None:
+        """The access manager the stored ledger events last named (None if none)."""
+        with self._store.session() as session:
+            args = session.scalars(
+                select(LedgerEventRow.args)
+                .where(LedgerEventRow.name == "AuthorityUpdated")
+                .order_by(LedgerEventRow.block_number.desc(), LedgerEventRow.log_index.desc())
+                .limit(1)
+            ).first()
+        if args is not None:
+            self.manager = to_checksum_address(str(args["authority"]))
+        return self.manager
 
     def _header(self, number: int) -> Block:
         block = self._chain.block(number)
@@ -310,15 +353,18 @@ class Indexer:
         highest = session.scalar(select(func.max(IndexedBlock.number)))
         if highest is not None and highest >= read.first:  # a range indexed before
             delete_above(session, read.first - 1)
-        session.add_all(
-            IndexedBlock(
+        for block in read.headers.values():
+            row = IndexedBlock(
                 number=block.number,
                 hash=block.hash,
                 parent_hash=block.parent_hash,
                 timestamp=block.timestamp,
             )
-            for block in read.headers.values()
-        )
+            # A block below the range holds access manager events read late (see _manager_logs).
+            if block.number < read.first:
+                session.merge(row)
+            else:
+                session.add(row)
         writer = MirrorWriter(session, read.headers)
         for event in read.events:
             writer.apply(event)

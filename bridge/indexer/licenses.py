@@ -23,8 +23,9 @@ def license_windows(
 ) -> dict[int, tuple[int, int, bool]]:
     """The effective window and revocation flag of each version of one (twin, brand) pair.
 
-    ``actions`` are in log order: ``("grant", version, valid_from, valid_until)`` or
-    ``("revoke", 0, revoked_at, 0)``. A grant ends every earlier version still running at its
+    ``actions`` are in log order: ``("grant", version, valid_from, valid_until)`` for an
+    acceptance (``valid_from`` as accepted: the later of the offered start and the acceptance) or
+    ``("revoke", 0, revoked_at, 0)``. An acceptance ends every earlier version still running at its
     start, a revocation every version running at its time, as ``LicenseBook`` does.
 
     Returns:
@@ -49,14 +50,14 @@ class PricedVersion:
     valid_from: int
     prices: dict[int, int]
     position: tuple[int, int]
-    """(block, log index) of the grant."""
+    """(block, log index) of its acceptance."""
 
 
 def covering_version(
     versions: Sequence[PricedVersion], *, at: int, before: tuple[int, int]
 ) -> PricedVersion | None:
     """The version that priced a paid use at ``at`` settled at log position ``before``: the newest
-    version granted before it that starts at or before ``at`` (a later grant ends every earlier
-    version at its own start, so no other can still cover ``at``)."""
+    version accepted before it that starts at or before ``at`` (a later acceptance ends every
+    earlier version at its own start, so no other can still cover ``at``)."""
     eligible = [v for v in versions if v.position < before and v.valid_from <= at]
     return max(eligible, key=lambda v: v.version, default=None)

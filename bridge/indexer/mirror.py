@@ -1,10 +1,12 @@
 """The mirror: the store's copy of the ledger's history, written from decoded events.
 
 ``MirrorWriter`` applies the events of one range in one session: every event lands in
-``ledger_events``; the events that change a twin, a license, a brand's account or the royalties
-also update their projection (twins, license versions, brand accounts, settled usages,
-royalties and payouts), and the current-state tables keep one change row per event, so that
-``delete_above`` can take a reorged range out and restore the current state from what remains.
+``ledger_events``; the events that change a twin, an offer or license, a brand's account, limits
+or attester, a role (the access manager's events) or the royalties also update their projection
+(twins, offers, license versions from acceptances with their offer's terms, brand accounts,
+spending limits, attesters, roles, settled usages, royalties and payouts), and the current-state
+tables keep one change row per event, so that ``delete_above`` can take a reorged range out and
+restore the current state from what remains.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from bridge.chain.client import Block
@@ -28,13 +30,18 @@ from bridge.store.models import (
     BrandAccountChange,
     BrandAccountRow,
     BrandAccountState,
+    BrandAttesterChange,
     IndexedBlock,
     LedgerEventRow,
+    LicenseOfferRow,
     LicenseRevocation,
     LicenseVersionRow,
+    OfferStatus,
     PayeePayout,
+    RoleChange,
     RoyaltyDistribution,
     SettledUsageRow,
+    SpendingLimitChange,
     TwinChange,
     TwinRow,
     TwinState,
@@ -167,13 +174,13 @@ class MirrorWriter:
 
     # ------------------------------------------------------------ licenses
 
-    def license_granted(self, event: LedgerEvent) -> None:
-        twin, brand = event.int_arg("twinId"), event.str_arg("brand")
+    def license_offered(self, event: LedgerEvent) -> None:
+        """A waiting offer (a replaced one was withdrawn by the event before)."""
         prices = event.json_args()["prices"]
         self.session.add(
-            LicenseVersionRow(
-                twin_id=twin,
-                brand=brand,
+            LicenseOfferRow(
+                twin_id=event.int_arg("twinId"),
+                brand=event.str_arg("brand"),
                 version=event.int_arg("version"),
                 valid_from=event.int_arg("validFrom"),
                 valid_until=event.int_arg("validUntil"),
@@ -181,24 +188,82 @@ class MirrorWriter:
                 purpose_hash=event.str_arg("purposeHash"),
                 consent_hash=event.str_arg("consentHash"),
                 prices=[{"usageType": p["usageType"], "price": p["price"]} for p in prices],
-                effective_from=event.int_arg("validFrom"),
-                effective_until=event.int_arg("validUntil"),
-                revoked=False,
+                terms_hash=event.str_arg("termsHash"),
+                status=OfferStatus.PENDING,
                 **self.where(event),
             )
         )
-        cached = self.versions.get((twin, brand))
+        self.session.flush()
+
+    def _close_offer(self, event: LedgerEvent, status: OfferStatus) -> LicenseOfferRow | None:
+        """Closes the pair's waiting offer that ``event`` names (None, logged, if none waits)."""
+        twin, brand, version = (
+            event.int_arg("twinId"), event.str_arg("brand"), event.int_arg("version")
+        )  # fmt: skip
+        offer = self.session.scalars(
+            select(LicenseOfferRow)
+            .where(
+                LicenseOfferRow.twin_id == twin,
+                LicenseOfferRow.brand == brand,
+                LicenseOfferRow.version == version,
+                LicenseOfferRow.status == OfferStatus.PENDING,
+            )
+            .order_by(LicenseOfferRow.block_number.desc(), LicenseOfferRow.log_index.desc())
+            .limit(1)
+        ).first()
+        if offer is None:
+            log.error("%s in tx %s: no waiting offer %d of twin %d to %s",
+                      event.name, event.tx_hash, version, twin, brand)  # fmt: skip
+            return None
+        offer.status = status
+        offer.closed_block, offer.closed_log_index = event.block_number, event.log_index
+        offer.closed_tx_hash, offer.closed_time = event.tx_hash, self.time_of(event)
+        return offer
+
+    def license_declined(self, event: LedgerEvent) -> None:
+        self._close_offer(event, OfferStatus.DECLINED)
+
+    def offer_withdrawn(self, event: LedgerEvent) -> None:
+        self._close_offer(event, OfferStatus.WITHDRAWN)
+
+    def license_accepted(self, event: LedgerEvent) -> None:
+        """The accepted offer becomes a license version from ``validFrom`` with its terms."""
+        offer = self._close_offer(event, OfferStatus.ACCEPTED)
+        if offer is None:
+            return
+        start = event.int_arg("validFrom")
+        offer.accepted_from = start
+        self.session.add(
+            LicenseVersionRow(
+                twin_id=offer.twin_id,
+                brand=offer.brand,
+                version=offer.version,
+                valid_from=start,
+                valid_until=offer.valid_until,
+                max_uses=offer.max_uses,
+                purpose_hash=offer.purpose_hash,
+                consent_hash=offer.consent_hash,
+                prices=list(offer.prices),
+                effective_from=start,
+                effective_until=offer.valid_until,
+                revoked=False,
+                terms_hash=offer.terms_hash,
+                offered_from=offer.valid_from,
+                **self.where(event),
+            )
+        )
+        cached = self.versions.get((offer.twin_id, offer.brand))
         if cached is not None:
             cached.append(
                 PricedVersion(
-                    version=event.int_arg("version"),
-                    valid_from=event.int_arg("validFrom"),
-                    prices=_prices(prices),
+                    version=offer.version,
+                    valid_from=start,
+                    prices=_prices(offer.prices),
                     position=(event.block_number, event.log_index),
                 )
             )
         self.session.flush()
-        refresh_license_windows(self.session, twin, brand)
+        refresh_license_windows(self.session, offer.twin_id, offer.brand)
 
     def license_revoked(self, event: LedgerEvent) -> None:
         twin, brand = event.int_arg("twinId"), event.str_arg("brand")
@@ -348,6 +413,45 @@ class MirrorWriter:
         amount = event.int_arg("amount")
         self._brand(event, event.str_arg("brand"), escrow_delta=-amount, withdrawal=(0, 0))
 
+    def spending_limits_set(self, event: LedgerEvent) -> None:
+        self.session.add(
+            SpendingLimitChange(
+                brand=event.str_arg("brand"),
+                per_usage=event.int_arg("perUsage"),
+                per_period=event.int_arg("perPeriod"),
+                effective_at=event.int_arg("effectiveAt"),
+                **self.where(event),
+            )
+        )
+
+    def brand_attester_set(self, event: LedgerEvent) -> None:
+        self.session.add(
+            BrandAttesterChange(
+                brand=event.str_arg("brand"),
+                attester=event.str_arg("attester"),
+                **self.where(event),
+            )
+        )
+
+    # ------------------------------------------------------------ roles (the access manager's)
+
+    def role_changed(self, event: LedgerEvent) -> None:
+        """``RoleGranted`` (member from ``since``), ``RoleRevoked`` or ``RoleGrantDelayChanged``
+        (the role's grant delay from ``since``)."""
+        args = event.args
+        granted = event.name == "RoleGranted"
+        self.session.add(
+            RoleChange(
+                event=event.name,
+                role_id=event.int_arg("roleId"),
+                account=event.str_arg("account") if "account" in args else None,
+                delay=event.int_arg("delay") if "delay" in args else 0,
+                since=event.int_arg("since") if "since" in args else None,
+                new_member=bool(args["newMember"]) if granted else None,
+                **self.where(event),
+            )
+        )
+
     # ------------------------------------------------------------ royalties
 
     def royalties_distributed(self, event: LedgerEvent) -> None:
@@ -377,8 +481,16 @@ _HANDLERS: Final[dict[str, Callable[[MirrorWriter, LedgerEvent], None]]] = {
     "TwinPaused": MirrorWriter.twin_paused,
     "TwinUnpaused": MirrorWriter.twin_unpaused,
     "PayeesSet": MirrorWriter.payees_set,
-    "LicenseGranted": MirrorWriter.license_granted,
+    "LicenseOffered": MirrorWriter.license_offered,
+    "LicenseAccepted": MirrorWriter.license_accepted,
+    "LicenseDeclined": MirrorWriter.license_declined,
+    "LicenseOfferWithdrawn": MirrorWriter.offer_withdrawn,
     "LicenseRevoked": MirrorWriter.license_revoked,
+    "SpendingLimitsSet": MirrorWriter.spending_limits_set,
+    "BrandAttesterSet": MirrorWriter.brand_attester_set,
+    "RoleGranted": MirrorWriter.role_changed,
+    "RoleRevoked": MirrorWriter.role_changed,
+    "RoleGrantDelayChanged": MirrorWriter.role_changed,
     "UsagesSettled": MirrorWriter.usages_settled,
     "EscrowDeposited": MirrorWriter.escrow_deposited,
     "DebtRecorded": MirrorWriter.debt_recorded,
@@ -403,7 +515,8 @@ def _pair_rows(session: Session, table: type[_Pair], twin: int, brand: str) -> l
 
 
 def refresh_license_windows(session: Session, twin: int, brand: str) -> None:
-    """Recomputes the effective windows of the pair's versions from its grants and revocations."""
+    """Recomputes the effective windows of the pair's versions from its acceptances and
+    revocations."""
     versions = _pair_rows(session, LicenseVersionRow, twin, brand)
     revocations = _pair_rows(session, LicenseRevocation, twin, brand)
     actions = sorted(
@@ -425,6 +538,10 @@ _BLOCK_TABLES: Final = (
     TwinChange,
     LicenseVersionRow,
     LicenseRevocation,
+    LicenseOfferRow,
+    SpendingLimitChange,
+    BrandAttesterChange,
+    RoleChange,
     BrandAccountChange,
     RoyaltyDistribution,
     PayeePayout,
@@ -476,7 +593,8 @@ _PROJECTIONS: Final = (
 
 def delete_above(session: Session, block: int) -> None:
     """Deletes every indexed row of the blocks after ``block`` and restores the current-state
-    tables (twins, brand accounts, license windows) to what the remaining rows say."""
+    tables (twins, brand accounts, license windows, offers closed after it waiting again) to what
+    the remaining rows say."""
     touched = [(p, p.touched_above(session, block)) for p in _PROJECTIONS]
     pairs: set[tuple[int, str]] = set()
     for source in (LicenseVersionRow, LicenseRevocation):
@@ -486,6 +604,18 @@ def delete_above(session: Session, block: int) -> None:
         pairs.update((twin_id, brand) for twin_id, brand in rows)
     for table in _BLOCK_TABLES:
         session.execute(delete(table).where(table.block_number > block))
+    session.execute(
+        update(LicenseOfferRow)
+        .where(LicenseOfferRow.closed_block > block)
+        .values(
+            status=OfferStatus.PENDING,
+            accepted_from=None,
+            closed_block=None,
+            closed_log_index=None,
+            closed_tx_hash=None,
+            closed_time=None,
+        )
+    )
     session.execute(delete(IndexedBlock).where(IndexedBlock.number > block))
     for projection, keys in touched:
         for key in keys:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import orjson
 from sqlalchemy.orm import Session
 
-from bridge.chain.views import LicenseView
+from bridge.chain.views import LicenseView, Verdict
 from bridge.domain.codec import Outcome
 from bridge.domain.usage import Refusal, UsageType
 from bridge.settings import Settings
@@ -166,10 +166,11 @@ class Ingestor:
         for item in fresh:
             item.refusal = self._refusal(item.report)
         passed = [item for item in fresh if item.refusal is None]
-        outcomes = self._license_outcomes([(item.brand, item.report) for item in passed])
-        for item, outcome in zip(passed, outcomes, strict=True):
+        verdicts = self._license_verdicts([(item.brand, item.report) for item in passed])
+        for item, verdict in zip(passed, verdicts, strict=True):
+            outcome = verdict.outcome_for(item.report.quantity)
             if outcome is not Outcome.PAID:
-                item.refusal = Refusal.from_outcome(outcome), outcome.description
+                item.refusal = Refusal.from_outcome(outcome), _reason(verdict, item.report)
 
     def _refusal(self, report: UsageReport) -> tuple[Refusal, str] | None:
         """The door checks that need no chain: quantity and time of use."""
@@ -194,9 +195,9 @@ class Ingestor:
             )
         return None
 
-    def _license_outcomes(
+    def _license_verdicts(
         self, reports: Sequence[tuple[BrandRecord, UsageReport]]
-    ) -> list[Outcome]:
+    ) -> list[Verdict]:
         """What the ledger says of each brand's report, asked once per (brand, twin, type, second)
         in one call."""
         keys = [
@@ -209,6 +210,17 @@ class Ingestor:
         answers = self._licenses.check_many(distinct)
         by_key = dict(zip(distinct, answers, strict=True))
         return [by_key[key] for key in keys]
+
+
+def _reason(verdict: Verdict, report: UsageReport) -> str:
+    """A refused usage's reason in words; the cost and the limit for one over the limit."""
+    outcome = verdict.outcome_for(report.quantity)
+    if outcome is Outcome.OVER_USAGE_LIMIT:
+        return (
+            f"{outcome.description}: {report.quantity} x {verdict.price} = "
+            f"{report.quantity * verdict.price} is above {verdict.per_usage_limit}"
+        )
+    return outcome.description
 
 
 def _human(seconds: float) -> str:

@@ -1,13 +1,17 @@
 """Owner actions a model signs in any wallet and the bridge relays, paying the gas.
 
-A model signs one of the ledger's EIP-712 owner messages (``GrantLicense``, ``RevokeLicense``,
-``SetTwinPaused``, ``SetPayees``; ``bridge.intake.owner_messages``) with ``eth_signTypedData_v4``
-(MetaMask), ethers, viem or eth-account; the bridge checks it off chain before it costs anything:
+A model signs one of the ledger's EIP-712 owner messages (``OfferLicense``, ``RevokeLicense``,
+``SetTwinPaused``, ``SetPayees``; ``bridge.intake.owner_messages``), a brand the ``AcceptLicense``
+of an offer made to it, with ``eth_signTypedData_v4`` (MetaMask), ethers, viem or eth-account; the
+bridge checks it off chain before it costs anything:
 
 - the message is well formed (the ledger's own rules: price count and range, distinct usage types,
   a window that ends in the future, payee shares), and its deadline is ahead of the chain's clock;
-- the signer owns the twin, and the signature is theirs: ECDSA recovery for a key, ERC-1271
-  ``isValidSignature`` for a contract wallet;
+- the message names its signer (``owner``, or ``brand`` for an acceptance) and the signer is the
+  one who sent it; an owner message's signer owns the twin, an acceptance's brand has that offer
+  (that version, that terms hash) waiting;
+- the signature is the signer's: ECDSA recovery for a key, ERC-1271 ``isValidSignature`` for a
+  contract wallet;
 - the nonce is the next one: the ledger's current nonce of the signer, after the actions of theirs
   the bridge already holds;
 - the ledger, asked with ``eth_call``, would take it.
@@ -39,8 +43,9 @@ from bridge.errors import BridgeError, ChainUnavailableError, ExecutionRevertedE
 from bridge.intake.owner_messages import (
     PAYOUT,
     SIGNED_KINDS,
+    AcceptLicenseMsg,
     ActionRefusedError,
-    GrantLicenseMsg,
+    OfferLicenseMsg,
     PayoutIn,
     SignedActionIn,
     SignedMsg,
@@ -55,6 +60,8 @@ from bridge.intake.owner_messages import (
 ERC1271_MAGIC: Final = bytes.fromhex("1626ba7e")
 
 _OWNER_OF = keccak(text="ownerOf(uint256)")[:4]
+_OFFER_OF = keccak(text="offerOf(uint256,address)")[:4]
+_LICENSE_TUPLE: Final = "(uint40,uint40,uint32,uint32,bool,(uint8,uint256)[])"
 _NONCES = keccak(text="nonces(address)")[:4]
 _IS_VALID_SIGNATURE = keccak(text="isValidSignature(bytes32,bytes)")[:4]
 
@@ -201,7 +208,11 @@ class ActionVerifier:
             ActionRefusedError: with the status and the reason in words.
         """
         self._check_times(prepared.parsed)
-        self._check_owner(prepared.body.signer, prepared.twin_id)
+        self._check_named_signer(prepared)
+        if isinstance(prepared.parsed, AcceptLicenseMsg):
+            self._check_offer(prepared.parsed)
+        else:
+            self._check_owner(prepared.body.signer, prepared.twin_id)
         self._check_signature(prepared)
         chain_nonce = self._check_nonce(prepared, held_nonces)
         kind, parsed = prepared.body.type, prepared.parsed
@@ -253,7 +264,7 @@ class ActionVerifier:
                 "deadline_passed",
                 f"the signature's deadline {parsed.deadline} is not after the chain's time {now}",
             )
-        if isinstance(parsed, GrantLicenseMsg):
+        if isinstance(parsed, OfferLicenseMsg):
             terms = parsed.terms
             if terms.validUntil <= max(terms.validFrom, now):
                 raise ActionRefusedError(
@@ -262,6 +273,53 @@ class ActionVerifier:
                     f"the license window [{terms.validFrom}, {terms.validUntil}) must be non-empty "
                     f"and end after the chain's time {now}",
                 )
+
+    @staticmethod
+    def _check_named_signer(prepared: PreparedAction) -> None:
+        """The message names the account that sends it as its signer (the ledger checks the
+        signature against the account the message names)."""
+        named, signer = prepared.parsed.signer, prepared.body.signer
+        if named != signer:
+            field = "brand" if isinstance(prepared.parsed, AcceptLicenseMsg) else "owner"
+            raise ActionRefusedError(
+                422,
+                "signer_mismatch",
+                f"the {prepared.body.type} message names {field} {named}, not the signer {signer}",
+            )
+
+    @_asks_chain
+    def offer_of(self, twin_id: int, brand: str) -> tuple[int, bytes] | None:
+        """The version and terms hash of the offer waiting for ``brand``'s acceptance of the twin,
+        or None when none waits."""
+        try:
+            answer = self._chain.call(
+                to=self.ledger,
+                data=_OFFER_OF + encode(["uint256", "address"], [twin_id, brand]),
+            )
+        except ExecutionRevertedError:
+            return None
+        _terms, version, terms_hash = decode([_LICENSE_TUPLE, "uint256", "bytes32"], answer)
+        return int(version), bytes(terms_hash)
+
+    def _check_offer(self, parsed: AcceptLicenseMsg) -> None:
+        """An offer of the twin waits for the brand, with the version and terms hash accepted."""
+        if self.owner_of(parsed.twinId) is None:
+            raise ActionRefusedError(404, "unknown_twin", f"twin {parsed.twinId} does not exist")
+        offer = self.offer_of(parsed.twinId, parsed.brand)
+        if offer is None:
+            raise ActionRefusedError(
+                404,
+                "no_offer",
+                f"no license offer of twin {parsed.twinId} waits for {parsed.brand}",
+            )
+        version, terms_hash = offer
+        if (version, "0x" + terms_hash.hex()) != (parsed.version, parsed.termsHash):
+            raise ActionRefusedError(
+                409,
+                "offer_mismatch",
+                f"the offer waiting is version {version} with terms hash 0x{terms_hash.hex()}, "
+                f"not version {parsed.version} with {parsed.termsHash}",
+            )
 
     def _check_owner(self, signer: str, twin_id: int) -> None:
         owner = self.owner_of(twin_id)
@@ -338,8 +396,9 @@ class ActionVerifier:
 
 
 def action_types(chain_id: int, ledger: str) -> dict[str, Any]:
-    """What a wallet needs to sign each owner action: the domain, and per action its primary type
-    and types (``EIP712Domain`` included, as ``eth_signTypedData_v4`` takes them)."""
+    """What a wallet needs to sign each relayed action (the owner's, and the brand's
+    ``AcceptLicense``): the domain, and per action its primary type and types (``EIP712Domain``
+    included, as ``eth_signTypedData_v4`` takes them)."""
     return {
         "domain": eip712.domain(chain_id, ledger),
         "actions": {

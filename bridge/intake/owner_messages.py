@@ -1,7 +1,8 @@
-"""The owner actions' messages: the ledger's EIP-712 owner messages (``GrantLicense``,
-``RevokeLicense``, ``SetTwinPaused``, ``SetPayees``) and the payout as the relay takes them, checked
-for form by the ledger's own rules (price count and range, distinct usage types, payee shares), and
-the calldata of the ledger function that carries each. ``bridge.intake.owner_actions`` checks them
+"""The relayed actions' messages: the ledger's EIP-712 owner messages (``OfferLicense``,
+``RevokeLicense``, ``SetTwinPaused``, ``SetPayees``, each naming its ``owner``), the brand's
+``AcceptLicense`` (naming the ``brand``) and the payout as the relay takes them, checked for form by
+the ledger's own rules (price count and range, distinct usage types, payee shares), and the
+calldata of the ledger function that carries each. ``bridge.intake.owner_actions`` checks them
 against the chain."""
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ from bridge.chain.toolchain import load_artifact
 from bridge.domain import eip712
 from bridge.errors import BridgeError
 
-SIGNED_KINDS: Final = ("GrantLicense", "RevokeLicense", "SetTwinPaused", "SetPayees")
+SIGNED_KINDS: Final = (
+    "OfferLicense",
+    "RevokeLicense",
+    "SetTwinPaused",
+    "SetPayees",
+    "AcceptLicense",
+)
+BRAND_KINDS: Final = frozenset({"AcceptLicense"})
+"""Messages a brand signs (for a license offered to it); the others are the twin owner's."""
 PAYOUT: Final = "Payout"
 
 MAX_PRICES: Final = 16
@@ -37,10 +46,11 @@ MAX_PAYOUT_TWINS: Final = 64
 ZERO_ADDRESS: Final = "0x" + "00" * 20
 
 _FUNCTIONS: Final = {
-    "GrantLicense": "grantLicenseBySig",
+    "OfferLicense": "offerLicenseBySig",
     "RevokeLicense": "revokeLicenseBySig",
     "SetTwinPaused": "setTwinPausedBySig",
     "SetPayees": "setPayeesBySig",
+    "AcceptLicense": "acceptLicenseBySig",
     PAYOUT: "payout",
 }
 
@@ -133,24 +143,39 @@ class LicenseTermsMsg(_Strict):
 
 
 class SignedMsg(_Strict):
-    """An owner message: each carries the signer's next nonce and a deadline (unix s)."""
+    """A signed message: each names its twin and carries the signer's next nonce and a deadline
+    (unix s)."""
 
+    twinId: Uint256
     nonce: Uint256
     deadline: Uint256
 
+    @property
+    def signer(self) -> str:
+        """The account the message names as its signer."""
+        raise NotImplementedError
 
-class GrantLicenseMsg(SignedMsg):
-    twinId: Uint256
+
+class OwnerMsg(SignedMsg):
+    """An owner message: names the twin's owner, who signs it."""
+
+    owner: Address
+
+    @property
+    def signer(self) -> str:
+        return self.owner
+
+
+class OfferLicenseMsg(OwnerMsg):
     terms: LicenseTermsMsg
 
 
-class RevokeLicenseMsg(SignedMsg):
-    twinId: Uint256
+class RevokeLicenseMsg(OwnerMsg):
     brand: Address
+    version: Uint256
 
 
-class SetTwinPausedMsg(SignedMsg):
-    twinId: Uint256
+class SetTwinPausedMsg(OwnerMsg):
     paused: StrictBool
 
 
@@ -159,8 +184,7 @@ class PayeeMsg(_Strict):
     bps: Annotated[Uint16, Field(gt=0, le=MAX_BPS)]
 
 
-class SetPayeesMsg(SignedMsg):
-    twinId: Uint256
+class SetPayeesMsg(OwnerMsg):
     payees: Annotated[list[PayeeMsg], Field(max_length=MAX_PAYEES)]
 
     @field_validator("payees")
@@ -176,19 +200,33 @@ class SetPayeesMsg(SignedMsg):
         return payees
 
 
+class AcceptLicenseMsg(SignedMsg):
+    """The brand accepts offer ``version`` of the twin, whose terms hash is ``termsHash``."""
+
+    brand: Address
+    version: Uint256
+    termsHash: Bytes32
+
+    @property
+    def signer(self) -> str:
+        return self.brand
+
+
 MESSAGE_MODELS: Final[Mapping[str, type[SignedMsg]]] = {
-    "GrantLicense": GrantLicenseMsg,
+    "OfferLicense": OfferLicenseMsg,
     "RevokeLicense": RevokeLicenseMsg,
     "SetTwinPaused": SetTwinPausedMsg,
     "SetPayees": SetPayeesMsg,
+    "AcceptLicense": AcceptLicenseMsg,
 }
 
 
 class SignedActionIn(_Strict):
-    """A signed owner action: the EIP-712 ``message`` of ``type``, its ``signer`` (the twin's
-    owner; a contract wallet for ERC-1271) and the 65-byte (or longer, for ERC-1271) signature."""
+    """A signed action: the EIP-712 ``message`` of ``type``, its ``signer`` (the account the
+    message names: the twin's owner, or the brand for ``AcceptLicense``; a contract wallet for
+    ERC-1271) and the 65-byte (or longer, for ERC-1271) signature."""
 
-    type: Literal["GrantLicense", "RevokeLicense", "SetTwinPaused", "SetPayees"]
+    type: Literal["OfferLicense", "RevokeLicense", "SetTwinPaused", "SetPayees", "AcceptLicense"]
     signer: Address
     message: dict[str, Any]
     signature: Annotated[str, Field(pattern=r"^0x([0-9a-fA-F]{2}){1,4096}$")]
@@ -265,17 +303,21 @@ def _encode(function: str, args: Sequence[Any]) -> bytes:
 
 
 def signed_calldata(kind: str, parsed: SignedMsg, signature: bytes) -> bytes:
-    """Calldata of the ledger's ``…BySig`` function for the signed message."""
+    """Calldata of the ledger's ``…BySig`` function for the signed message (the signer it names
+    first, as the ledger takes it)."""
+    head = (parsed.signer, parsed.twinId)
     tail = (parsed.nonce, parsed.deadline, signature)
     match parsed:
-        case GrantLicenseMsg():
-            args: tuple[Any, ...] = (parsed.twinId, _terms_tuple(parsed.terms), *tail)
+        case OfferLicenseMsg():
+            args: tuple[Any, ...] = (*head, _terms_tuple(parsed.terms), *tail)
         case RevokeLicenseMsg():
-            args = (parsed.twinId, parsed.brand, *tail)
+            args = (*head, parsed.brand, parsed.version, *tail)
         case SetTwinPausedMsg():
-            args = (parsed.twinId, parsed.paused, *tail)
+            args = (*head, parsed.paused, *tail)
         case SetPayeesMsg():
-            args = (parsed.twinId, [(p.account, p.bps) for p in parsed.payees], *tail)
+            args = (*head, [(p.account, p.bps) for p in parsed.payees], *tail)
+        case AcceptLicenseMsg():
+            args = (*head, parsed.version, bytes.fromhex(parsed.termsHash[2:]), *tail)
         case _:  # pragma: no cover - MESSAGE_MODELS is exhaustive
             raise AssertionError(kind)
     return _encode(_FUNCTIONS[kind], args)

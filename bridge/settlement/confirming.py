@@ -43,13 +43,14 @@ class Confirmer:
         if receipt is None:
             return self._not_mined(batch)
         if receipt.status != 1:
-            context.fail(
+            self._sender.fail_unless_settled_elsewhere(
                 batch,
                 f"tx {receipt.tx_hash} reverted in block {receipt.block_number}",
+                own=receipt,
                 counts_attempt=True,
             )
             return True
-        self._mark_mined(batch, receipt)
+        self._sender.mark_mined(batch, receipt)
         return True
 
     def _not_mined(self, batch: BatchRecord) -> bool:
@@ -63,18 +64,6 @@ class Confirmer:
         if context.clock() - sent_at >= self._replace_after:
             return self._sender.replace(batch)
         return False
-
-    def _mark_mined(self, batch: BatchRecord, receipt: Receipt) -> None:
-        with self._context.store.session() as session:
-            settlement.mark_mined(
-                session,
-                batch.id,
-                tx_hash=receipt.tx_hash,
-                block_number=receipt.block_number,
-                block_hash=receipt.block_hash,
-                gas_used=receipt.gas_used,
-                lease=self._context.lease,
-            )
 
     def check_mined(self, batch: BatchRecord) -> bool:
         """Once the block is deep enough: back to sent (or to the new block) if a reorg moved the
@@ -90,7 +79,7 @@ class Confirmer:
             if receipt is None:
                 self._sender.mark_sent(batch)
             else:
-                self._mark_mined(batch, receipt)
+                self._sender.mark_mined(batch, receipt)
             context.metrics.reorged.labels("mined").inc()
             return True
         self._confirm(batch, receipt)
@@ -107,7 +96,8 @@ class Confirmer:
         context.metrics.batches.labels("confirmed").inc()
         context.metrics.usages.labels("settled").inc(settled)
         context.metrics.usages.labels("rejected").inc(len(results) - settled)
-        context.metrics.gas_used.inc(receipt.gas_used)
+        if receipt.tx_hash in batch.tx_hashes:  # not the gas of a stranger who settled it
+            context.metrics.gas_used.inc(receipt.gas_used)
         log.info(
             "batch %d confirmed in block %d: %d settled, %d rejected",
             batch.id, receipt.block_number, settled, len(results) - settled,

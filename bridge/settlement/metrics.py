@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from bridge.chain.client import ChainClient
 from bridge.errors import ChainUnavailableError, RpcError
 
-BATCH_EVENTS: Final = ("sent", "resent", "replaced", "confirmed", "failed")
+BATCH_EVENTS: Final = ("sent", "resent", "replaced", "confirmed", "failed", "settled_elsewhere")
 
 
 class WorkerMetrics:
@@ -23,7 +23,8 @@ class WorkerMetrics:
         self.batches = Counter(
             "twin_bridge_worker_batches",
             "Settlement batches by event: sent (first time), resent (the stored bytes again), "
-            "replaced (fee bump), confirmed, failed (usages handed back).",
+            "replaced (fee bump), confirmed, failed (usages handed back), settled_elsewhere "
+            "(another transaction settled its signed usages).",
             ["event"],
             registry=self.registry,
         )

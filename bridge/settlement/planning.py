@@ -13,10 +13,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
 from bridge.chain.ledger import settle_calldata
+from bridge.chain.reverts import describe_revert
 from bridge.domain import eip712
 from bridge.domain.codec import Usage
 from bridge.errors import ExecutionRevertedError
 from bridge.settlement.context import WorkerContext
+from bridge.settlement.recognition import Recogniser
 from bridge.store import settlement
 from bridge.store.settlement import PendingUsage
 
@@ -70,7 +72,7 @@ class PlannedBatch:
     """The EIP-712 ``UsageBatch`` the attester signed."""
     signature: bytes
     calldata: bytes
-    """``settle(batch, signature)``."""
+    """``settle(batch, attester, signature)``."""
     gas_estimate: int
 
     @property
@@ -93,6 +95,7 @@ class Planner:
     def __init__(self, context: WorkerContext, attester: LocalAccount) -> None:
         self._context = context
         self._attester = attester
+        self._recogniser = Recogniser(context.chain, context.ledger)
 
     def plan(self, usages: Sequence[PendingUsage], deadline: int) -> PlannedBatch | None:
         """The signed batch of ``usages`` and its gas estimate; when the estimate reverts, the
@@ -106,7 +109,7 @@ class Planner:
             deadline, words, chain_id=context.chain_id(), ledger=context.ledger
         )
         signature = eip712.sign(self._attester, data)
-        calldata = settle_calldata(deadline, words, signature)
+        calldata = settle_calldata(deadline, words, self._attester.address, signature)
         try:
             estimate = context.chain.estimate_gas(
                 sender=context.relayer.address, to=context.ledger, data=calldata
@@ -119,7 +122,7 @@ class Planner:
         self, usages: Sequence[PendingUsage], deadline: int, exc: ExecutionRevertedError
     ) -> PlannedBatch | None:
         if len(usages) == 1:
-            self._count_attempt(usages, f"gas estimation reverted: {exc.message}")
+            self._count_attempt(usages, self._single_failure(usages[0], exc))
             return None
         left, right = halves(usages)
         log.warning(
@@ -127,6 +130,18 @@ class Planner:
             len(usages), exc.message, len(left), len(right),
         )  # fmt: skip
         return self.plan(left, deadline) or self.plan(right, deadline)
+
+    def _single_failure(self, usage: PendingUsage, exc: ExecutionRevertedError) -> str:
+        """Why one usage cannot settle: its id already processed on chain for its brand (by a
+        batch this bridge did not record: a leaked attester key, another bridge), or the revert
+        in words (``SettlementWrongAttester`` for a brand that attests its own usages)."""
+        [processed] = self._recogniser.processed([(usage.brand, usage.usage_id)])
+        if processed:
+            return (
+                f"usage id {usage.usage_id} of brand {to_checksum_address(usage.brand)} was "
+                "already processed on chain by a batch this bridge did not send"
+            )
+        return f"gas estimation reverted: {describe_revert(exc.data) or exc.message}"
 
     def _count_attempt(self, usages: Sequence[PendingUsage], error: str) -> None:
         log.warning("usages %s: %s", [u.usage_id for u in usages][:10], error)

@@ -9,8 +9,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from eth_account.typed_transactions.typed_transaction import TypedTransaction
+from hexbytes import HexBytes
+
 from bridge.chain.client import Receipt
-from bridge.chain.ledger import settle_calldata
 from bridge.domain.fees import FeePolicy, Fees
 from bridge.errors import (
     FeeTooLowError,
@@ -19,6 +21,7 @@ from bridge.errors import (
     TransactionAlreadyKnownError,
 )
 from bridge.settlement.context import WorkerContext
+from bridge.settlement.recognition import Recogniser
 from bridge.store import settlement
 from bridge.store.settlement import BatchRecord, NewBatch
 
@@ -48,6 +51,7 @@ class Sender:
     def __init__(self, context: WorkerContext, policy: FeePolicy) -> None:
         self._context = context
         self._policy = policy
+        self.recogniser = Recogniser(context.chain, context.ledger)
 
     def next_nonce(self) -> int:
         """The nonce of a new transaction. No batch of ours is open, so every nonce we used is
@@ -134,13 +138,55 @@ class Sender:
         except NonceTooLowError:
             # Possibly mined (ours) or the nonce went to another transaction: ask the chain.
             if self.receipt(batch) is None and context.chain.transaction(batch.tx_hash) is None:
-                context.fail(batch, f"nonce {batch.nonce} was used by another transaction")
+                self.fail_unless_settled_elsewhere(
+                    batch, f"nonce {batch.nonce} was used by another transaction"
+                )
                 return True
             log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
         self.mark_sent(batch)
         context.metrics.batches.labels(event).inc()
         context.crash("after_sending")
         return True
+
+    def fail_unless_settled_elsewhere(
+        self,
+        batch: BatchRecord,
+        error: str,
+        *,
+        own: Receipt | None = None,
+        counts_attempt: bool = False,
+    ) -> None:
+        """Fails the batch (``WorkerContext.fail``) unless another transaction settled its signed
+        usages (at or below the block of ``own``, its reverted receipt, if any): then the batch
+        follows that transaction's receipt (``mined``), and its usages end settled or rejected
+        with it. The gas the batch records stays what the relayer paid (``own``'s)."""
+        up_to = None if own is None else own.block_number
+        elsewhere = self.recogniser.settled_elsewhere(batch, up_to=up_to)
+        if elsewhere is None:
+            self._context.fail(batch, error, counts_attempt=counts_attempt)
+            return
+        log.warning(
+            "batch %d: %s, but tx %s settled the batch: following it",
+            batch.id, error, elsewhere.tx_hash,
+        )  # fmt: skip
+        self.mark_mined(batch, elsewhere, gas_used=0 if own is None else own.gas_used)
+        self._context.metrics.batches.labels("settled_elsewhere").inc()
+
+    def mark_mined(
+        self, batch: BatchRecord, receipt: Receipt, *, gas_used: int | None = None
+    ) -> None:
+        """The batch is mined in ``receipt`` (its own transaction's or the one that settled it);
+        ``gas_used``: what the relayer paid, when that was not ``receipt``'s."""
+        with self._context.store.session() as session:
+            settlement.mark_mined(
+                session,
+                batch.id,
+                tx_hash=receipt.tx_hash,
+                block_number=receipt.block_number,
+                block_hash=receipt.block_hash,
+                gas_used=receipt.gas_used if gas_used is None else gas_used,
+                lease=self._context.lease,
+            )
 
     def mark_sent(self, batch: BatchRecord) -> None:
         with self._context.store.session() as session:
@@ -149,8 +195,9 @@ class Sender:
             )
 
     def receipt(self, batch: BatchRecord) -> Receipt | None:
-        """The receipt of any of the batch's transactions (the first and its replacements)."""
-        for tx_hash in batch.tx_hashes:
+        """The receipt of any of the batch's transactions: the one it follows (its latest, or the
+        one that settled it for it), the first and its replacements."""
+        for tx_hash in dict.fromkeys((batch.tx_hash, *batch.tx_hashes)):
             receipt = self._context.chain.receipt(tx_hash)
             if receipt is not None:
                 return receipt
@@ -172,11 +219,8 @@ class Sender:
                 batch.id, batch.tx_hash, self._policy.cap,
             )  # fmt: skip
             return False
-        data = (
-            batch.calldata
-            if batch.calldata is not None
-            else settle_calldata(batch.deadline, batch.groups, batch.signature)
-        )
+        # The replacement carries the stored transaction's calldata byte for byte.
+        data = bytes(TypedTransaction.from_bytes(HexBytes(batch.raw_tx)).as_dict()["data"])
         raw_tx, tx_hash = self._sign(nonce=batch.nonce, data=data, gas=batch.gas_limit, fees=fees)
         with context.store.session() as session:
             replacement = settlement.replace_tx(

@@ -9,6 +9,9 @@ One batch is in flight at a time per relayer. Each step is a committed transitio
   is resent; "nonce too low" means "possibly mined", answered by the chain, never by a new nonce.
 - ``mined``: once the block is ``confirmations`` deep and still carries the transaction, the
   usages are marked settled or rejected from the ``UsagesSettled`` events.
+- a transaction that reverted, or whose nonce went to another one, fails the batch only once the
+  ledger says its usages were not settled by a copy of it (anyone may send a signed batch): a
+  copy that settled them is followed as the batch's own transaction (``.recognition``).
 - ``confirmed``: watched for ``reorg_watch_blocks`` more blocks. A reorg deeper than the depth
   that re-included the transaction elsewhere moves the usages' outcomes to the new receipt; one
   that left it in no block puts the batch back to ``sent`` and resends the stored bytes (same
@@ -22,8 +25,8 @@ store by the API's ``/metrics``.
 This module is the loop, the lease and the start of each transaction; the other steps are in
 ``bridge.settlement.planning`` (batches signed and estimated), ``.sending`` (nonces, fees, the
 durable send and the fee bump), ``.confirming`` (receipts and the confirmation depth),
-``.outcomes`` (each usage's outcome from the receipt) and ``.reorgs`` (reorgs deeper than the
-depth).
+``.outcomes`` (each usage's outcome from the receipt), ``.recognition`` (the batch settled by
+another transaction) and ``.reorgs`` (reorgs deeper than the depth).
 """
 
 from __future__ import annotations

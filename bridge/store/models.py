@@ -335,7 +335,8 @@ class SettledUsageRow(EventSource, Base):
     )
 
     usage_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    brand: Mapped[str] = mapped_column(String(42))
+    brand: Mapped[str] = mapped_column(String(42), primary_key=True)
+    """Usage ids are the brand's (a brand's own attester numbers its usages itself)."""
     twin_id: Mapped[int] = mapped_column(BigInteger)
     used_at: Mapped[datetime] = mapped_column(UtcDateTime())
     quantity: Mapped[int] = mapped_column(BigInteger)
@@ -370,8 +371,9 @@ class TwinChange(TwinState, EventLog, Base):
 
 
 class LicenseVersionRow(EventSource, Base):
-    """A granted license version with its terms; ``effective_from``/``effective_until`` and
-    ``revoked`` follow the later grants and revocations that ended it (as the ledger does)."""
+    """An accepted license version (``LicenseAccepted``, the event its source columns name) with
+    the terms of its offer; ``effective_from``/``effective_until`` and ``revoked`` follow the later
+    acceptances and revocations that ended it (as the ledger does)."""
 
     __tablename__ = "license_versions"
     __table_args__ = (Index(None, "brand", "twin_id"), Index(None, "block_number"))
@@ -389,6 +391,10 @@ class LicenseVersionRow(EventSource, Base):
     effective_from: Mapped[int] = mapped_column(BigInteger)
     effective_until: Mapped[int] = mapped_column(BigInteger)
     revoked: Mapped[bool] = mapped_column(Boolean)
+    terms_hash: Mapped[str | None] = mapped_column(String(66))
+    """The terms hash the brand accepted (the offer's)."""
+    offered_from: Mapped[int | None] = mapped_column(BigInteger)
+    """The start the offer named (``valid_from`` is the later of it and the acceptance)."""
 
 
 class LicenseRevocation(EventLog, Base):
@@ -401,6 +407,85 @@ class LicenseRevocation(EventLog, Base):
     brand: Mapped[str] = mapped_column(String(42))
     version: Mapped[int] = mapped_column(Integer)
     revoked_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class OfferStatus(StrEnum):
+    """Where a license offer stands: waiting for the brand, or closed by its acceptance, the
+    brand's refusal or the owner's withdrawal (a replacing offer withdraws the one before)."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    WITHDRAWN = "withdrawn"
+
+
+class LicenseOfferRow(EventLog, Base):
+    """A ``LicenseOffered`` event with its terms, and how the offer ended (the closing event's
+    ``closed_*`` columns; all None while it waits). An offer is payable only once accepted."""
+
+    __tablename__ = "license_offers"
+    __table_args__ = _one_per_log(
+        Index(None, "brand", "status"), Index(None, "twin_id", "brand", "version")
+    )
+
+    twin_id: Mapped[int] = mapped_column(BigInteger)
+    brand: Mapped[str] = mapped_column(String(42))
+    version: Mapped[int] = mapped_column(Integer)
+    valid_from: Mapped[int] = mapped_column(BigInteger)
+    valid_until: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int] = mapped_column(BigInteger)
+    purpose_hash: Mapped[str] = mapped_column(String(66))
+    consent_hash: Mapped[str] = mapped_column(String(66))
+    prices: Mapped[list[Any]] = mapped_column(JSON())
+    """``[{"usageType": ..., "price": ...}]`` as offered."""
+    terms_hash: Mapped[str] = mapped_column(String(66))
+    status: Mapped[OfferStatus] = mapped_column(_enum(OfferStatus, "offer_status"))
+    accepted_from: Mapped[int | None] = mapped_column(BigInteger)
+    """``LicenseAccepted.validFrom``: the later of the offered start and the acceptance."""
+    closed_block: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    closed_log_index: Mapped[int | None] = mapped_column(Integer)
+    closed_tx_hash: Mapped[str | None] = mapped_column(String(66))
+    closed_time: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class SpendingLimitChange(EventLog, Base):
+    """``SpendingLimitsSet``: a brand's limits, in force from ``effective_at`` (at once for a
+    lowering, after the raise delay for a raise; a later setting replaces a raise still waiting)."""
+
+    __tablename__ = "spending_limit_changes"
+    __table_args__ = _one_per_log(Index(None, "brand", "block_number"))
+
+    brand: Mapped[str] = mapped_column(String(42))
+    per_usage: Mapped[int] = mapped_column(UInt256())
+    per_period: Mapped[int] = mapped_column(UInt256())
+    effective_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class BrandAttesterChange(EventLog, Base):
+    """``BrandAttesterSet``: the brand's own attester from then on (zero: the bridge's)."""
+
+    __tablename__ = "brand_attester_changes"
+    __table_args__ = _one_per_log(Index(None, "brand", "block_number"))
+
+    brand: Mapped[str] = mapped_column(String(42))
+    attester: Mapped[str] = mapped_column(String(42))
+
+
+class RoleChange(EventLog, Base):
+    """A role event of the access manager (``RoleGranted``, ``RoleRevoked``,
+    ``RoleGrantDelayChanged``); ``since`` is when a grant (or a grant delay) takes effect."""
+
+    __tablename__ = "role_changes"
+    __table_args__ = _one_per_log(Index(None, "role_id", "account"))
+
+    event: Mapped[str] = mapped_column(String(64))
+    role_id: Mapped[int] = mapped_column(UInt256())
+    account: Mapped[str | None] = mapped_column(String(42))
+    """None for ``RoleGrantDelayChanged``."""
+    delay: Mapped[int] = mapped_column(BigInteger)
+    """The execution delay of a grant, or the role's new grant delay."""
+    since: Mapped[int | None] = mapped_column(BigInteger)
+    new_member: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class BrandAccountRow(BrandAccountState, Base):
@@ -457,12 +542,17 @@ INDEXER_TABLES: Final = (
     TwinChange,
     LicenseVersionRow,
     LicenseRevocation,
+    LicenseOfferRow,
+    SpendingLimitChange,
+    BrandAttesterChange,
+    RoleChange,
     BrandAccountRow,
     BrandAccountChange,
     RoyaltyDistribution,
     PayeePayout,
 )
-"""Every table the indexer writes (migration 0005): the store's mirror of the ledger."""
+"""Every table the indexer writes (migrations 0005 and 0007): the store's mirror of the ledger
+(and of its access manager's role events)."""
 
 
 class ActionStatus(StrEnum):

@@ -1,5 +1,6 @@
-"""The test world: a ledger on anvil with 20 twins licensed to 3 brands on realistic terms, payees
-and brand escrow, and signed usage batches settled on it.
+"""The test world: a ledger (with its access manager) on anvil with 20 twins licensed to 3 brands
+on realistic terms (offered by the models and accepted by the brands), payees and brand escrow,
+and signed usage batches settled on it.
 
 The integration tests, the fault suite, the benchmarks (``scripts.bench_gas``, ``bench_settle``,
 ``bench_ingest``, ``bench_audit``) and the soak all run on this world. It is reproducible: the
@@ -27,7 +28,7 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from bridge.chain.deploy import deploy_ledger
-from bridge.domain import eip712
+from bridge.chain.ledger import LedgerConfig
 from bridge.domain.codec import Outcome, Usage, decode_result
 from bridge.testing.anvil import Anvil, AnvilError, latest_timestamp, rpc, started_anvil
 
@@ -42,8 +43,17 @@ twins 1, 2, ... in order), then the payees."""
 USD: Final = 10**6
 """One mock USD in token base units (6 decimals)."""
 ESCROW_PER_BRAND: Final = 100_000_000 * USD
-ADMIN_DELAY: Final = 2 * 24 * 3600
-NOTICE_PERIOD: Final = 3 * 24 * 3600
+NOTICE_PERIOD: Final = 36 * 24 * 3600
+"""The ledger's shortest notice period (MIN_NOTICE_PERIOD)."""
+WORLD_CONFIG: Final = LedgerConfig(
+    notice_period=NOTICE_PERIOD,
+    spending_period=24 * 3600,
+    raise_delay=0,
+    default_per_usage=100_000 * USD,
+    default_per_period=ESCROW_PER_BRAND,
+)
+"""The world's ledger settings: limits no run reaches (a brand may spend its whole escrow in a
+day), so that every usage of the workload pays; tests of the limits deploy their own."""
 LICENSE_DAYS: Final = 365
 SETUP_ADVANCE: Final = 3600
 """Seconds between the license grants and the first settlement."""
@@ -80,11 +90,35 @@ class LicensePlan:
     max_uses: int
 
 
+@dataclass(frozen=True)
+class Offer:
+    """A license the twin's owner offers: ``terms`` as the ``LicenseTerms`` tuple (brand first)."""
+
+    twin_id: int
+    owner: str
+    terms: tuple[Any, ...]
+
+    @property
+    def brand(self) -> str:
+        return str(self.terms[0])
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """An offer the brand accepted: its version number and terms hash (from ``LicenseOffered``)."""
+
+    twin_id: int
+    brand: ChecksumAddress
+    version: int
+    terms_hash: bytes
+
+
 @dataclass
 class World:
     w3: Web3
     ledger: Contract
     token: Contract
+    manager: Contract
     attester: LocalAccount
     relayer: ChecksumAddress
     brands: list[ChecksumAddress]
@@ -158,30 +192,58 @@ def advance(w3: Web3, seconds: int) -> None:
     rpc(w3, "evm_mine")
 
 
+def offer_and_accept(w3: Web3, ledger: Contract, offers: Sequence[Offer]) -> list[Accepted]:
+    """Each owner offers its license (``offerLicense``), then each brand accepts the version and
+    terms hash its ``LicenseOffered`` event names (``acceptLicense``): the licenses pay at once.
+    The brands must be unlocked accounts of the node, like the owners.
+
+    Raises:
+        WorldError: a transaction reverted, or an offer emitted no ``LicenseOffered``.
+    """
+    receipts = send(
+        w3, [(ledger.functions.offerLicense(o.twin_id, o.terms), o.owner) for o in offers]
+    )
+    accepted = [_offered(ledger, receipt) for receipt in receipts]
+    send(
+        w3,
+        [
+            (ledger.functions.acceptLicense(a.twin_id, a.version, a.terms_hash), a.brand)
+            for a in accepted
+        ],
+    )
+    return accepted
+
+
+def _offered(ledger: Contract, receipt: TxReceipt) -> Accepted:
+    events = ledger.events.LicenseOffered().process_receipt(receipt, errors=DISCARD)
+    if len(events) != 1:
+        raise WorldError(f"offer {receipt['transactionHash'].hex()}: {len(events)} LicenseOffered")
+    args = events[0]["args"]
+    return Accepted(
+        twin_id=int(args["twinId"]),
+        brand=Web3.to_checksum_address(args["brand"]),
+        version=int(args["version"]),
+        terms_hash=bytes(args["termsHash"]),
+    )
+
+
 # ====================================================================== setup
 
 
 def setup(w3: Web3) -> World:
-    """Deploys the ledger and gives it twins, licenses, payees and brand escrow."""
+    """Deploys the access manager and the ledger (the admin deploys; the registrar and the
+    attester hold their roles at once, no delays) and gives the ledger twins, accepted licenses,
+    payees and brand escrow."""
     rng = _rng()
     parties = _Parties.of(w3)
     attester: LocalAccount = Account.from_key(ATTESTER_KEY)
     deployment = deploy_ledger(
         w3,
         sender=parties.admin,
-        admin=parties.admin,
-        admin_delay=ADMIN_DELAY,
-        notice_period=NOTICE_PERIOD,
+        config=WORLD_CONFIG,
+        roles={"REGISTRAR_ROLE": [parties.registrar], "ATTESTER_ROLE": [attester.address]},
     )
     ledger, token = deployment.ledger, deployment.token
-    fn = ledger.functions
-    send(
-        w3,
-        [
-            (fn.grantRole(fn.REGISTRAR_ROLE().call(), parties.registrar), parties.admin),
-            (fn.grantRole(fn.ATTESTER_ROLE().call(), attester.address), parties.admin),
-        ],
-    )
     owner_of = _mint_twins(w3, ledger, parties)
     licenses = _plan_licenses(rng, list(owner_of))
     payee_twins = _license_and_split(w3, ledger, parties, owner_of, licenses, rng)
@@ -191,6 +253,7 @@ def setup(w3: Web3) -> World:
         w3=w3,
         ledger=ledger,
         token=token,
+        manager=deployment.manager,
         attester=attester,
         relayer=parties.relayer,
         brands=parties.brands,
@@ -247,28 +310,33 @@ def _license_and_split(
     licenses: dict[tuple[int, int], LicensePlan],
     rng: random.Random,
 ) -> int:
-    """The models grant the planned licenses, and some split royalties with an agency and/or a
-    manager: how many twins have payees."""
-    fn = ledger.functions
+    """The models offer the planned licenses and the brands accept them; some models split
+    royalties with an agency and/or a manager: how many twins have payees."""
     valid_until = latest_timestamp(w3) + LICENSE_DAYS * 24 * 3600
-    grants: list[Call] = []
-    for (twin, b), plan in licenses.items():
-        terms = (
-            parties.brands[b],
-            0,  # valid from the grant
-            valid_until,
-            plan.max_uses,
-            keccak(text=f"campaign of brand {b} with twin {twin}"),
-            keccak(text=f"consent document for twin {twin}, brand {b}"),
-            list(plan.prices.items()),
+    offers = [
+        Offer(
+            twin_id=twin,
+            owner=owner_of[twin],
+            terms=(
+                parties.brands[b],
+                0,  # valid from the acceptance
+                valid_until,
+                plan.max_uses,
+                keccak(text=f"campaign of brand {b} with twin {twin}"),
+                keccak(text=f"consent document for twin {twin}, brand {b}"),
+                sorted(plan.prices.items()),
+            ),
         )
-        grants.append((fn.grantLicense(twin, terms), owner_of[twin]))
+        for (twin, b), plan in licenses.items()
+    ]
     payee_twins = [twin for twin in owner_of if rng.random() < 0.4]
+    splits: list[Call] = []
     for twin in payee_twins:
         chosen = rng.sample(parties.payees, rng.randint(1, 2))
         shares = [(account, bps) for account, bps in zip(chosen, (2_000, 1_000), strict=False)]
-        grants.append((fn.setPayees(twin, shares), owner_of[twin]))
-    send(w3, grants)
+        splits.append((ledger.functions.setPayees(twin, shares), owner_of[twin]))
+    offer_and_accept(w3, ledger, offers)
+    send(w3, splits)
     return len(payee_twins)
 
 
@@ -326,19 +394,21 @@ def group(world: World, usages: Sequence[BrandUsage]) -> list[tuple[str, list[in
     return groups
 
 
+def sign_batch(world: World, batch: tuple[int, list[tuple[str, list[int]]]]) -> bytes:
+    """The world's attester's signature of ``batch``: of the EIP-712 digest the ledger computes
+    (``hashUsageBatch``), so the world does not depend on the bridge's own encoding."""
+    digest = world.ledger.functions.hashUsageBatch(batch).call()
+    return bytes(world.attester.unsafe_sign_hash(digest).signature)
+
+
 def settle(world: World, usages: Sequence[BrandUsage]) -> int:
     """Signs and settles one batch; its receipt's gasUsed, after checking that every usage paid.
 
     Raises:
         WorldError: the transaction reverted, or a usage was not paid.
     """
-    groups = group(world, usages)
-    deadline = latest_timestamp(world.w3) + 3600
-    data = eip712.usage_batch(
-        deadline, groups, chain_id=world.w3.eth.chain_id, ledger=world.ledger.address
-    )
-    signature = eip712.sign(world.attester, data)
-    call = world.ledger.functions.settle((deadline, groups), signature)
+    batch = (latest_timestamp(world.w3) + 3600, group(world, usages))
+    call = world.ledger.functions.settle(batch, world.attester.address, sign_batch(world, batch))
     [receipt] = send(world.w3, [(call, world.relayer)])
     results = [
         decode_result(word)

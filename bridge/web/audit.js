@@ -7,7 +7,11 @@ const $ = (id) => document.getElementById(id);
 const SUMMARY = [
   ["twins", "Twins", false],
   ["licenses", "Licenses (twin, brand)", false],
-  ["license_versions", "License versions granted", false],
+  ["license_versions", "License versions accepted", false],
+  ["license_offers_pending", "Offers waiting for acceptance", false],
+  ["license_offers_declined", "Offers declined by the brand", false],
+  ["brands_with_own_limits", "Brands with their own spending limits", false],
+  ["brands_with_own_attester", "Brands with their own attester", false],
   ["usages", "Usages settled", false],
   ["usages_paid", "Usages paid", false],
   ["usages_rejected", "Usages rejected", false],

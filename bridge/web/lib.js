@@ -230,3 +230,64 @@ export function barChart(title, points) {
 export function notify(text) {
   document.getElementById("notice").textContent = text;
 }
+
+/** Unix seconds as "2026-03-01 12:00 UTC". */
+export function unixDateTime(seconds) {
+  if (seconds === null || seconds === undefined) return "—";
+  return `${new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+}
+
+/** Underscored names in words: "offer_not_accepted" -> "offer not accepted". */
+export function words(name) {
+  return String(name ?? "").replaceAll("_", " ");
+}
+
+/** The wallet's refusal in words (EIP-1193 error 4001 is the user saying no). */
+export function walletReason(err, what) {
+  if (err && (err.code === 4001 || err.code === "ACTION_REJECTED")) return `You declined ${what} in your wallet.`;
+  return `Your wallet did not ${what === "the connection" ? "connect" : "sign"}: ${err?.message || err}`;
+}
+
+/** The browser's wallet (EIP-1193), or an error saying how to get one. */
+export function wallet() {
+  if (!window.ethereum || typeof window.ethereum.request !== "function") {
+    throw new Error("No wallet found in this browser. Install a wallet such as MetaMask (any EIP-1193 wallet) and reload.");
+  }
+  return window.ethereum;
+}
+
+/** Asks the wallet to switch to the ledger's chain when it is on another (wallets refuse to sign
+ * typed data of another chain); a wallet that cannot tell its chain is left as it is. */
+export async function ensureChain(chainId) {
+  let current;
+  try {
+    current = await wallet().request({ method: "eth_chainId" });
+  } catch {
+    return;
+  }
+  if (Number(current) === Number(chainId)) return;
+  try {
+    await wallet().request({ method: "wallet_switchEthereumChain", params: [{ chainId: `0x${Number(chainId).toString(16)}` }] });
+  } catch (err) {
+    throw new Error(`Your wallet is on chain ${Number(current)}; switch it to chain ${chainId}, the ledger's, and try again (${err?.message || err}).`);
+  }
+}
+
+export const FINAL_STATUSES = new Set(["confirmed", "failed"]);
+
+/** Polls a relayed action every second until it is confirmed or failed, calling ``onUpdate``
+ * with each new state (and ``onError`` when a poll fails); resolves to the final state. */
+export async function pollAction(action, onUpdate, onError = () => {}) {
+  let current = action;
+  while (!FINAL_STATUSES.has(current.status)) {
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    try {
+      current = await api(`/v1/owner-actions/${action.id}`);
+    } catch (err) {
+      onError(err);
+      continue;
+    }
+    onUpdate(current);
+  }
+  return current;
+}

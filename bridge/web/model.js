@@ -1,16 +1,19 @@
 // Model view: connect a wallet (EIP-1193), see twins, licenses, usages and earnings, sign owner
-// actions (EIP-712) that the bridge relays, withdraw.
+// actions (EIP-712, each naming its owner) that the bridge relays: offer a license (payable once
+// the brand accepts it), revoke a named version, pause, set payees; withdraw.
 import {
   USAGE_TYPES,
   api,
   barChart,
   brandLabel,
   brandNames,
+  ensureChain,
   errorText,
   h,
   isoDateTime,
   loading,
   notify,
+  pollAction,
   proof,
   setChain,
   shortHex,
@@ -19,11 +22,13 @@ import {
   toUnits,
   unixDate,
   usd,
+  wallet,
+  walletReason,
+  words,
 } from "./lib.js";
 
 const DAY = 86400;
 const ZERO_HASH = `0x${"0".repeat(64)}`;
-const FINAL = new Set(["confirmed", "failed"]);
 const PAGE = 20;
 
 let account = null;
@@ -34,14 +39,8 @@ let watching = false;
 
 const $ = (id) => document.getElementById(id);
 
-/** The wallet's refusal in words (EIP-1193 error 4001 is the user saying no). */
-function walletReason(err, what) {
-  if (err && (err.code === 4001 || err.code === "ACTION_REJECTED")) return `You declined ${what} in your wallet.`;
-  return `Your wallet did not ${what === "the connection" ? "connect" : "sign"}: ${err?.message || err}`;
-}
-
 export function initModel() {
-  const grid = $("grant-prices");
+  const grid = $("offer-prices");
   for (const type of USAGE_TYPES) {
     const id = `price-${type}`;
     grid.append(
@@ -59,7 +58,7 @@ export function initModel() {
     event.preventDefault();
     loadUsages();
   });
-  $("form-grant").addEventListener("submit", (e) => submitForm(e, "GrantLicense", grantMessage));
+  $("form-offer").addEventListener("submit", (e) => submitForm(e, "OfferLicense", offerMessage));
   $("form-revoke").addEventListener("submit", (e) => submitForm(e, "RevokeLicense", revokeMessage));
   $("form-pause").addEventListener("submit", (e) => submitForm(e, "SetTwinPaused", pauseMessage));
   $("form-payees").addEventListener("submit", (e) => submitForm(e, "SetPayees", payeesMessage));
@@ -68,8 +67,10 @@ export function initModel() {
 async function connect() {
   const error = $("wallet-error");
   error.textContent = "";
-  if (!window.ethereum || typeof window.ethereum.request !== "function") {
-    error.textContent = "No wallet found in this browser. Install a wallet such as MetaMask (any EIP-1193 wallet) and reload.";
+  try {
+    wallet();
+  } catch (err) {
+    error.textContent = err.message;
     return;
   }
   $("connect").disabled = true;
@@ -136,12 +137,13 @@ function renderTwin(twin) {
     const v = lic.current;
     return [
       brandLabel(names, lic.brand),
-      v.prices.map((p) => h("div", {}, `${(p.usage_type || `type ${p.usage_type_code}`).replaceAll("_", " ")}: ${usd(p.price)}`)),
+      String(lic.current_version),
+      v.prices.map((p) => h("div", {}, `${words(p.usage_type || `type ${p.usage_type_code}`)}: ${usd(p.price)}`)),
       `${unixDate(v.valid_from)} → ${unixDate(v.valid_until)}`,
       v.max_uses ? `${v.uses} of ${v.max_uses}` : `${v.uses} (no cap)`,
       h("code", { title: v.consent_hash }, shortHex(v.consent_hash)),
       state(lic.state),
-      proof(v.source, "license granted"),
+      proof(v.source, "license accepted"),
     ];
   });
   return h(
@@ -154,10 +156,10 @@ function renderTwin(twin) {
       twin.payees.source ? [" · ", proof(twin.payees.source, "payees set")] : null),
     table(
       `Licenses of twin #${twin.twin_id}`,
-      [{ label: "Brand" }, { label: "Prices per use" }, { label: "Valid" }, { label: "Uses" },
-        { label: "Consent hash" }, { label: "State" }, { label: "Proof" }],
+      [{ label: "Brand" }, { label: "Version", num: true }, { label: "Prices per use" }, { label: "Valid" },
+        { label: "Uses" }, { label: "Consent hash" }, { label: "State" }, { label: "Proof" }],
       licenses,
-      "No license granted yet.",
+      "No license accepted yet.",
     ),
   );
 }
@@ -216,7 +218,7 @@ async function loadUsages(next) {
       isoDateTime(u.used_at),
       `#${u.twin_id}`,
       brandLabel(names, u.brand),
-      (u.usage_type || String(u.usage_type_code)).replaceAll("_", " "),
+      words(u.usage_type || String(u.usage_type_code)),
       String(u.quantity),
       h("span", { title: u.outcome_detail }, state(u.outcome)),
       usd(u.amount),
@@ -251,7 +253,7 @@ function address(value, what) {
   return text;
 }
 
-async function grantMessage(data, now) {
+async function offerMessage(data, now) {
   const prices = [];
   USAGE_TYPES.forEach((type, code) => {
     const units = toUnits(data.get(`price-${type}`));
@@ -280,7 +282,11 @@ async function grantMessage(data, now) {
 }
 
 function revokeMessage(data) {
-  return { twinId: Number(data.get("twin")), brand: address(data.get("brand"), "the brand") };
+  const version = Number(data.get("version"));
+  if (String(data.get("version")).trim() === "" || !Number.isInteger(version) || version < 0) {
+    throw new Error("the version must be a whole number (the license's, or the waiting offer's)");
+  }
+  return { twinId: Number(data.get("twin")), brand: address(data.get("brand"), "the brand"), version };
 }
 
 function pauseMessage(data) {
@@ -304,8 +310,8 @@ function payeesMessage(data) {
 const brandName = (address) => names.get(String(address).toLowerCase()) || shortHex(address);
 
 const DESCRIBE = {
-  GrantLicense: (m) => `Grant twin #${m.twinId} to ${brandName(m.terms.brand)}`,
-  RevokeLicense: (m) => `Revoke ${brandName(m.brand)} on twin #${m.twinId}`,
+  OfferLicense: (m) => `Offer twin #${m.twinId} to ${brandName(m.terms.brand)}`,
+  RevokeLicense: (m) => `Revoke version ${m.version} of ${brandName(m.brand)} on twin #${m.twinId}`,
   SetTwinPaused: (m) => `${m.paused ? "Pause" : "Resume"} twin #${m.twinId}`,
   SetPayees: (m) => `Set ${m.payees.length} payee(s) of twin #${m.twinId}`,
   Payout: () => "Withdraw",
@@ -328,30 +334,14 @@ async function submitForm(event, kind, build) {
   }
 }
 
-/** Asks the wallet to switch to the ledger's chain when it is on another (wallets refuse to sign
- * typed data of another chain); a wallet that cannot tell its chain is left as it is. */
-async function ensureChain(chainId) {
-  let current;
-  try {
-    current = await window.ethereum.request({ method: "eth_chainId" });
-  } catch {
-    return;
-  }
-  if (Number(current) === Number(chainId)) return;
-  try {
-    await window.ethereum.request({ method: "wallet_switchEthereumChain", params: [{ chainId: `0x${Number(chainId).toString(16)}` }] });
-  } catch (err) {
-    throw new Error(`Your wallet is on chain ${Number(current)}; switch it to chain ${chainId}, the ledger's, and try again (${err?.message || err}).`);
-  }
-}
-
-/** Builds the message with the next nonce and a deadline, asks the wallet to sign it, relays it. */
+/** Builds the message naming the connected account as its owner, with the next nonce and a
+ * deadline, asks the wallet to sign it, relays it. */
 async function signAndRelay(kind, build) {
   if (!types) types = await api("/v1/owner-actions/types");
   await ensureChain(types.domain.chainId);
   const nonce = await api(`/v1/accounts/${account}/nonce`);
   const now = Number(nonce.chain_time);
-  const message = { ...(await build(now)), nonce: Number(nonce.next_nonce), deadline: now + 3600 };
+  const message = { owner: account, ...(await build(now)), nonce: Number(nonce.next_nonce), deadline: now + 3600 };
   const spec = types.actions[kind];
   const typed = { types: spec.types, primaryType: kind, domain: types.domain, message };
   notify(`Asking your wallet to sign: ${DESCRIBE[kind](message)}`);
@@ -409,17 +399,7 @@ function track(action) {
   };
   render(action);
   const poll = async () => {
-    let current = action;
-    while (!FINAL.has(current.status)) {
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      try {
-        current = await api(`/v1/owner-actions/${action.id}`);
-      } catch (err) {
-        item.append(h("span", { class: "error" }, ` (status unknown: ${err.message})`));
-        continue;
-      }
-      render(current);
-    }
+    const current = await pollAction(action, render, (err) => item.append(h("span", { class: "error" }, ` (status unknown: ${err.message})`)));
     notify(`${describe}: ${current.status}${current.status === "failed" ? ` (${current.error})` : ""}.`);
     if (current.status === "confirmed") await waitIndexed(current.block_number);
     await refresh();

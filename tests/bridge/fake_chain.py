@@ -16,6 +16,7 @@ from hexbytes import HexBytes
 
 from bridge.chain.client import Block, BlockTag, FeeData, LogEntry, PendingTx, Receipt
 from bridge.chain.ledger import (
+    IS_USAGE_PROCESSED_SELECTOR,
     PRICE_AT_SELECTOR,
     decode_settle_calldata,
     usages_settled_log,
@@ -33,6 +34,8 @@ LEDGER = "0x000000000000000000000000000000000000ED6e"
 CHAIN_ID = 31337
 START_TIME = 1_772_366_400  # 2026-03-01 12:00 UTC
 DEFAULT_PRICE = 1_000_000
+STRANGER = "0x000000000000000000000000000000000000dEaD"
+"""Who copies a pending settlement (``FakeChain.front_run``)."""
 
 
 @dataclass
@@ -107,7 +110,7 @@ class FakeChain:
 
     def estimate_gas(self, *, sender: str, to: str, data: bytes) -> int:
         self.estimates += 1
-        _deadline, groups, _signature = decode_settle_calldata(data)
+        groups = decode_settle_calldata(data).groups
         usages = {Usage.decode(w).usage_id for _, words in groups for w in words}
         bad = usages & (self.estimate_reverts | self.processed)
         if bad:
@@ -117,6 +120,9 @@ class FakeChain:
     def call(self, *, to: str, data: bytes, block: BlockTag = "latest") -> bytes:
         from eth_abi.abi import decode, encode
 
+        if data[:4] == IS_USAGE_PROCESSED_SELECTOR:
+            _brand, usage_id = decode(["address", "uint64"], data[4:])
+            return encode(["bool"], [int(usage_id) in self.processed])
         assert data[:4] == PRICE_AT_SELECTOR
         twin_id, brand, usage_type, _at = decode(
             ["uint256", "address", "uint8", "uint40"], data[4:]
@@ -184,6 +190,7 @@ class FakeChain:
             for _, receipt in self.mined.values()
             for log in receipt.logs
             if from_block <= log.block_number <= to_block
+            and all(t is None or t == log.topics[i] for i, t in enumerate(topics))
         ]
 
     # ---------------------------------------------------------- levers
@@ -195,17 +202,41 @@ class FakeChain:
     def _block_hash(number: int, salt: int) -> str:
         return HexBytes(keccak(text=f"block {number} {salt}")).to_0x_hex()
 
-    def mine(self, *, empty: bool = False) -> Block:
-        """Mines a block with the mempool's next transactions per sender (unless ``empty``)."""
+    def _new_block(self) -> Block:
         number = len(self.blocks)
-        parent = self.blocks[-1]
         self.produced += 1
         block = Block(
             number=number,
             hash=self._block_hash(number, self.produced),
-            timestamp=parent.timestamp + 1,
+            timestamp=self.blocks[-1].timestamp + 1,
         )
         self.blocks.append(block)
+        return block
+
+    def front_run(self, tx_hash: str) -> str:
+        """A stranger copies the calldata of the pending transaction ``tx_hash`` and gets it mined
+        first, in a block of its own; the original stays pending. The copy's hash."""
+        ours = self.mempool[tx_hash]
+        sender = STRANGER.lower()
+        copy = _Tx(
+            tx_hash=HexBytes(keccak(b"copy of " + ours.raw)).to_0x_hex(),
+            raw=b"",
+            sender=sender,
+            nonce=self.nonces.get(sender, 0),
+            to=ours.to,
+            data=ours.data,
+            max_fee=ours.max_fee * 2,
+            priority=ours.priority * 2,
+        )
+        block = self._new_block()
+        self.nonces[sender] = copy.nonce + 1
+        receipt, _ = self._execute(copy, block, 0)
+        self.mined[copy.tx_hash] = (copy, receipt)
+        return copy.tx_hash
+
+    def mine(self, *, empty: bool = False) -> Block:
+        """Mines a block with the mempool's next transactions per sender (unless ``empty``)."""
+        block = self._new_block()
         if empty:
             return block
         log_index = 0
@@ -219,14 +250,13 @@ class FakeChain:
         return block
 
     def _execute(self, tx: _Tx, block: Block, log_index: int) -> tuple[Receipt, int]:
-        deadline, groups, signature = decode_settle_calldata(tx.data)
+        deadline, groups, attester, signature = decode_settle_calldata(tx.data)
         data = eip712.usage_batch(deadline, groups, chain_id=CHAIN_ID, ledger=LEDGER)
-        attester = Account.recover_message(
-            encode_typed_data(full_message=data), signature=signature
-        )
+        signer = Account.recover_message(encode_typed_data(full_message=data), signature=signature)
         usages = [Usage.decode(w) for _, words in groups for w in words]
         reverted = (
             deadline < block.timestamp
+            or signer != attester
             or attester.lower() not in self.attesters
             or any(u.usage_id in self.processed for u in usages)
             or tx.to != LEDGER

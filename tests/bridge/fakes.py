@@ -1,11 +1,12 @@
-"""An in-memory ledger for the API's license checks, answering like ``TwinLedger.priceAt`` and
-``isPausedAt`` would."""
+"""An in-memory ledger for the API's license checks, answering like ``TwinLedger.priceAt``,
+``isPausedAt`` and ``brandLimits`` would."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bridge.chain.views import Verdict
 from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
 
@@ -16,6 +17,10 @@ class FakeLicense:
     valid_from: int
     valid_until: int
     revoked_at: int | None = None
+    price: int = 1
+    """Price per use of every usage type."""
+    accepted: bool = True
+    """False: only offered, waiting for the brand's acceptance."""
 
 
 @dataclass
@@ -23,6 +28,8 @@ class FakeLicenseView:
     twins: set[int] = field(default_factory=set)
     licenses: dict[tuple[str, int], FakeLicense] = field(default_factory=dict)
     paused_since: dict[int, int] = field(default_factory=dict)
+    per_usage_limits: dict[str, int] = field(default_factory=dict)
+    """Brand (lower case) -> its spending limit per usage; a brand not listed has none known."""
     down: bool = False
     calls: list[tuple[str, int, int, int]] = field(default_factory=list)
 
@@ -39,6 +46,8 @@ class FakeLicenseView:
         license = self.licenses.get((brand.lower(), twin_id))
         if license is None:
             return Outcome.NO_LICENSE
+        if not license.accepted:
+            return Outcome.OFFER_NOT_ACCEPTED
         if used_at < license.valid_from:
             return Outcome.LICENSE_NOT_STARTED
         if license.revoked_at is not None and used_at >= license.revoked_at:
@@ -52,11 +61,16 @@ class FakeLicenseView:
             return Outcome.TWIN_PAUSED
         return Outcome.PAID
 
-    def check_many(self, usages: Sequence[tuple[str, int, int, int]]) -> list[Outcome]:
-        return [
-            self.check_usage(brand=brand, twin_id=twin, usage_type=kind, used_at=at)
-            for brand, twin, kind, at in usages
-        ]
+    def check_many(self, usages: Sequence[tuple[str, int, int, int]]) -> list[Verdict]:
+        return [self._verdict(brand, twin, kind, at) for brand, twin, kind, at in usages]
+
+    def _verdict(self, brand: str, twin_id: int, usage_type: int, used_at: int) -> Verdict:
+        outcome = self.check_usage(
+            brand=brand, twin_id=twin_id, usage_type=usage_type, used_at=used_at
+        )
+        license = self.licenses.get((brand.lower(), twin_id))
+        price = license.price if outcome is Outcome.PAID and license is not None else 0
+        return Verdict(outcome, price, self.per_usage_limits.get(brand.lower()))
 
     def ping(self) -> None:
         if self.down:

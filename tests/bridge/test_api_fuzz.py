@@ -57,8 +57,10 @@ CLASSES: dict[str, tuple[str, ...]] = {
         "GET /v1/usage-events",
         "GET /v1/usage-events/{event_id}",
         "GET /v1/brand",
+        "GET /v1/brand/limits",
+        "GET /v1/offers",
     ),
-    "action-write": ("POST /v1/owner-actions",),
+    "action-write": ("POST /v1/owner-actions", "POST /v1/offers/{twin_id}/{version}/accept"),
     "action-read": (
         "GET /v1/owner-actions/types",
         "GET /v1/owner-actions/{action_id}",

@@ -273,6 +273,41 @@ def test_paused_and_revoked_are_refused(api: Api) -> None:
     assert problem(revoked, 422, "usage-refused")["detail"] == Outcome.LICENSE_REVOKED.description
 
 
+def test_a_twin_with_only_a_waiting_offer_is_refused_as_offer_not_accepted(api: Api) -> None:
+    """The owner offered the brand a license it has not accepted: nothing is payable yet."""
+    license = api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)]
+    api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)] = FakeLicense(
+        license.usage_types, license.valid_from, license.valid_until, accepted=False
+    )
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    body = problem(response, 422, "usage-refused")
+    assert (body["reason"], body["detail"]) == (
+        "offer_not_accepted",
+        "the brand had not accepted the license offered for this twin",
+    )
+    assert stored_count(api) == 0
+
+
+def test_a_usage_above_the_brands_limit_per_usage_is_refused_at_the_door(api: Api) -> None:
+    """Price x quantity above the brand's spending limit per usage: the ledger would reject it
+    (``OverUsageLimit``), so the door refuses it; at the limit it is accepted."""
+    license = api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)]
+    api.chain.licenses[(BRAND_ADDRESS.lower(), TWIN)] = FakeLicense(
+        license.usage_types, license.valid_from, license.valid_until, price=2_500
+    )
+    api.chain.per_usage_limits[BRAND_ADDRESS.lower()] = 10_000
+    over = api.client.post(URL, json=event("over", quantity=5), headers=api.auth)
+    body = problem(over, 422, "usage-refused")
+    assert (body["reason"], body["detail"]) == (
+        "over_usage_limit",
+        "the usage cost more than the brand's spending limit per usage: "
+        "5 x 2500 = 12500 is above 10000",
+    )
+    at_limit = api.client.post(URL, json=event("at", quantity=4), headers=api.auth)
+    assert at_limit.status_code == 202, at_limit.text
+    assert stored_count(api) == 1
+
+
 def test_chain_down_is_503_and_nothing_stored(api: Api) -> None:
     api.chain.down = True
     response = api.client.post(URL, json=event(), headers=api.auth)
@@ -492,6 +527,33 @@ def test_status_of_a_rejected_event_says_why(api: Api) -> None:
         7,
         "the license's cap on uses was reached",
     )
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (11, "the brand had not accepted the license offered for this twin"),
+        (12, "the usage cost more than the brand's spending limit per usage"),
+        (13, "the usage would pass the brand's spending limit for the period"),
+        (200, "unknown outcome code 200 (a discrepancy: this bridge does not know it)"),
+    ],
+)
+def test_status_of_an_event_rejected_by_a_limit_or_an_unknown_code_says_why(
+    api: Api, code: int, reason: str
+) -> None:
+    api.client.post(URL, json=event(), headers=api.auth)
+    _set(
+        api,
+        status=UsageStatus.REJECTED,
+        reason_code=code,
+        tx_hash="0x" + "cd" * 32,
+        block_number=9,
+        log_index=0,
+    )
+    response = api.client.get(f"{URL}/e-1", headers=api.auth)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["reason_code"], body["reason"]) == ("rejected", code, reason)
 
 
 def test_status_of_a_held_event_gives_the_last_error(api: Api) -> None:

@@ -33,27 +33,37 @@ from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from bridge.audit.export import write_csv
+from bridge.audit.logs import SettledLog, TxInfo
+from bridge.audit.reconcile import compare as reconcile_compare
 from bridge.audit.reconcile import reconcile
 from bridge.audit.report import AuditResult
 from bridge.audit.run import run_audit
-from bridge.audit.scan import RangeSizer
-from bridge.audit.state import BrandBook, LedgerState
+from bridge.audit.scan import RangeSizer, ScanStats
+from bridge.audit.settle import Settlement
+from bridge.audit.state import BrandBook, LedgerState, LicensePair, Twin, Version
 from bridge.chain.rpc import JsonRpc
 from bridge.cli.app import app
 from bridge.deploy.manifest import CompilerRecord, ContractRecord, Manifest, write_manifest
-from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.store import migrate
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 from bridge.store.repository import Store
-from bridge.testing.world import ESCROW_PER_BRAND, NOTICE_PERIOD, AnvilChain, World
+from bridge.testing.world import (
+    ESCROW_PER_BRAND,
+    NOTICE_PERIOD,
+    WORLD_CONFIG,
+    AnvilChain,
+    World,
+)
 
 pytestmark = pytest.mark.integration
 
-ESCROW_SLOT = 25
-"""Storage slot of ``TwinLedger._escrows`` (build/artifacts/TwinLedger.json storageLayout)."""
-ROLES_SLOT = 7
-"""Storage slot of ``AccessControl._roles``."""
+ESCROW_SLOT = 26
+"""Storage slot of ``TwinLedger._escrow.escrows`` (build/artifacts/TwinLedger.json
+storageLayout)."""
+ROLES_SLOT = 1
+"""Storage slot of ``AccessManager._roles`` (build/artifacts/TwinAccessManager.json)."""
+ATTESTER_ROLE = 2
 
 
 Chain = AnvilChain
@@ -95,13 +105,12 @@ def _settle(
     attester: LocalAccount | None = None,
 ) -> TxReceipt:
     w3 = world.w3
+    key = attester or world.attester
     words = [(brand, [u.encode() for u in usages]) for brand, usages in groups]
-    deadline = _now(w3) + 3600
-    data = eip712.usage_batch(
-        deadline, words, chain_id=w3.eth.chain_id, ledger=world.ledger.address
-    )
-    signature = eip712.sign(attester or world.attester, data)
-    call = world.ledger.functions.settle((deadline, words), signature)
+    batch = (_now(w3) + 3600, words)
+    digest = world.ledger.functions.hashUsageBatch(batch).call()
+    signature = bytes(key.unsafe_sign_hash(digest).signature)
+    call = world.ledger.functions.settle(batch, key.address, signature)
     return _wait(w3, call.transact({"from": world.relayer}))
 
 
@@ -188,7 +197,7 @@ def _history(world: World) -> History:
     # 2. Twin 3's license to brand 0 revoked, twin 4 paused: uses after them are rejected, uses
     # before still pay. Twin 1 is paid out to its owner.
     before = _now(w3) - 5
-    _as(world, _owner(world, 3), fn.revokeLicense(3, world.brands[0]))
+    _as(world, _owner(world, 3), fn.revokeLicense(3, world.brands[0], 0))
     _as(world, _owner(world, 4), fn.setTwinPaused(4, True))
     _advance(w3, 30)
     after = _now(w3) - 10
@@ -354,13 +363,13 @@ def test_a_view_that_disagrees_with_the_events_is_named(snapshot: Chain) -> None
 
 def test_a_batch_signed_while_the_role_was_held_passes_after_revocation(snapshot: Chain) -> None:
     world = snapshot.world
-    fn = world.ledger.functions
+    manager = world.manager.functions
     admin = world.w3.eth.accounts[0]
     key: LocalAccount = Account.from_key(keccak(text="audit test: short-lived attester"))
-    _as(world, admin, fn.grantRole(fn.ATTESTER_ROLE().call(), key.address))
+    _as(world, admin, manager.grantRole(ATTESTER_ROLE, key.address, 0))
     usage = Usage(5_001, 1, _now(world.w3) - 5, 1, min(world.licenses[1, 0].prices))
     _settle(world, [(world.brands[0], [usage])], attester=key)
-    _as(world, admin, fn.revokeRole(fn.ATTESTER_ROLE().call(), key.address))
+    _as(world, admin, manager.revokeRole(ATTESTER_ROLE, key.address))
     result = _audit(snapshot)
     assert _messages(result) == []
     assert result.state.batches[-1].signer == key.address
@@ -371,23 +380,19 @@ def test_a_batch_signed_while_the_role_was_held_passes_after_revocation(snapshot
 
 
 def test_a_batch_signed_by_a_key_no_role_event_names_attester_is_caught(snapshot: Chain) -> None:
-    """The role written straight into storage (no RoleGranted): the ledger accepts the batch, but
-    by the events the signer never was an attester."""
+    """The role written straight into the access manager's storage (no RoleGranted): the ledger
+    accepts the batch, but by the manager's events the signer never was an attester."""
     world = snapshot.world
     w3 = world.w3
+    manager = world.manager
     key: LocalAccount = Account.from_key(keccak(text="audit test: attester without an event"))
-    role = bytes(world.ledger.functions.ATTESTER_ROLE().call())
-    role_data = keccak(role + ROLES_SLOT.to_bytes(32, "big"))
-    admin_slot = keccak(
-        HexBytes(w3.eth.accounts[0]).rjust(32, b"\0")
-        + keccak(b"\0" * 32 + ROLES_SLOT.to_bytes(32, "big"))
-    )
-    assert int.from_bytes(bytes(w3.eth.get_storage_at(world.ledger.address, admin_slot))) == 1
-    member = keccak(HexBytes(key.address).rjust(32, b"\0") + role_data)
-    _rpc(
-        w3, "anvil_setStorageAt", world.ledger.address, "0x" + member.hex(), "0x" + "00" * 31 + "01"
-    )
-    assert world.ledger.functions.hasRole(role, key.address).call()
+    role_members = keccak(ATTESTER_ROLE.to_bytes(32, "big") + ROLES_SLOT.to_bytes(32, "big"))
+    bridge_slot = keccak(HexBytes(world.attester.address).rjust(32, b"\0") + role_members)
+    since = int.from_bytes(bytes(w3.eth.get_storage_at(manager.address, bridge_slot))) & (2**48 - 1)
+    assert 0 < since <= _now(w3)  # the slot holds the world attester's membership
+    member = keccak(HexBytes(key.address).rjust(32, b"\0") + role_members)
+    _rpc(w3, "anvil_setStorageAt", manager.address, "0x" + member.hex(), "0x" + "00" * 31 + "01")
+    assert manager.functions.hasRole(ATTESTER_ROLE, key.address).call()[0]
     usage = Usage(5_002, 2, _now(w3) - 5, 1, min(world.licenses[2, 1].prices))
     receipt = _settle(world, [(world.brands[1], [usage])], attester=key)
     tx = receipt["transactionHash"].to_0x_hex()
@@ -395,7 +400,8 @@ def test_a_batch_signed_by_a_key_no_role_event_names_attester_is_caught(snapshot
     digest = result.state.batches[-1].digest
     assert _messages(result) == [
         f"attester: batch {digest} (tx {tx}, block {receipt['blockNumber']}) was signed by "
-        f"{key.address}, which did not hold ATTESTER_ROLE then according to the role events"
+        f"{key.address}, which did not hold ATTESTER_ROLE then according to the access "
+        "manager's role events"
     ]
 
 
@@ -595,14 +601,22 @@ def test_exports_hold_every_table(snapshot: Chain, tmp_path: Path) -> None:
     result = _audit(snapshot)
     written = write_csv(result, tmp_path)
     assert sorted(p.name for p in written) == sorted([
-        "usages.csv", "batches.csv", "balances.csv", "twins.csv", "licenses.csv", "deposits.csv",
-        "debts.csv", "payouts.csv", "discrepancies.csv",
+        "usages.csv", "batches.csv", "balances.csv", "twins.csv", "licenses.csv", "offers.csv",
+        "deposits.csv", "debts.csv", "payouts.csv", "discrepancies.csv",
     ])  # fmt: skip
     with (tmp_path / "debts.csv").open() as handle:
         debts = list(csv.DictReader(handle))
     assert [d["event"] for d in debts] == ["recorded"] * 3 + ["repaid"] * 3
     with (tmp_path / "licenses.csv").open() as handle:
-        assert len(list(csv.DictReader(handle))) == 60
+        licenses = list(csv.DictReader(handle))
+    with (tmp_path / "offers.csv").open() as handle:
+        offers = list(csv.DictReader(handle))
+    assert len(licenses) == len(offers) == 60
+    assert {o["status"] for o in offers} == {"accepted"}
+    # Each version carries the terms hash of the offer it was accepted from.
+    assert {(v["twin_id"], v["brand"], v["terms_hash"]) for v in licenses} == {
+        (o["twin_id"], o["brand"], o["terms_hash"]) for o in offers
+    }
 
 
 def test_a_checkpoint_keeps_amounts_beyond_64_bits(tmp_path: Path) -> None:
@@ -627,14 +641,23 @@ def _deploy_block(w3: Web3, address: str) -> int:
 
 
 def _manifest(path: Path, world: World, *, chain_id: int, block: int) -> Path:
-    record = ContractRecord(
-        address=world.ledger.address, tx_hash="0x" + "00" * 32, block_number=block,
-        abi_hash="0x", bytecode_hash="0x", runtime_code_hash="0x",
-    )  # fmt: skip
+    def record(address: str, block_number: int) -> ContractRecord:
+        return ContractRecord(
+            address=address, tx_hash="0x" + "00" * 32, block_number=block_number,
+            abi_hash="0x", bytecode_hash="0x", runtime_code_hash="0x",
+        )  # fmt: skip
+
+    contracts = {
+        "TwinLedger": record(world.ledger.address, block),
+        "TwinAccessManager": record(
+            world.manager.address, _deploy_block(world.w3, world.manager.address)
+        ),
+    }
     manifest = Manifest(
-        network="local", chain_id=chain_id, contracts={"TwinLedger": record}, libraries={},
+        network="local", chain_id=chain_id, contracts=contracts, libraries={},
         payment_token=world.token.address, compiler=CompilerRecord(version="0", settings={}),
         deployer=world.w3.eth.accounts[0], roles={}, created_at=datetime.now(UTC),
+        ledger_config=WORLD_CONFIG.as_dict(), role_delay=0,
     )  # fmt: skip
     write_manifest(path, manifest)
     return path
@@ -718,3 +741,247 @@ def test_a_settlement_transaction_is_timed_by_the_block_its_logs_name() -> None:
         ("eth_getBlockByNumber", ["0x7", False]),
         ("eth_getBlockByNumber", ["0x9", False]),
     ]
+
+
+# ---------------------------------------------------------------- agreements, limits, roles
+
+DAY = 86_400
+
+
+def _terms(brand: str, until: int, prices: dict[int, int], label: str) -> tuple[Any, ...]:
+    return (brand, 0, until, 0, keccak(text=f"purpose {label}"), keccak(text=f"consent {label}"),
+            list(prices.items()))  # fmt: skip
+
+
+def _offer(world: World, owner: str, twin: int, terms: tuple[Any, ...]) -> tuple[int, bytes]:
+    """The owner's offer: its version and terms hash."""
+    receipt = _as(world, owner, world.ledger.functions.offerLicense(twin, terms))
+    [offered] = world.ledger.events.LicenseOffered().process_receipt(receipt, errors=DISCARD)
+    return int(offered["args"]["version"]), bytes(offered["args"]["termsHash"])
+
+
+def _at(w3: Web3, when: int) -> None:
+    """Mines an empty block timed ``when``."""
+    _rpc(w3, "evm_setNextBlockTimestamp", when)
+    _rpc(w3, "evm_mine")
+
+
+def test_offers_limits_and_own_attesters_rebuild_with_the_new_outcomes(snapshot: Chain) -> None:
+    world, w3 = snapshot.world, snapshot.world.w3
+    fn = world.ledger.functions
+    brand0, brand1, brand2 = world.brands
+    ids = Ids(6_000)
+    kind = min(world.licenses[1, 0].prices)
+    price0 = world.licenses[1, 0].prices[kind]
+    until = _now(w3) + 200 * DAY
+    # A new twin with only an offer to brand 1; an offer to brand 1 of twin 2 is declined, one to
+    # brand 2 of twin 2 withdrawn; brand 0 accepts version 1 of twin 1 at twice the price.
+    model = w3.eth.accounts[-3]
+    _as(world, w3.eth.accounts[1], fn.mint(model, "ipfs://twin/21", keccak(text="consent 21")))
+    _offer(world, model, 21, _terms(brand1, until, {kind: 1}, "waits"))
+    declined, _ = _offer(world, _owner(world, 2), 2, _terms(brand1, until, {kind: 1}, "no"))
+    _as(world, brand1, fn.declineLicense(2, declined))
+    withdrawn, _ = _offer(world, _owner(world, 2), 2, _terms(brand2, until, {kind: 1}, "back"))
+    _as(world, _owner(world, 2), fn.revokeLicense(2, brand2, withdrawn))
+    before = _now(w3) - 1
+    version, terms_hash = _offer(
+        world, _owner(world, 1), 1, _terms(brand0, until, {kind: 2 * price0}, "v1")
+    )
+    accepted = _as(world, brand0, fn.acceptLicense(1, version, terms_hash))
+    accepted_at = int(w3.eth.get_block(accepted["blockNumber"])["timestamp"])
+    # Brand 0 lowers its limits: one use of version 1 per usage, 5 uses of version 0 per day.
+    _as(world, brand0, fn.setSpendingLimits(2 * price0, 5 * price0))
+    # Brand 2 names its own attester, which holds no role.
+    own: LocalAccount = Account.from_key(keccak(text="audit test: brand 2's own attester"))
+    _as(world, brand2, fn.setBrandAttester(own.address))
+    day = (_now(w3) // DAY + 2) * DAY  # a period starts here, more than a day from now
+    _at(w3, day - 300)
+    old_price, new_price = Usage(ids(), 1, before, 1, kind), Usage(ids(), 1, day - 400, 1, kind)
+    too_dear = Usage(ids(), 1, day - 390, 2, kind)
+    second = Usage(ids(), 1, day - 380, 1, kind)
+    over_day = Usage(ids(), 1, day - 370, 1, kind)
+    no_offer = Usage(ids(), 21, day - 360, 1, kind)
+    receipt = _settle(world, [(brand0, [old_price, new_price, too_dear, second, over_day]),
+                              (brand1, [no_offer])])  # fmt: skip
+    _at(w3, day)
+    next_day = Usage(ids(), 1, day - 350, 1, kind)
+    _settle(world, [(brand0, [next_day])])
+    self_attested = Usage((1 << 62) | ids(), 3, day - 340, 1, min(world.licenses[3, 2].prices))
+    _settle(world, [(brand2, [self_attested])], attester=own)
+
+    result = _audit(snapshot)
+    assert _messages(result) == []
+    assert result.summary()["balance_checks_failed"] == 0
+    outcomes = {u.usage_id: (u.outcome, u.amount, u.license_version) for u in result.state.usages}
+    assert [outcomes[u.usage_id] for u in (old_price, new_price, too_dear, second, over_day,
+                                           no_offer, next_day)] == [
+        (Outcome.PAID, price0, 0),
+        (Outcome.PAID, 2 * price0, 1),
+        (Outcome.OVER_USAGE_LIMIT, None, None),
+        (Outcome.PAID, 2 * price0, 1),
+        (Outcome.OVER_PERIOD_LIMIT, None, None),  # 1 + 2 + 2 + 2 > 5 (prices of version 0)
+        (Outcome.OFFER_NOT_ACCEPTED, None, None),
+        (Outcome.PAID, 2 * price0, 1),  # a new period
+    ]  # fmt: skip
+    assert outcomes[self_attested.usage_id][0] == Outcome.PAID
+    assert result.summary()["rejected_by_reason"] == {
+        "offer_not_accepted": 1, "over_usage_limit": 1, "over_period_limit": 1,
+    }  # fmt: skip
+    state = result.state
+    assert [(o.twin_id, o.brand, o.version, o.status) for o in state.offers[60:]] == [
+        (21, brand1, 0, "pending"),
+        (2, brand1, 1, "declined"),
+        (2, brand2, 1, "withdrawn"),
+        (1, brand0, 1, "accepted"),
+    ]
+    current = state.licenses[1, brand0].current
+    assert current is not None
+    assert (current.number, current.valid_from, current.terms_hash) == (
+        1, accepted_at, "0x" + terms_hash.hex()
+    )  # fmt: skip
+    book0, book2 = state.brands[brand0], state.brands[brand2]
+    assert (book0.limits, book0.period_index, book0.spent_in_period) == (
+        [2 * price0, 5 * price0, book0.limits[2] if book0.limits else 0], day // DAY, 2 * price0
+    )  # fmt: skip
+    assert book2.attester == own.address
+    assert receipt["status"] == 1
+    # The bridge's database never knew the usage brand 2's own attester settled.
+    messages = [d.message for d in reconcile_compare([], state)]
+    assert not any(f"usage {self_attested.usage_id} " in m for m in messages)
+    assert any(f"usage {next_day.usage_id} " in m for m in messages)
+
+
+def test_a_role_grant_counts_from_its_since_after_the_grant_delay(snapshot: Chain) -> None:
+    world, w3 = snapshot.world, snapshot.world.w3
+    manager = world.manager.functions
+    admin = w3.eth.accounts[0]
+    key: LocalAccount = Account.from_key(keccak(text="audit test: delayed attester"))
+    _as(world, admin, manager.setGrantDelay(ATTESTER_ROLE, 600))
+    _advance(w3, 5 * DAY + 1)  # the manager's minimum setback before a new grant delay counts
+    granted = _as(world, admin, manager.grantRole(ATTESTER_ROLE, key.address, 0))
+    since = int(w3.eth.get_block(granted["blockNumber"])["timestamp"]) + 600
+    assert manager.hasRole(ATTESTER_ROLE, key.address).call() == [False, 0]
+    _advance(w3, 601)
+    usage = Usage(7_001, 1, _now(w3) - 5, 1, min(world.licenses[1, 0].prices))
+    _settle(world, [(world.brands[0], [usage])], attester=key)
+
+    result = _audit(snapshot)
+    assert _messages(result) == []
+    assert result.state.roles["ATTESTER_ROLE"][key.address] == since
+    history = [h for h in result.state.role_history if h[3] in (key.address, None)]
+    assert [h[2:] for h in history] == [
+        ["ATTESTER_ROLE", None, "grant delay 600", history[0][5]],
+        ["ATTESTER_ROLE", key.address, "granted", since],
+    ]
+    assert result.state.is_member("ATTESTER_ROLE", key.address, since)
+    assert not result.state.is_member("ATTESTER_ROLE", key.address, since - 1)
+
+
+# ---------------------------------------------------------------- the settlement rules alone
+
+
+def _state_with_license(price: int) -> tuple[LedgerState, str]:
+    """A state with twin 1 licensed to a brand at ``price`` per use of type 0, no limits."""
+    brand = "0x" + "bb" * 20
+    state = LedgerState("0x" + "ab" * 20, 1, 0, 10, manager=None, config=[0, DAY, 0, 10**9, 10**9])
+    state.twins[1] = Twin(1, "0x" + "cc" * 20, "", "0x", 1, "0x")
+    pair = LicensePair(current=Version(0, 0, 10**10, 0, {0: price}, "0x", "0x", 1, "0x"))
+    state.licenses[1, brand] = pair
+    state.brands[brand] = BrandBook(escrow=10**9)
+    return state, brand
+
+
+def _group(state: LedgerState, brand: str, at: int, words: list[int], paid: int) -> list[str]:
+    """Settles one group at block time ``at``; the discrepancies it found."""
+    problems: list[str] = []
+    settlement = Settlement(state, lambda kind, message: problems.append(f"{kind}: {message}"))
+    event = SettledLog(at, "0x" + f"{at:064x}", 0, "0x" + "dd" * 32, brand, "0x" + "ee" * 20,
+                       paid, words)  # fmt: skip
+    batch = settlement.open_batch(event, TxInfo(None, b"", at))
+    settlement.settle_group(event, batch, state.brands[brand], [])
+    return problems
+
+
+def test_a_raise_counts_only_from_its_effective_time() -> None:
+    state, brand = _state_with_license(30)
+    book = state.brands[brand]
+    book.limits, book.pending_limits = [10, 100, 0], [50, 500, 5_000]
+    usage = Usage(1, 1, 4_000, 1, 0).encode()
+    # At 4,999 the raise waits: 30 is over the limit of 10 per usage.
+    assert _group(state, brand, 4_999, [usage | Outcome.OVER_USAGE_LIMIT], 0) == []
+    assert book.pending_limits == [50, 500, 5_000]
+    # From 5,000 on it is in force: the same usage pays.
+    later = Usage(2, 1, 4_000, 1, 0).encode()
+    assert _group(state, brand, 5_000, [later], 30) == []
+    assert (book.limits, book.pending_limits, book.spent_in_period) == ([50, 500, 5_000], None, 30)
+    # A ledger that paid what the limits refuse is named.
+    dear = Usage(3, 1, 4_000, 2, 0).encode()
+    book.limits = [60, 80, 0]  # 60 is within the limit per usage; 30 + 60 passes the period's
+    assert _group(state, brand, 5_001, [dear], 60) == [
+        f"outcome: usage 3 (twin 1, brand {brand}, type 0, time 4000) is 'paid' on chain (tx "
+        f"0x{5_001:064x}), but the licenses, offers, pauses and spending limits of the events "
+        "make it 'the usage would pass the brand's spending limit for the period'"
+    ]
+
+
+def test_an_unknown_outcome_code_is_a_discrepancy_never_a_crash() -> None:
+    state, brand = _state_with_license(30)
+    word = Usage(9, 1, 4_000, 1, 0).encode() | 200
+    assert _group(state, brand, 5_000, [word], 0) == [
+        f"outcome: usage 9 (twin 1, brand {brand}, type 0, time 4000) is 'unknown outcome 200' "
+        f"on chain (tx 0x{5_000:064x}), but the licenses, offers, pauses and spending limits of "
+        "the events make it 'paid'"
+    ]
+    [row] = state.usages
+    assert (row.usage_id, row.outcome, row.amount) == (9, 200, None)
+    result = AuditResult(state, 10, [], [], ScanStats())
+    assert result.summary()["rejected_by_reason"] == {"unknown_200": 1}
+    malformed = Usage(10, 1, 4_000, 1, 0).encode() | (1 << 20)
+    assert _group(state, brand, 5_000, [malformed], 30) == [
+        f"usage: usage 10 of {brand} in tx 0x{5_000:064x} has non-zero low bits (0x100000): the "
+        "ledger refuses such usage words"
+    ]
+
+
+def test_a_pause_moves_a_withdrawals_times_and_the_manager_is_read_from_its_deployment(
+    snapshot: Chain,
+) -> None:
+    world, w3 = snapshot.world, snapshot.world.w3
+    fn, manager = world.ledger.functions, world.manager.functions
+    admin, brand = w3.eth.accounts[0], world.brands[1]
+    _as(world, admin, manager.grantRole(3, admin, 0))  # the pauser role, at once in this world
+    requested = _as(world, brand, fn.requestEscrowWithdrawal(5 * 10**6))
+    unlocks = int(w3.eth.get_block(requested["blockNumber"])["timestamp"]) + NOTICE_PERIOD
+    paused = _as(world, admin, fn.pause())
+    _advance(w3, 1_000)
+    unpaused = _as(world, admin, fn.unpause())
+    pause = int(w3.eth.get_block(unpaused["blockNumber"])["timestamp"]) - int(
+        w3.eth.get_block(paused["blockNumber"])["timestamp"]
+    )
+    assert fn.brandAccount(brand).call()[4:] == (unlocks + pause, unlocks + pause + 7 * DAY)
+
+    rpc = JsonRpc(snapshot.url)
+    try:
+        result = run_audit(
+            rpc,
+            ledger=world.ledger.address,
+            start_block=_deploy_block(w3, world.ledger.address),
+            manager=world.manager.address,
+            manager_from_block=_deploy_block(w3, world.manager.address),
+        )
+    finally:
+        rpc.close()
+    assert _messages(result) == []
+    state = result.state
+    assert (state.paused, state.paused_seconds, state.manager) == (
+        False,
+        pause,
+        world.manager.address,
+    )
+    checks = {(c.kind, c.subject): (c.rebuilt, c.on_chain) for c in result.checks}
+    assert checks["withdrawal unlocks at", brand] == (unlocks + pause, unlocks + pause)
+    assert checks["withdrawal lapses at", brand] == (unlocks + pause + 7 * DAY,) * 2
+    assert checks["paused seconds", "ledger"] == (pause, pause)
+    # The manager's events before the ledger's deployment count: its first admin, then the roles.
+    assert state.role_history[0][2:5] == ["ADMIN_ROLE", admin, "granted"]
+    assert state.roles["PAUSER_ROLE"] == {admin: state.role_history[-1][5]}

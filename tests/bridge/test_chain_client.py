@@ -109,8 +109,10 @@ def test_a_client_needs_a_url() -> None:
 
 def test_settle_calldata_round_trips() -> None:
     word = Usage(usage_id=9, twin_id=3, used_at=1_700_000_000, quantity=2, usage_type=1).encode()
-    data = settle_calldata(1234, [(BRAND.lower(), [word])], b"\x01" * 65)
-    assert decode_settle_calldata(data) == (1234, [(BRAND, [word])], b"\x01" * 65)
+    attester = Account.from_key(KEY).address
+    data = settle_calldata(1234, [(BRAND.lower(), [word])], attester.lower(), b"\x01" * 65)
+    assert data[:4] == keccak(text="settle((uint256,(address,uint256[])[]),address,bytes)")[:4]
+    assert decode_settle_calldata(data) == (1234, [(BRAND, [word])], attester, b"\x01" * 65)
     with pytest.raises(ValueError, match="not settle calldata"):
         decode_settle_calldata(b"\x00" * 4 + data[4:])
 

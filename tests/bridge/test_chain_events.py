@@ -1,6 +1,9 @@
-"""Ledger events decoded from raw logs with the compiled ABI (``bridge.chain.events``): exact
-arguments, usages of ``UsagesSettled`` expanded with their outcomes, other contracts' logs skipped
-and undecodable logs refused. Logs of a real chain are decoded in ``test_indexer.py``."""
+"""Ledger events, and the access manager's role events, decoded from raw logs with the compiled
+ABIs (``bridge.chain.events``): exact arguments (offers, acceptances, declines, withdrawals,
+revocations with their version, limits, own attesters, nonces, roles with uint64 ids), usages of
+``UsagesSettled`` expanded with their outcomes (an unknown code without raising), other contracts'
+logs skipped and undecodable logs refused. Logs of a real chain are decoded in
+``test_indexer.py``."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from bridge.chain.events import (
     SettledUsage,
     decode_logs,
     ledger_decoder,
+    manager_decoder,
     settled_usages,
 )
 from bridge.domain.codec import Outcome, Usage
@@ -54,21 +58,25 @@ def _log(
     )
 
 
-def _license_granted(index: int) -> LogEntry:
+TERMS_HASH = keccak(text="terms")
+MANAGER = to_checksum_address("0x000000000000000000000000000000000000aaaa")
+
+
+def _license_offered(index: int) -> LogEntry:
     prices = [(0, 500_000), (3, 2**96 - 1)]
     return _log(
         [
             _topic(
-                "LicenseGranted(uint256,address,uint256,uint40,uint40,uint32,bytes32,bytes32,"
-                "(uint8,uint256)[])"
+                "LicenseOffered(uint256,address,uint256,uint40,uint40,uint32,bytes32,bytes32,"
+                "(uint8,uint256)[],bytes32)"
             ),
             _word(5),
             _word(BRAND),
             _word(2),
         ],
         encode(
-            ["uint40", "uint40", "uint32", "bytes32", "bytes32", "(uint8,uint256)[]"],
-            [1_000, 2**40 - 1, 10, b"\x11" * 32, b"\x22" * 32, prices],
+            ["uint40", "uint40", "uint32", "bytes32", "bytes32", "(uint8,uint256)[]", "bytes32"],
+            [1_000, 2**40 - 1, 10, b"\x11" * 32, b"\x22" * 32, prices, TERMS_HASH],
         ),
         index=index,
     )
@@ -93,12 +101,12 @@ def test_events_decode_with_exact_arguments_in_log_order() -> None:
         block=6,
     )
     events = decode_logs(
-        [_license_granted(4), minted, token_transfer, twin_transfer], ledger=LEDGER.lower()
+        [_license_offered(4), minted, token_transfer, twin_transfer], ledger=LEDGER.lower()
     )
     assert [(e.name, e.block_number, e.log_index) for e in events] == [
         ("Transfer", 6, 2),
         ("TwinMinted", 7, 3),
-        ("LicenseGranted", 7, 4),
+        ("LicenseOffered", 7, 4),
     ]
     transfer, mint, grant = events
     assert dict(transfer.args) == {
@@ -113,6 +121,7 @@ def test_events_decode_with_exact_arguments_in_log_order() -> None:
         tx_hash=TX,
         log_index=3,
         args=mint.args,
+        address=LEDGER,
     )
     assert dict(mint.args) == {
         "twinId": 5,
@@ -130,9 +139,10 @@ def test_events_decode_with_exact_arguments_in_log_order() -> None:
         "purposeHash": "0x" + "11" * 32,
         "consentHash": "0x" + "22" * 32,
         "prices": [{"usageType": 0, "price": 500_000}, {"usageType": 3, "price": 2**96 - 1}],
+        "termsHash": "0x" + TERMS_HASH.hex(),
     }
     assert (grant.int_arg("version"), grant.str_arg("brand")) == (2, BRAND)
-    with pytest.raises(TypeError, match=r"LicenseGranted\.brand is"):
+    with pytest.raises(TypeError, match=r"LicenseOffered\.brand is"):
         grant.int_arg("brand")
     with pytest.raises(TypeError):
         grant.args["twinId"] = 6  # type: ignore[index]  # read-only
@@ -178,21 +188,140 @@ def test_usages_settled_expands_every_usage_with_its_outcome() -> None:
         SettledUsage(12, 6, 1_700_000_100, 2**32 - 1, 0, cap, position=1, **where),
         SettledUsage(2**64 - 1, 2**64 - 1, 0, 1, 255, Outcome.UNKNOWN_TWIN, position=2, **where),
     )  # fmt: skip
-    [grant] = decode_logs([_license_granted(0)], ledger=LEDGER)
-    with pytest.raises(ValueError, match="LicenseGranted is not UsagesSettled"):
+    [grant] = decode_logs([_license_offered(0)], ledger=LEDGER)
+    with pytest.raises(ValueError, match="LicenseOffered is not UsagesSettled"):
         settled_usages(grant)
 
 
 def test_every_event_of_the_abi_has_a_topic() -> None:
     names = set(ledger_decoder().topics.values())
     assert {
-        "TwinMinted", "LicenseGranted", "LicenseRevoked", "TwinPaused", "TwinUnpaused",
-        "PayeesSet", "SignedActionUsed", "EscrowDeposited", "EscrowWithdrawalRequested",
-        "EscrowWithdrawalCancelled", "EscrowWithdrawn", "UsagesSettled", "DebtRecorded",
-        "DebtRepaid", "RoyaltiesDistributed", "PayeePaid", "Transfer", "Approval",
-        "ApprovalForAll", "RoleGranted", "RoleRevoked", "Paused", "Unpaused",
+        "TwinMinted", "LicenseOffered", "LicenseAccepted", "LicenseDeclined",
+        "LicenseOfferWithdrawn", "LicenseRevoked", "TwinPaused", "TwinUnpaused", "PayeesSet",
+        "SignedActionUsed", "NoncesInvalidated", "EscrowDeposited", "EscrowWithdrawalRequested",
+        "EscrowWithdrawalCancelled", "EscrowWithdrawn", "SpendingLimitsSet", "BrandAttesterSet",
+        "UsagesSettled", "DebtRecorded", "DebtRepaid", "RoyaltiesDistributed", "PayeePaid",
+        "Transfer", "Approval", "ApprovalForAll", "AuthorityUpdated", "Paused", "Unpaused",
     } <= names  # fmt: skip
+    # Licenses are agreements and roles are the access manager's: neither event is the ledger's.
+    assert not {"LicenseGranted", "RoleGranted", "RoleRevoked"} & names
+    assert {"RoleGranted", "RoleRevoked", "RoleGrantDelayChanged"} <= set(
+        manager_decoder().topics.values()
+    )
     assert ledger_decoder().topics[_topic("PayeePaid(address,address,uint256)")] == "PayeePaid"
+
+
+def test_agreement_limit_and_nonce_events_decode_with_exact_arguments() -> None:
+    logs = [
+        _log(
+            [_topic("LicenseAccepted(uint256,address,uint256,uint40)"), _word(5), _word(BRAND),
+             _word(2)],
+            encode(["uint40"], [1_234]),
+            index=1,
+        ),
+        _log(
+            [_topic("LicenseDeclined(uint256,address,uint256)"), _word(6), _word(BRAND), _word(0)],
+            b"",
+            index=2,
+        ),
+        _log(
+            [_topic("LicenseOfferWithdrawn(uint256,address,uint256)"), _word(7), _word(BRAND),
+             _word(3)],
+            b"",
+            index=3,
+        ),
+        _log(
+            [_topic("LicenseRevoked(uint256,address,uint256,uint40)"), _word(5), _word(BRAND),
+             _word(2)],
+            encode(["uint40"], [2_000]),
+            index=4,
+        ),
+        _log(
+            [_topic("SpendingLimitsSet(address,uint256,uint256,uint40)"), _word(BRAND)],
+            encode(["uint256", "uint256", "uint40"], [50_000 * 10**6, 250_000 * 10**6, 86_400]),
+            index=5,
+        ),
+        _log(
+            [_topic("BrandAttesterSet(address,address)"), _word(BRAND), _word(ATTESTER)],
+            b"",
+            index=6,
+        ),
+        _log([_topic("NoncesInvalidated(address,uint256)"), _word(OWNER)], _word(256), index=7),
+        _log(
+            [_topic("EscrowWithdrawalRequested(address,uint256,uint40)"), _word(BRAND)],
+            encode(["uint256", "uint40"], [10**6, 3_110_400]),
+            index=8,
+        ),
+    ]  # fmt: skip
+    events = decode_logs(logs, ledger=LEDGER)
+    assert [(e.name, e.address, e.json_args()) for e in events] == [
+        ("LicenseAccepted", LEDGER, {"twinId": 5, "brand": BRAND, "version": 2,
+                                     "validFrom": 1_234}),
+        ("LicenseDeclined", LEDGER, {"twinId": 6, "brand": BRAND, "version": 0}),
+        ("LicenseOfferWithdrawn", LEDGER, {"twinId": 7, "brand": BRAND, "version": 3}),
+        ("LicenseRevoked", LEDGER, {"twinId": 5, "brand": BRAND, "version": 2, "revokedAt": 2_000}),
+        ("SpendingLimitsSet", LEDGER, {"brand": BRAND, "perUsage": 50_000 * 10**6,
+                                       "perPeriod": 250_000 * 10**6, "effectiveAt": 86_400}),
+        ("BrandAttesterSet", LEDGER, {"brand": BRAND, "attester": ATTESTER}),
+        ("NoncesInvalidated", LEDGER, {"account": OWNER, "newNonce": 256}),
+        ("EscrowWithdrawalRequested", LEDGER, {"brand": BRAND, "amount": 10**6,
+                                               "unlocksAt": 3_110_400}),
+    ]  # fmt: skip
+
+
+def test_the_access_managers_role_events_decode_with_uint64_role_ids() -> None:
+    granted = _log(
+        [_topic("RoleGranted(uint64,address,uint32,uint48,bool)"), _word(2), _word(ATTESTER)],
+        encode(["uint32", "uint48", "bool"], [300, 1_700_000_300, True]),
+        index=1,
+        address=MANAGER,
+    )
+    revoked = _log(
+        [_topic("RoleRevoked(uint64,address)"), _word(2), _word(ATTESTER)],
+        b"",
+        index=2,
+        address=MANAGER,
+    )
+    delay = _log(
+        [_topic("RoleGrantDelayChanged(uint64,uint32,uint48)"), _word(1)],
+        encode(["uint32", "uint48"], [172_800, 1_700_432_000]),
+        index=0,
+        address=MANAGER,
+    )
+    minted = _log(
+        [_topic("TwinMinted(uint256,address,string,bytes32)"), _word(5), _word(OWNER)],
+        encode(["string", "bytes32"], ["ipfs://twin/5", b"\x33" * 32]),
+        index=3,
+    )
+    # Without the manager named, only the ledger's logs are decoded.
+    assert [e.name for e in decode_logs([granted, minted], ledger=LEDGER)] == ["TwinMinted"]
+    events = decode_logs([minted, revoked, granted, delay], ledger=LEDGER, manager=MANAGER)
+    assert [(e.name, e.address, e.json_args()) for e in events] == [
+        ("RoleGrantDelayChanged", MANAGER, {"roleId": 1, "delay": 172_800, "since": 1_700_432_000}),
+        ("RoleGranted", MANAGER, {"roleId": 2, "account": ATTESTER, "delay": 300,
+                                  "since": 1_700_000_300, "newMember": True}),
+        ("RoleRevoked", MANAGER, {"roleId": 2, "account": ATTESTER}),
+        ("TwinMinted", LEDGER, {"twinId": 5, "owner": OWNER, "uri": "ipfs://twin/5",
+                                "consentHash": "0x" + "33" * 32}),
+    ]  # fmt: skip
+
+
+def test_an_outcome_code_the_bridge_does_not_know_decodes_without_raising() -> None:
+    usage = Usage(usage_id=21, twin_id=5, used_at=1_700_000_000, quantity=1, usage_type=0)
+    results = [usage.encode() | 200, usage.encode() | Outcome.OVER_PERIOD_LIMIT]
+    log = _log(
+        [
+            _topic("UsagesSettled(bytes32,address,address,uint256,uint256[])"),
+            DIGEST,
+            _word(BRAND),
+            _word(ATTESTER),
+        ],
+        encode(["uint256", "uint256[]"], [0, results]),
+    )
+    [event] = decode_logs([log], ledger=LEDGER)
+    unknown, limited = settled_usages(event)
+    assert (int(unknown.outcome), unknown.outcome.known) == (200, False)
+    assert (limited.outcome, limited.outcome.known) == (Outcome.OVER_PERIOD_LIMIT, True)
 
 
 def test_a_ledger_log_the_abi_cannot_decode_is_refused() -> None:

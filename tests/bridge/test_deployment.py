@@ -1,6 +1,6 @@
-"""Deployment to a named network, its manifest, ``verify_manifest`` and ``doctor``, against a real
-anvil (chain 31337, automine). Every test deploys from a fresh deployer key, so nonces and
-addresses never depend on another test."""
+"""Deployment to a named network (the access manager, the ledger, their roles and delays), its
+manifest, ``verify_manifest`` and ``doctor``, against a real anvil (chain 31337, automine). Every
+test deploys from a fresh deployer key, so nonces and addresses never depend on another test."""
 
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from web3 import Web3
 from web3.types import RPCEndpoint
 from web3.utils.address import get_create_address
 
+from bridge.chain.ledger import LedgerConfig
 from bridge.chain.toolchain import REPO_ROOT
 from bridge.cli.app import app
-from bridge.deploy.deployer import deploy
+from bridge.deploy.deployer import CALL_GAS_GUESS, deploy
 from bridge.deploy.doctor import Check, run_doctor, settle_gas
 from bridge.deploy.errors import DeploymentError
 from bridge.deploy.manifest import apply_deployment, load_manifest, verify_manifest
@@ -42,12 +43,12 @@ ARTIFACTS = REPO_ROOT / "build" / "artifacts"
 DEAD_URL = "http://127.0.0.1:9"  # nothing listens on the discard port
 PASSWORD = "correct horse battery staple"  # noqa: S105 - guards test keys only
 FEE_CAP = 10 * 10**9
-ADMIN_DELAY = 3600
-NOTICE_PERIOD = 7200
-ADMIN_ROLE = bytes(32)
-REGISTRAR = keccak(text="REGISTRAR_ROLE")
-ATTESTER = keccak(text="ATTESTER_ROLE")
-PAUSER = keccak(text="PAUSER_ROLE")
+ROLE_DELAY = 3600
+NOTICE_PERIOD = 40 * 24 * 3600
+MIN_SETBACK = 5 * 24 * 3600
+"""OpenZeppelin AccessManager's minSetback: a new grant delay takes effect after it."""
+ADMIN_ROLE, REGISTRAR, ATTESTER, PAUSER = 0, 1, 2, 3
+MOCK_USD = 10**6
 
 
 def rpc(w3: Web3, method: str, *params: Any) -> Any:
@@ -90,7 +91,7 @@ def network(url: str, **overrides: Any) -> NetworkConfig:
         "rpc_urls": (url,),
         "confirmations": 1,
         "max_fee_per_gas_wei": FEE_CAP,
-        "admin_delay": ADMIN_DELAY,
+        "role_delay": ROLE_DELAY,
         "notice_period": NOTICE_PERIOD,
         "block_time_s": 1,
         "receipt_timeout_s": 60,
@@ -109,6 +110,12 @@ def nonce(w3: Web3, account: LocalAccount) -> int:
 
 
 def send(w3: Web3, account: LocalAccount, to: str, data: str) -> None:
+    receipt = try_send(w3, account, to, data)
+    assert receipt["status"] == 1
+
+
+def try_send(w3: Web3, account: LocalAccount, to: str, data: str) -> Any:
+    """The receipt of a transaction sent with a fixed gas limit (so a revert is mined)."""
     tx = {
         "type": 2,
         "chainId": 31337,
@@ -121,10 +128,19 @@ def send(w3: Web3, account: LocalAccount, to: str, data: str) -> None:
         "value": 0,
     }
     signed = account.sign_transaction(tx)
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(signed.raw_transaction)
-    )
-    assert receipt["status"] == 1
+    return w3.eth.wait_for_transaction_receipt(w3.eth.send_raw_transaction(signed.raw_transaction))
+
+
+def advance(w3: Web3, seconds: int) -> None:
+    rpc(w3, "evm_increaseTime", seconds)
+    rpc(w3, "evm_mine")
+
+
+def as_admin(w3: Web3, admin: LocalAccount, manager: Any, data: str) -> None:
+    """An admin action under the admin's execution delay: schedule, wait ROLE_DELAY, execute."""
+    send(w3, admin, manager.address, manager.encode_abi("schedule", [manager.address, data, 0]))
+    advance(w3, ROLE_DELAY)
+    send(w3, admin, manager.address, manager.encode_abi("execute", [manager.address, data]))
 
 
 def artifact_json(name: str, artifacts: Path = ARTIFACTS) -> dict[str, Any]:
@@ -155,6 +171,13 @@ class Deployed:
         manifest = load_manifest(self.manifest_path)
         return self.w3.eth.contract(
             address=manifest.ledger_address, abi=artifact_json("TwinLedger")["abi"]
+        )
+
+    @property
+    def manager(self) -> Any:
+        manifest = load_manifest(self.manifest_path)
+        return self.w3.eth.contract(
+            address=manifest.access_manager_address, abi=artifact_json("TwinAccessManager")["abi"]
         )
 
 
@@ -190,7 +213,14 @@ deployer = { keystore = "${KEYSTORE}", password_env = "DEPLOYER_PASSWORD" }
     assert chain.missing_env == ("ATTESTER",)
     assert chain.roles == RolesConfig(admin="0xA", attester=("${ATTESTER}",))
     assert chain.deployer == KeySource(keystore=Path("k"), password_env="DEPLOYER_PASSWORD")  # noqa: S106
-    assert (chain.confirmations, chain.token, chain.admin_delay) == (1, "mock", 0)
+    assert (chain.confirmations, chain.token, chain.role_delay) == (1, "mock", 0)
+    assert chain.ledger_config(6) == LedgerConfig(
+        notice_period=3_110_400,
+        spending_period=86_400,
+        raise_delay=86_400,
+        default_per_usage=50_000 * MOCK_USD,
+        default_per_period=250_000 * MOCK_USD,
+    )
     with pytest.raises(
         DeploymentError, match=r"^network chain needs the environment variable ATTESTER$"
     ):
@@ -227,6 +257,21 @@ def test_the_repository_networks_file_defines_local_rehearsal_and_sepolia() -> N
         "TWIN_BRIDGE_SEPOLIA_ATTESTER",
         "TWIN_BRIDGE_DEPLOYER_KEYSTORE",
     )
+    settings = {
+        name: (n.role_delay, n.ledger_config(6))
+        for name, n in {"local": local, "rehearsal": rehearsal, "sepolia": sepolia}.items()
+    }
+    assert settings == {
+        "local": (300, LedgerConfig(3_110_400, 86_400, 60, 50_000 * MOCK_USD, 250_000 * MOCK_USD)),
+        "rehearsal": (
+            172_800,
+            LedgerConfig(3_110_400, 86_400, 86_400, 50_000 * MOCK_USD, 250_000 * MOCK_USD),
+        ),
+        "sepolia": (
+            172_800,
+            LedgerConfig(3_110_400, 86_400, 86_400, 50_000 * MOCK_USD, 250_000 * MOCK_USD),
+        ),
+    }
     env = {
         "TWIN_BRIDGE_SEPOLIA_RPC_URL_2": "https://second.example",
         "TWIN_BRIDGE_SEPOLIA_ATTESTER": "0x" + "11" * 20,
@@ -234,6 +279,34 @@ def test_the_repository_networks_file_defines_local_rehearsal_and_sepolia() -> N
     }
     sepolia = load_networks(environ=env)["sepolia"]
     assert (sepolia.rpc_urls, sepolia.missing_env) == (("https://second.example",), ())
+
+
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        (
+            "notice_period = 3_110_399",
+            "notice_period\n  Input should be greater than or equal to 3110400",
+        ),
+        (
+            "default_per_usage = 250_001",
+            "default_per_usage 250001 is above default_per_period 250000",
+        ),
+        ("spending_period = 0", "spending_period\n  Input should be greater than 0"),
+        ("admin_delay = 60", "admin_delay\n  Extra inputs are not permitted"),
+    ],
+)
+def test_a_network_with_unsafe_ledger_settings_is_refused(
+    tmp_path: Path, line: str, error: str
+) -> None:
+    path = tmp_path / "networks.toml"
+    path.write_text(
+        f"[networks.chain]\nchain_id = 1\nmax_fee_per_gas_wei = 1\n{line}\n", encoding="utf-8"
+    )
+    with pytest.raises(DeploymentError) as refused:
+        load_networks(path, environ={})
+    assert str(refused.value).startswith(f"{path}: network chain is malformed:\n")
+    assert error in str(refused.value)
 
 
 def test_a_raw_deployer_key_is_refused_outside_dev_chains() -> None:
@@ -271,22 +344,42 @@ def test_deploy_writes_the_exact_manifest(w3: Web3, url: str, tmp_path: Path) ->
         for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
         if tx["from"] == deployer  # type: ignore[index]
     ]
-    assert [tx["nonce"] for tx in sent] == list(range(9))  # type: ignore[index]
+    # 7 creations; 2 function mappings, 4 grants, 3 grant delays, the admin's grant, renouncing
+    assert [tx["nonce"] for tx in sent] == list(range(19))  # type: ignore[index]
     receipts = [w3.eth.get_transaction_receipt(tx["hash"]) for tx in sent]  # type: ignore[index]
-    names = ["MockStablecoin", "LicenseBook", "PayeeBook", "TwinLedger"]
+    names = [
+        "MockStablecoin", "TwinAccessManager", "EscrowBook", "LicenseBook", "PayeeBook",
+        "SpendingBook", "TwinBook", "TwinLedger",
+    ]  # fmt: skip
     addresses = {name: get_create_address(deployer, i) for i, name in enumerate(names)}  # type: ignore[arg-type]
-    assert [r["contractAddress"] for r in receipts[:4]] == list(addresses.values())
-    for receipt in receipts[4:]:
-        assert receipt["to"] == addresses["TwinLedger"]
-        assert receipt["gasUsed"] <= 60_000  # the dry run's guess for role transactions
-    admin_receipt = receipts[8]
-    accept_after = w3.eth.get_block(admin_receipt["blockNumber"])["timestamp"] + ADMIN_DELAY
+    assert [r["contractAddress"] for r in receipts[:8]] == list(addresses.values())
+    manager = done.manager
+    for receipt, tx in zip(receipts[8:], sent[8:], strict=True):
+        assert receipt["to"] == addresses["TwinAccessManager"]
+        function, _ = manager.decode_function_input(tx["input"])  # type: ignore[index]
+        assert receipt["gasUsed"] <= CALL_GAS_GUESS[function.fn_name]  # the dry run's guesses
+    config = {
+        "notice_period": NOTICE_PERIOD,
+        "spending_period": 86_400,
+        "raise_delay": 86_400,
+        "default_per_usage": 50_000 * MOCK_USD,
+        "default_per_period": 250_000 * MOCK_USD,
+    }
+    constructor_args = {
+        "TwinAccessManager": {"initialAdmin": deployer},
+        "TwinLedger": {
+            "token": addresses["MockStablecoin"],
+            "authority": addresses["TwinAccessManager"],
+            "settings": config,
+        },
+    }
 
     data = json.loads(done.manifest_path.read_text(encoding="utf-8"))
     created_at = datetime.fromisoformat(data.pop("created_at").replace("Z", "+00:00"))
     assert before <= created_at <= datetime.now(UTC)
+    libraries = ("EscrowBook", "LicenseBook", "PayeeBook", "SpendingBook", "TwinBook")
     assert data == {
-        "format": "twin-bridge-deployment-1",
+        "format": "twin-bridge-deployment-2",
         "network": "testnet",
         "chain_id": 31337,
         "contracts": {
@@ -297,20 +390,11 @@ def test_deploy_writes_the_exact_manifest(w3: Web3, url: str, tmp_path: Path) ->
                 "abi_hash": abi_hash(name),
                 "bytecode_hash": bytecode_hash(name),
                 "runtime_code_hash": "0x" + keccak(w3.eth.get_code(addresses[name])).hex(),
-                "constructor_args": (
-                    {
-                        "token": addresses["MockStablecoin"],
-                        "admin": deployer,
-                        "adminDelay": ADMIN_DELAY,
-                        "noticePeriod": NOTICE_PERIOD,
-                    }
-                    if name == "TwinLedger"
-                    else {}
-                ),
+                "constructor_args": constructor_args.get(name, {}),
             }
             for name, receipt in zip(names, receipts, strict=False)
         },
-        "libraries": {"LicenseBook": addresses["LicenseBook"], "PayeeBook": addresses["PayeeBook"]},
+        "libraries": {name: addresses[name] for name in libraries},
         "payment_token": addresses["MockStablecoin"],
         "compiler": {
             "version": artifact_json("TwinLedger")["compilerVersion"],
@@ -321,25 +405,30 @@ def test_deploy_writes_the_exact_manifest(w3: Web3, url: str, tmp_path: Path) ->
             },
         },
         "deployer": deployer,
+        "ledger_config": config,
+        "role_delay": ROLE_DELAY,
         "roles": {
-            "DEFAULT_ADMIN_ROLE": [deployer],
+            "ADMIN_ROLE": [admin.address],
             "REGISTRAR_ROLE": [registrar.address],
             "ATTESTER_ROLE": [attester_a.address, attester_b.address],
             "PAUSER_ROLE": [deployer],
         },
-        "pending_admin": {
-            "new_admin": admin.address,
-            "accept_after": accept_after,
-            "tx_hash": admin_receipt["transactionHash"].to_0x_hex(),
-        },
     }
     manifest = load_manifest(done.manifest_path)
-    assert (manifest.ledger_address, manifest.token_address) == (
+    assert (manifest.ledger_address, manifest.token_address, manifest.access_manager_address) == (
         addresses["TwinLedger"],
         addresses["MockStablecoin"],
+        addresses["TwinAccessManager"],
     )
+    ledger = done.ledger.functions
+    assert ledger.authority().call() == addresses["TwinAccessManager"]
+    assert LedgerConfig(*ledger.config().call()) == manifest.config == LedgerConfig(**config)
     assert f"deployed TwinLedger at {addresses['TwinLedger']} on testnet" in done.output
-    assert f"{admin.address} must call acceptDefaultAdminTransfer()" in done.output
+    assert (
+        f"every admin action now waits {ROLE_DELAY:,} s (schedule, then execute); the "
+        f"{ROLE_DELAY:,} s grant delay of the registrar, attester and pauser roles takes effect "
+        f"{MIN_SETBACK:,} s after this deployment"
+    ) in done.output
     verify_manifest(w3, manifest)
 
 
@@ -424,7 +513,7 @@ def test_changed_artifacts_are_refused_unless_forced(w3: Web3, url: str, tmp_pat
     )
     assert forced.action == "deployed"
     assert forced.manifest is not None
-    assert forced.manifest.ledger_address == get_create_address(done.deployer.address, sent + 3)  # type: ignore[arg-type]
+    assert forced.manifest.ledger_address == get_create_address(done.deployer.address, sent + 7)  # type: ignore[arg-type]
     assert forced.manifest.contracts["TwinLedger"].abi_hash == abi_hash("TwinLedger", changed)
     assert load_manifest(done.manifest_path) == forced.manifest
 
@@ -490,21 +579,32 @@ def test_dry_run_sends_nothing_and_prints_gas_and_cost(w3: Web3, url: str, tmp_p
     assert nonce(w3, deployer) == 0
     assert w3.eth.block_number == block
     assert not (tmp_path / "m.json").exists()
+    me = deployer.address
     assert [(s.description, s.gas_estimated) for s in outcome.steps] == [
         ("deploy MockStablecoin", True),
+        ("deploy TwinAccessManager", True),
+        ("deploy EscrowBook", True),
         ("deploy LicenseBook", True),
         ("deploy PayeeBook", True),
+        ("deploy SpendingBook", True),
+        ("deploy TwinBook", True),
         ("deploy TwinLedger", True),
-        (f"grant REGISTRAR_ROLE to {deployer.address}", False),
+        ("map REGISTRAR_ROLE to mint", False),
+        ("map PAUSER_ROLE to pause/unpause", False),
+        (f"grant REGISTRAR_ROLE to {me}", False),
         (f"grant ATTESTER_ROLE to {attester}", False),
-        (f"grant PAUSER_ROLE to {deployer.address}", False),
-        (f"begin the default-admin transfer to {attester}", False),
+        (f"grant PAUSER_ROLE to {me}", False),
+        ("set the grant delay of REGISTRAR_ROLE to 3600 s", False),
+        ("set the grant delay of ATTESTER_ROLE to 3600 s", False),
+        ("set the grant delay of PAUSER_ROLE to 3600 s", False),
+        (f"grant ADMIN_ROLE to {attester} with a 3600 s execution delay", False),
+        (f"the deployer {me} renounces ADMIN_ROLE", False),
     ]
     latest = w3.eth.get_block("latest")
     price = min(FEE_CAP, latest["baseFeePerGas"] + int(w3.eth.max_priority_fee))  # type: ignore[typeddict-item]
-    ledger_gas = outcome.steps[3].gas
-    assert 4_000_000 < ledger_gas < 10_000_000
-    assert [s.gas for s in outcome.steps[4:]] == [60_000] * 4
+    ledger_gas = outcome.steps[7].gas
+    assert 5_000_000 < ledger_gas < 10_000_000
+    assert [s.gas for s in outcome.steps[8:]] == [80_000] * 2 + [60_000] * 7 + [30_000]
     assert [s.cost_wei for s in outcome.steps] == [s.gas * price for s in outcome.steps]
     text = out.getvalue()
     assert f"{ledger_gas:,}" in text
@@ -515,9 +615,7 @@ def test_dry_run_sends_nothing_and_prints_gas_and_cost(w3: Web3, url: str, tmp_p
 # ---------------------------------------------------------------- roles
 
 
-def test_roles_are_exactly_as_configured_and_the_admin_transfer_completes(
-    w3: Web3, url: str, tmp_path: Path
-) -> None:
+def test_roles_and_delays_are_exactly_as_configured(w3: Web3, url: str, tmp_path: Path) -> None:
     admin, registrar, attester, pauser = (funded(w3) for _ in range(4))
     done = deploy_fresh(
         w3,
@@ -530,29 +628,79 @@ def test_roles_are_exactly_as_configured_and_the_admin_transfer_completes(
             pauser=(pauser.address,),
         ),
     )
-    ledger = done.ledger
+    manager, ledger = done.manager, done.ledger
     deployer = done.deployer.address
-    granted = {
-        (log["args"]["role"], log["args"]["account"])
-        for log in ledger.events.RoleGranted().get_logs(from_block=0)
+    granted = [
+        (e["args"]["roleId"], e["args"]["account"], e["args"]["delay"], e["args"]["newMember"])
+        for e in manager.events.RoleGranted().get_logs(from_block=0)
+        if e["address"] == manager.address
+    ]
+    assert granted == [
+        (ADMIN_ROLE, deployer, 0, True),  # the constructor's
+        (REGISTRAR, registrar.address, 0, True),
+        (ATTESTER, attester.address, 0, True),
+        (PAUSER, pauser.address, 0, True),
+        (ADMIN_ROLE, admin.address, ROLE_DELAY, True),
+    ]
+    [revoked] = manager.events.RoleRevoked().get_logs(from_block=0)
+    assert (revoked["args"]["roleId"], revoked["args"]["account"]) == (ADMIN_ROLE, deployer)
+    mapped = {
+        (bytes(e["args"]["selector"]), e["args"]["roleId"])
+        for e in manager.events.TargetFunctionRoleUpdated().get_logs(from_block=0)
+        if e["args"]["target"] == ledger.address
     }
-    assert granted == {
-        (ADMIN_ROLE, deployer),
-        (REGISTRAR, registrar.address),
-        (ATTESTER, attester.address),
-        (PAUSER, pauser.address),
+    selectors = {
+        name: keccak(text=name)[:4]
+        for name in ("mint(address,string,bytes32)", "pause()", "unpause()")
     }
-    for role in (REGISTRAR, ATTESTER, PAUSER):
-        assert not ledger.functions.hasRole(role, deployer).call()
-    assert ledger.functions.pendingDefaultAdmin().call()[0] == admin.address
-
-    # The new admin accepts once the delay has passed; the deployer then holds nothing.
-    rpc(w3, "evm_increaseTime", ADMIN_DELAY + 1)
-    rpc(w3, "evm_mine")
-    send(w3, admin, ledger.address, ledger.encode_abi("acceptDefaultAdminTransfer", []))
-    assert ledger.functions.defaultAdmin().call() == admin.address
+    assert mapped == {
+        (selectors["mint(address,string,bytes32)"], REGISTRAR),
+        (selectors["pause()"], PAUSER),
+        (selectors["unpause()"], PAUSER),
+    }
+    fn = manager.functions
+    assert fn.hasRole(ADMIN_ROLE, admin.address).call() == [True, ROLE_DELAY]
+    for role, holder in ((REGISTRAR, registrar), (ATTESTER, attester), (PAUSER, pauser)):
+        assert fn.hasRole(role, holder.address).call() == [True, 0]
     for role in (ADMIN_ROLE, REGISTRAR, ATTESTER, PAUSER):
-        assert not ledger.functions.hasRole(role, deployer).call()
+        assert fn.hasRole(role, deployer).call() == [False, 0]
+    changed = [
+        (
+            e["args"]["roleId"],
+            e["args"]["delay"],
+            e["args"]["since"] - w3.eth.get_block(e["blockNumber"])["timestamp"],
+        )
+        for e in manager.events.RoleGrantDelayChanged().get_logs(from_block=0)
+    ]
+    assert changed == [(role, ROLE_DELAY, MIN_SETBACK) for role in (REGISTRAR, ATTESTER, PAUSER)]
+
+    # Only the registrar mints; the deployer cannot even though it deployed the ledger.
+    refused = try_send(
+        w3, done.deployer, ledger.address, ledger.encode_abi("mint", [deployer, "u", bytes(32)])
+    )
+    assert refused["status"] == 0
+    send(
+        w3,
+        registrar,
+        ledger.address,
+        ledger.encode_abi("mint", [registrar.address, "u", bytes(32)]),
+    )
+
+    # The admin cannot grant at once: every admin action is scheduled and waits ROLE_DELAY.
+    newcomer = Account.create().address
+    grant = manager.encode_abi("grantRole", [ATTESTER, newcomer, 0])
+    assert try_send(w3, admin, manager.address, grant)["status"] == 0
+    as_admin(w3, admin, manager, grant)
+    assert fn.hasRole(ATTESTER, newcomer).call() == [True, 0]  # before minSetback: at once
+
+    # Once the grant delay is in force, a new attester also waits ROLE_DELAY after its grant.
+    advance(w3, MIN_SETBACK)
+    assert fn.getRoleGrantDelay(ATTESTER).call() == ROLE_DELAY
+    later = Account.create().address
+    as_admin(w3, admin, manager, manager.encode_abi("grantRole", [ATTESTER, later, 0]))
+    assert fn.hasRole(ATTESTER, later).call() == [False, 0]
+    advance(w3, ROLE_DELAY)
+    assert fn.hasRole(ATTESTER, later).call() == [True, 0]
     outcome = deploy(
         w3, done.network, done.deployer, manifest_path=done.manifest_path, console=quiet()[0]
     )
@@ -696,7 +844,8 @@ def test_doctor_passes_a_good_setup(setup: Setup) -> None:
         ("REGISTRAR_ROLE", True),
         ("ATTESTER_ROLE", True),
         ("PAUSER_ROLE", True),
-        ("DEFAULT_ADMIN_ROLE", True),
+        ("ADMIN_ROLE", True),
+        ("grant delays", True),
         ("relayer balance", True),
     ]
     details = {check.name: check.detail for check in checks}
@@ -704,6 +853,15 @@ def test_doctor_passes_a_good_setup(setup: Setup) -> None:
         f"{setup.attester.address} from keystore {setup.settings.attester_keystore}"
     )
     assert details["ATTESTER_ROLE"] == f"held by {setup.attester.address}"
+    deployer = setup.deployed.deployer.address
+    assert details["ADMIN_ROLE"] == f"held by {deployer}; its actions wait 3,600 s"
+    manager = setup.deployed.manager
+    [*_, changed] = manager.events.RoleGrantDelayChanged().get_logs(from_block=0)
+    effect = datetime.fromtimestamp(changed["args"]["since"], UTC)
+    assert details["grant delays"] == (
+        f"3,600 s on REGISTRAR_ROLE, ATTESTER_ROLE, PAUSER_ROLE from {effect:%Y-%m-%d %H:%M:%S} "
+        "UTC (the access manager's minSetback); until then a new member counts at once"
+    )
     assert details["relayer balance"] == (
         "1.000000 ETH, enough for 10 batches of 500 usages (1,600,000 gas each) at the fee cap "
         "of 10.000 gwei"
@@ -777,16 +935,25 @@ def test_doctor_names_a_missing_role(setup: Setup, tmp_path: Path) -> None:
         "ATTESTER_ROLE": f"the bridge's attester {stranger.address} lacks it: its batches "
         "would be refused"
     }
-    ledger = setup.deployed.ledger
-    send(
-        setup.deployed.w3,
-        setup.deployed.deployer,
-        ledger.address,
-        ledger.encode_abi("revokeRole", [PAUSER, setup.deployed.deployer.address]),
-    )
-    assert failures(doctor(setup)) == {
-        "PAUSER_ROLE": f"{setup.deployed.deployer.address} lacks it",
+    manager, deployer = setup.deployed.manager, setup.deployed.deployer
+    revoke = manager.encode_abi("revokeRole", [PAUSER, deployer.address])
+    as_admin(setup.deployed.w3, deployer, manager, revoke)
+    assert failures(doctor(setup)) == {"PAUSER_ROLE": f"{deployer.address} lacks it"}
+
+
+def test_doctor_names_delays_other_than_the_networks(setup: Setup) -> None:
+    deployer = setup.deployed.deployer.address
+    assert failures(doctor(setup, network={"role_delay": 60})) == {
+        "ADMIN_ROLE": f"held by {deployer} with an execution delay of 3,600 s, but the network's "
+        "role_delay is 60 s",
+        "grant delays": "REGISTRAR_ROLE 0 s, ATTESTER_ROLE 0 s, PAUSER_ROLE 0 s; the network's "
+        "role_delay is 60 s",
     }
+    advance(setup.deployed.w3, MIN_SETBACK)
+    checks = {check.name: check for check in doctor(setup)}
+    assert checks["grant delays"] == Check(
+        "grant delays", True, "3,600 s on REGISTRAR_ROLE, ATTESTER_ROLE, PAUSER_ROLE"
+    )
 
 
 # ---------------------------------------------------------------- the CLI
@@ -837,7 +1004,8 @@ deployer = {{ keystore = "{deployer_keystore}", password_env = "LAB_PASSWORD" }}
     assert unfunded.exit_code == 1, unfunded.output
     assert "✓ ATTESTER_ROLE: held by " + attester.address in unfunded.output
     assert "✗ relayer balance: the relayer " + attester.address in unfunded.output
-    assert "1 of 11 checks failed" in unfunded.output
+    assert "✓ ADMIN_ROLE: held by " + deployer.address + "; its actions wait 0 s" in unfunded.output
+    assert "1 of 12 checks failed" in unfunded.output
 
     rpc(w3, "anvil_setBalance", attester.address, hex(10**18))
     ready = runner.invoke(app, ["doctor", *args])

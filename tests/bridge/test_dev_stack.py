@@ -1,6 +1,8 @@
-"""``make run`` itself: the dev stack starts in a temporary data directory, the printed "try it"
-commands report a usage that settles on chain, a second start is refused with a clear message,
-Ctrl-C stops everything, and a restart resumes the same chain, contracts, keys and history."""
+"""``make run`` itself: the dev stack starts in a temporary data directory with the demo's accepted
+licenses and what it leaves waiting (an offer, a brand's own limits, a scheduled role grant), the
+printed "try it" commands report a usage that settles on chain, a second start is refused with a
+clear message, Ctrl-C stops everything, and a restart resumes the same chain, contracts, keys and
+history."""
 
 from __future__ import annotations
 
@@ -24,7 +26,13 @@ from web3 import Web3
 
 from bridge.chain.deploy import contract_at
 from bridge.chain.toolchain import REPO_ROOT
-from bridge.devstack.demo import ESCROW_PER_BRAND
+from bridge.devstack.demo import (
+    ESCROW_PER_BRAND,
+    LIMIT_PER_PERIOD,
+    LIMIT_PER_USAGE,
+    STANDBY_ATTESTER,
+    dev_account,
+)
 from bridge.domain.usage import UsageType
 
 pytestmark = pytest.mark.integration
@@ -168,6 +176,27 @@ def _wait_indexed(db: Path, usage_id: int) -> tuple[Any, ...]:
     pytest.fail(f"the indexer did not index usage {usage_id}")
 
 
+def check_waiting(w3: Web3, info: dict[str, Any]) -> None:
+    """What the demo leaves waiting is on chain as ``dev.json`` says: the offer (not payable until
+    the brand accepts it), Atelier Kei's own limits and the scheduled grant of ATTESTER_ROLE."""
+    ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
+    manager = contract_at(w3, "TwinAccessManager", info["contracts"]["TwinAccessManager"])
+    offer, grant = info["waiting"]["offer"], info["waiting"]["role_grant"]
+    _, version, terms_hash = ledger.functions.offerOf(offer["twin_id"], offer["brand"]).call()
+    assert (version, "0x" + terms_hash.hex()) == (offer["version"], offer["terms_hash"])
+    model = next(m for m in info["models"] if m["twin_ids"] == [offer["twin_id"]])
+    assert offer["brand"] not in {lic["brand"] for lic in model["licenses"]}
+    atelier = next(b for b in info["brands"] if b["name"] == "Atelier Kei")["address"]
+    assert info["waiting"]["spending_limits"] == {
+        atelier: {"per_usage": LIMIT_PER_USAGE, "per_period": LIMIT_PER_PERIOD}
+    }
+    assert ledger.functions.brandLimits(atelier).call()[:2] == (LIMIT_PER_USAGE, LIMIT_PER_PERIOD)
+    standby = dev_account(STANDBY_ATTESTER).address
+    assert (grant["role"], grant["account"]) == ("ATTESTER_ROLE", standby)
+    assert manager.functions.getSchedule(grant["operation_id"]).call() == grant["executable_from"]
+    assert manager.functions.hasRole(2, standby).call() == [False, 0]
+
+
 def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: Stack) -> None:
     first = stack.make_run("first")
     info = stack.wait_ready(first)
@@ -176,7 +205,10 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
     assert info["chain_id"] == 31337
     assert info["api_url"] == f"http://127.0.0.1:{stack.api_port}"
     assert info["rpc_url"] == f"http://127.0.0.1:{stack.rpc_port}"
-    assert set(info["contracts"]) == {"TwinLedger", "MockStablecoin", "LicenseBook", "PayeeBook"}
+    assert set(info["contracts"]) == {
+        "TwinLedger", "TwinAccessManager", "MockStablecoin",
+        "EscrowBook", "LicenseBook", "PayeeBook", "SpendingBook", "TwinBook",
+    }  # fmt: skip
     assert [b["name"] for b in info["brands"]] == ["Maison Lumiere", "Nordic Thread", "Atelier Kei"]
     assert all(re.fullmatch(r"tb_live_[A-Za-z0-9_-]{43}", b["api_key"]) for b in info["brands"])
     assert len(info["models"]) == 30
@@ -189,6 +221,16 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
     ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
     for model in info["models"]:
         assert ledger.functions.ownerOf(model["twin_ids"][0]).call() == model["address"]
+    check_waiting(w3, info)
+    offer = info["waiting"]["offer"]
+    assert (
+        f"  offer     {offer['model']} offers twin {offer['twin_id']} to "
+        f"{next(b['name'] for b in info['brands'] if b['address'] == offer['brand'])} "
+        f"(version {offer['version']}): not payable until the brand accepts it"
+    ) in first.output()
+    assert f"  role      ATTESTER_ROLE for {dev_account(STANDBY_ATTESTER).address}: " in (
+        first.output()
+    )
 
     # the printed "try it" commands, run as printed
     script = _try_it_block(first.output())

@@ -26,7 +26,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from bridge.api import create_app
-from bridge.domain.codec import Outcome
+from bridge.chain.views import Verdict
 from bridge.domain.usage import Refusal, UsageType
 from bridge.errors import ChainUnavailableError
 from bridge.intake.grouping import GATHER_TURNS, Arrival, GroupCommit
@@ -64,7 +64,7 @@ class RoundsView(FakeLicenseView):
 
     rounds: list[list[Key]] = field(default_factory=list)
 
-    def check_many(self, usages: Sequence[Key]) -> list[Outcome]:
+    def check_many(self, usages: Sequence[Key]) -> list[Verdict]:
         self.rounds.append(list(usages))
         return super().check_many(usages)
 

@@ -634,8 +634,9 @@ def relay(anvil: Anvil, store: Store, tmp_path: Path) -> Iterator[Relay]:
 
 def _message(relay: Relay, kind: str, twin: int, nonce: int, deadline: int) -> dict[str, Any]:
     brand = relay.anvil.world.brands[0]  # licensed on every twin
-    body: dict[str, Any] = {"twinId": twin, "nonce": nonce, "deadline": deadline}
-    if kind == "GrantLicense":
+    owner = dev_account(FIRST_MODEL_ACCOUNT).address  # the first twin's first owner
+    body: dict[str, Any] = {"owner": owner, "twinId": twin, "nonce": nonce, "deadline": deadline}
+    if kind == "OfferLicense":
         body["terms"] = {
             "brand": Web3.to_checksum_address("0x" + "b7" * 20),
             "validFrom": 0,
@@ -647,6 +648,7 @@ def _message(relay: Relay, kind: str, twin: int, nonce: int, deadline: int) -> d
         }
     elif kind == "RevokeLicense":
         body["brand"] = brand
+        body["version"] = relay.ledger.functions.licenseVersionCount(twin, brand).call() - 1
     elif kind == "SetTwinPaused":
         body["paused"] = nonce % 2 == 0
     else:
@@ -655,11 +657,12 @@ def _message(relay: Relay, kind: str, twin: int, nonce: int, deadline: int) -> d
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("kind", ["GrantLicense", "RevokeLicense", "SetTwinPaused", "SetPayees"])
+@pytest.mark.parametrize("kind", ["OfferLicense", "RevokeLicense", "SetTwinPaused", "SetPayees"])
 def test_forged_and_replayed_owner_actions_are_4xx_and_cost_no_gas(relay: Relay, kind: str) -> None:
     """Each signed owner action, once relayed, cannot be replayed under another chain id, another
-    ledger, its used nonce, a passed deadline, nor by a signer who no longer owns the twin; a
-    forged signature is refused too. Nothing is stored and the relayer sends nothing."""
+    ledger, its used nonce, a passed deadline, nor by a signer who no longer owns the twin, nor
+    under another owner's name (the message names its owner); a forged signature is refused too.
+    Nothing is stored and the relayer sends nothing."""
     twin = relay.anvil.world.twin_ids[0]
     model = dev_account(FIRST_MODEL_ACCOUNT)
     assert relay.ledger.functions.ownerOf(twin).call() == model.address
@@ -684,7 +687,7 @@ def test_forged_and_replayed_owner_actions_are_4xx_and_cost_no_gas(relay: Relay,
 
     bad_signature = (
         f"the signature is not {model.address}'s over this {kind} message (EIP-712 domain "
-        f"TwinLedger v1, chain 31337, ledger {ledger})"
+        f"TwinLedger v2, chain 31337, ledger {ledger})"
     )
     fresh = _message(relay, kind, twin, 1, deadline)
     refused(relay.sign(kind, fresh, model, chain_id=1), 401, "bad-signature", bad_signature)
@@ -706,6 +709,13 @@ def test_forged_and_replayed_owner_actions_are_4xx_and_cost_no_gas(relay: Relay,
         409,
         "nonce-used",
         f"nonce 0 of {model.address} was used already; the next is 1",
+    )
+    # the owner's signature sent as another account's action (the message names the owner)
+    refused(
+        relay.sign(kind, fresh, model, signer=stranger.address),
+        422,
+        "signer-mismatch",
+        f"the {kind} message names owner {model.address}, not the signer {stranger.address}",
     )
     past = relay.now() - 1
     refused(

@@ -23,19 +23,21 @@ import pytest
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 from web3 import Web3
+from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from bridge.chain.client import Block, BlockTag, LogEntry, Web3ChainClient, classify_rpc_error
 from bridge.cli.app import app
-from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
 from bridge.indexer.follow import Indexer, IndexerChain, IndexerConflictError, IndexerError
 from bridge.indexer.licenses import PricedVersion, covering_version, license_windows
 from bridge.store import migrate
+from bridge.store.ledger_queries import brand_limits, pending_offers, role_members
 from bridge.store.models import (
     INDEXER_TABLES,
     BrandAccountChange,
@@ -43,15 +45,19 @@ from bridge.store.models import (
     IndexedBlock,
     IndexerCursor,
     LedgerEventRow,
+    LicenseOfferRow,
     LicenseVersionRow,
     PayeePayout,
+    RoleChange,
     RoyaltyDistribution,
     SettledUsageRow,
     TwinChange,
     TwinRow,
 )
 from bridge.store.repository import Store
-from bridge.testing.world import NOTICE_PERIOD, USD, AnvilChain, World
+from bridge.testing.world import NOTICE_PERIOD, USD, AnvilChain, World, sign_batch
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 pytestmark = pytest.mark.integration
 
@@ -106,13 +112,21 @@ def _wait(w3: Web3, tx: HexBytes) -> TxReceipt:
 def _settle(world: World, groups: Sequence[tuple[str, Sequence[Usage]]]) -> TxReceipt:
     w3 = world.w3
     words = [(brand, [u.encode() for u in usages]) for brand, usages in groups]
-    deadline = _now(w3) + 3600
-    data = eip712.usage_batch(
-        deadline, words, chain_id=w3.eth.chain_id, ledger=world.ledger.address
-    )
-    signature = eip712.sign(world.attester, data)
-    call = world.ledger.functions.settle((deadline, words), signature)
+    batch = (_now(w3) + 3600, words)
+    call = world.ledger.functions.settle(batch, world.attester.address, sign_batch(world, batch))
     return _wait(w3, call.transact({"from": world.relayer}))
+
+
+def _offer(world: World, twin: int, terms: tuple[Any, ...]) -> tuple[TxReceipt, int, bytes]:
+    """The twin's owner offers ``terms``: the receipt, the offer's version and terms hash."""
+    receipt = _as_owner(world, twin, world.ledger.functions.offerLicense(twin, terms))
+    [offered] = world.ledger.events.LicenseOffered().process_receipt(receipt, errors=DISCARD)
+    return receipt, int(offered["args"]["version"]), bytes(offered["args"]["termsHash"])
+
+
+def _accept(world: World, twin: int, brand: str, version: int, terms_hash: bytes) -> TxReceipt:
+    call = world.ledger.functions.acceptLicense(twin, version, terms_hash)
+    return _wait(world.w3, call.transact({"from": brand}))
 
 
 def _as_owner(world: World, twin: int, call: Any) -> TxReceipt:
@@ -138,16 +152,22 @@ def _unlicensed_type(world: World, twin: int, brand: int) -> int:
 
 
 def _chain_events(world: World, to_block: int) -> list[tuple[int, int, str, str]]:
-    """(block, log index, tx hash, event name) of every ledger log up to ``to_block``."""
+    """(block, log index, tx hash, event name) of every log of the ledger and of its access
+    manager up to ``to_block``."""
     names = {
-        bytes(HexBytes(world.ledger.events[e["name"]]().topic)): e["name"]
-        for e in world.ledger.abi
+        bytes(HexBytes(contract.events[e["name"]]().topic)): e["name"]
+        for contract in (world.ledger, world.manager)
+        for e in contract.abi
         if e["type"] == "event"
     }
     logs = world.w3.eth.get_logs(
-        {"address": world.ledger.address, "fromBlock": 0, "toBlock": to_block}
+        {
+            "address": [world.ledger.address, world.manager.address],
+            "fromBlock": 0,
+            "toBlock": to_block,
+        }
     )
-    return [
+    return sorted(
         (
             int(entry["blockNumber"]),
             int(entry["logIndex"]),
@@ -155,7 +175,7 @@ def _chain_events(world: World, to_block: int) -> list[tuple[int, int, str, str]
             names[bytes(entry["topics"][0])],
         )
         for entry in logs
-    ]
+    )
 
 
 # ---------------------------------------------------------------- the store
@@ -237,7 +257,9 @@ def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
         assert (cursor.block_number, cursor.block_hash) == (to_block, blocks[-1].hash)
 
         twins = {row.twin_id: row for row in session.scalars(select(TwinRow))}
-        assert sorted(twins) == world.twin_ids
+        twin_ids = sorted(twins)
+        assert twin_ids == list(range(1, len(twin_ids) + 1))  # every twin minted, in order
+        assert twin_ids[: len(world.twin_ids)] == world.twin_ids
         for twin, row in twins.items():
             paused_since = fn.twinState(twin).call(block_identifier=to_block)[1]
             payees = fn.payeesOf(twin).call(block_identifier=to_block)
@@ -253,7 +275,7 @@ def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
         versions = session.scalars(select(LicenseVersionRow)).all()
         expected_count = sum(
             fn.licenseVersionCount(twin, brand).call(block_identifier=to_block)
-            for twin in world.twin_ids
+            for twin in twin_ids
             for brand in world.brands
         )
         assert len(versions) == expected_count
@@ -268,6 +290,8 @@ def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
                 revoked,
             )
             assert sorted((p["usageType"], p["price"]) for p in v.prices) == sorted(prices)
+        _assert_offers_match_chain(chain, session, to_block, twin_ids)
+        _assert_limits_match_chain(chain, session, to_block)
 
         accounts = {row.brand: row for row in session.scalars(select(BrandAccountRow))}
         assert sorted(accounts) == sorted(world.brands)
@@ -278,7 +302,49 @@ def _assert_matches_chain(chain: Chain, store: Store, to_block: int) -> None:
                 row.debt_reserve,
                 row.pending_withdrawal,
                 row.withdrawal_unlocks_at,
-            ) == tuple(fn.brandAccount(brand).call(block_identifier=to_block))
+            ) == tuple(fn.brandAccount(brand).call(block_identifier=to_block))[:5]
+
+
+def _assert_offers_match_chain(
+    chain: Chain, session: Session, to_block: int, twin_ids: Sequence[int]
+) -> None:
+    """The store's waiting offers are the chain's ``offerOf`` of every (twin, brand)."""
+    world, fn = chain.world, chain.world.ledger.functions
+    onchain = {}
+    for twin in twin_ids:
+        for brand in world.brands:
+            try:
+                terms, version, terms_hash = fn.offerOf(twin, brand).call(block_identifier=to_block)
+            except ContractLogicError:
+                continue
+            onchain[twin, brand] = (version, "0x" + terms_hash.hex(), terms[0], terms[1])
+    stored = {
+        (o.twin_id, o.brand): (o.version, o.terms_hash, o.valid_from, o.valid_until)
+        for brand in world.brands
+        for o in pending_offers(session, brand)
+    }
+    assert stored == onchain
+
+
+def _assert_limits_match_chain(chain: Chain, session: Session, to_block: int) -> None:
+    """The store's limits of each brand are the chain's ``brandLimits`` at ``to_block``."""
+    world, fn = chain.world, chain.world.ledger.functions
+    config = fn.config().call(block_identifier=to_block)
+    at = int(chain.w3.eth.get_block(to_block)["timestamp"])
+    for brand in world.brands:
+        limits = brand_limits(session, brand, at=at, spending_period=config[1])
+        in_force = limits.in_force
+        pending = limits.pending
+        assert (
+            config[3] if in_force is None else in_force.per_usage,
+            config[4] if in_force is None else in_force.per_period,
+            limits.spent_in_period,
+            limits.period_start,
+            0 if pending is None else pending.per_usage,
+            0 if pending is None else pending.per_period,
+            0 if pending is None else pending.effective_at,
+            limits.attester or ZERO_ADDRESS,
+        ) == tuple(fn.brandLimits(brand).call(block_identifier=to_block))
 
 
 # ---------------------------------------------------------------- tests
@@ -345,7 +411,7 @@ def test_indexes_settlements_owner_actions_and_payouts_exactly(
     new_owner = w3.eth.accounts[-2]
     receipts = [
         settled,
-        _as_owner(world, t3, fn.revokeLicense(t3, brand0)),
+        _as_owner(world, t3, fn.revokeLicense(t3, brand0, 0)),
         _as_owner(world, t2, fn.setTwinPaused(t2, True)),
         _as_owner(world, t4, fn.setPayees(t4, [(agency, 2_500)])),  # distributes t4 first
         transfer := _as_owner(world, t1, fn.transferFrom(owner1, new_owner, t1)),
@@ -489,7 +555,6 @@ def test_a_regranted_license_prices_each_usage_by_the_version_in_force_at_its_ti
     snapshot: Chain, index_store: Store
 ) -> None:
     world, w3 = snapshot.world, snapshot.w3
-    fn = world.ledger.functions
     brand = world.brands[0]
     (twin, usage_type, price), *_ = _licensed(world, 0)
     before = _now(w3) - 10
@@ -502,7 +567,9 @@ def test_a_regranted_license_prices_each_usage_by_the_version_in_force_at_its_ti
         keccak(text="second consent"),
         [(usage_type, 2 * price + 1)],
     )
-    grant = _as_owner(world, twin, fn.grantLicense(twin, terms))
+    _, version, terms_hash = _offer(world, twin, terms)
+    assert version == 1
+    grant = _accept(world, twin, brand, version, terms_hash)
     granted_at = int(w3.eth.get_block(grant["blockNumber"])["timestamp"])
     _mine(w3)
     after = _now(w3)
@@ -623,7 +690,7 @@ def test_a_reorg_deeper_than_the_confirmations_is_rewound_and_indexed_again(
     now = _now(w3)
     lost = Usage(usage_id=8_001, twin_id=t1, used_at=now - 10, quantity=2, usage_type=type1)
     _settle(world, [(brand0, [lost])])
-    _as_owner(world, t2, fn.revokeLicense(t2, brand0))
+    _as_owner(world, t2, fn.revokeLicense(t2, brand0, 0))
     _as_owner(world, t3, fn.setTwinPaused(t3, True))
     indexer = _indexer(snapshot, index_store)
     indexer.catch_up()
@@ -768,6 +835,7 @@ class LimitedLogs:
         self.inner = inner
         self.limit = limit
         self.asked: list[tuple[int, int, bool]] = []
+        self.addresses: list[str] = []
 
     def block(self, tag: BlockTag = "latest") -> Block | None:
         return self.inner.block(tag)
@@ -777,6 +845,7 @@ class LimitedLogs:
     ) -> list[LogEntry]:
         refused = to_block - from_block + 1 > self.limit
         self.asked.append((from_block, to_block, refused))
+        self.addresses.append(address)
         if refused:
             raise classify_rpc_error(
                 "http://provider", -32005, "query returned more than 10000 results"
@@ -791,25 +860,33 @@ def test_log_ranges_shrink_when_the_node_refuses_them_and_grow_back(
     snapshot: Chain, index_store: Store
 ) -> None:
     w3 = snapshot.w3
-    _mine(w3, 127 - _latest(w3))
-    client = LimitedLogs(Web3ChainClient([snapshot.url]), limit=40)
-    indexer = _indexer(snapshot, index_store, client=client, max_block_range=128)
-    assert indexer.catch_up() == 128
-    assert client.asked == [
-        (0, 127, True), (0, 63, True), (0, 31, False),  # 128 -> 64 -> 32 blocks, back to 64
-        (32, 95, True), (32, 63, False),
-        (64, 127, True), (64, 95, False),
-        (96, 127, False),  # what is left fits
+    assert _latest(w3) < 255
+    _mine(w3, 255 - _latest(w3))
+    client = LimitedLogs(Web3ChainClient([snapshot.url]), limit=80)
+    indexer = _indexer(snapshot, index_store, client=client, max_block_range=256)
+    assert indexer.catch_up() == 256
+    ledger, manager = snapshot.world.ledger.address, snapshot.world.manager.address
+    asked = list(zip(client.addresses, client.asked, strict=True))
+    assert [a for address, a in asked if address == ledger] == [
+        (0, 255, True), (0, 127, True), (0, 63, False),  # 256 -> 128 -> 64 blocks, back to 128
+        (64, 191, True), (64, 127, False),
+        (128, 255, True), (128, 191, False),
+        (192, 255, False),  # what is left fits
     ]  # fmt: skip
-    assert indexer.block_range == 64
-    _assert_matches_chain(snapshot, index_store, 127)
+    # The access manager's logs of each range the ledger's were answered for (the first range
+    # names it: the ledger's AuthorityUpdated at its deployment).
+    assert [a for address, a in asked if address == manager] == [
+        (0, 63, False), (64, 127, False), (128, 191, False), (192, 255, False)
+    ]  # fmt: skip
+    assert indexer.block_range == 128
+    _assert_matches_chain(snapshot, index_store, 255)
 
     # A node that refuses even one block: the step fails, nothing is written.
     _mine(w3)
     client.limit = 0
     with pytest.raises(LogRangeTooLargeError):
         indexer.step()
-    assert indexer.cursor() == 127
+    assert indexer.cursor() == 255
 
 
 def test_log_range_refusals_are_classified_by_message() -> None:
@@ -981,3 +1058,200 @@ def test_the_indexer_command_stops_with_the_reason_on_a_store_of_another_ledger(
         f"indexer stopped: the store indexes ledger {other}, not {snapshot.world.ledger.address}"
         in " ".join(result.output.split())
     )
+
+
+# ---------------------------------------------------------------- agreements, limits, roles
+
+
+def _terms(brand: str, until: int, prices: dict[int, int], *, label: str) -> tuple[Any, ...]:
+    """``LicenseTerms`` from the acceptance (validFrom 0) until ``until``, no cap."""
+    return (
+        brand,
+        0,
+        until,
+        0,
+        keccak(text=f"purpose {label}"),
+        keccak(text=f"consent {label}"),
+        list(prices.items()),
+    )
+
+
+def _offers(store: Store) -> list[tuple[Any, ...]]:
+    """(twin, brand, version, status, terms hash, accepted from, closing tx) of every offer."""
+    with store.session() as session:
+        return [
+            (o.twin_id, o.brand, o.version, o.status.value, o.terms_hash, o.accepted_from,
+             o.closed_tx_hash)
+            for o in session.scalars(
+                select(LicenseOfferRow).order_by(
+                    LicenseOfferRow.block_number, LicenseOfferRow.log_index
+                )
+            )
+        ]  # fmt: skip
+
+
+def test_offers_are_mirrored_until_accepted_declined_or_withdrawn_and_a_reorg_reopens_them(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn = world.ledger.functions
+    brand0, brand1, brand2 = world.brands
+    (twin, usage_type, price), *_ = _licensed(world, 0)
+    until = _now(w3) + 90 * 24 * 3600
+    # A new twin with only an offer: its usages are "offer not accepted".
+    registrar, model = w3.eth.accounts[1], w3.eth.accounts[-3]
+    mint = fn.mint(model, "ipfs://twin/new", keccak(text="new consent"))
+    _wait(w3, mint.transact({"from": registrar}))
+    new_twin = len(world.twin_ids) + 1
+    _, waiting_version, waiting_hash = _offer(
+        world, new_twin, _terms(brand1, until, {usage_type: price}, label="waiting")
+    )
+    # Twin's brand 0 license gets version 1 offered, replaced by a dearer one, which brand 0
+    # accepts; brand 1 declines its version 1; brand 2's version 1 is withdrawn by the owner.
+    _, first, first_hash = _offer(world, twin, _terms(brand0, until, {usage_type: price + 1},
+                                                       label="first"))  # fmt: skip
+    replace, second, second_hash = _offer(
+        world, twin, _terms(brand0, until, {usage_type: 2 * price}, label="second")
+    )
+    accepted = _accept(world, twin, brand0, second, second_hash)
+    accepted_at = _block_time(w3, accepted)
+    _, declined_version, declined_hash = _offer(
+        world, twin, _terms(brand1, until, {usage_type: price}, label="declined")
+    )
+    declined = _wait(w3, fn.declineLicense(twin, declined_version).transact({"from": brand1}))
+    _, withdrawn_version, withdrawn_hash = _offer(
+        world, twin, _terms(brand2, until, {usage_type: price}, label="withdrawn")
+    )
+    withdrawn = _as_owner(world, twin, fn.revokeLicense(twin, brand2, withdrawn_version))
+    _mine(w3)
+    now = _now(w3)
+    usages = [Usage(9_501, new_twin, now - 1, 1, usage_type)]
+    _settle(world, [(brand1, usages)])
+    last = _latest(w3)
+
+    indexer = _indexer(snapshot, index_store)
+    indexer.catch_up()
+    _assert_matches_chain(snapshot, index_store, last)
+    tx = HexBytes.to_0x_hex
+    hx = "0x{}".format
+    assert (first, second, declined_version, withdrawn_version, waiting_version) == (1, 1, 1, 1, 0)
+    assert _offers(index_store)[-5:] == [
+        (new_twin, brand1, 0, "pending", hx(waiting_hash.hex()), None, None),
+        (twin, brand0, 1, "withdrawn", hx(first_hash.hex()), None,
+         tx(replace["transactionHash"])),
+        (twin, brand0, 1, "accepted", hx(second_hash.hex()), accepted_at,
+         tx(accepted["transactionHash"])),
+        (twin, brand1, 1, "declined", hx(declined_hash.hex()), None,
+         tx(declined["transactionHash"])),
+        (twin, brand2, 1, "withdrawn", hx(withdrawn_hash.hex()), None,
+         tx(withdrawn["transactionHash"])),
+    ]  # fmt: skip
+    assert _usages(index_store)[9_501] == (
+        brand1, new_twin, now - 1, 1, usage_type, Outcome.OFFER_NOT_ACCEPTED, None, None
+    )  # fmt: skip
+    with index_store.session() as session:
+        [waiting] = pending_offers(session, brand1)
+        assert (waiting.twin_id, waiting.version, waiting.terms_hash, waiting.valid_until) == (
+            new_twin, 0, hx(waiting_hash.hex()), until
+        )  # fmt: skip
+        assert [p.price for p in waiting.prices] == [price]
+        assert pending_offers(session, brand0) == pending_offers(session, brand2) == []
+        version = session.get(LicenseVersionRow, (twin, brand0, 1))
+        assert version is not None
+        assert (version.valid_from, version.offered_from, version.terms_hash, version.prices) == (
+            accepted_at, 0, hx(second_hash.hex()), [{"usageType": usage_type, "price": 2 * price}]
+        )  # fmt: skip
+        old = session.get(LicenseVersionRow, (twin, brand0, 0))
+        assert old is not None
+        assert old.effective_until == accepted_at
+
+    # A reorg takes the acceptance away: the offer waits again, version 1 is gone.
+    fork = int(accepted["blockNumber"]) - 1
+    _rpc(w3, "anvil_rollback", last - fork)
+    assert _latest(w3) == fork
+    _mine(w3, last - fork + 2)
+    indexer.catch_up()
+    _assert_matches_chain(snapshot, index_store, _latest(w3))
+    assert _offers(index_store)[-3:] == [
+        (new_twin, brand1, 0, "pending", hx(waiting_hash.hex()), None, None),
+        (twin, brand0, 1, "withdrawn", hx(first_hash.hex()), None,
+         tx(replace["transactionHash"])),
+        (twin, brand0, 1, "pending", hx(second_hash.hex()), None, None),
+    ]  # fmt: skip
+    with index_store.session() as session:
+        assert session.get(LicenseVersionRow, (twin, brand0, 1)) is None
+        [reopened] = pending_offers(session, brand0)
+        assert (reopened.twin_id, reopened.version, reopened.closed) == (twin, 1, None)
+
+
+def test_spending_limits_own_attesters_and_manager_roles_are_mirrored(
+    snapshot: Chain, index_store: Store
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    fn, manager = world.ledger.functions, world.manager.functions
+    brand0, brand1, brand2 = world.brands
+    admin = w3.eth.accounts[0]
+    (twin, usage_type, price), *_ = _licensed(world, 0)
+    # Brand 0 lowers its limits below two uses of its price: one use pays, two are refused, and
+    # a third use passes the period's limit. Brand 1 raises its limits (the world's raise delay
+    # is 0: at once); brand 2 names its own attester.
+    lowered = _wait(
+        w3, fn.setSpendingLimits(2 * price - 1, 2 * price - 1).transact({"from": brand0})
+    )
+    _wait(w3, fn.setSpendingLimits(200_000 * USD, 10**9 * USD).transact({"from": brand1}))
+    own = _wait(w3, fn.setBrandAttester(world.relayer).transact({"from": brand2}))
+    key = keccak(text="indexer test: second attester")[:20]
+    second = Web3.to_checksum_address(key)
+    granted = _wait(w3, manager.grantRole(2, second, 0).transact({"from": admin}))
+    revoked = _wait(w3, manager.revokeRole(2, second).transact({"from": admin}))
+    now = _now(w3)
+    _settle(world, [(brand0, [
+        Usage(9_601, twin, now - 3, 1, usage_type),
+        Usage(9_602, twin, now - 2, 2, usage_type),
+        Usage(9_603, twin, now - 1, 1, usage_type),
+    ])])  # fmt: skip
+    last = _latest(w3)
+
+    _indexer(snapshot, index_store).catch_up()
+    _assert_matches_chain(snapshot, index_store, last)
+    usages = _usages(index_store)
+    assert [usages[i][5:] for i in (9_601, 9_602, 9_603)] == [
+        (Outcome.PAID, price, 0),
+        (Outcome.OVER_USAGE_LIMIT, None, None),
+        (Outcome.OVER_PERIOD_LIMIT, None, None),
+    ]
+    with index_store.session() as session:
+        limits = brand_limits(session, brand0, at=now, spending_period=24 * 3600)
+        assert limits.in_force is not None
+        assert (limits.in_force.per_usage, limits.in_force.per_period, limits.pending) == (
+            2 * price - 1, 2 * price - 1, None
+        )  # fmt: skip
+        assert limits.in_force.source.tx_hash == lowered["transactionHash"].to_0x_hex()
+        assert limits.spent_in_period == price
+        own_limits = brand_limits(session, brand2, at=now)
+        assert (own_limits.in_force, own_limits.attester, own_limits.spent_in_period) == (
+            None, world.relayer, None
+        )  # fmt: skip
+        assert own_limits.attester_source is not None
+        assert own_limits.attester_source.tx_hash == own["transactionHash"].to_0x_hex()
+        roles = [
+            (r.event, r.role_id, r.account, r.delay, r.since, r.new_member, r.tx_hash)
+            for r in session.scalars(
+                select(RoleChange).order_by(RoleChange.block_number, RoleChange.log_index)
+            )
+        ]
+    assert roles[-2:] == [
+        ("RoleGranted", 2, second, 0, _block_time(w3, granted), True,
+         granted["transactionHash"].to_0x_hex()),
+        ("RoleRevoked", 2, second, 0, None, None, revoked["transactionHash"].to_0x_hex()),
+    ]  # fmt: skip
+    # The deployment's grants are there too: the world's attester holds role 2 from its grant.
+    assert ("RoleGranted", 2, world.attester.address) in {r[:3] for r in roles}
+    with index_store.session() as session:
+        members = {(m.role, m.account): m.waiting for m in role_members(session, at=now)}
+    manager_view = world.manager.functions.hasRole
+    for role, account in members:
+        role_id = {"ADMIN_ROLE": 0, "REGISTRAR_ROLE": 1, "ATTESTER_ROLE": 2}[role]
+        assert manager_view(role_id, account).call()[0], (role, account)
+    assert ("ATTESTER_ROLE", world.attester.address) in members
+    assert ("ATTESTER_ROLE", second) not in members

@@ -10,6 +10,7 @@ from web3 import EthereumTesterProvider, Web3
 from web3.contract import Contract
 
 from bridge.chain.deploy import deploy_ledger
+from bridge.chain.ledger import LedgerConfig
 from bridge.chain.views import Web3LicenseView
 from bridge.domain.codec import Outcome
 from bridge.errors import ChainUnavailableError
@@ -23,6 +24,7 @@ class Deployed:
     ledger: Contract
     brand: str
     other_brand: str
+    offered_brand: str
     model: str
     twin_id: int
     now: int
@@ -34,17 +36,27 @@ def deployed() -> Deployed:
         PyEVMBackend.generate_genesis_params(overrides={"gas_limit": 60_000_000})
     )
     w3 = Web3(EthereumTesterProvider(EthereumTester(backend)))
-    admin, model, brand, other_brand = w3.eth.accounts[:4]
-    ledger = deploy_ledger(w3, sender=admin, admin=admin, admin_delay=DAY, notice_period=DAY).ledger
-    registrar = ledger.functions.REGISTRAR_ROLE().call()
-    ledger.functions.grantRole(registrar, admin).transact({"from": admin})
+    admin, model, brand, other_brand, offered_brand = w3.eth.accounts[:5]
+    config = LedgerConfig(
+        notice_period=36 * DAY,
+        spending_period=DAY,
+        raise_delay=0,
+        default_per_usage=10_000,
+        default_per_period=10**9,
+    )
+    ledger = deploy_ledger(
+        w3, sender=admin, config=config, roles={"REGISTRAR_ROLE": [admin]}
+    ).ledger
     ledger.functions.mint(model, "ipfs://twin", b"\x01" * 32).transact({"from": admin})
     twin_id = 1
     assert ledger.functions.ownerOf(twin_id).call() == model
     now = w3.eth.get_block("latest")["timestamp"]
-    terms = (brand, 0, now + 30 * DAY, 0, b"\x02" * 32, b"\x03" * 32, [(0, 1000), (3, 50)])
-    ledger.functions.grantLicense(twin_id, terms).transact({"from": model})
-    return Deployed(w3, ledger, brand, other_brand, model, twin_id, now)
+    for who in (brand, offered_brand):
+        terms = (who, 0, now + 30 * DAY, 0, b"\x02" * 32, b"\x03" * 32, [(0, 1000), (3, 50)])
+        ledger.functions.offerLicense(twin_id, terms).transact({"from": model})
+    _terms, version, terms_hash = ledger.functions.offerOf(twin_id, brand).call()
+    ledger.functions.acceptLicense(twin_id, version, terms_hash).transact({"from": brand})
+    return Deployed(w3, ledger, brand, other_brand, offered_brand, model, twin_id, now)
 
 
 @pytest.fixture
@@ -60,6 +72,7 @@ def view(deployed: Deployed) -> Web3LicenseView:
         ("brand", 1, 1, 60, Outcome.USAGE_TYPE_NOT_LICENSED),
         ("brand", 1, 0, 31 * DAY, Outcome.LICENSE_EXPIRED),
         ("other_brand", 1, 0, 60, Outcome.NO_LICENSE),
+        ("offered_brand", 1, 0, 60, Outcome.OFFER_NOT_ACCEPTED),
         ("brand", 999, 0, 60, Outcome.UNKNOWN_TWIN),
     ],
 )
@@ -77,6 +90,24 @@ def test_check_usage_answers_like_the_ledger(
     assert (
         view.check_usage(brand=brand, twin_id=twin, usage_type=usage_type, used_at=at) is expected
     )
+
+
+def test_a_verdict_has_the_price_and_the_default_limit_per_usage(
+    deployed: Deployed, view: Web3LicenseView
+) -> None:
+    at = deployed.now + 60
+    verdicts = view.check_many(
+        [(deployed.brand, 1, 0, at), (deployed.brand, 1, 3, at), (deployed.offered_brand, 1, 0, at)]
+    )
+    assert verdicts == [
+        (Outcome.PAID, 1000, 10_000),
+        (Outcome.PAID, 50, 10_000),
+        (Outcome.OFFER_NOT_ACCEPTED, 0, 10_000),
+    ]
+    assert [verdicts[0].outcome_for(q) for q in (10, 11)] == [
+        Outcome.PAID,
+        Outcome.OVER_USAGE_LIMIT,
+    ]
 
 
 def test_pause_is_reported_and_cached_answers_expire(deployed: Deployed) -> None:

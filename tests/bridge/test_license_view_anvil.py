@@ -71,15 +71,16 @@ def test_check_usages_asks_once_in_one_batch_and_answers_in_order(world: World) 
     ]
 
     assert view.check_usages(brand=world.brands[brand], usages=usages) == expected
-    assert batches == [9]  # the latest block, then priceAt and isPausedAt per distinct usage
+    # the latest block, priceAt and isPausedAt per distinct usage, brandLimits of the brand
+    assert batches == [10]
     stranger = Web3.to_checksum_address("0x" + "ab" * 20)
     assert (
         view.check_usage(brand=stranger, twin_id=twin, usage_type=priced, used_at=now)
         is Outcome.NO_LICENSE
     )
-    assert batches == [9, 3]
+    assert batches == [10, 4]
     assert view.check_usages(brand=world.brands[brand].lower(), usages=usages) == expected
-    assert batches == [9, 3]  # all cached
+    assert batches == [10, 4]  # all cached
 
 
 def test_a_payable_usage_before_the_answering_block_outlives_the_ttl(world: World) -> None:
@@ -103,10 +104,41 @@ def test_a_payable_usage_before_the_answering_block_outlives_the_ttl(world: Worl
     assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
     now[0] = 9.9
     assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
-    assert batches == [5]
-    now[0] = 10.0  # the TTL is up: only the usage ahead of the chain is asked again
+    assert batches == [6]
+    now[0] = 10.0  # the TTL is up: only the usage ahead of the chain (and the limit) is asked again
     assert view.check_usages(brand=world.brands[brand], usages=usages) == [Outcome.PAID] * 2
-    assert batches == [5, 3]
+    assert batches == [6, 4]
+
+
+def test_a_verdict_carries_the_price_and_the_brands_limit_per_usage(world: World) -> None:
+    """The limit per usage in force (``brandLimits``) with each verdict: a usage whose price times
+    quantity passes it is ``OVER_USAGE_LIMIT``, as the ledger would settle it; a lowering counts
+    at once."""
+    w3 = world.w3
+    url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
+    view = Web3LicenseView(w3, world.ledger, ttl=0, rpc_url=url)
+    (twin, brand), plan = next(iter(world.licenses.items()))
+    address = world.brands[brand]
+    priced = min(plan.prices)
+    price = plan.prices[priced]
+    now = int(w3.eth.get_block("latest")["timestamp"])
+    limit = int(world.ledger.functions.brandLimits(address).call()[0])
+    [verdict] = view.check_many([(address, twin, priced, now - 1)])
+    assert verdict == (Outcome.PAID, price, limit)
+    assert verdict.outcome_for(limit // price) is Outcome.PAID
+    assert verdict.outcome_for(limit // price + 1) is Outcome.OVER_USAGE_LIMIT
+
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.setSpendingLimits(2 * price, 10 * price).transact({"from": address})
+    )
+    [lowered] = view.check_many([(address, twin, priced, now - 1)])
+    assert lowered == (Outcome.PAID, price, 2 * price)
+    assert [lowered.outcome_for(q) for q in (1, 2, 3)] == [
+        Outcome.PAID, Outcome.PAID, Outcome.OVER_USAGE_LIMIT,
+    ]  # fmt: skip
+    [unlicensed] = view.check_many([(address, 999, priced, now - 1)])
+    assert unlicensed == (Outcome.UNKNOWN_TWIN, 0, 2 * price)
+    assert unlicensed.outcome_for(10**6) is Outcome.UNKNOWN_TWIN
 
 
 # ---------------------------------------------------------------- the pooled HTTP connection
@@ -208,8 +240,9 @@ def test_the_pooled_connection_answers_after_the_node_closed_it(world: World, cl
             assert view.check_usages(brand=brand, usages=[usage]) == [outcome]
             if stub.close_after_answer:  # closed before the next request is sent
                 time.sleep(0.05)
-    # One batch a usage (the latest block, priceAt, isPausedAt), each on a new connection.
-    assert [len(orjson.loads(body)) for body in stub.answered] == [3, 3, 3]
+    # One batch a usage (the latest block, priceAt, isPausedAt, brandLimits), each on a new
+    # connection.
+    assert [len(orjson.loads(body)) for body in stub.answered] == [4, 4, 4]
     assert stub.connections == 3
     if stub.close_after_answer:
         assert stub.dropped == []  # the pool saw the connection closed before using it
@@ -231,6 +264,7 @@ def test_the_pooled_connection_answers_after_the_node_closed_it(world: World, cl
             200,
             b'[{"jsonrpc":"2.0","id":0,"result":{"timestamp":"0x10"}},'
             b'{"jsonrpc":"2.0","id":2,"result":"0x"},'
+            b'{"jsonrpc":"2.0","id":3,"result":"0x"},'
             b'{"jsonrpc":"2.0","id":1,"error":{"code":3,"message":"execution reverted"}}]',
             "1 failed: {'code': 3, 'message': 'execution reverted'}",
         ),

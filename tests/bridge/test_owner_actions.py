@@ -5,6 +5,7 @@ Every refusal is a clear 4xx that stores nothing and sends nothing."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -152,19 +153,27 @@ def test_types_and_nonce_endpoints_publish_what_a_wallet_signs(relay: Relay) -> 
     answer = relay.api.get("/v1/owner-actions/types").json()
     assert answer["domain"] == {
         "name": "TwinLedger",
-        "version": "1",
+        "version": "2",
         "chainId": 31337,
         "verifyingContract": relay.ledger.address,
     }
     assert sorted(answer["actions"]) == [
-        "GrantLicense",
+        "AcceptLicense",
+        "OfferLicense",
         "RevokeLicense",
         "SetPayees",
         "SetTwinPaused",
     ]
-    grant = answer["actions"]["GrantLicense"]
-    assert grant["primaryType"] == "GrantLicense"
-    assert grant["types"] == {"EIP712Domain": eip712.DOMAIN_TYPE, **eip712.TYPES["GrantLicense"]}
+    offer = answer["actions"]["OfferLicense"]
+    assert offer["primaryType"] == "OfferLicense"
+    assert offer["types"] == {"EIP712Domain": eip712.DOMAIN_TYPE, **eip712.TYPES["OfferLicense"]}
+    assert [f["name"] for f in offer["types"]["OfferLicense"]] == [
+        "owner", "twinId", "terms", "nonce", "deadline",
+    ]  # fmt: skip
+    accept = answer["actions"]["AcceptLicense"]["types"]["AcceptLicense"]
+    assert [f["name"] for f in accept] == [
+        "brand", "twinId", "version", "termsHash", "nonce", "deadline",
+    ]  # fmt: skip
 
     model = relay.model(relay.world.twin_ids[0])
     assert relay.api.get(f"/v1/accounts/{model.address}/nonce").json() == {
@@ -192,27 +201,61 @@ def test_the_nonce_endpoint_is_a_503_problem_when_the_chain_gives_no_latest_bloc
     assert problem["detail"] == "the chain gave no latest block"
 
 
-def test_a_signed_grant_is_relayed_confirmed_and_answered_again_unchanged(relay: Relay) -> None:
+def _terms_tuple(terms: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        terms["brand"],
+        terms["validFrom"],
+        terms["validUntil"],
+        terms["maxUses"],
+        bytes.fromhex(terms["purposeHash"][2:]),
+        bytes.fromhex(terms["consentHash"][2:]),
+        [(p["usageType"], p["price"]) for p in terms["prices"]],
+    )
+
+
+@pytest.mark.parametrize(
+    "prices",
+    [
+        [{"usageType": 0, "price": 1}],
+        [{"usageType": 1, "price": 4_000_000}, {"usageType": 4, "price": 250_000}],
+        [{"usageType": t, "price": 2**96 - 1 - t} for t in range(16)],
+    ],
+)
+def test_the_terms_hash_is_the_ledgers_hash_license_terms(
+    relay: Relay, prices: list[dict[str, int]]
+) -> None:
+    terms = {**_terms(relay, _new_brand(), prices=prices), "validFrom": 1_700_000_000}
+    on_chain = relay.ledger.functions.hashLicenseTerms(_terms_tuple(terms)).call()
+    assert eip712.terms_hash(terms) == bytes(on_chain)
+    changed = {**terms, "maxUses": terms["maxUses"] + 1}
+    assert eip712.terms_hash(changed) != bytes(on_chain)
+
+
+def test_a_signed_offer_is_relayed_and_the_brand_accepts_it_by_signature(relay: Relay) -> None:
+    """The owner's OfferLicense and the brand's AcceptLicense both go through the relay: the
+    offer waits (not payable) until the brand's signed acceptance of its version and terms hash
+    is mined; a repeat answers the stored action unchanged."""
     twin = relay.world.twin_ids[0]
     model = relay.model(twin)
-    brand = _new_brand()
+    brand = Account.from_key(keccak(text="owner action test brand"))
+    terms = _terms(relay, brand.address)
     message = {
+        "owner": model.address,
         "twinId": twin,
-        "terms": _terms(relay, brand),
+        "terms": terms,
         "nonce": 0,
         "deadline": relay.now() + 3600,
     }
-    body = relay.sign("GrantLicense", message, model)
+    body = relay.sign("OfferLicense", message, model)
     before = relay.relayer_nonce()
 
     first = relay.post(body)
     assert first.status_code == 202, first.text
     accepted = first.json()
-    assert accepted["status"] == "accepted"
-    assert accepted["type"] == "GrantLicense"
-    assert accepted["signer"] == model.address
-    assert accepted["twin_id"] == twin
-    assert accepted["nonce"] == 0
+    assert (accepted["status"], accepted["type"], accepted["signer"]) == (
+        "accepted", "OfferLicense", model.address,
+    )  # fmt: skip
+    assert (accepted["twin_id"], accepted["nonce"]) == (twin, 0)
     assert first.headers["location"] == f"/v1/owner-actions/{accepted['id']}"
     again = relay.post(body)
     assert again.status_code == 200
@@ -225,30 +268,68 @@ def test_a_signed_grant_is_relayed_confirmed_and_answered_again_unchanged(relay:
     done = relay.status(accepted["id"])
     assert done["status"] == "confirmed"
     receipt = relay.chain.w3.eth.get_transaction_receipt(done["tx_hash"])
-    assert receipt["status"] == 1
-    assert receipt["blockNumber"] == done["block_number"]
+    assert (receipt["status"], receipt["blockNumber"]) == (1, done["block_number"])
     assert receipt["from"] == Account.from_key(RELAYER_KEY).address
     assert relay.relayer_nonce() == before + 1
-    license_, version = relay.ledger.functions.licenseOf(twin, brand).call()
-    assert version == 0  # the first version
-    assert relay.ledger.functions.licenseVersionCount(twin, brand).call() == 1
-    granted_at = relay.chain.w3.eth.get_block(receipt["blockNumber"])["timestamp"]
-    assert license_[0:4] == (granted_at, message["terms"]["validUntil"], 500, 0)  # from the grant
-    assert [tuple(p) for p in license_[5]] == [(1, 4_000_000), (4, 250_000)]
+    terms_hash = eip712.terms_hash(terms)
+    offered, version, on_chain_hash = relay.ledger.functions.offerOf(twin, brand.address).call()
+    assert (version, bytes(on_chain_hash)) == (0, terms_hash)
+    assert [tuple(p) for p in offered[5]] == [(1, 4_000_000), (4, 250_000)]
+    assert relay.ledger.functions.licenseVersionCount(twin, brand.address).call() == 0
     assert relay.ledger.functions.nonces(model.address).call() == 1
+
+    acceptance = {
+        "brand": brand.address,
+        "twinId": twin,
+        "version": 0,
+        "termsHash": "0x" + terms_hash.hex(),
+        "nonce": 0,
+        "deadline": relay.now() + 3600,
+    }
+    taken = relay.post(relay.sign("AcceptLicense", acceptance, brand))
+    assert taken.status_code == 202, taken.text
+    assert (taken.json()["type"], taken.json()["signer"]) == ("AcceptLicense", brand.address)
+    worker.run_until_idle()
+    done = relay.status(taken.json()["id"])
+    assert done["status"] == "confirmed"
+    accepted_at = relay.chain.w3.eth.get_block(done["block_number"])["timestamp"]
+    license_, version = relay.ledger.functions.licenseOf(twin, brand.address).call()
+    assert version == 0
+    assert license_[0:5] == (accepted_at, terms["validUntil"], 500, 0, False)
+    assert relay.ledger.functions.licenseVersionCount(twin, brand.address).call() == 1
+    assert relay.ledger.functions.nonces(brand.address).call() == 1
+    (event,) = relay.ledger.events.LicenseAccepted().process_receipt(
+        relay.chain.w3.eth.get_transaction_receipt(done["tx_hash"]), errors=DISCARD
+    )
+    assert dict(event["args"]) == {
+        "twinId": twin, "brand": brand.address, "version": 0, "validFrom": accepted_at,
+    }  # fmt: skip
 
     # the same signature once more: the stored, confirmed action; a fresh message on nonce 0: used
     assert relay.post(body).json()["status"] == "confirmed"
     stale = relay.sign(
         "RevokeLicense",
-        {"twinId": twin, "brand": brand, "nonce": 0, "deadline": relay.now() + 3600},
+        {
+            "owner": model.address,
+            "twinId": twin,
+            "brand": brand.address,
+            "version": 0,
+            "nonce": 0,
+            "deadline": relay.now() + 3600,
+        },
         model,
     )
     refused = relay.post(stale)
     assert refused.status_code == 409
     assert refused.json()["type"] == "urn:twin-bridge:problem:nonce-used"
     assert refused.json()["detail"] == f"nonce 0 of {model.address} was used already; the next is 1"
-    assert relay.stored() == 1
+
+    revoke = relay.post(relay.sign("RevokeLicense", {**stale["message"], "nonce": 1}, model))
+    assert revoke.status_code == 202, revoke.text
+    worker.run_until_idle()
+    assert relay.status(revoke.json()["id"])["status"] == "confirmed"
+    assert relay.ledger.functions.licenseOf(twin, brand.address).call()[0][4] is True
+    assert relay.stored() == 3
 
 
 def test_refusals_are_clear_cost_nothing_and_store_nothing(relay: Relay) -> None:
@@ -266,40 +347,53 @@ def test_refusals_are_clear_cost_nothing_and_store_nothing(relay: Relay) -> None
         assert problem["type"] == f"urn:twin-bridge:problem:{slug}"
         assert problem["detail"] == detail
 
-    grant = {"twinId": twin, "terms": _terms(relay, brand), "nonce": 0, "deadline": deadline}
+    offer = {
+        "owner": model.address,
+        "twinId": twin,
+        "terms": _terms(relay, brand),
+        "nonce": 0,
+        "deadline": deadline,
+    }
     # signed by someone else for the owner
-    forged = relay.sign("GrantLicense", grant, stranger, signer=model.address)
+    forged = relay.sign("OfferLicense", offer, stranger, signer=model.address)
     refused(
         forged,
         401,
         "bad-signature",
-        f"the signature is not {model.address}'s over this GrantLicense message (EIP-712 domain "
-        f"TwinLedger v1, chain 31337, ledger {relay.ledger.address})",
+        f"the signature is not {model.address}'s over this OfferLicense message (EIP-712 domain "
+        f"TwinLedger v2, chain 31337, ledger {relay.ledger.address})",
+    )
+    # the message names another owner than the signer
+    refused(
+        relay.sign("OfferLicense", offer, stranger),
+        422,
+        "signer-mismatch",
+        f"the OfferLicense message names owner {model.address}, not the signer {stranger.address}",
     )
     # a signer who does not own the twin
     refused(
-        relay.sign("GrantLicense", grant, stranger),
+        relay.sign("OfferLicense", {**offer, "owner": stranger.address}, stranger),
         403,
         "not-owner",
         f"{stranger.address} does not own twin {twin} (its owner is {model.address})",
     )
     # a twin that does not exist
     refused(
-        relay.sign("GrantLicense", {**grant, "twinId": 999}, model),
+        relay.sign("OfferLicense", {**offer, "twinId": 999}, model),
         404,
         "unknown-twin",
         "twin 999 does not exist",
     )
     # a deadline already passed
     refused(
-        relay.sign("GrantLicense", {**grant, "deadline": relay.now() - 1}, model),
+        relay.sign("OfferLicense", {**offer, "deadline": relay.now() - 1}, model),
         422,
         "deadline-passed",
         f"the signature's deadline {relay.now() - 1} is not after the chain's time {relay.now()}",
     )
     # a nonce ahead of the next one
     refused(
-        relay.sign("GrantLicense", {**grant, "nonce": 2}, model),
+        relay.sign("OfferLicense", {**offer, "nonce": 2}, model),
         422,
         "nonce-gap",
         f"nonce 2 of {model.address} leaves a gap: sign with 0",
@@ -309,19 +403,60 @@ def test_refusals_are_clear_cost_nothing_and_store_nothing(relay: Relay) -> None
         relay, brand, prices=[{"usageType": 1, "price": 5}, {"usageType": 1, "price": 6}]
     )
     refused(
-        relay.sign("GrantLicense", {**grant, "terms": twice}, model),
+        relay.sign("OfferLicense", {**offer, "terms": twice}, model),
         422,
         "invalid-message",
-        "GrantLicense message: terms.prices: Value error, each usage type may be priced once",
+        "OfferLicense message: terms.prices: Value error, each usage type may be priced once",
     )
+    # a revocation without its version is malformed
+    revoke = {"owner": model.address, "twinId": twin, "brand": brand, "nonce": 0,
+              "deadline": deadline}  # fmt: skip
+    unversioned = relay.sign("RevokeLicense", {**revoke, "version": 0}, model)
+    del unversioned["message"]["version"]
+    refused(unversioned, 422, "invalid-message", "RevokeLicense message: version: Field required")
     # well formed, but the ledger refuses it: there is no license of that brand to revoke
-    revoke = {"twinId": twin, "brand": brand, "nonce": 0, "deadline": deadline}
     refused(
-        relay.sign("RevokeLicense", revoke, model),
+        relay.sign("RevokeLicense", {**revoke, "version": 0}, model),
         422,
         "ledger-refuses",
         f"the ledger would refuse this RevokeLicense: LicenseNotFound(twinId={twin}, "
         f"brand={brand})",
+    )
+    # an acceptance of an offer that does not wait, and one naming the wrong version or hash
+    buyer = Account.from_key(keccak(text="refusal test brand"))
+    acceptance = {
+        "brand": buyer.address,
+        "twinId": twin,
+        "version": 0,
+        "termsHash": BYTES32_A,
+        "nonce": 0,
+        "deadline": deadline,
+    }
+    refused(
+        relay.sign("AcceptLicense", acceptance, buyer),
+        404,
+        "no-offer",
+        f"no license offer of twin {twin} waits for {buyer.address}",
+    )
+    offered = _terms(relay, buyer.address)
+    relay.chain.w3.eth.wait_for_transaction_receipt(
+        relay.ledger.functions.offerLicense(twin, _terms_tuple(offered)).transact(
+            {"from": model.address}
+        )
+    )
+    real_hash = "0x" + eip712.terms_hash(offered).hex()
+    refused(
+        relay.sign("AcceptLicense", acceptance, buyer),
+        409,
+        "offer-mismatch",
+        f"the offer waiting is version 0 with terms hash {real_hash}, not version 0 with "
+        f"{BYTES32_A}",
+    )
+    refused(
+        relay.sign("AcceptLicense", {**acceptance, "termsHash": real_hash}, model),
+        422,
+        "signer-mismatch",
+        f"the AcceptLicense message names brand {buyer.address}, not the signer {model.address}",
     )
     # a payout with nothing to pay
     nobody = Web3.to_checksum_address("0x" + "c3" * 20)
@@ -331,8 +466,13 @@ def test_refusals_are_clear_cost_nothing_and_store_nothing(relay: Relay) -> None
         "ledger-refuses",
         f"the ledger would refuse this Payout: PayoutNothingToPay(payee={nobody})",
     )
-    # an unknown field and a wrong type are validation problems
-    bad = relay.post({**relay.sign("GrantLicense", grant, model), "extra": 1})
+    # the old GrantLicense is no message the relay takes; an unknown field and a wrong type are
+    # validation problems
+    assert (
+        relay.post({**relay.sign("OfferLicense", offer, model), "type": "GrantLicense"}).status_code
+        == 422
+    )
+    bad = relay.post({**relay.sign("OfferLicense", offer, model), "extra": 1})
     assert bad.status_code == 422
     assert (
         relay.post(
@@ -344,6 +484,7 @@ def test_refusals_are_clear_cost_nothing_and_store_nothing(relay: Relay) -> None
     assert relay.stored() == 0
     assert relay.relayer_nonce() == before
     assert relay.ledger.functions.nonces(model.address).call() == 0
+    assert relay.ledger.functions.nonces(buyer.address).call() == 0
 
 
 def test_actions_held_in_order_go_out_in_nonce_order(relay: Relay) -> None:
@@ -354,7 +495,13 @@ def test_actions_held_in_order_go_out_in_nonce_order(relay: Relay) -> None:
     pause = relay.post(
         relay.sign(
             "SetTwinPaused",
-            {"twinId": twin, "paused": True, "nonce": 0, "deadline": deadline},
+            {
+                "owner": model.address,
+                "twinId": twin,
+                "paused": True,
+                "nonce": 0,
+                "deadline": deadline,
+            },
             model,
         )
     )
@@ -362,6 +509,7 @@ def test_actions_held_in_order_go_out_in_nonce_order(relay: Relay) -> None:
         relay.sign(
             "SetPayees",
             {
+                "owner": model.address,
                 "twinId": twin,
                 "payees": [{"account": agency, "bps": 1_200}],
                 "nonce": 1,
@@ -400,7 +548,13 @@ def test_an_erc1271_wallet_owner_signs_through_its_key(relay: Relay) -> None:
     )
     twin = int(minted["args"]["twinId"])
     assert relay.ledger.functions.ownerOf(twin).call() == wallet.address
-    message = {"twinId": twin, "paused": True, "nonce": 0, "deadline": relay.now() + 3600}
+    message = {
+        "owner": wallet.address,
+        "twinId": twin,
+        "paused": True,
+        "nonce": 0,
+        "deadline": relay.now() + 3600,
+    }
     body = relay.sign("SetTwinPaused", message, key, signer=wallet.address)
     accepted = relay.post(body)
     assert accepted.status_code == 202, accepted.text
@@ -458,7 +612,6 @@ def served(relay: Relay) -> Iterator[Served]:
     """The relay's app on a real HTTP port, with a settlement worker running beside it."""
     import socket
     import threading
-    import time
 
     import uvicorn
 
@@ -495,20 +648,38 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     relay = served.relay
     twin = relay.world.twin_ids[4]
     model = relay.model(twin)
-    brand = _new_brand()
+    brand = Account.from_key(keccak(text="model cli test brand"))
     runner = CliRunner()
     raw = {"MODEL_KEY": "0x" + model.key.hex()}
     model_cmd = ["model", "--api", served.url, "--private-key-env", "MODEL_KEY"]
 
-    granted = runner.invoke(
+    offered = runner.invoke(
         app,
-        [*model_cmd, "grant", "--twin", str(twin), "--brand", brand, "--price", "video=120.50",
-         "--price", "social_post=15", "--days", "30", "--max-uses", "100"],
+        [*model_cmd, "offer", "--twin", str(twin), "--brand", brand.address, "--price",
+         "video=120.50", "--price", "social_post=15", "--days", "30", "--max-uses", "100"],
         env=raw,
     )  # fmt: skip
-    assert granted.exit_code == 0, granted.output
-    assert "confirmed in block" in granted.output
-    license_, _ = relay.ledger.functions.licenseOf(twin, brand).call()
+    assert offered.exit_code == 0, offered.output
+    assert "confirmed in block" in offered.output
+    terms, version, terms_hash = relay.ledger.functions.offerOf(twin, brand.address).call()
+    assert [tuple(p) for p in terms[5]] == [(1, 120_500_000), (2, 15_000_000)]
+    assert (terms[2], version) == (100, 0)
+    # the brand accepts the offer by a signature the bridge relays
+    acceptance = {
+        "brand": brand.address,
+        "twinId": twin,
+        "version": 0,
+        "termsHash": "0x" + bytes(terms_hash).hex(),
+        "nonce": 0,
+        "deadline": relay.now() + 3600,
+    }
+    taken = relay.post(relay.sign("AcceptLicense", acceptance, brand))
+    assert taken.status_code == 202, taken.text
+    for _ in range(100):
+        if relay.status(taken.json()["id"])["status"] == "confirmed":
+            break
+        time.sleep(0.1)
+    license_, _ = relay.ledger.functions.licenseOf(twin, brand.address).call()
     assert [tuple(p) for p in license_[5]] == [(1, 120_500_000), (2, 15_000_000)]
     assert license_[2] == 100
 
@@ -528,10 +699,11 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     revoked = runner.invoke(
         app,
         ["model", "--api", served.url, "--keystore", str(keystore), "--password-file",
-         str(password), "revoke", "--twin", str(twin), "--brand", brand],
+         str(password), "revoke", "--twin", str(twin), "--brand", brand.address, "--version",
+         "0"],
     )  # fmt: skip
     assert revoked.exit_code == 0, revoked.output
-    assert relay.ledger.functions.licenseOf(twin, brand).call()[0][4] is True  # revoked
+    assert relay.ledger.functions.licenseOf(twin, brand.address).call()[0][4] is True  # revoked
     assert relay.ledger.functions.nonces(model.address).call() == 3
 
     # nothing to pay: the bridge refuses before any gas is spent
@@ -557,16 +729,19 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     assert f"royalties shared with {agency} 1500 bps" in text
     assert "video=120.50, social_post=15.00" in text
     # The read API judges license states at the request's time; this world's chain clock runs
-    # an hour ahead of the wall clock (its setup advances it), so the license granted (and revoked)
-    # at the chain's time has not started yet by the wall clock.
-    assert f"{brand} not_started: video=120.50, social_post=15.00 USD per use" in text
+    # an hour ahead of the wall clock (its setup advances it), so the license accepted (and
+    # revoked) at the chain's time has not started yet by the wall clock.
+    assert (
+        f"{brand.address} version 0 not_started: video=120.50, social_post=15.00 USD per use"
+        in text
+    )
     assert "uses 0/100" in text
     assert "earnings: distributed 0.00 USD, paid out 0.00 USD, claimable 0.00 USD" in text
 
     # a price with too many decimals never reaches the bridge
     bad = runner.invoke(
         app,
-        [*model_cmd, "grant", "--twin", str(twin), "--brand", brand, "--price",
+        [*model_cmd, "offer", "--twin", str(twin), "--brand", brand.address, "--price",
          "video=1.0000001"],
         env=raw,
     )  # fmt: skip

@@ -2,7 +2,8 @@
 over an index built from a real anvil world, on SQLite and PostgreSQL.
 
 The world is made once per module with every block's timestamp set, so the figures are known in
-advance: two twins, two brands, a license versioned, another revoked, a pause, payees, deposits,
+advance: two twins, two brands, licenses offered and accepted (one versioned, another revoked, an
+offer declined, one waiting), a pause, payees, deposits,
 paid and rejected usages, an escrow shortfall that becomes debt and is repaid, a payout by a third
 party, a transfer, a withdrawal and a payout over two twins, from January to March 2030. Each
 test indexes it into a fresh store and checks the JSON the API answers."""
@@ -29,7 +30,7 @@ from bridge.api import create_app
 from bridge.api.routes import ledger as ledger_routes
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_ledger
-from bridge.domain import eip712
+from bridge.chain.ledger import LedgerConfig
 from bridge.domain.codec import Usage
 from bridge.indexer.follow import Indexer
 from bridge.settings import Settings
@@ -48,6 +49,16 @@ T0 = int(datetime(2030, 1, 10, tzinfo=UTC).timestamp())
 NOW = datetime(2030, 2, 24, tzinfo=UTC)
 """The request time the API is given (license states are judged at it)."""
 ATTESTER: LocalAccount = Account.from_key(keccak(text="twin-bridge read api test attester"))
+NOTICE = 36 * DAY
+"""The ledger's shortest notice period (MIN_NOTICE_PERIOD)."""
+CONFIG = LedgerConfig(
+    notice_period=NOTICE,
+    spending_period=DAY,
+    raise_delay=0,
+    default_per_usage=10**6 * USD,
+    default_per_period=10**9 * USD,
+)
+"""Limits no usage here reaches."""
 
 
 def iso(at: int) -> str:
@@ -86,12 +97,23 @@ class World:
 
     def settle(self, name: str, at: int, groups: list[tuple[str, list[Usage]]]) -> TxReceipt:
         words = [(self.accounts[brand], [u.encode() for u in us]) for brand, us in groups]
-        deadline = T0 + at + 3600
-        data = eip712.usage_batch(
-            deadline, words, chain_id=self.w3.eth.chain_id, ledger=self.ledger.address
-        )
-        call = self.fn.settle((deadline, words), eip712.sign(ATTESTER, data))
-        return self.send(name, call, "relayer", at)
+        batch = (T0 + at + 3600, words)
+        digest = self.fn.hashUsageBatch(batch).call()
+        signature = bytes(ATTESTER.unsafe_sign_hash(digest).signature)
+        return self.send(name, self.fn.settle(batch, ATTESTER.address, signature), "relayer", at)
+
+    def grant(self, name: str, twin: int, owner: str, brand: str, at: int, terms: Any) -> None:
+        """The owner offers ``terms`` at ``at - 1`` (step ``offer ...``), the brand accepts them
+        at ``at`` (step ``name``)."""
+        offered = self.offer(name.replace("grant", "offer"), twin, owner, at - 1, terms)
+        version, terms_hash = offered["version"], offered["termsHash"]
+        self.send(name, self.fn.acceptLicense(twin, version, terms_hash), brand, at)
+
+    def offer(self, name: str, twin: int, owner: str, at: int, terms: Any) -> Any:
+        """The owner offers ``terms`` at ``at``: the ``LicenseOffered`` arguments."""
+        receipt = self.send(name, self.fn.offerLicense(twin, terms), owner, at)
+        [offered] = self.ledger.events.LicenseOffered().process_receipt(receipt, errors=DISCARD)
+        return offered["args"]
 
     def source(self, name: str, event: str, nth: int = 0) -> dict[str, Any]:
         """The API's source object of the ``nth`` ``event`` log of step ``name``."""
@@ -131,20 +153,14 @@ def build(w3: Web3) -> World:
         zip(names, (Web3.to_checksum_address(a) for a in w3.eth.accounts), strict=False)
     )
     deployment = deploy_ledger(
-        w3, sender=accounts["admin"], admin=accounts["admin"], admin_delay=3600, notice_period=DAY
+        w3,
+        sender=accounts["admin"],
+        config=CONFIG,
+        roles={"REGISTRAR_ROLE": [accounts["registrar"]], "ATTESTER_ROLE": [ATTESTER.address]},
     )
     url = w3.provider.endpoint_uri  # type: ignore[attr-defined]
     world = World(w3, url, deployment.ledger, deployment.token, accounts)
     fn = world.fn
-    world.send(
-        "role registrar",
-        fn.grantRole(fn.REGISTRAR_ROLE().call(), accounts["registrar"]),
-        "admin",
-        0,
-    )
-    world.send(
-        "role attester", fn.grantRole(fn.ATTESTER_ROLE().call(), ATTESTER.address), "admin", 1
-    )
     world.send(
         "mint 1",
         fn.mint(accounts["model1"], "ipfs://twin/1", keccak(text="consent 1")),
@@ -157,24 +173,24 @@ def build(w3: Web3) -> World:
         "registrar",
         200,
     )
-    world.send(
+    world.grant(
         "grant 1A v0",
-        fn.grantLicense(1, _terms(world, "brandA", 60 * DAY, 0, {0: 1_500_000, 1: 20 * USD})),
+        1,
         "model1",
+        "brandA",
         300,
+        _terms(world, "brandA", 60 * DAY, 0, {0: 1_500_000, 1: 20 * USD}),
     )
-    world.send(
+    world.grant(
         "grant 1B v0",
-        fn.grantLicense(1, _terms(world, "brandB", 30 * DAY, 3, {2: 5 * USD})),
+        1,
         "model1",
+        "brandB",
         400,
+        _terms(world, "brandB", 30 * DAY, 3, {2: 5 * USD}),
     )
-    world.send(
-        "grant 2A v0",
-        fn.grantLicense(2, _terms(world, "brandA", 365 * DAY, 0, {0: 2 * USD})),
-        "model2",
-        500,
-    )
+    world.grant("grant 2A v0", 2, "model2", "brandA", 500,
+                _terms(world, "brandA", 365 * DAY, 0, {0: 2 * USD}))  # fmt: skip
     world.send(
         "payees 1",
         fn.setPayees(1, [(accounts["agency"], 2_000), (accounts["manager"], 1_000)]),
@@ -195,12 +211,8 @@ def build(w3: Web3) -> World:
         ("brandB", [Usage(4, 1, T0 + DAY - 200, 2, 2)]),
     ])  # fmt: skip
     # Jan 12: version 1 of twin 1's license for A: 2.50 USD for images only, capped at 10.
-    world.send(
-        "grant 1A v1",
-        fn.grantLicense(1, _terms(world, "brandA", 60 * DAY, 10, {0: 2_500_000})),
-        "model1",
-        2 * DAY,
-    )
+    world.grant("grant 1A v1", 1, "model1", "brandA", 2 * DAY,
+                _terms(world, "brandA", 60 * DAY, 10, {0: 2_500_000}))  # fmt: skip
     # Jan 13: a use before version 1 is priced by version 0; the cap of B's license is reached.
     world.settle("settle 2", 3 * DAY, [
         ("brandA", [Usage(5, 1, T0 + DAY + DAY // 2, 1, 0),
@@ -211,7 +223,7 @@ def build(w3: Web3) -> World:
     world.send("pause 2", fn.setTwinPaused(2, True), "model2", 4 * DAY)
     world.settle("settle 3", 4 * DAY + 100, [("brandA", [Usage(9, 2, T0 + 4 * DAY + 50, 1, 0)])])
     world.send("unpause 2", fn.setTwinPaused(2, False), "model2", 5 * DAY)
-    world.send("revoke 1B", fn.revokeLicense(1, accounts["brandB"]), "model1", 6 * DAY)
+    world.send("revoke 1B", fn.revokeLicense(1, accounts["brandB"], 0), "model1", 6 * DAY)
     world.settle("settle 4", 7 * DAY, [("brandB", [Usage(10, 1, T0 + 6 * DAY + 10, 1, 2)])])
     # Feb 19: anyone pays the agency (twin 1 is distributed first); Feb 20: B repays its debt;
     # Feb 21: twin 1 moves to a new wallet (distributed again first); Mar 1: model 1 withdraws.
@@ -225,6 +237,19 @@ def build(w3: Web3) -> World:
     # Feb 22: twin 2 splits with the agency (its 2 USD go to model 2 first); Feb 23: 2 USD more.
     world.send("payees 2", fn.setPayees(2, [(accounts["agency"], 5_000)]), "model2", 43 * DAY + 100)
     world.settle("settle 5", 44 * DAY, [("brandA", [Usage(11, 2, T0 + 44 * DAY - 100, 1, 0)])])
+    # Feb 24: model 2 offers brand B a license that waits; brand A declines version 2 of twin 1
+    # (offered by its new owner).
+    world.offer(
+        "offer 2B v0",
+        2,
+        "model2",
+        45 * DAY,
+        _terms(world, "brandB", 400 * DAY, 5, {1: 30 * USD, 2: 4 * USD}),
+    )
+    world.offer(
+        "offer 1A v2", 1, "heir", 46 * DAY, _terms(world, "brandA", 90 * DAY, 0, {0: 9 * USD})
+    )
+    world.send("decline 1A v2", fn.declineLicense(1, 2), "brandA", 46 * DAY + 10)
     world.send("withdraw model1", fn.withdraw([1]), "model1", 50 * DAY)
     # Mar 2: the agency is paid what it has from both twins (twin 2 is distributed first).
     world.send("payout agency 2", fn.payout(accounts["agency"], [1, 2]), "relayer", 51 * DAY)
@@ -276,6 +301,14 @@ def h(text: str) -> str:
     return "0x" + keccak(text=text).hex()
 
 
+def offer_terms_hash(world: World, step: str) -> str:
+    """The terms hash of the offer of ``step``."""
+    [offered] = world.ledger.events.LicenseOffered().process_receipt(
+        world.receipts[step], errors=DISCARD
+    )
+    return "0x" + offered["args"]["termsHash"].hex()
+
+
 def version(
     world: World,
     grant: str,
@@ -307,7 +340,9 @@ def version(
             {"usage_type": name, "usage_type_code": code, "price": str(price)}
             for name, code, price in prices
         ],
-        "source": world.source(grant, "LicenseGranted"),
+        "terms_hash": offer_terms_hash(world, grant.replace("grant", "offer")),
+        "offered_from": 0,
+        "source": world.source(grant, "LicenseAccepted"),
     }
 
 
@@ -359,6 +394,7 @@ def twin1(world: World) -> dict[str, Any]:
         },
         # By brand address: brand B's (0x15d3...) sorts before brand A's (0x90F7...).
         "licenses": sorted([license_a, license_b], key=lambda lic: str(lic["brand"])),
+        "offers": [],  # version 2 for brand A was declined
     }
 
 
@@ -398,6 +434,23 @@ def twin2(world: World) -> dict[str, Any]:
                 "current": v0,
                 "versions": [v0],
                 "revocations": [],
+            }
+        ],
+        "offers": [
+            {
+                "brand": a["brandB"],
+                "version": 0,
+                "valid_from": 0,
+                "valid_until": T0 + 400 * DAY,
+                "max_uses": 5,
+                "purpose_hash": h("purpose brandB"),
+                "consent_hash": h("consent brandB"),
+                "prices": [
+                    {"usage_type": "video", "usage_type_code": 1, "price": str(30 * USD)},
+                    {"usage_type": "social_post", "usage_type_code": 2, "price": str(4 * USD)},
+                ],
+                "terms_hash": offer_terms_hash(world, "offer 2B v0"),
+                "source": world.source("offer 2B v0", "LicenseOffered"),
             }
         ],
     }
@@ -820,7 +873,7 @@ def test_brand_account_with_debt_entries_totals_and_changes(world: World, api: T
                    escrow=6 * USD, debt=0),
         ],
     }  # fmt: skip
-    assert tuple(world.fn.brandAccount(brand).call()) == (USD, 0, 0, 0, 0)
+    assert tuple(world.fn.brandAccount(brand).call()) == (USD, 0, 0, 0, 0, 0)
 
     brand_a = world.accounts["brandA"]
     account = get(api, f"/v1/brands/{brand_a}/account?changes=2")
@@ -830,7 +883,7 @@ def test_brand_account_with_debt_entries_totals_and_changes(world: World, api: T
         "escrow": str(escrow),
         "debt": "0",
         "pending_withdrawal": str(100 * USD),
-        "withdrawal_unlocks_at": T0 + 44 * DAY,
+        "withdrawal_unlocks_at": T0 + 43 * DAY + NOTICE,
     }  # fmt: skip
     assert account["changes"] == [
         change(world, "settle 5", "UsagesSettled", escrow_delta=-2 * USD, debt_delta=0,
@@ -927,7 +980,8 @@ def test_usage_type_and_outcome_errors_name_the_choices(empty_api: Any) -> None:
     assert body["errors"][0]["detail"] == (
         "'refunded' is none of paid, unknown_twin, no_license, license_not_started, "
         "license_expired, license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, "
-        "zero_quantity, usage_in_future and no number 0..255"
+        "zero_quantity, usage_in_future, offer_not_accepted, over_usage_limit, over_period_limit "
+        "and no number 0..255"
     )
 
 

@@ -76,11 +76,19 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
             "royalty_distributions",
             "payee_payouts",
             "owner_actions",
+            "license_offers",
+            "spending_limit_changes",
+            "brand_attester_changes",
+            "role_changes",
         }
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0006"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+        assert inspector.get_pk_constraint("settled_usages")["constrained_columns"] == [
+            "usage_id",
+            "brand",
+        ]
         migrate.upgrade(empty_db_url)  # a second upgrade is a no-op
         migrate.downgrade(engine, "base")
         assert set(inspect(engine).get_table_names()) == {"alembic_version"}
@@ -237,3 +245,203 @@ def test_two_threads_inserting_one_event_store_one_row(store: Store, same_body: 
     loser = InsertOutcome.DUPLICATE if same_body else InsertOutcome.CONFLICT
     for n in range(rounds):
         assert sorted([outcomes[0][n], outcomes[1][n]]) == sorted([InsertOutcome.INSERTED, loser])
+
+
+# ---------------------------------------------------------------- offers and limits (0007)
+
+_BRAND = "0x00000000000000000000000000000000000B0A2D"
+_OTHER = "0x000000000000000000000000000000000000A11e"
+_ATTESTER = "0x0000000000000000000000000000000000A77e57"
+_ZERO = "0x0000000000000000000000000000000000000000"
+
+
+def _where(block: int, at: int) -> dict[str, object]:
+    return {
+        "block_number": block,
+        "log_index": 0,
+        "tx_hash": "0x" + f"{block:064x}",
+        "block_time": datetime.fromtimestamp(at, UTC),
+    }
+
+
+def _clear(session: object, *tables: type) -> None:
+    from sqlalchemy import delete
+
+    for table in tables:
+        session.execute(delete(table))  # type: ignore[attr-defined]
+
+
+def test_brand_limits_follow_lowerings_raises_after_their_delay_and_own_attesters(
+    store: Store,
+) -> None:
+    from bridge.store.ledger_queries import brand_limits
+    from bridge.store.models import BrandAttesterChange, LedgerEventRow, SpendingLimitChange
+
+    with store.session() as session, session.begin():
+        _clear(session, SpendingLimitChange, BrandAttesterChange, LedgerEventRow)
+        for block, at, per_usage, per_period, effective in (
+            (10, 1_000, 10, 100, 1_000),  # a lowering: in force at once
+            (20, 2_000, 50, 500, 2_600),  # a raise: waits 600 s
+            (30, 3_000, 70, 700, 3_600),  # a raise after the first took effect
+            (40, 3_100, 5, 50, 3_100),  # a lowering: drops the waiting raise
+        ):
+            session.add(
+                SpendingLimitChange(
+                    brand=_BRAND,
+                    per_usage=per_usage,
+                    per_period=per_period,
+                    effective_at=effective,
+                    **_where(block, at),
+                )
+            )
+        session.add(BrandAttesterChange(brand=_BRAND, attester=_ATTESTER, **_where(15, 1_500)))
+        for block, at, paid in (
+            (50, 86_400 * 2 - 1, 7),
+            (51, 86_400 * 2, 11),
+            (52, 86_400 * 3 - 1, 13),
+        ):
+            session.add(
+                LedgerEventRow(
+                    block_hash="0x" + "00" * 32,
+                    name="UsagesSettled",
+                    twin_id=None,
+                    brand=_BRAND,
+                    args={"paid": paid, "results": []},
+                    **_where(block, at),
+                )
+            )
+
+    def limits(at: int) -> tuple[object, ...]:
+        with store.session() as session:
+            found = brand_limits(session, _BRAND, at=at)
+        in_force, pending = found.in_force, found.pending
+        return (
+            None if in_force is None else (in_force.per_usage, in_force.per_period),
+            None
+            if pending is None
+            else (pending.per_usage, pending.per_period, pending.effective_at),
+            found.attester,
+        )
+
+    assert limits(999) == (None, None, None)  # before any setting: the deployment's defaults
+    assert limits(1_000) == ((10, 100), None, None)
+    assert limits(2_599) == ((10, 100), (50, 500, 2_600), _ATTESTER)
+    assert limits(2_600) == ((50, 500), None, _ATTESTER)
+    with store.session() as session:
+        at_3000 = brand_limits(session, _BRAND, at=3_050)
+    assert at_3000.in_force is not None
+    assert at_3000.pending is not None
+    assert (at_3000.in_force.per_usage, at_3000.pending.effective_at) == (50, 3_600)
+    assert at_3000.in_force.source.block_number == 20
+    assert limits(10_000) == ((5, 50), None, _ATTESTER)
+    with store.session() as session, session.begin():
+        session.add(BrandAttesterChange(brand=_BRAND, attester=_ZERO, **_where(60, 9_000)))
+    with store.session() as session:
+        found = brand_limits(session, _BRAND, at=86_400 * 2 + 5, spending_period=86_400)
+        assert (found.attester, found.period_start, found.spent_in_period) == (
+            None, 86_400 * 2, 11 + 13
+        )  # fmt: skip
+        assert found.attester_source is not None
+        assert found.attester_source.block_number == 60
+        nothing = brand_limits(session, _OTHER, at=1)
+        assert (nothing.in_force, nothing.pending, nothing.attester, nothing.spent_in_period) == (
+            None, None, None, None
+        )  # fmt: skip
+
+
+def test_pending_offers_are_the_brands_waiting_offers_by_twin(store: Store) -> None:
+    from bridge.store.ledger_queries import OfferPrice, pending_offers
+    from bridge.store.models import LicenseOfferRow, OfferStatus
+
+    def offer(twin: int, brand: str, block: int, status: OfferStatus) -> LicenseOfferRow:
+        closed = block + 1 if status is not OfferStatus.PENDING else None
+        return LicenseOfferRow(
+            twin_id=twin,
+            brand=brand,
+            version=block % 3,
+            valid_from=0,
+            valid_until=5_000 + block,
+            max_uses=0 if twin == 2 else 9,
+            purpose_hash="0x" + "11" * 32,
+            consent_hash="0x" + "22" * 32,
+            prices=[{"usageType": 1, "price": 25 * 10**6}, {"usageType": 200, "price": 1}],
+            terms_hash="0x" + f"{block:064x}",
+            status=status,
+            accepted_from=None,
+            closed_block=closed,
+            closed_log_index=None if closed is None else 0,
+            closed_tx_hash=None if closed is None else "0x" + "ee" * 32,
+            closed_time=None if closed is None else datetime.fromtimestamp(closed, UTC),
+            **_where(block, 1_000 + block),
+        )
+
+    with store.session() as session, session.begin():
+        _clear(session, LicenseOfferRow)
+        session.add_all([
+            offer(3, _BRAND, 70, OfferStatus.PENDING),
+            offer(1, _BRAND, 71, OfferStatus.ACCEPTED),
+            offer(2, _BRAND, 72, OfferStatus.PENDING),
+            offer(2, _OTHER, 73, OfferStatus.PENDING),
+            offer(4, _BRAND, 74, OfferStatus.DECLINED),
+            offer(5, _BRAND, 75, OfferStatus.WITHDRAWN),
+        ])  # fmt: skip
+    with store.session() as session:
+        found = pending_offers(session, _BRAND)
+    assert [(o.twin_id, o.version, o.status, o.terms_hash) for o in found] == [
+        (2, 0, OfferStatus.PENDING, "0x" + f"{72:064x}"),
+        (3, 1, OfferStatus.PENDING, "0x" + f"{70:064x}"),
+    ]
+    two = found[0]
+    assert (two.valid_from, two.valid_until, two.max_uses, two.accepted_from, two.closed) == (
+        0, 5_072, None, None, None
+    )  # fmt: skip
+    assert two.prices == [OfferPrice("video", 1, 25 * 10**6), OfferPrice(None, 200, 1)]
+    assert (two.source.block_number, two.source.block_time) == (
+        72, datetime.fromtimestamp(1_072, UTC)
+    )  # fmt: skip
+    assert found[1].max_uses == 9
+
+
+def test_role_members_are_granted_and_not_revoked_waiting_until_their_since(store: Store) -> None:
+    from bridge.store.ledger_queries import role_members
+    from bridge.store.models import RoleChange
+
+    def change(block: int, event: str, role: int, account: str | None, since: int | None) -> None:
+        session.add(
+            RoleChange(
+                event=event,
+                role_id=role,
+                account=account,
+                delay=300 if role == 0 else 0,
+                since=since,
+                new_member=True if event == "RoleGranted" else None,
+                **_where(block, 1_000 + block),
+            )
+        )
+
+    with store.session() as session, session.begin():
+        _clear(session, RoleChange)
+        change(1, "RoleGranted", 0, _OTHER, 1_001)
+        change(2, "RoleGranted", 2, _ATTESTER, 1_002)
+        change(3, "RoleGrantDelayChanged", 2, None, 1_500)
+        change(4, "RoleGranted", 2, _BRAND, 1_604)  # waits its grant delay of 600 s
+        change(5, "RoleRevoked", 2, _ATTESTER, None)
+        change(6, "RoleGranted", 9, _BRAND, 1_006)
+
+    def members(at: int) -> list[tuple[object, ...]]:
+        with store.session() as session:
+            return [
+                (m.role, m.account, m.since, m.waiting, m.execution_delay, m.source.block_number)
+                for m in role_members(session, at=at)
+            ]
+
+    assert members(1_003) == [
+        ("ADMIN_ROLE", _OTHER, 1_001, False, 300, 1),
+        ("ATTESTER_ROLE", _ATTESTER, 1_002, False, 0, 2),
+    ]
+    assert members(1_010) == [
+        ("ADMIN_ROLE", _OTHER, 1_001, False, 300, 1),
+        ("ATTESTER_ROLE", _BRAND, 1_604, True, 0, 4),
+        ("ROLE_9", _BRAND, 1_006, False, 0, 6),
+    ]
+    assert members(1_604)[1] == ("ATTESTER_ROLE", _BRAND, 1_604, False, 0, 4)

@@ -253,6 +253,33 @@ def test_settles_paid_usages_and_rejects_refused_ones_with_the_reason(env: Env) 
     )
 
 
+def test_new_and_unknown_outcome_codes_are_rejections_with_their_code_not_a_crash(
+    env: Env,
+) -> None:
+    """The limits' outcomes (12, 13), the waiting offer's (11) and a code this bridge does not
+    know yet (a newer ledger) are stored as rejections with their code; nothing raises."""
+    ids = env.add(BRAND_A, (1, 0, 1), (2, 0, 1), (3, 0, 1), (4, 0, 1), (5, 0, 1))
+    codes = {
+        ids[0]: Outcome.OFFER_NOT_ACCEPTED,
+        ids[1]: Outcome.OVER_USAGE_LIMIT,
+        ids[2]: Outcome.OVER_PERIOD_LIMIT,
+        ids[3]: Outcome(200),
+    }
+    env.chain.outcomes.update(codes)
+    env.worker().run_until_idle()
+
+    [batch] = env.batches()
+    assert batch.status is BatchStatus.CONFIRMED
+    assert [(u.status, u.reason_code, u.amount) for u in env.usages()] == [
+        (UsageStatus.REJECTED, 11, None),
+        (UsageStatus.REJECTED, 12, None),
+        (UsageStatus.REJECTED, 13, None),
+        (UsageStatus.REJECTED, 200, None),
+        (UsageStatus.SETTLED, None, DEFAULT_PRICE),
+    ]
+    assert env.chain.paid == {ids[4]: DEFAULT_PRICE}
+
+
 def test_usages_stay_submitted_until_the_confirmation_depth(env: Env) -> None:
     env.add(BRAND_A, (1, 0, 1))
     worker = env.worker(confirmations=3)
@@ -379,6 +406,100 @@ def test_a_reverted_transaction_hands_the_usages_back_for_a_new_batch(env: Env) 
     assert env.chain.paid == {usage_id: DEFAULT_PRICE}
 
 
+# ---------------------------------------------------------------- our work done by someone else
+
+
+def test_a_pending_settlement_copied_by_a_stranger_ends_settled_with_the_copy(env: Env) -> None:
+    """A stranger sends the worker's pending ``settle`` calldata and gets it mined first: the
+    worker's transaction reverts, the batch follows the copy's receipt, each usage is settled
+    with the copy's transaction and amount, paid once, no attempt counted."""
+    ids = env.add(BRAND_A, (1, 0, 1), (2, 0, 3)) + env.add(BRAND_B, (1, 1, 2))
+    env.chain.outcomes[ids[1]] = Outcome.OVER_USAGE_LIMIT
+    env.chain.automine = False
+    worker = env.worker()
+    env.clock.now += timedelta(seconds=5)
+    assert worker.step() is True  # signed and sent, pending
+    [sent] = env.batches()
+    copy = env.chain.front_run(sent.tx_hash)
+    env.chain.mine()  # ours, after the copy: reverts
+    assert env.chain.receipt(sent.tx_hash).status == 0  # type: ignore[union-attr]
+    copied = env.chain.receipt(copy)
+    assert copied is not None
+    assert copied.status == 1
+
+    worker.run_until_idle()
+
+    [batch] = env.batches()
+    assert (batch.status, batch.tx_hash, batch.block_number, batch.nonce) == (
+        BatchStatus.CONFIRMED,
+        copy,
+        copied.block_number,
+        0,
+    )
+    assert batch.error is None
+    assert batch.gas_used == env.chain.receipt(sent.tx_hash).gas_used  # type: ignore[union-attr]
+    assert sample(worker, "twin_bridge_worker_gas_used_total") == 0  # not the stranger's gas
+    assert [
+        (u.status, u.reason_code, u.tx_hash, u.amount, u.settle_attempts) for u in env.usages()
+    ] == [
+        (UsageStatus.SETTLED, None, copy, DEFAULT_PRICE, 0),
+        (UsageStatus.REJECTED, int(Outcome.OVER_USAGE_LIMIT), copy, None, 0),
+        (UsageStatus.SETTLED, None, copy, 2 * DEFAULT_PRICE, 0),
+    ]
+    assert env.chain.paid == {ids[0]: DEFAULT_PRICE, ids[2]: 2 * DEFAULT_PRICE}
+    assert sample(worker, "twin_bridge_worker_batches_total", event="settled_elsewhere") == 1
+    assert sample(worker, "twin_bridge_worker_batches_total", event="failed") == 0
+
+
+def test_a_settlement_copied_before_a_lost_nonce_is_followed_not_failed(env: Env) -> None:
+    """The node says "nonce too low" and knows none of the batch's transactions, but a copy of
+    the batch was mined: the batch follows the copy instead of handing its usages back."""
+    (usage_id,) = env.add(BRAND_A, (1, 0, 1))
+    env.chain.automine = False
+    worker = env.worker()
+    env.clock.now += timedelta(seconds=5)
+    assert worker.step() is True
+    [sent] = env.batches()
+    copy = env.chain.front_run(sent.tx_hash)
+    env.chain.drop(sent.tx_hash)
+    env.chain.nonces[RELAYER.address.lower()] = 1  # its nonce went to another transaction
+    env.chain.automine = True
+
+    worker.run_until_idle()
+
+    [batch] = env.batches()
+    assert (batch.status, batch.tx_hash, batch.error) == (BatchStatus.CONFIRMED, copy, None)
+    assert batch.gas_used == 0  # the relayer's transaction never ran
+    [usage] = env.usages()
+    assert (usage.status, usage.tx_hash, usage.amount) == (UsageStatus.SETTLED, copy, DEFAULT_PRICE)
+    assert env.chain.paid == {usage_id: DEFAULT_PRICE}
+
+
+def test_a_revert_with_usages_processed_by_another_batch_still_fails(env: Env) -> None:
+    """Only a copy of the batch itself settles it: a usage id processed by another batch (a leaked
+    attester key burning ids) leaves the batch failed, its attempt counted."""
+    first, second = env.add(BRAND_A, (1, 0, 1), (2, 0, 1))
+    env.chain.automine = False
+    worker = env.worker()
+    env.clock.now += timedelta(seconds=5)
+    assert worker.step() is True
+    [sent] = env.batches()
+    env.chain.processed.add(first)  # burned by another batch: ours reverts
+    env.chain.mine()
+
+    assert worker.step() is True
+
+    [failed] = env.batches()
+    assert (failed.status, failed.tx_hash) == (BatchStatus.FAILED, sent.tx_hash)
+    assert "reverted" in (failed.error or "")
+    assert [(u.status, u.settle_attempts) for u in env.usages()] == [
+        (UsageStatus.ACCEPTED, 1),
+        (UsageStatus.ACCEPTED, 1),
+    ]
+    assert second not in env.chain.processed
+    assert sample(worker, "twin_bridge_worker_batches_total", event="settled_elsewhere") == 0
+
+
 # ---------------------------------------------------------------- batches that cannot succeed
 
 
@@ -415,6 +536,26 @@ def test_one_usage_whose_estimation_reverts_is_held_and_the_others_settle(env: E
     assert str(a2) in (by_id[a2].last_error or "")
     assert set(env.chain.paid) == {a1, a3, b1}
     assert all(b.status is BatchStatus.CONFIRMED for b in env.batches())
+
+
+def test_a_usage_id_processed_by_a_batch_the_bridge_did_not_send_is_held_saying_so(
+    env: Env,
+) -> None:
+    """An id burned on chain by another batch (a leaked attester key) never settles again: it is
+    held after its attempts with the reason, and the others settle."""
+    burned, kept = env.add(BRAND_A, (1, 0, 1), (2, 0, 1))
+    env.chain.processed.add(burned)
+    env.worker(max_settle_attempts=1).run_until_idle()
+    by_id = {u.usage_id: u for u in env.usages()}
+    assert (by_id[burned].status, by_id[burned].settle_attempts, by_id[burned].last_error) == (
+        UsageStatus.HELD,
+        1,
+        f"usage id {burned} of brand {to_checksum_address(BRAND_A)} was already processed on "
+        "chain by a batch this "
+        "bridge did not send",
+    )
+    assert by_id[kept].status is UsageStatus.SETTLED
+    assert env.chain.paid == {kept: DEFAULT_PRICE}
 
 
 def test_an_on_chain_revert_counts_an_attempt_and_holds_after_the_maximum(env: Env) -> None:

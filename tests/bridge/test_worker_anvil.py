@@ -169,8 +169,9 @@ def test_accepted_usages_settle_on_chain_and_a_revoked_license_comes_back_reject
     # Accepted while licensed for a use two minutes ahead; then the model revokes the license.
     (revoked_id,) = bridge.accept(0, (t3, u3, 1, now + 120))
     owner = world.ledger.functions.ownerOf(t3).call()
+    version = world.ledger.functions.licenseVersionCount(t3, world.brands[0]).call() - 1
     w3.eth.wait_for_transaction_receipt(
-        world.ledger.functions.revokeLicense(t3, world.brands[0]).transact({"from": owner})
+        world.ledger.functions.revokeLicense(t3, world.brands[0], version).transact({"from": owner})
     )
     w3.provider.make_request("evm_increaseTime", [300])  # type: ignore[arg-type]
     w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
@@ -212,7 +213,11 @@ def test_accepted_usages_settle_on_chain_and_a_revoked_license_comes_back_reject
     for twin in twins:
         earned = sum(u.amount or 0 for u in usages.values() if u.twin_id == twin)
         assert _accrued(world, twin) - accrued_before[twin] == earned
-    assert all(world.ledger.functions.isUsageProcessed(i).call() for i in usages)
+    brand_of = {b.id: b.address for b in bridge.brands}
+    assert all(
+        world.ledger.functions.isUsageProcessed(brand_of[u.brand_id], i).call()
+        for i, u in usages.items()
+    )
 
 
 def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_payment(
@@ -489,10 +494,114 @@ def test_a_settlement_rolled_back_past_the_confirmation_depth_is_resent_and_paid
     }
     assert escrow_before - _escrow(world, 0) == paid  # paid once
     assert w3.eth.get_transaction_count(relayer) == nonce_before + 1
-    assert all(world.ledger.functions.isUsageProcessed(i).call() for i in ids)
+    assert all(world.ledger.functions.isUsageProcessed(world.brands[0], i).call() for i in ids)
+    assert all(
+        world.ledger.functions.isUsageProcessed(world.brands[1], i).call() for i in ids
+    )  # the bridge's attesters' ids are one space for every brand they attest
     metrics = worker.metrics.registry
     assert (
         metrics.get_sample_value("twin_bridge_worker_reorged_batches_total", {"stage": "confirmed"})
         == 1
     )
     assert metrics.get_sample_value("twin_bridge_worker_batches_total", {"event": "resent"}) == 1
+
+
+def test_a_settlement_copied_by_another_account_ends_settled_with_the_copy(
+    bridge: Bridge,
+) -> None:
+    """Anyone may call ``settle``: a stranger who copies the worker's pending transaction and
+    outbids it gets the batch settled first and the worker's own transaction reverts
+    (``UsageAlreadyProcessed``). The worker finds the usages processed and the batch's
+    ``UsagesSettled`` events in the copy's receipt: the usages end settled with the copy, paid
+    once, and none is handed back or held."""
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    now = bridge.now()
+    pairs = _licensed(world, 0, 2)
+    ids = bridge.accept(0, *[(t, u, 1, now - 40) for t, u in pairs])
+    escrow_before = _escrow(world, 0)
+    copier = Account.create()
+    bridge.chain.fund(copier.address)
+    worker = bridge.worker()
+    w3.provider.make_request("evm_setAutomine", [False])  # type: ignore[arg-type]
+    try:
+        worker.run_until_idle()
+        [sent] = bridge.batches()
+        assert sent.status is BatchStatus.SENT
+        ours = w3.eth.get_transaction(sent.tx_hash)
+        copy = copier.sign_transaction(
+            {
+                "type": 2,
+                "chainId": w3.eth.chain_id,
+                "nonce": 0,
+                "to": ours["to"],
+                "value": 0,
+                "data": ours["input"],
+                "gas": ours["gas"],
+                "maxFeePerGas": ours["maxFeePerGas"] * 2,
+                "maxPriorityFeePerGas": ours["maxPriorityFeePerGas"] * 2 + 1,
+            }
+        )
+        copy_hash = w3.eth.send_raw_transaction(copy.raw_transaction).to_0x_hex()
+        w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])  # type: ignore[arg-type]
+    copied = w3.eth.get_transaction_receipt(copy_hash)
+    reverted = w3.eth.get_transaction_receipt(sent.tx_hash)
+    assert (copied["status"], reverted["status"]) == (1, 0)
+    assert copied["blockNumber"] == reverted["blockNumber"]
+    assert copied["transactionIndex"] < reverted["transactionIndex"]
+
+    worker.run_until_idle()
+
+    [batch] = bridge.batches()
+    assert (batch.status, batch.tx_hash, batch.block_number) == (
+        BatchStatus.CONFIRMED,
+        copy_hash,
+        copied["blockNumber"],
+    )
+    assert (batch.error, batch.gas_used) == (None, reverted["gasUsed"])
+    usages = bridge.usages()
+    prices = [world.licenses[(twin, 0)].prices[kind] for twin, kind in pairs]
+    assert [
+        (usages[i].status, usages[i].tx_hash, usages[i].amount, usages[i].settle_attempts)
+        for i in ids
+    ] == [(UsageStatus.SETTLED, copy_hash, price, 0) for price in prices]
+    assert _escrow(world, 0) == escrow_before - sum(prices)
+    registry = worker.metrics.registry
+    batches = "twin_bridge_worker_batches_total"
+    assert registry.get_sample_value(batches, {"event": "settled_elsewhere"}) == 1
+    assert registry.get_sample_value(batches, {"event": "failed"}) == 0
+
+
+def test_usages_of_a_brand_that_attests_itself_are_held_naming_the_wrong_attester(
+    bridge: Bridge,
+) -> None:
+    """A brand that named its own attester refuses the bridge's signature for its usages
+    (``SettlementWrongAttester``): they are held with that reason in words, and the other
+    brand's usages of the same batch settle."""
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    own_attester = Account.create().address
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.setBrandAttester(own_attester).transact({"from": world.brands[1]})
+    )
+    now = bridge.now()
+    settled = bridge.accept(0, *[(t, u, 1, now - 30) for t, u in _licensed(world, 0, 2)])
+    held = bridge.accept(1, *[(t, u, 1, now - 30) for t, u in _licensed(world, 1, 2)])
+    worker = bridge.worker()
+
+    worker.run_until_idle()
+
+    usages = bridge.usages()
+    assert [usages[i].status for i in settled] == [UsageStatus.SETTLED] * 2
+    attester, _relayer = worker_signers(world, chain_id=w3.eth.chain_id, relayer_key=RELAYER_KEY)
+    bridge_attester = attester.address
+    reason = (
+        "gas estimation reverted: SettlementWrongAttester("
+        f"brand={world.brands[1]}, attester={bridge_attester})"
+    )
+    assert [(usages[i].status, usages[i].settle_attempts, usages[i].last_error) for i in held] == [
+        (UsageStatus.HELD, 3, reason)
+    ] * 2
+    assert not any(world.ledger.functions.isUsageProcessed(world.brands[1], i).call() for i in held)

@@ -39,9 +39,9 @@ def _settle(world: World, brand_index: int, usages: list[Usage]) -> str:
         deadline, words, chain_id=w3.eth.chain_id, ledger=world.ledger.address
     )
     signature = eip712.sign(world.attester, data)
-    tx = world.ledger.functions.settle((deadline, words), signature).transact(
-        {"from": world.relayer}
-    )
+    tx = world.ledger.functions.settle(
+        (deadline, words), world.attester.address, signature
+    ).transact({"from": world.relayer})
     receipt = w3.eth.wait_for_transaction_receipt(tx, timeout=30)
     assert receipt["status"] == 1
     return str(receipt["transactionHash"].to_0x_hex())

@@ -1,9 +1,11 @@
 """The dashboard end to end, in headless Chromium (Debian's ``chromium``, driven by Playwright)
 against the dev stack of ``make run``: a model connects a wallet (an injected EIP-1193 provider
-whose keys stay in Python), grants a license through the form, a brand's usage settles, the model
-sees the earning and withdraws it (the token balance moves on chain), the brand sees its escrow and
-the usage's proof, and the auditor view shows what ``twin-bridge audit`` says of the same blocks.
-Screenshots of every view, desktop and phone, go to build/screenshots/."""
+whose keys stay in Python) and offers a license through the form; the brand's usages are refused
+as "offer not accepted" until the brand accepts the offer in its view (signing with its own
+wallet); then a usage settles, the model sees the earning and withdraws it (the token balance
+moves on chain), the brand sees its escrow, its spending limits and the usage's proof, and the
+auditor view shows what ``twin-bridge audit`` says of the same blocks. Screenshots of every view,
+desktop and phone, go to build/screenshots/."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +310,47 @@ def _report_and_settle(
     return done
 
 
+def _usage_now(
+    stack: DevStack, brand: dict[str, Any], twin_id: int, event_id: str
+) -> httpx.Response:
+    """One video usage of the twin by the brand, reported now."""
+    event = {
+        "event_id": event_id,
+        "twin_id": twin_id,
+        "usage_type": "video",
+        "quantity": 1,
+        "used_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    auth = {"Authorization": f"Bearer {brand['api_key']}"}
+    return httpx.post(f"{stack.url}/v1/usage-events", json=event, headers=auth, timeout=10)
+
+
+def _accept_in_brand_view(
+    stack: DevStack, browser: Any, brand: dict[str, Any], twin_id: int
+) -> Wallet:
+    """The brand opens its view, waits for the offer to be indexed and accepts it with its own
+    wallet; the wallet it signed with."""
+    wallet = Wallet(brand["private_key"])
+    page = _page(browser, wallet, DESKTOP)
+    page.goto(f"{stack.url}/#brand")
+    page.fill("#api-key", brand["api_key"])
+    page.click("#brand-login button[type=submit]")
+    offer = page.locator("#brand-offers tbody tr", has=page.locator(f"td:text-is('#{twin_id}')"))
+    deadline = time.monotonic() + 30
+    while not offer.count():
+        assert time.monotonic() < deadline, page.inner_text("#brand-offers")
+        page.wait_for_timeout(1000)
+        page.click("#brand-login button[type=submit]")
+    assert _unlabelled_controls(page) == []
+    offer.locator("button.accept").click()
+    offer.locator(".offer-status:has-text('accepted in')").wait_for(timeout=60_000)
+    assert _low_contrast(page) == []
+    _shot(page, "brand-offer-accepted-desktop")
+    assert page.errors == []
+    page.context.close()
+    return wallet
+
+
 def _wait_claimable(page: Any, units: int) -> None:
     """Reconnects until the model view shows ``units`` claimable (the indexer lags a block)."""
     deadline = time.monotonic() + 30
@@ -317,7 +361,205 @@ def _wait_claimable(page: Any, units: int) -> None:
     assert page.text_content("#claimable") == _usd(units)
 
 
-def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
+def _cli(stack: DevStack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``twin-bridge ARGS`` as a model or a brand runs it on its machine: the bridge's URL and the
+    dev chain's RPC URL in the environment, with ``env``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
+    environ.update(
+        TWIN_BRIDGE_API_URL=stack.url, TWIN_BRIDGE_RPC_URL=str(stack.info["rpc_url"]), **env
+    )
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "twin-bridge"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+def _brand_cli(
+    stack: DevStack, brand: dict[str, Any], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``twin-bridge brand ARGS`` with the brand's API key, and its raw key in $BRAND_KEY."""
+    return _cli(
+        stack,
+        "brand",
+        *args,
+        TWIN_BRIDGE_API_KEY=brand["api_key"],
+        BRAND_KEY=str(brand["private_key"]),
+    )
+
+
+def _wait_listed(stack: DevStack, brand: dict[str, Any], line: str) -> str:
+    """``brand offers`` once it lists ``line`` (the indexer confirms the offer a block later)."""
+    deadline = time.monotonic() + 30
+    while line not in (listed := _brand_cli(stack, brand, "offers")).stdout:
+        assert listed.returncode == 0, listed.stderr
+        assert time.monotonic() < deadline, listed.stdout
+        time.sleep(1)
+    return listed.stdout
+
+
+def _tokens(units: int) -> str:
+    """Token base units as the decimal amount the CLI takes."""
+    return str(Decimal(units) / 10**6)
+
+
+def _when(seconds: int) -> str:
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d %H:%M:%S} UTC"
+
+
+def _unlicensed_pairs(info: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(model, brand) pairs of the demo with no license between them, in the demo's order."""
+    return [
+        (m, b)
+        for m in info["models"]
+        for b in info["brands"]
+        if b["address"] not in {lic["brand"] for lic in m["licenses"]}
+    ]
+
+
+def test_model_cli_offers_brand_cli_accepts_through_the_relay_model_cli_revokes(
+    stack: DevStack,
+) -> None:
+    info = stack.info
+    waiting = info["waiting"]["offer"]
+    pairs = _unlicensed_pairs(info)
+    model, brand = next(  # not the dashboard test's pair (the first), nor the demo's offer
+        (m, b)
+        for m, b in reversed(pairs[1:])
+        if (m["twin_ids"][0], b["address"]) != (waiting["twin_id"], waiting["brand"])
+    )
+    twin = int(model["twin_ids"][0])
+    w3 = Web3(Web3.HTTPProvider(info["rpc_url"]))
+    ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
+    as_model = ("model", "--private-key-env", "MODEL_KEY")
+    model_key = {"MODEL_KEY": str(model["private_key"])}
+
+    offered = _cli(
+        stack, *as_model, "offer", "--twin", str(twin), "--brand", brand["address"],
+        "--price", "video=1.5", "--days", "10", **model_key,
+    )  # fmt: skip
+    assert offered.returncode == 0, offered.stderr
+    assert offered.stdout.startswith("confirmed in block ")
+    listed = _wait_listed(stack, brand, f"twin {twin} version 0: video=1.50 USD per use, until ")
+    _, _, terms_hash = ledger.functions.offerOf(twin, brand["address"]).call()
+    assert f"no cap; terms 0x{terms_hash.hex()}" in listed
+
+    accepted = _brand_cli(
+        stack, brand, "accept", "--twin", str(twin), "--version", "0",
+        "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.startswith("confirmed in block ")
+    assert re.fullmatch(r"owner action \d+ \(AcceptLicense\): accepted\n", accepted.stderr), (
+        accepted.stderr
+    )
+    assert ledger.functions.licenseVersionCount(twin, brand["address"]).call() == 1
+    license_, version = ledger.functions.licenseOf(twin, brand["address"]).call()
+    assert version == 0
+    assert license_[5] == [(1, 1_500_000)]  # the prices offered, now in force
+    again = _brand_cli(
+        stack, brand, "accept", "--twin", str(twin), "--version", "0",
+        "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"the bridge refused (404): no offer of twin {twin} waits for {brand['address']}\n"
+    )
+
+    revoked = _cli(
+        stack, *as_model, "revoke", "--twin", str(twin), "--brand", brand["address"],
+        "--version", "0", **model_key,
+    )  # fmt: skip
+    assert revoked.returncode == 0, revoked.stderr
+    assert ledger.functions.licenseOf(twin, brand["address"]).call()[0][4] is True  # revoked
+
+
+def test_brand_cli_declines_an_offer_and_raises_its_limits_the_dashboard_shows_it(
+    stack: DevStack, browser: Any
+) -> None:
+    info = stack.info
+    waiting = info["waiting"]["offer"]
+    brand = next(b for b in info["brands"] if b["address"] == waiting["brand"])
+    twin, version = int(waiting["twin_id"]), int(waiting["version"])
+    w3 = Web3(Web3.HTTPProvider(info["rpc_url"]))
+    ledger = contract_at(w3, "TwinLedger", info["contracts"]["TwinLedger"])
+
+    # the demo's offer waits for the brand: listed (once indexed), then declined on chain
+    listed = _wait_listed(stack, brand, f"twin {twin} version {version}: ")
+    assert f"; terms {waiting['terms_hash']}" in listed
+    declined = _brand_cli(
+        stack, brand, "decline", "--twin", str(twin), "--version", str(version),
+        "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert declined.returncode == 0, declined.stderr
+    assert re.fullmatch(
+        f"declined twin {twin} version {version} in block \\d+, transaction 0x[0-9a-f]{{64}}\n",
+        declined.stdout,
+    )
+    assert ledger.functions.licenseVersionCount(twin, brand["address"]).call() == 0
+    again = _brand_cli(
+        stack, brand, "decline", "--twin", str(twin), "--version", str(version),
+        "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"the ledger would refuse declineLicense of twin {twin} version {version}: "
+        f"LicenseNoOffer(twinId={twin}, brand={brand['address']})\n"
+    )
+
+    # a raise of the brand's limits waits for the raise delay; the CLI and the dashboard show it
+    per_usage, per_period = ledger.functions.brandLimits(brand["address"]).call()[:2]
+    raised = _brand_cli(
+        stack, brand, "limits", "set", "--per-usage", _tokens(2 * per_usage),
+        "--per-period", _tokens(2 * per_period), "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert raised.returncode == 0, raised.stderr
+    limits = ledger.functions.brandLimits(brand["address"]).call()
+    assert limits[:2] == (per_usage, per_period)  # not yet
+    assert limits[4:6] == (2 * per_usage, 2 * per_period)
+    effective_at = limits[6]
+    assert raised.stdout.startswith(
+        f"limits set: {_usd(2 * per_usage)[:-4]} USD per usage, {_usd(2 * per_period)[:-4]} USD "
+        f"per period, in force from {_when(effective_at)} in block "
+    )
+    shown = _brand_cli(stack, brand, "limits", "show")
+    assert shown.returncode == 0, shown.stderr
+    assert (
+        f"raise waiting: {_usd(2 * per_usage)[:-4]} USD per usage, {_usd(2 * per_period)[:-4]} "
+        f"USD per period from {_when(effective_at)}"
+    ) in shown.stdout.splitlines()
+    page = _page(browser, Wallet(brand["private_key"]), DESKTOP)
+    page.goto(f"{stack.url}/#brand")
+    page.fill("#api-key", brand["api_key"])
+    page.click("#brand-login button[type=submit]")
+    page.wait_for_selector("#limit-raise")
+    raise_text = " ".join(page.inner_text("#limit-raise").split())
+    when = datetime.fromtimestamp(effective_at, UTC).strftime("%Y-%m-%d %H:%M")
+    assert raise_text.startswith(
+        f"Raise waiting {_usd(2 * per_usage)} per usage and {_usd(2 * per_period)} per period "
+        f"from {when} UTC."
+    )
+    assert page.text_content("#limit-usage") == _usd(per_usage)
+    assert _low_contrast(page) == []
+    _shot(page, "brand-limits-raise-desktop")
+    assert page.errors == []
+    page.context.close()
+
+    # lowering back holds at once and drops the waiting raise
+    lowered = _brand_cli(
+        stack, brand, "limits", "set", "--per-usage", _tokens(per_usage),
+        "--per-period", _tokens(per_period), "--private-key-env", "BRAND_KEY",
+    )  # fmt: skip
+    assert lowered.returncode == 0, lowered.stderr
+    after = ledger.functions.brandLimits(brand["address"]).call()
+    assert after[:2] == (per_usage, per_period)
+    assert after[4:7] == (0, 0, 0)
+
+
+def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     stack: DevStack, browser: Any
 ) -> None:
     info = stack.info
@@ -355,41 +597,60 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert page.text_content("#claimable") == "0.00 USD"
     assert _unlabelled_controls(page) == []
     assert page.is_disabled("#withdraw")  # nothing to withdraw yet
-    assert _tab_reaches(page, "grant-brand", presses=200)
+    assert _tab_reaches(page, "offer-brand", presses=200)
 
-    # grant through the form; a refused signature first
-    page.select_option("#grant-twin", str(twin_id))
-    page.fill("#grant-brand", brand["address"])
+    # offer through the form; a refused signature first
+    page.select_option("#offer-twin", str(twin_id))
+    page.fill("#offer-brand", brand["address"])
     page.fill("#price-video", PRICE_USD)
-    page.fill("#grant-days", "30")
-    page.fill("#grant-consent", f"consent of {model['name']} for {brand['name']}")
+    page.fill("#offer-days", "30")
+    page.fill("#offer-consent", f"consent of {model['name']} for {brand['name']}")
     wallet.chain_id = 1  # a wallet on another chain is asked to switch; this one cannot
-    page.click("#form-grant button[type=submit]")
+    page.click("#form-offer button[type=submit]")
     page.wait_for_selector(
-        "#form-grant p.error:has-text('Your wallet is on chain 1; switch it to chain 31337, "
+        "#form-offer p.error:has-text('Your wallet is on chain 1; switch it to chain 31337, "
         "the ledger\\'s, and try again (wallet_switchEthereumChain is not supported).')"
     )
     assert "eth_signTypedData_v4" not in wallet.calls
     wallet.chain_id = 31337
     wallet.refuse = True
-    page.click("#form-grant button[type=submit]")
+    page.click("#form-offer button[type=submit]")
     page.wait_for_selector(
-        "#form-grant p.error:has-text('You declined the signature in your wallet.')"
+        "#form-offer p.error:has-text('You declined the signature in your wallet.')"
     )
     wallet.refuse = False
-    page.click("#form-grant button[type=submit]")
-    granted = page.locator("#actions li[data-status='confirmed']")
-    granted.wait_for(timeout=60_000)
-    assert f"Grant twin #{twin_id} to {brand['name']}" in granted.text_content()
+    page.click("#form-offer button[type=submit]")
+    offered = page.locator("#actions li[data-status='confirmed']")
+    offered.wait_for(timeout=60_000)
+    assert f"Offer twin #{twin_id} to {brand['name']}" in offered.text_content()
     assert wallet.calls.count("eth_signTypedData_v4") == 2
+
+    # until the brand accepts, its usages are refused at the door, naming the reason
+    refused = _usage_now(stack, brand, twin_id, "before-acceptance")
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert refused.json()["reason"] == "offer_not_accepted"
+    assert (
+        refused.json()["detail"] == "the brand had not accepted the license offered for this twin"
+    )
+
+    # the brand accepts the offer in its view, with its own wallet; the model sees the license
+    brand_wallet = _accept_in_brand_view(stack, browser, brand, twin_id)
+    assert brand_wallet.calls.count("eth_signTypedData_v4") == 1
+    assert ledger.functions.licenseVersionCount(twin_id, brand["address"]).call() == 1
     license_row = twin_card.locator("tr", has=page.locator(f"[data-brand='{brand['address']}']"))
-    license_row.wait_for(timeout=30_000)
-    assert license_row.text_content().startswith(brand["name"])
+    deadline = time.monotonic() + 30
+    while not license_row.count():
+        assert time.monotonic() < deadline, twin_card.inner_text()
+        page.click("#connect")
+        page.wait_for_timeout(1500)
+    assert license_row.text_content().startswith(f"{brand['name']}0")  # version 0
     assert "video: 123.45 USD" in license_row.text_content()
     assert "active" in license_row.text_content()
 
     # a malformed address is caught in the page; an action the ledger would refuse (revoking a
-    # license that was never granted) is refused by the bridge, with its reason
+    # license that was never offered) is refused by the bridge, with its reason
+    page.fill("#revoke-version", "0")
     page.fill("#revoke-brand", "0x123")
     page.click("#form-revoke button[type=submit]")
     page.wait_for_selector(
@@ -465,7 +726,10 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert ledger.functions.twinState(twin_id).call()[1] > 0  # paused since
     page.fill("#revoke-brand", brand["address"])
     page.click("#form-revoke button[type=submit]")
-    page.locator("#actions li[data-status='confirmed']", has_text="Revoke").wait_for(timeout=60_000)
+    page.locator(
+        "#actions li[data-status='confirmed']",
+        has_text=f"Revoke version 0 of {brand['name']} on twin #{twin_id}",
+    ).wait_for(timeout=60_000)
     license_row.filter(has_text="revoked").wait_for(timeout=30_000)
 
     # payees: the agency alone at 10 %, the model keeps 90 %
@@ -490,6 +754,12 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     page.fill("#api-key", brand["api_key"])
     page.keyboard.press("Enter")
     page.wait_for_selector("#brand-escrow")
+    page.wait_for_selector("#limit-usage")
+    per_usage, per_period, spent = ledger.functions.brandLimits(brand["address"]).call()[:3]
+    assert page.text_content("#limit-usage") == _usd(per_usage)
+    assert page.text_content("#limit-period") == _usd(per_period)
+    assert f"{_usd(per_period - spent)} left" in page.text_content("#limit-spent")
+    page.wait_for_selector("#brand-offers:has-text('No offer waits for your acceptance.')")
     escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
     assert escrow == ESCROW_PER_BRAND - total
     page.wait_for_selector(f"#brand-escrow:has-text('{_usd(escrow)}')", timeout=30_000)
@@ -548,7 +818,7 @@ def test_model_grants_brand_uses_model_withdraws_auditor_agrees(
     assert cli.returncode == 0, cli.stderr + cli.stdout
     summary = json.loads((out / "audit.json").read_text(encoding="utf-8"))["summary"]
     assert shown == {key: str(summary[key]) for key in shown}
-    assert len(shown) == 19
+    assert len(shown) == 23
     assert summary["usages_paid"] == 21
     assert summary["amount_paid"] == total
     assert summary["payouts"] == 1

@@ -37,7 +37,9 @@ class ActionOut(BaseModel):
 
     id: int
     type: str = Field(validation_alias="kind")
-    signer: str = Field(description="The owner who signed (for a payout, the payee).")
+    signer: str = Field(
+        description="Who signed: the owner, the brand for an acceptance (for a payout, the payee)."
+    )
     twin_id: int | None
     nonce: int | None
     deadline: int | None
@@ -71,10 +73,11 @@ def _verifier(context: AppContext) -> ActionVerifier:
 
 @router.get("/owner-actions/types", summary="EIP-712 domain and types of the owner actions")
 def types(context: ContextDep) -> dict[str, Any]:
-    """The ledger's EIP-712 domain and, per owner action (``GrantLicense``, ``RevokeLicense``,
-    ``SetTwinPaused``, ``SetPayees``), its primary type and types, ready for
-    ``eth_signTypedData_v4``; the message also carries ``nonce`` (see the nonce endpoint) and
-    ``deadline`` (unix seconds)."""
+    """The ledger's EIP-712 domain and, per relayed action (the owner's ``OfferLicense``,
+    ``RevokeLicense``, ``SetTwinPaused``, ``SetPayees``; the brand's ``AcceptLicense``), its
+    primary type and types, ready for ``eth_signTypedData_v4``; the message names its signer
+    (``owner`` or ``brand``) and also carries ``nonce`` (see the nonce endpoint) and ``deadline``
+    (unix seconds)."""
     verifier = _verifier(context)
     return action_types(verifier.chain_id, verifier.ledger)
 
@@ -110,7 +113,7 @@ def _limit(context: AppContext, account: str) -> None:
         context.action_limiter.take(int(account, 16), limit=limit)
 
 
-def _verify_and_store(
+def verify_and_store(
     context: AppContext, body: SignedActionIn | PayoutIn
 ) -> tuple[ActionRecord, bool]:
     """The action as stored and whether it is new (a signed action seen before answers as it is
@@ -148,13 +151,14 @@ def _verify_and_store(
     },
 )
 async def relay(request: Request, context: ContextDep) -> Response:
-    """Verifies the action off chain (well-formed, deadline ahead, the signer owns the twin and
-    signed it — ECDSA or ERC-1271 —, the next nonce, the ledger would take it), stores it and
+    """Verifies the action off chain (well-formed, deadline ahead, the message names its signer,
+    who owns the twin — or, for an acceptance, has that offer waiting — and signed it — ECDSA or
+    ERC-1271 —, the next nonce, the ledger would take it), stores it and
     answers 202; the relayer sends it and ``GET /v1/owner-actions/{id}`` follows it. A refused
     action costs no gas and is not stored."""
     body = await read_json_body(request, MAX_ACTION_BYTES)
     parsed = parse_json_body(_BODY, body)
-    record, created = await run_in_threadpool(_verify_and_store, context, parsed)
+    record, created = await run_in_threadpool(verify_and_store, context, parsed)
     return Response(
         ActionOut.model_validate(record).model_dump_json(),
         status_code=202 if created else 200,

@@ -1,10 +1,13 @@
-"""Read queries over the indexer's tables (migration 0005) for the public read API.
+"""Read queries over the indexer's tables (migrations 0005 and 0007) for the public read API.
 
 Everything here is answered from what the indexer stored from confirmed ledger events; nothing asks
 the chain. Amounts are exact integers (token base units); each figure keeps the event it came from
 (``Source``: transaction, block, log index and block time). One module per resource: ``twins``
 (twins and their licenses), ``usages`` (settled usages), ``earnings`` (twins' and payees'
-royalties over time), ``accounts`` (brand accounts) and ``status`` (the indexer's cursor).
+royalties over time), ``accounts`` (brand accounts), ``offers`` (license offers and the ones
+waiting for a brand: ``pending_offers``), ``limits`` (a brand's spending limits and own attester:
+``brand_limits``), ``roles`` (the access manager's role holders: ``role_members``) and
+``status`` (the indexer's cursor).
 """
 
 from bridge.store.ledger_queries.accounts import (
@@ -31,6 +34,15 @@ from bridge.store.ledger_queries.earnings import (
     period_of,
     twin_earnings,
 )
+from bridge.store.ledger_queries.limits import BrandLimits, LimitSetting, brand_limits
+from bridge.store.ledger_queries.offers import (
+    Offer,
+    OfferPrice,
+    PendingOffer,
+    pair_offers,
+    pending_offers,
+)
+from bridge.store.ledger_queries.roles import RoleMember, role_members
 from bridge.store.ledger_queries.status import IndexStatus, index_status
 from bridge.store.ledger_queries.twins import (
     License,
@@ -55,12 +67,16 @@ __all__ = [
     "BPS_DENOMINATOR",
     "AccountChange",
     "BrandAccount",
+    "BrandLimits",
     "BrandTotals",
     "DebtEntry",
     "IndexStatus",
     "License",
     "LicenseState",
     "LicenseVersion",
+    "LimitSetting",
+    "Offer",
+    "OfferPrice",
     "Owner",
     "PauseInterval",
     "PauseState",
@@ -68,9 +84,11 @@ __all__ = [
     "PayeeEarnings",
     "PayeeEarningsRow",
     "PayeeFlow",
+    "PendingOffer",
     "Period",
     "Price",
     "Revocation",
+    "RoleMember",
     "Source",
     "Split",
     "Twin",
@@ -79,11 +97,15 @@ __all__ = [
     "UsageFilter",
     "UsageKey",
     "brand_account",
+    "brand_limits",
     "index_status",
     "license_state",
     "outcome_name",
+    "pair_offers",
     "payee_earnings",
+    "pending_offers",
     "period_of",
+    "role_members",
     "twin",
     "twin_earnings",
     "twin_exists",

@@ -59,6 +59,7 @@ def outcome_name(code: int) -> str:
     """An outcome code in words (``license_revoked``); ``unknown_<code>`` for a code the bridge
     does not know."""
     try:
-        return Outcome(code).name.lower()
+        outcome = Outcome(code)
     except ValueError:
         return f"unknown_{code}"
+    return outcome.name.lower() if getattr(outcome, "known", True) else f"unknown_{code}"

@@ -1,5 +1,6 @@
-"""Twins and their licenses as the read API shows them: owner, metadata, pauses, payees and every
-license version with its state at a given time, each with the ledger event it came from."""
+"""Twins and their licenses as the read API shows them: owner, metadata, pauses, payees, every
+accepted license version with its state at a given time and the offers waiting for a brand's
+acceptance, each with the ledger event it came from."""
 
 from __future__ import annotations
 
@@ -19,10 +20,13 @@ from bridge.store.ledger_queries.common import (
     source_of,
     usage_type_name,
 )
+from bridge.store.ledger_queries.offers import Offer, offer_of
 from bridge.store.models import (
     LedgerEventRow,
+    LicenseOfferRow,
     LicenseRevocation,
     LicenseVersionRow,
+    OfferStatus,
     SettledUsageRow,
     TwinChange,
     TwinRow,
@@ -76,7 +80,12 @@ class LicenseVersion:
     purpose_hash: str
     consent_hash: str
     prices: list[Price]
+    terms_hash: str | None
+    """The terms hash the brand accepted."""
+    offered_from: int | None
+    """The start its offer named (``valid_from`` is the later of it and the acceptance)."""
     source: Source
+    """The ``LicenseAccepted`` event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +150,8 @@ class Twin:
     pause: PauseState
     payees: Split
     licenses: list[License]
+    offers: list[Offer]
+    """The offers waiting for a brand's acceptance (one per brand at most), by brand."""
 
 
 def twins_page(
@@ -194,6 +205,8 @@ class _Histories:
     )
     uses: dict[tuple[int, str, int], int] = field(default_factory=dict)
     """(twin, brand, version) -> the paid quantity settled under that version."""
+    offers: defaultdict[int, list[Offer]] = field(default_factory=lambda: defaultdict(list))
+    """twin -> its waiting offers."""
 
     def read(self, session: Session, twin_ids: Sequence[int]) -> None:
         for change in session.scalars(
@@ -228,6 +241,15 @@ class _Histories:
             .order_by(LicenseRevocation.block_number, LicenseRevocation.log_index)
         ):
             self.revocations[revocation.twin_id, revocation.brand].append(revocation)
+        for offer in session.scalars(
+            select(LicenseOfferRow)
+            .where(
+                LicenseOfferRow.twin_id.in_(twin_ids),
+                LicenseOfferRow.status == OfferStatus.PENDING,
+            )
+            .order_by(LicenseOfferRow.brand)
+        ):
+            self.offers[offer.twin_id].append(offer_of(offer))
 
     def _read_uses(self, session: Session, twin_ids: Sequence[int]) -> None:
         usage = SettledUsageRow
@@ -267,6 +289,7 @@ class _Histories:
                 for twin_id, brand in sorted(self.versions)
                 if twin_id == row.twin_id
             ],
+            offers=self.offers[row.twin_id],
         )
 
 
@@ -335,6 +358,8 @@ def _license(
                 )
                 for p in row.prices
             ],
+            terms_hash=row.terms_hash,
+            offered_from=row.offered_from,
             source=source_of(row),
         )
         for row in rows

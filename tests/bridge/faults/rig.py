@@ -247,10 +247,12 @@ class Rig:
         assert audit["clean"] is True, audit["discrepancies"]
         usages = self.usages()
         on_chain = [u[0] for u in audit["state"]["usages"]]
+        brand_of = {u[0]: u[1] for u in audit["state"]["usages"]}
         assert len(on_chain) == len(set(on_chain))  # no usage id twice
         assert set(on_chain) >= set(usages)
+        processed = self.world.ledger.functions.isUsageProcessed
         for usage_id, usage in usages.items():
-            assert self.world.ledger.functions.isUsageProcessed(usage_id).call(), usage_id
+            assert processed(brand_of[usage_id], usage_id).call(), usage_id  # per brand
             assert (usage.amount is not None) == (usage.status is UsageStatus.SETTLED)
         return dict(audit["summary"])
 

@@ -42,6 +42,8 @@ from .rig import RELAYER_KEY, Rig
 pytestmark = pytest.mark.faults
 
 GWEI = 10**9
+ATTESTER_ROLE = 2
+"""The attester role's id in the access manager."""
 
 
 class Clock:
@@ -388,12 +390,16 @@ def test_a_license_revoked_a_twin_paused_and_a_license_expired_before_settlement
             receipt = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}))
             assert receipt["status"] == 1
 
-        owner(t1, fn.revokeLicense(t1, brand))
+        owner(t1, fn.revokeLicense(t1, brand, 0))
         owner(t2, fn.setTwinPaused(t2, True))
         plan = world.licenses[t3, 0]
         terms = (brand, 0, now + 60, 0, keccak(text="short"), keccak(text="consent"),
                  list(plan.prices.items()))  # fmt: skip
-        owner(t3, fn.grantLicense(t3, terms))  # the new grant ends before the usage's time
+        owner(t3, fn.offerLicense(t3, terms))
+        # The brand accepts version 1: it ends before the usage's time (and ends version 0).
+        terms_hash = fn.hashLicenseTerms(terms).call()
+        accepted = fn.acceptLicense(t3, 1, terms_hash).transact({"from": brand})
+        assert w3.eth.wait_for_transaction_receipt(accepted)["status"] == 1
         rpc(w3, "evm_increaseTime", 300)
         _mine(rig)
         rig.settle(rig.worker())
@@ -434,7 +440,7 @@ def test_a_batch_in_flight_when_the_attester_is_rotated_is_signed_again_and_sett
     rig: Rig, manual_mining: None
 ) -> None:
     world, w3 = rig.world, rig.w3
-    fn = world.ledger.functions
+    manager = world.manager.functions
     admin = w3.eth.accounts[0]
     new_key = keccak(text="twin-bridge fault suite rotated attester")
     new_attester = Account.from_key(new_key).address
@@ -445,11 +451,13 @@ def test_a_batch_in_flight_when_the_attester_is_rotated_is_signed_again_and_sett
     [in_flight] = rig.batches()
     assert in_flight.status is BatchStatus.SENT
 
-    # The admin rotates the attester; the rotation is mined ahead of the batch in one block.
-    rotation = fn.rotateAttester(world.attester.address, new_attester).transact(
-        {"from": admin, "maxPriorityFeePerGas": 50 * GWEI, "maxFeePerGas": 100 * GWEI}
-    )
+    # The admin rotates the attester in the access manager (the new key granted, the old one
+    # revoked: no grant delay in this world); the rotation is mined ahead of the batch in one block.
+    fees = {"from": admin, "maxPriorityFeePerGas": 50 * GWEI, "maxFeePerGas": 100 * GWEI}
+    grant = manager.grantRole(ATTESTER_ROLE, new_attester, 0).transact(fees)
+    rotation = manager.revokeRole(ATTESTER_ROLE, world.attester.address).transact(fees)
     _mine(rig)
+    assert w3.eth.get_transaction_receipt(grant)["status"] == 1
     assert w3.eth.get_transaction_receipt(rotation)["status"] == 1
     reverted = w3.eth.get_transaction_receipt(in_flight.tx_hash)
     assert reverted["status"] == 0

@@ -1,0 +1,162 @@
+"""What the model and brand commands share when they talk to a bridge from the user's machine: the
+bridge's HTTP API (``Relay``), the user's own key (a keystore, or a raw key on a dev chain),
+following a relayed action until it is confirmed, and amounts in USD."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import httpx
+import typer
+from eth_account.signers.local import LocalAccount
+from eth_utils.address import is_address, to_checksum_address
+
+from bridge.cli.common import fail, stderr, stdout
+from bridge.client import BridgeApiError, BridgeHttp, RetryPolicy
+from bridge.deploy.networks import KeySource
+from bridge.errors import BridgeError
+
+TOKEN_DECIMALS: Final = 6
+FINAL: Final = frozenset({"confirmed", "failed"})
+DEFAULT_API: Final = "http://127.0.0.1:8000"
+RELAY_RETRY: Final = RetryPolicy(
+    max_attempts=4, initial_wait=0.2, max_wait=2.0, retry_rate_limited=False
+)
+"""Network errors and 5xx are asked again (an action is identified by its signed digest, so
+posting it twice relays it once); a 429 is reported at once."""
+
+ApiOption = Annotated[
+    str,
+    typer.Option("--api", envvar="TWIN_BRIDGE_API_URL", help="The bridge's base URL."),
+]
+KeyEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--private-key-env",
+        help="Name of a variable holding a raw key (local dev chains 31337/1337 only).",
+    ),
+]
+WaitOption = Annotated[
+    bool, typer.Option("--wait/--no-wait", help="Wait until the action is confirmed on chain.")
+]
+
+
+class RemoteCliError(BridgeError):
+    """A model or brand command could not be done (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Relay:
+    """The bridge's endpoints (``bridge.client.BridgeHttp``); what goes wrong becomes a
+    ``RemoteCliError`` in the bridge's words."""
+
+    http: BridgeHttp
+
+    @classmethod
+    def at(cls, api: str, *, api_key: str | None = None) -> Relay:
+        """The bridge at ``api``, as the brand of ``api_key`` when given."""
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        return cls(BridgeHttp(api, headers=headers, timeout=30, retry=RELAY_RETRY))
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self.http.json(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise RemoteCliError(
+                f"the bridge at {self.http.base_url} does not answer: {exc}"
+            ) from exc
+        except BridgeApiError as exc:
+            raise RemoteCliError(f"the bridge refused ({exc.status}): {exc.detail}") from exc
+
+
+def load_key(
+    role: str,
+    *,
+    chain_id: int,
+    keystore: Path | None,
+    password_file: Path | None,
+    key_env: str | None,
+) -> LocalAccount:
+    """The ``role``'s key (``model``, ``brand``): a keystore with its password (a file, else
+    ``$TWIN_BRIDGE_<ROLE>_PASSWORD``), or a raw key from ``key_env`` on a dev chain
+    (``KeySource``'s rules)."""
+    password_env = f"TWIN_BRIDGE_{role.upper()}_PASSWORD"
+    source = KeySource(
+        keystore=keystore,
+        password_file=password_file,
+        password_env=None if password_file is not None else password_env,
+        private_key_env=key_env,
+    )
+    return source.load(role, chain_id=chain_id)
+
+
+def follow(relay: Relay, action: dict[str, Any], *, wait: bool, timeout: float) -> dict[str, Any]:
+    """Reports a relayed action and, with ``wait``, polls it until it is confirmed or failed.
+
+    Raises:
+        RemoteCliError: it failed, or is not final after ``timeout`` seconds.
+    """
+    stderr().print(f"owner action {action['id']} ({action['type']}): {action['status']}")
+    deadline = time.monotonic() + timeout
+    while wait and action["status"] not in FINAL:
+        if time.monotonic() > deadline:
+            raise RemoteCliError(
+                f"owner action {action['id']} is still {action['status']} after {timeout:.0f} s"
+            )
+        time.sleep(0.5)
+        action = relay.json("GET", f"/v1/owner-actions/{action['id']}")
+    if action["status"] == "failed":
+        raise RemoteCliError(f"owner action {action['id']} failed: {action['error']}")
+    if action["status"] == "confirmed":
+        stdout().print(
+            f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}",
+            soft_wrap=True,
+        )
+    return action
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """A bridge error ends the command with exit code 1 and its message on stderr."""
+    try:
+        yield
+    except BridgeError as exc:
+        raise fail(str(exc), 1) from exc
+
+
+def usd(amount: int) -> str:
+    """Token base units as USD with two decimals at least: ``1,234.50`` (more when finer)."""
+    value = Decimal(amount) / Decimal(10**TOKEN_DECIMALS)
+    return f"{value:,.2f}" if value == round(value, 2) else f"{value:,.6f}".rstrip("0")
+
+
+def units(text: str, what: str) -> int:
+    """A positive USD amount with at most 6 decimals as token base units.
+
+    Raises:
+        RemoteCliError: not such an amount.
+    """
+    try:
+        value = Decimal(text.strip()) * 10**TOKEN_DECIMALS
+    except InvalidOperation:
+        raise RemoteCliError(f"{what} {text!r}: not an amount in USD") from None
+    if value <= 0 or value != value.to_integral_value():
+        raise RemoteCliError(f"{what} {text!r}: a positive amount with at most 6 decimals")
+    return int(value)
+
+
+def address(text: str, what: str) -> str:
+    """``text`` as a checksummed address.
+
+    Raises:
+        RemoteCliError: not an address.
+    """
+    if not is_address(text):
+        raise RemoteCliError(f"{what} {text!r} is not an Ethereum address")
+    return to_checksum_address(text)
