@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,47 @@ def _wait_settled(api_url: str, key: str, event_id: str) -> dict[str, Any]:
     pytest.fail(f"usage {event_id} did not settle: {status}")
 
 
+def _a_day_over_the_brands_own_limits(info: dict[str, Any], ledger: Any) -> None:
+    """The demo brand with limits of its own (2,000 USD per usage, 10,000 a day): a usage dearer
+    than the first is refused at the door; usages reported past the second are rejected on chain
+    with outcome 13 and say so."""
+    brand = next(b for b in info["brands"] if b["name"] == "Atelier Kei")
+    price, twin_id, usage_type = max(
+        (price, model["twin_ids"][0], usage_type)
+        for model in info["models"]
+        for lic in model["licenses"]
+        if lic["brand"] == brand["address"] and lic["max_uses"] == 0
+        for usage_type, price in lic["prices"].items()
+    )
+    quantity = LIMIT_PER_USAGE // price
+    limits = ledger.functions.brandLimits(brand["address"]).call()
+    if limits[3] + 86_400 - time.time() < 120:  # too near the day's end: start in the next day
+        time.sleep(limits[3] + 86_400 - time.time() + 2)
+        limits = ledger.functions.brandLimits(brand["address"]).call()
+    assert (limits[0], limits[1]) == (LIMIT_PER_USAGE, LIMIT_PER_PERIOD)
+    count = (LIMIT_PER_PERIOD - limits[2]) // (price * quantity) + 1
+    used_at = (datetime.now(UTC) - timedelta(seconds=2)).isoformat()
+    headers = {"Authorization": f"Bearer {brand['api_key']}"}
+
+    def event(event_id: str, amount: int) -> dict[str, Any]:
+        body = {"twin_id": twin_id, "usage_type": usage_type, "used_at": used_at}
+        return {"event_id": event_id, "quantity": amount, **body}
+
+    url = f"{info['api_url']}/v1/usage-events"
+    dear = httpx.post(url, json=event("limits-dear", quantity + 1), headers=headers, timeout=10)
+    assert (dear.status_code, dear.json()["reason"]) == (422, "over_usage_limit")
+    events = [event(f"limits-{i}", quantity) for i in range(count)]
+    posted = httpx.post(url, json={"events": events}, headers=headers, timeout=10)
+    assert posted.status_code in (200, 202, 207), posted.text
+    statuses = [_wait_settled(info["api_url"], brand["api_key"], e["event_id"]) for e in events]
+    assert [s["status"] for s in statuses] == ["settled"] * (count - 1) + ["rejected"]
+    assert {s["amount"] for s in statuses[:-1]} == {str(price * quantity)}
+    assert (statuses[-1]["reason_code"], statuses[-1]["reason"]) == (
+        13,
+        "the usage would pass the brand's spending limit for the period",
+    )
+
+
 def _wait_indexed(db: Path, usage_id: int) -> tuple[Any, ...]:
     """(twins, and the usage's brand, twin, outcome, amount, tx) once the indexer has them."""
     engine = create_engine(f"sqlite:///{db}")
@@ -266,6 +308,8 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
     assert receipt["blockNumber"] == settled["block_number"]
     escrow = ledger.functions.brandAccount(brand["address"]).call()[0]
     assert escrow == ESCROW_PER_BRAND - price
+
+    _a_day_over_the_brands_own_limits(info, ledger)
 
     # the indexer mirrors the chain into the store: the 30 twins and the settled usage
     indexed = _wait_indexed(stack.data_dir / "bridge.db", posted["usage_id"])
