@@ -7,11 +7,9 @@ import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_abi import encode as abi_encode
 from eth_account.messages import encode_typed_data
 from eth_account.signers.local import LocalAccount
 from eth_tester.exceptions import TransactionFailed
@@ -21,117 +19,19 @@ from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError
 from web3.logs import DISCARD
 
-from bridge.domain.codec import Usage
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
+from bridge.domain.eip712 import DOMAIN_NAME, DOMAIN_TYPE, DOMAIN_VERSION, TYPES
 
 DAY = 24 * 3600
 PURPOSE = keccak(text="campaign: spring 2027")
 CONSENT = keccak(text="consent document v1")
 CONSENT_RECORD = keccak(text="capture consent record")
-DOMAIN_NAME = "TwinLedger"
-DOMAIN_VERSION = "2"
-
-
-class Outcome(IntEnum):
-    """Settlement outcome codes, mirroring ``ITwinLedger.Outcome`` (kept here so the contract
-    suite does not depend on the bridge's copy)."""
-
-    PAID = 0
-    UNKNOWN_TWIN = 1
-    NO_LICENSE = 2
-    LICENSE_NOT_STARTED = 3
-    LICENSE_EXPIRED = 4
-    LICENSE_REVOKED = 5
-    USAGE_TYPE_NOT_LICENSED = 6
-    USE_CAP_REACHED = 7
-    TWIN_PAUSED = 8
-    ZERO_QUANTITY = 9
-    USAGE_IN_FUTURE = 10
-    OFFER_NOT_ACCEPTED = 11
-    OVER_USAGE_LIMIT = 12
-    OVER_PERIOD_LIMIT = 13
 
 
 def decode_result(word: int) -> tuple[Usage, Outcome]:
     """The usage and its outcome from a word of ``UsagesSettled.results``."""
     return Usage.decode(word), Outcome(word & 0xFF)
-
-
-_DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-_USAGE_PRICE = [{"name": "usageType", "type": "uint8"}, {"name": "price", "type": "uint256"}]
-_LICENSE_TERMS = [
-    {"name": "brand", "type": "address"},
-    {"name": "validFrom", "type": "uint40"},
-    {"name": "validUntil", "type": "uint40"},
-    {"name": "maxUses", "type": "uint32"},
-    {"name": "purposeHash", "type": "bytes32"},
-    {"name": "consentHash", "type": "bytes32"},
-    {"name": "prices", "type": "UsagePrice[]"},
-]
-_NONCE_DEADLINE = [{"name": "nonce", "type": "uint256"}, {"name": "deadline", "type": "uint256"}]
-TYPES: dict[str, dict[str, list[dict[str, str]]]] = {
-    "UsageBatch": {
-        "UsageBatch": [
-            {"name": "deadline", "type": "uint256"},
-            {"name": "groups", "type": "UsageGroup[]"},
-        ],
-        "UsageGroup": [
-            {"name": "brand", "type": "address"},
-            {"name": "usages", "type": "uint256[]"},
-        ],
-    },
-    "OfferLicense": {
-        "OfferLicense": [
-            {"name": "owner", "type": "address"},
-            {"name": "twinId", "type": "uint256"},
-            {"name": "terms", "type": "LicenseTerms"},
-            *_NONCE_DEADLINE,
-        ],
-        "LicenseTerms": _LICENSE_TERMS,
-        "UsagePrice": _USAGE_PRICE,
-    },
-    "RevokeLicense": {
-        "RevokeLicense": [
-            {"name": "owner", "type": "address"},
-            {"name": "twinId", "type": "uint256"},
-            {"name": "brand", "type": "address"},
-            {"name": "version", "type": "uint256"},
-            *_NONCE_DEADLINE,
-        ],
-    },
-    "SetTwinPaused": {
-        "SetTwinPaused": [
-            {"name": "owner", "type": "address"},
-            {"name": "twinId", "type": "uint256"},
-            {"name": "paused", "type": "bool"},
-            *_NONCE_DEADLINE,
-        ],
-    },
-    "SetPayees": {
-        "SetPayees": [
-            {"name": "owner", "type": "address"},
-            {"name": "twinId", "type": "uint256"},
-            {"name": "payees", "type": "Payee[]"},
-            *_NONCE_DEADLINE,
-        ],
-        "Payee": [{"name": "account", "type": "address"}, {"name": "bps", "type": "uint16"}],
-    },
-    "AcceptLicense": {
-        "AcceptLicense": [
-            {"name": "brand", "type": "address"},
-            {"name": "twinId", "type": "uint256"},
-            {"name": "version", "type": "uint256"},
-            {"name": "termsHash", "type": "bytes32"},
-            *_NONCE_DEADLINE,
-        ],
-    },
-}
-"""EIP-712 types of every message the ledger verifies, by primary type (written from the
-contract's type strings, independently of ``bridge.domain.eip712``)."""
 
 
 def typed_data(
@@ -144,7 +44,7 @@ def typed_data(
 ) -> dict[str, Any]:
     """The full typed-data dict of ``message`` in the ledger's domain."""
     return {
-        "types": {"EIP712Domain": _DOMAIN_TYPE, **TYPES[primary]},
+        "types": {"EIP712Domain": DOMAIN_TYPE, **TYPES[primary]},
         "primaryType": primary,
         "domain": {
             "name": DOMAIN_NAME,
@@ -182,32 +82,8 @@ def terms_message(terms: Sequence[Any]) -> dict[str, Any]:
 
 
 def terms_hash(terms: Sequence[Any]) -> bytes:
-    """The EIP-712 struct hash of license terms (the terms hash a brand accepts), in Python."""
-    price_type = keccak(text="UsagePrice(uint8 usageType,uint256 price)")
-    terms_type = keccak(
-        text="LicenseTerms(address brand,uint40 validFrom,uint40 validUntil,uint32 maxUses,"
-        "bytes32 purposeHash,bytes32 consentHash,UsagePrice[] prices)"
-        "UsagePrice(uint8 usageType,uint256 price)"
-    )
-    brand, valid_from, valid_until, max_uses, purpose, consent, prices = terms
-    price_hashes = b"".join(
-        keccak(abi_encode(["bytes32", "uint8", "uint256"], [price_type, t, p])) for t, p in prices
-    )
-    return keccak(
-        abi_encode(
-            ["bytes32", "address", "uint40", "uint40", "uint32", "bytes32", "bytes32", "bytes32"],
-            [
-                terms_type,
-                brand,
-                valid_from,
-                valid_until,
-                max_uses,
-                purpose,
-                consent,
-                keccak(price_hashes),
-            ],
-        )
-    )
+    """The EIP-712 struct hash of license terms (what a brand accepts) from the ABI tuple."""
+    return eip712.terms_hash(terms_message(terms))
 
 
 class RevertMismatch(AssertionError):
