@@ -21,7 +21,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 
-from bridge.api.routes.brand_ledger import decline_calldata, set_limits_calldata
+from bridge.chain.brand_ledger import decline_calldata, set_limits_calldata
 from bridge.chain.client import Receipt, Web3ChainClient
 from bridge.cli.common import stdout
 from bridge.cli.own_tx import OwnTransaction

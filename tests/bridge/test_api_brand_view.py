@@ -16,9 +16,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from bridge.api import create_app
-from bridge.api.routes import brand_ledger
-from bridge.api.routes.brand_ledger import BrandLedger, selector
 from bridge.api.routes.ledger import now
+from bridge.chain import brand_ledger
+from bridge.chain.brand_ledger import BrandLedger, selector
 from bridge.chain.client import Block, BlockTag
 from bridge.chain.toolchain import load_artifact
 from bridge.domain import eip712

@@ -22,7 +22,7 @@ from hexbytes import HexBytes
 from sqlalchemy import inspect
 from typer.testing import CliRunner
 
-from bridge.api.routes.brand_ledger import selector
+from bridge.chain.brand_ledger import selector
 from bridge.chain.client import FeeData, LogEntry, Receipt
 from bridge.cli import brand_offers, remote
 from bridge.cli.app import app

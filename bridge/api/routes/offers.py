@@ -28,14 +28,14 @@ from bridge.api.ledger_schemas import (
 )
 from bridge.api.problems import ProblemError, problem_responses
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes.brand_ledger import (
+from bridge.api.routes.ledger import now
+from bridge.chain.brand_ledger import (
     BrandLedger,
     BrandLimits,
     WaitingOffer,
     accept_calldata,
     decline_calldata,
 )
-from bridge.api.routes.ledger import now
 from bridge.chain.client import Web3ChainClient
 from bridge.domain import eip712
 from bridge.errors import ChainUnavailableError, RpcError
