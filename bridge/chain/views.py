@@ -24,13 +24,14 @@ from typing import Any, Final, NamedTuple, Protocol
 
 import orjson
 import urllib3
-from eth_abi.abi import decode, encode
+from eth_abi.abi import encode
 from eth_utils.crypto import keccak
 from web3 import HTTPProvider, Web3
 from web3.contract import Contract
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
+from bridge.chain.brand_ledger import BRAND_LIMITS, decode_brand_limits, selector
 from bridge.chain.deploy import LEDGER, contract_at
 from bridge.chain.ledger import decode_price_at, price_at_calldata
 from bridge.domain.codec import Outcome
@@ -41,11 +42,7 @@ _RPC_TIMEOUT_S: Final = 5.0
 _KEYS_PER_REQUEST: Final = 250
 """Usages asked per JSON-RPC batch (two calls each: ``priceAt`` and ``isPausedAt``)."""
 IS_PAUSED_AT_SELECTOR: Final = keccak(text="isPausedAt(uint256,uint40)")[:4]
-BRAND_LIMITS_SELECTOR: Final = keccak(text="brandLimits(address)")[:4]
-_BRAND_LIMITS_TYPES: Final = [
-    "uint256", "uint256", "uint256", "uint40", "uint256", "uint256", "uint40", "address",
-]  # fmt: skip
-"""``ITwinLedger.BrandLimits``: ``perUsage`` first."""
+BRAND_LIMITS_SELECTOR: Final = selector(BRAND_LIMITS)
 
 UsageKey = tuple[int, int, int]
 """``(twin_id, usage_type, used_at)`` of one usage to check."""
@@ -276,7 +273,7 @@ class Web3LicenseView:
                 outcome = Outcome.TWIN_PAUSED
             answers[key] = (outcome, price)
         for brand, data in zip(brands, results[2 * len(chunk) :], strict=True):
-            limits[brand] = int(decode(_BRAND_LIMITS_TYPES, data)[0])
+            limits[brand] = decode_brand_limits(data).per_usage
         return int(block["result"]["timestamp"], 16)
 
     def _post_batch(self, requests: list[tuple[RPCEndpoint, Any]]) -> Any:

@@ -82,6 +82,10 @@ LedgerOption = Annotated[
         help="The ledger's address (default: the one the bridge at --api names).",
     ),
 ]
+TxRpcOption = Annotated[
+    str, typer.Option("--rpc", envvar="TWIN_BRIDGE_RPC_URL", help="JSON-RPC URL.")
+]
+"""The chain a brand's own transaction goes to (decline, limits set)."""
 MaxFeeOption = Annotated[
     float,
     typer.Option("--max-fee-gwei", min=0.0, help="The most to pay per unit of gas, in gwei."),
@@ -225,7 +229,7 @@ def _brand_account(key: BrandKey, typed: dict[str, Any]) -> LocalAccount:
 def decline(
     twin: TwinOption,
     version: VersionOption,
-    rpc: Annotated[str, typer.Option("--rpc", envvar="TWIN_BRIDGE_RPC_URL", help="JSON-RPC URL.")],
+    rpc: TxRpcOption,
     api: ApiOption = DEFAULT_API,
     ledger: LedgerOption = None,
     keystore: KeystoreOption = None,
@@ -294,7 +298,7 @@ def _limits_set(receipt: Receipt) -> tuple[int, int, int]:
 def limits_set(
     per_usage: Annotated[str, typer.Option("--per-usage", help="Most one usage may cost, USD.")],
     per_period: Annotated[str, typer.Option("--per-period", help="Most per period, USD.")],
-    rpc: Annotated[str, typer.Option("--rpc", envvar="TWIN_BRIDGE_RPC_URL", help="JSON-RPC URL.")],
+    rpc: TxRpcOption,
     api: ApiOption = DEFAULT_API,
     ledger: LedgerOption = None,
     keystore: KeystoreOption = None,

@@ -36,6 +36,7 @@ from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
+from bridge.chain.brand_ledger import OFFER_OF, call_data, decode_offer
 from bridge.chain.client import Block, BlockTag
 from bridge.chain.reverts import describe_revert
 from bridge.domain import eip712
@@ -60,8 +61,6 @@ from bridge.intake.owner_messages import (
 ERC1271_MAGIC: Final = bytes.fromhex("1626ba7e")
 
 _OWNER_OF = keccak(text="ownerOf(uint256)")[:4]
-_OFFER_OF = keccak(text="offerOf(uint256,address)")[:4]
-_LICENSE_TUPLE: Final = "(uint40,uint40,uint32,uint32,bool,(uint8,uint256)[])"
 _NONCES = keccak(text="nonces(address)")[:4]
 _IS_VALID_SIGNATURE = keccak(text="isValidSignature(bytes32,bytes)")[:4]
 
@@ -293,13 +292,12 @@ class ActionVerifier:
         or None when none waits."""
         try:
             answer = self._chain.call(
-                to=self.ledger,
-                data=_OFFER_OF + encode(["uint256", "address"], [twin_id, brand]),
+                to=self.ledger, data=call_data(OFFER_OF, ["uint256", "address"], [twin_id, brand])
             )
         except ExecutionRevertedError:
             return None
-        _terms, version, terms_hash = decode([_LICENSE_TUPLE, "uint256", "bytes32"], answer)
-        return int(version), bytes(terms_hash)
+        offer = decode_offer(answer, twin_id=twin_id, brand=brand)
+        return offer.version, bytes.fromhex(offer.terms_hash.removeprefix("0x"))
 
     def _check_offer(self, parsed: AcceptLicenseMsg) -> None:
         """An offer of the twin waits for the brand, with the version and terms hash accepted."""
