@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bridge.chain.client import ChainClient, Receipt
 from bridge.chain.ledger import (
@@ -52,6 +53,16 @@ def usage_results(
             f"unlike batch {batch.id}",
         )
     return results
+
+
+def paid_amount(
+    chain: ChainClient, ledger: str, group: SettledGroup, usage: Usage, block_number: int
+) -> int:
+    """What ``usage``, paid in ``group`` at ``block_number``, cost: its price then times its
+    quantity."""
+    one = replace(group, results=((usage, Outcome.PAID),))
+    prices = _prices(chain, ledger, [one], block_number)
+    return prices[_price_key(usage, group.brand)] * usage.quantity
 
 
 def _prices(

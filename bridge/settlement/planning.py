@@ -15,10 +15,11 @@ from eth_utils.address import to_checksum_address
 from bridge.chain.ledger import settle_calldata
 from bridge.chain.reverts import describe_revert
 from bridge.domain import eip712
-from bridge.domain.codec import Usage
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import ExecutionRevertedError
 from bridge.settlement.context import WorkerContext
-from bridge.settlement.recognition import Recogniser
+from bridge.settlement.outcomes import paid_amount
+from bridge.settlement.recognition import Recogniser, UsageElsewhere
 from bridge.store import settlement
 from bridge.store.settlement import PendingUsage
 
@@ -33,19 +34,22 @@ def group_usages(usages: Sequence[PendingUsage]) -> UsageGroups:
     (the ledger takes any order; consecutive usages of one twin cost less gas)."""
     groups: dict[str, list[Usage]] = {}
     for u in sorted(usages, key=lambda u: u.usage_id):
-        groups.setdefault(to_checksum_address(u.brand), []).append(
-            Usage(
-                usage_id=u.usage_id,
-                twin_id=u.twin_id,
-                used_at=int(u.used_at.timestamp()),
-                quantity=u.quantity,
-                usage_type=u.usage_type,
-            )
-        )
+        groups.setdefault(to_checksum_address(u.brand), []).append(_usage(u))
     return [
         (brand, sorted(members, key=lambda u: (u.twin_id, u.usage_id)))
         for brand, members in groups.items()
     ]
+
+
+def _usage(u: PendingUsage) -> Usage:
+    """The pending usage as the ledger's usage."""
+    return Usage(
+        usage_id=u.usage_id,
+        twin_id=u.twin_id,
+        used_at=int(u.used_at.timestamp()),
+        quantity=u.quantity,
+        usage_type=u.usage_type,
+    )
 
 
 def halves(usages: Sequence[PendingUsage]) -> tuple[list[PendingUsage], list[PendingUsage]]:
@@ -122,7 +126,7 @@ class Planner:
         self, usages: Sequence[PendingUsage], deadline: int, exc: ExecutionRevertedError
     ) -> PlannedBatch | None:
         if len(usages) == 1:
-            self._count_attempt(usages, self._single_failure(usages[0], exc))
+            self._single_failure(usages[0], exc)
             return None
         left, right = halves(usages)
         log.warning(
@@ -131,25 +135,78 @@ class Planner:
         )  # fmt: skip
         return self.plan(left, deadline) or self.plan(right, deadline)
 
-    def _single_failure(self, usage: PendingUsage, exc: ExecutionRevertedError) -> str:
-        """Why one usage cannot settle: its id already processed on chain for its brand (by a
-        batch this bridge did not record: a leaked attester key, another bridge), or the revert
-        in words (``SettlementWrongAttester`` for a brand that attests its own usages)."""
+    def _single_failure(self, usage: PendingUsage, exc: ExecutionRevertedError) -> None:
+        """One usage cannot settle. Its id already processed on chain for its brand by a batch
+        this bridge did not record (a leaked attester key, another bridge): when that batch
+        carried this very usage, it is recorded settled or rejected with that transaction once
+        the block is confirmed (and left accepted until then); when it carried another usage
+        under this id, or none is found, the usage is held at once, naming the transaction, as
+        it can never settle under its id. Otherwise the revert in words counts an attempt
+        (``SettlementWrongAttester`` for a brand that attests its own usages)."""
         [processed] = self._recogniser.processed([(usage.brand, usage.usage_id)])
-        if processed:
-            return (
-                f"usage id {usage.usage_id} of brand {to_checksum_address(usage.brand)} was "
-                "already processed on chain by a batch this bridge did not send"
+        if not processed:
+            error = f"gas estimation reverted: {describe_revert(exc.data) or exc.message}"
+            self._count_attempt([usage], error)
+            return
+        mine = _usage(usage)
+        found = self._recogniser.usage_elsewhere(usage.brand, usage.usage_id)
+        if found is None or not found.same_as(mine):
+            where = (
+                "by a batch found nowhere within the lookback"
+                if found is None
+                else f"for another usage ({found.usage}) by tx {found.entry.tx_hash}"
             )
-        return f"gas estimation reverted: {describe_revert(exc.data) or exc.message}"
+            error = (
+                f"usage id {usage.usage_id} of brand {to_checksum_address(usage.brand)} was "
+                f"already processed on chain {where}: it cannot settle under this id"
+            )
+            self._count_attempt([usage], error, max_attempts=1)
+            return
+        self._settled_elsewhere(usage, found)
 
-    def _count_attempt(self, usages: Sequence[PendingUsage], error: str) -> None:
+    def _settled_elsewhere(self, usage: PendingUsage, found: UsageElsewhere) -> None:
+        """Records ``usage`` as ``found`` settled it, once its block is confirmed."""
+        context = self._context
+        head = context.chain.block("latest")
+        entry = found.entry
+        if head is None or head.number - entry.block_number + 1 < context.depth:
+            log.info(
+                "usage %d was settled by tx %s in block %d: waiting for it to be confirmed",
+                usage.usage_id, entry.tx_hash, entry.block_number,
+            )  # fmt: skip
+            return
+        paid = found.outcome is Outcome.PAID
+        amount = (
+            paid_amount(context.chain, context.ledger, found.group, found.usage, entry.block_number)
+            if paid
+            else None
+        )
+        outcome = settlement.SettledElsewhere(
+            usage_id=usage.usage_id,
+            settled=paid,
+            reason_code=None if paid else int(found.outcome),
+            tx_hash=entry.tx_hash,
+            block_number=entry.block_number,
+            log_index=entry.log_index,
+            amount=amount,
+        )
+        with context.store.session() as session:
+            settlement.settle_elsewhere(session, outcome, lease=context.lease)
+        log.warning(
+            "usage %d was settled by tx %s, a batch this bridge did not send (%s)",
+            usage.usage_id, entry.tx_hash, found.outcome.name,
+        )  # fmt: skip
+        context.metrics.batches.labels("settled_elsewhere").inc()
+
+    def _count_attempt(
+        self, usages: Sequence[PendingUsage], error: str, *, max_attempts: int | None = None
+    ) -> None:
         log.warning("usages %s: %s", [u.usage_id for u in usages][:10], error)
         with self._context.store.session() as session:
             settlement.count_attempt(
                 session,
                 [u.usage_id for u in usages],
                 error=error,
-                max_attempts=self._context.max_settle_attempts,
+                max_attempts=max_attempts or self._context.max_settle_attempts,
                 lease=self._context.lease,
             )

@@ -8,20 +8,34 @@ the ``UsagesSettled`` events of the batch's digest (its ``batchDigest`` topic) a
 the transaction that emitted them. The worker then follows that receipt exactly as it follows its
 own: the usages end settled or rejected with that transaction, not handed back or held.
 
+A single usage whose id is processed on chain by a batch this bridge did not record (a copy of
+one of its usages signed anew by a leaked attester key, another bridge with the same key) is looked
+for the same way, by its brand's ``UsagesSettled`` events: ``Recogniser.usage_elsewhere`` finds the
+event whose results carry the usage's id and says whether it is the very usage (same twin, time,
+quantity and type) or a different one under the same id.
+
 None of this is on the hot path: it runs only where a batch would otherwise fail.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
+from eth_abi.abi import encode
 from eth_utils.address import to_checksum_address
 
 from bridge.chain.client import ChainClient, LogEntry, Receipt
-from bridge.chain.ledger import USAGES_SETTLED_TOPIC, decode_bool, is_usage_processed_calldata
-from bridge.domain.codec import Usage
+from bridge.chain.ledger import (
+    USAGES_SETTLED_TOPIC,
+    SettledGroup,
+    decode_bool,
+    decode_usages_settled,
+    is_usage_processed_calldata,
+)
+from bridge.domain.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
 from bridge.store.settlement import BatchRecord
 
@@ -31,6 +45,22 @@ LOOKBACK_BLOCKS: Final = 4096
 """How far below the head the batch's ``UsagesSettled`` events are looked for: a copy can only be
 mined while the batch's deadline runs (an hour by default)."""
 _MIN_LOG_SPAN: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class UsageElsewhere:
+    """The ``UsagesSettled`` event that processed a usage id of a brand, and what it says of it."""
+
+    entry: LogEntry
+    group: SettledGroup
+    usage: Usage
+    """The usage the event processed under that id."""
+    outcome: Outcome
+
+    def same_as(self, usage: Usage) -> bool:
+        """Whether the event processed ``usage`` itself (every field equal), not another usage
+        under its id."""
+        return self.usage == usage
 
 
 def batch_usages(batch: BatchRecord) -> list[tuple[str, int]]:
@@ -85,9 +115,34 @@ class Recogniser:
         )  # fmt: skip
         return receipt
 
+    def usage_elsewhere(self, brand: str, usage_id: int) -> UsageElsewhere | None:
+        """The latest ``UsagesSettled`` event of ``brand`` within the lookback whose results
+        carry ``usage_id``, with the usage and outcome it gives it; None if none is found."""
+
+        def carries(entry: LogEntry) -> bool:
+            return any(u.usage_id == usage_id for u, _ in _group(entry, self._ledger).results)
+
+        brand_topic = encode(["address"], [to_checksum_address(brand)])
+        entry = self._latest_log([USAGES_SETTLED_TOPIC, None, brand_topic], None, carries)
+        if entry is None:
+            return None
+        group = _group(entry, self._ledger)
+        usage, outcome = next((u, o) for u, o in group.results if u.usage_id == usage_id)
+        return UsageElsewhere(entry, group, usage, outcome)
+
     def _digest_log(self, digest: bytes, up_to: int | None) -> LogEntry | None:
-        """The latest ``UsagesSettled`` event of the batch digest within the lookback, looked for
-        from the head down in spans the node accepts."""
+        """The latest ``UsagesSettled`` event of the batch digest within the lookback."""
+        return self._latest_log([USAGES_SETTLED_TOPIC, digest], up_to, lambda _: True)
+
+    def _latest_log(
+        self,
+        topics: Sequence[bytes | None],
+        up_to: int | None,
+        wanted: Callable[[LogEntry], bool],
+    ) -> LogEntry | None:
+        """The latest ledger event of ``topics`` that is ``wanted``, at or below block ``up_to``
+        (the head when None) and within the lookback, looked for from there down in spans the
+        node accepts."""
         if up_to is None:
             head = self._chain.block("latest")
             if head is None:
@@ -103,14 +158,20 @@ class Recogniser:
                     address=self._ledger,
                     from_block=from_block,
                     to_block=to_block,
-                    topics=[USAGES_SETTLED_TOPIC, digest],
+                    topics=topics,
                 )
             except LogRangeTooLargeError:
                 if span <= _MIN_LOG_SPAN:
                     raise
                 span //= 2
                 continue
+            found = [entry for entry in found if wanted(entry)]
             if found:
                 return max(found, key=lambda e: (e.block_number, e.log_index))
             to_block = from_block - 1
         return None
+
+
+def _group(entry: LogEntry, ledger: str) -> SettledGroup:
+    [group] = decode_usages_settled([entry], ledger=ledger)
+    return group

@@ -22,6 +22,7 @@ from bridge.store.repository import (
     insert_usages,
     list_brands,
 )
+from bridge.store.settlement import SettledElsewhere, settle_elsewhere
 
 USED_AT = datetime(2026, 3, 1, 11, 0, 0, 123456, tzinfo=UTC)
 
@@ -445,3 +446,27 @@ def test_role_members_are_granted_and_not_revoked_waiting_until_their_since(stor
         ("ROLE_9", _BRAND, 1_006, False, 0, 6),
     ]
     assert members(1_604)[1] == ("ATTESTER_ROLE", _BRAND, 1_604, False, 0, 4)
+
+
+def test_a_usage_settled_elsewhere_is_recorded_once_and_only_while_accepted(store: Store) -> None:
+    """``settle_elsewhere`` writes the outcome of an accepted usage settled by a transaction
+    this bridge did not send; a usage no longer accepted is left as it is."""
+    brand = brand_id(store)
+    with store.session() as session:
+        results = insert_usages(session, brand_id=brand, usages=[usage("a"), usage("b")])
+    a, b = results["a"].usage_id, results["b"].usage_id
+    tx = "0x" + "ab" * 32
+    paid = SettledElsewhere(a, True, None, tx, 41, 3, 1_250_000)
+    with store.session() as session:
+        assert settle_elsewhere(session, paid) is True
+        assert settle_elsewhere(session, paid) is False  # settled now: not written again
+        assert settle_elsewhere(session, SettledElsewhere(b, False, 6, tx, 41, 3, None)) is True
+    with store.session() as session:
+        rows = [session.get_one(UsageEvent, i) for i in (a, b)]
+        assert [
+            (r.status, r.reason_code, r.tx_hash, r.block_number, r.log_index, r.amount, r.batch_id)
+            for r in rows
+        ] == [
+            (UsageStatus.SETTLED, None, tx, 41, 3, 1_250_000, None),
+            (UsageStatus.REJECTED, 6, tx, 41, 3, None, None),
+        ]

@@ -541,18 +541,17 @@ def test_one_usage_whose_estimation_reverts_is_held_and_the_others_settle(env: E
 def test_a_usage_id_processed_by_a_batch_the_bridge_did_not_send_is_held_saying_so(
     env: Env,
 ) -> None:
-    """An id burned on chain by another batch (a leaked attester key) never settles again: it is
-    held after its attempts with the reason, and the others settle."""
+    """An id burned on chain by another batch (a leaked attester key) whose event is not found
+    never settles: it is held at its first attempt with the reason, and the others settle."""
     burned, kept = env.add(BRAND_A, (1, 0, 1), (2, 0, 1))
     env.chain.processed.add(burned)
-    env.worker(max_settle_attempts=1).run_until_idle()
+    env.worker(max_settle_attempts=3).run_until_idle()
     by_id = {u.usage_id: u for u in env.usages()}
     assert (by_id[burned].status, by_id[burned].settle_attempts, by_id[burned].last_error) == (
         UsageStatus.HELD,
         1,
         f"usage id {burned} of brand {to_checksum_address(BRAND_A)} was already processed on "
-        "chain by a batch this "
-        "bridge did not send",
+        "chain by a batch found nowhere within the lookback: it cannot settle under this id",
     )
     assert by_id[kept].status is UsageStatus.SETTLED
     assert env.chain.paid == {kept: DEFAULT_PRICE}

@@ -27,9 +27,10 @@ from eth_account import Account
 from eth_utils.crypto import keccak
 
 from bridge.chain.client import Web3ChainClient
-from bridge.chain.ledger import USAGES_SETTLED_TOPIC
+from bridge.chain.ledger import USAGES_SETTLED_TOPIC, settle_calldata
 from bridge.chain.views import Web3LicenseView
-from bridge.domain.codec import Outcome
+from bridge.domain import eip712
+from bridge.domain.codec import Outcome, Usage
 from bridge.domain.usage import UsageType
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
@@ -605,3 +606,90 @@ def test_usages_of_a_brand_that_attests_itself_are_held_naming_the_wrong_atteste
         (UsageStatus.HELD, 3, reason)
     ] * 2
     assert not any(world.ledger.functions.isUsageProcessed(world.brands[1], i).call() for i in held)
+
+
+def test_usage_ids_burned_by_a_batch_the_bridge_did_not_send(bridge: Bridge) -> None:
+    """The attester key signs a batch the bridge never recorded (a leaked key, another bridge)
+    that carries two of the bridge's accepted usage ids: one with the very usage (it ends settled
+    with that transaction and its price, never paid twice), one with another usage under the id
+    (it is held at once naming the transaction, as it can never settle under its id). The third
+    usage settles in the worker's own batch."""
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    now = bridge.now()
+    pairs = _licensed(world, 0, 3)
+    same, other, kept = bridge.accept(0, *[(t, u, 1, now - 40) for t, u in pairs])
+    usages = bridge.usages()
+    words = [
+        Usage(
+            usage_id=same,
+            twin_id=pairs[0][0],
+            used_at=now - 40,
+            quantity=1,
+            usage_type=pairs[0][1],
+        ).encode(),
+        Usage(  # the id of `other`, with a quantity of 7
+            usage_id=other,
+            twin_id=pairs[1][0],
+            used_at=now - 40,
+            quantity=7,
+            usage_type=pairs[1][1],
+        ).encode(),
+    ]
+    assert int(usages[same].used_at.timestamp()) == now - 40
+    chain_id = w3.eth.chain_id
+    attester, _relayer = worker_signers(world, chain_id=chain_id, relayer_key=RELAYER_KEY)
+    deadline = now + 3600
+    brand = world.brands[0]
+    data = eip712.usage_batch(
+        deadline, [(brand, words)], chain_id=chain_id, ledger=world.ledger.address
+    )
+    stranger = Account.create()
+    bridge.chain.fund(stranger.address)
+    leaked = stranger.sign_transaction(
+        {
+            "type": 2,
+            "chainId": chain_id,
+            "nonce": 0,
+            "to": world.ledger.address,
+            "value": 0,
+            "data": settle_calldata(
+                deadline, [(brand, words)], attester.address, eip712.sign(attester, data)
+            ),
+            "gas": 1_000_000,
+            "maxFeePerGas": 10**11,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    )
+    leaked_hash = w3.eth.send_raw_transaction(leaked.raw_transaction).to_0x_hex()
+    receipt = w3.eth.wait_for_transaction_receipt(leaked_hash)
+    assert receipt["status"] == 1
+    escrow_before = _escrow(world, 0)
+    worker = bridge.worker()
+
+    worker.run_until_idle()
+
+    usages = bridge.usages()
+    price_same = world.licenses[(pairs[0][0], 0)].prices[pairs[0][1]]
+    price_kept = world.licenses[(pairs[2][0], 0)].prices[pairs[2][1]]
+    assert (
+        usages[same].status,
+        usages[same].tx_hash,
+        usages[same].block_number,
+        usages[same].amount,
+        usages[same].settle_attempts,
+    ) == (UsageStatus.SETTLED, leaked_hash, receipt["blockNumber"], price_same, 0)
+    assert (usages[other].status, usages[other].settle_attempts, usages[other].last_error) == (
+        UsageStatus.HELD,
+        1,
+        f"usage id {other} of brand {brand} was already processed on chain for another usage "
+        f"({Usage.decode(words[1])}) by tx {leaked_hash}: it cannot settle under this id",
+    )
+    assert (usages[kept].status, usages[kept].amount) == (UsageStatus.SETTLED, price_kept)
+    assert usages[kept].tx_hash != leaked_hash
+    # only `kept` was paid after the leaked batch: `same` is not paid twice
+    assert _escrow(world, 0) == escrow_before - price_kept
+    assert [b.status for b in bridge.batches()] == [BatchStatus.CONFIRMED]
+    registry = worker.metrics.registry
+    batches = "twin_bridge_worker_batches_total"
+    assert registry.get_sample_value(batches, {"event": "settled_elsewhere"}) == 1

@@ -24,10 +24,12 @@ from bridge.store.settlement.batches import (
 )
 from bridge.store.settlement.claims import (
     PendingUsage,
+    SettledElsewhere,
     add_attempt,
     count_attempt,
     oldest_accepted,
     pick_accepted,
+    settle_elsewhere,
 )
 from bridge.store.settlement.leases import (
     Lease,
@@ -55,6 +57,7 @@ __all__ = [
     "NewBatch",
     "PendingUsage",
     "RelayerState",
+    "SettledElsewhere",
     "SettlementStats",
     "UsageResult",
     "acquire_lease",
@@ -76,5 +79,6 @@ __all__ = [
     "reopen_batch",
     "replace_tx",
     "resettle_batch",
+    "settle_elsewhere",
     "settlement_stats",
 ]

@@ -105,3 +105,42 @@ def count_attempt(
     except BaseException:
         session.rollback()
         raise
+
+
+@dataclass(frozen=True, slots=True)
+class SettledElsewhere:
+    """Where the ledger processed an accepted usage in a transaction this bridge did not send."""
+
+    usage_id: int
+    settled: bool
+    reason_code: int | None
+    tx_hash: str
+    block_number: int
+    log_index: int
+    amount: int | None
+
+
+def settle_elsewhere(
+    session: Session, outcome: SettledElsewhere, *, lease: Lease | None = None
+) -> bool:
+    """Records an accepted usage settled (or rejected) by ``outcome``'s transaction: the very
+    usage, under its id, in a batch this bridge did not send (the caller checked that, and that
+    the block is confirmed). False, and nothing written, when the usage is no longer accepted."""
+    check_lease(session, lease)
+    done = session.execute(
+        update(UsageEvent)
+        .where(UsageEvent.id == outcome.usage_id, UsageEvent.status == UsageStatus.ACCEPTED)
+        .values(
+            status=UsageStatus.SETTLED if outcome.settled else UsageStatus.REJECTED,
+            reason_code=outcome.reason_code,
+            tx_hash=outcome.tx_hash,
+            block_number=outcome.block_number,
+            log_index=outcome.log_index,
+            amount=outcome.amount,
+            last_error=None,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return bool(getattr(done, "rowcount", 0))
