@@ -1,7 +1,8 @@
 """What a brand's routes and commands ask of the ledger: its spending limits, the offer waiting for
 it on a twin, its nonce and the chain's clock (read-only calls), and the calldata of the brand's own
-transactions (``acceptLicense``, ``declineLicense``, ``setSpendingLimits``). Used by the brand
-routes (``bridge.api.routes.offers``) and the brand commands (``bridge.cli.brand``).
+transactions (``acceptLicense``, ``declineLicense``, ``setSpendingLimits``,
+``setBrandAttester``). Used by the brand routes (``bridge.api.routes.offers``) and the brand
+commands (``bridge.cli.brand``).
 
 The ABI types below are those of ``contracts/interfaces/ITwinLedger.sol``; a test checks each
 function signature against the compiled ABI.
@@ -25,6 +26,7 @@ NONCES: Final = "nonces(address)"
 ACCEPT_LICENSE: Final = "acceptLicense(uint256,uint256,bytes32)"
 DECLINE_LICENSE: Final = "declineLicense(uint256,uint256)"
 SET_SPENDING_LIMITS: Final = "setSpendingLimits(uint256,uint256)"
+SET_BRAND_ATTESTER: Final = "setBrandAttester(address)"
 NO_OFFER_ERROR: Final = "LicenseNoOffer(uint256,address)"
 
 _BRAND_LIMITS_TYPE: Final = "(uint256,uint256,uint256,uint40,uint256,uint256,uint40,address)"
@@ -105,6 +107,12 @@ def decline_calldata(twin_id: int, version: int) -> bytes:
 def set_limits_calldata(per_usage: int, per_period: int) -> bytes:
     """``setSpendingLimits(perUsage, perPeriod)``: the brand's own limits."""
     return call_data(SET_SPENDING_LIMITS, ["uint256", "uint256"], [per_usage, per_period])
+
+
+def set_attester_calldata(attester: str) -> bytes:
+    """``setBrandAttester(attester)``: the brand's own attester (the zero address: the bridge's
+    attesters again)."""
+    return call_data(SET_BRAND_ATTESTER, ["address"], [to_checksum_address(attester)])
 
 
 def decode_brand_limits(answer: bytes) -> BrandLimits:

@@ -31,7 +31,7 @@ from web3.contract import Contract
 from web3.exceptions import Web3Exception
 from web3.types import RPCEndpoint
 
-from bridge.chain.brand_ledger import BRAND_LIMITS, decode_brand_limits, selector
+from bridge.chain.brand_ledger import BRAND_LIMITS, BrandLimits, decode_brand_limits, selector
 from bridge.chain.deploy import LEDGER, contract_at
 from bridge.chain.ledger import decode_price_at, price_at_calldata
 from bridge.domain.codec import Outcome
@@ -52,12 +52,13 @@ BrandUsageKey = tuple[str, int, int, int]
 
 class Verdict(NamedTuple):
     """What the ledger would say of one ``(brand, twin, usage type, time)``: the license check's
-    outcome, the price per use (0 unless paid) and the brand's spending limit per usage in force
-    (None: not known)."""
+    outcome, the price per use (0 unless paid), the brand's spending limit per usage in force
+    (None: not known) and the brand's own attester (None: the bridge's attesters sign for it)."""
 
     outcome: Outcome
     price: int = 0
     per_usage_limit: int | None = None
+    own_attester: str | None = None
 
     def outcome_for(self, quantity: int) -> Outcome:
         """The outcome of a usage of ``quantity`` uses: ``OVER_USAGE_LIMIT`` when a payable one
@@ -85,6 +86,15 @@ class LicenseView(Protocol):
     def ping(self) -> None:
         """Raises ``ChainUnavailableError`` unless the RPC answers and the ledger has code."""
         ...
+
+
+BrandTerms = tuple[int, str | None]
+"""A brand's spending limit per usage in force and its own attester (None: the bridge's)."""
+
+
+def _terms(limits: BrandLimits) -> BrandTerms:
+    own = int(limits.attester, 16) != 0
+    return limits.per_usage, limits.attester if own else None
 
 
 class _Key(NamedTuple):
@@ -120,7 +130,7 @@ class Web3LicenseView:
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[_Key, tuple[float, tuple[Outcome, int]]] = {}
-        self._limits: dict[str, tuple[float, int]] = {}
+        self._limits: dict[str, tuple[float, BrandTerms]] = {}
         provider = w3.provider
         self._endpoint = str(provider.endpoint_uri) if isinstance(provider, HTTPProvider) else None
         self._http = urllib3.PoolManager(
@@ -167,12 +177,12 @@ class Web3LicenseView:
             self._remember(asked, asked_limits, chain_time, now)
             answers.update(asked)
             limits.update(asked_limits)
-        return [Verdict(*answers[key], limits.get(key.brand)) for key in keys]
+        return [Verdict(*answers[key], *limits.get(key.brand, (None, None))) for key in keys]
 
     def _remember(
         self,
         asked: dict[_Key, tuple[Outcome, int]],
-        limits: dict[str, int],
+        limits: dict[str, BrandTerms],
         chain_time: int,
         now: float,
     ) -> None:
@@ -193,7 +203,7 @@ class Web3LicenseView:
 
     def _ask_many(
         self, keys: Sequence[_Key], brands: Sequence[str]
-    ) -> tuple[dict[_Key, tuple[Outcome, int]], dict[str, int], int]:
+    ) -> tuple[dict[_Key, tuple[Outcome, int]], dict[str, BrandTerms], int]:
         """Asks the ledger about each key (outcome and price) and each brand (limit per usage):
         the latest block, then every call, in one JSON-RPC batch (up to ``_KEYS_PER_REQUEST`` keys
         a request; the brands with the first); the answers and the earliest block time they were
@@ -207,7 +217,7 @@ class Web3LicenseView:
                 0,
             )
         answers: dict[_Key, tuple[Outcome, int]] = {}
-        limits: dict[str, int] = {}
+        limits: dict[str, BrandTerms] = {}
         chain_time: int | None = None
         for start in range(0, max(len(keys), 1), _KEYS_PER_REQUEST):
             chunk = keys[start : start + _KEYS_PER_REQUEST]
@@ -231,7 +241,7 @@ class Web3LicenseView:
         chunk: Sequence[_Key],
         brands: Sequence[str],
         answers: dict[_Key, tuple[Outcome, int]],
-        limits: dict[str, int],
+        limits: dict[str, BrandTerms],
     ) -> int:
         """One batch: the latest block, both calls of each key, ``brandLimits`` of each brand;
         fills ``answers`` and ``limits`` and returns the block's time."""
@@ -273,7 +283,7 @@ class Web3LicenseView:
                 outcome = Outcome.TWIN_PAUSED
             answers[key] = (outcome, price)
         for brand, data in zip(brands, results[2 * len(chunk) :], strict=True):
-            limits[brand] = decode_brand_limits(data).per_usage
+            limits[brand] = _terms(decode_brand_limits(data))
         return int(block["result"]["timestamp"], 16)
 
     def _post_batch(self, requests: list[tuple[RPCEndpoint, Any]]) -> Any:
@@ -309,13 +319,14 @@ class Web3LicenseView:
             raise ChainUnavailableError(self._rpc_url, str(exc) or type(exc).__name__) from exc
         return outcome, int(price)
 
-    def _ask_limit(self, brand: str) -> int:
-        """The brand's spending limit per usage in force, asked on its own."""
+    def _ask_limit(self, brand: str) -> BrandTerms:
+        """The brand's spending limit per usage in force and own attester, asked on their own."""
         try:
             limits = self._ledger.functions.brandLimits(brand).call()
         except (Web3Exception, OSError, ValueError) as exc:
             raise ChainUnavailableError(self._rpc_url, str(exc) or type(exc).__name__) from exc
-        return int(limits[0])
+        attester = str(limits[7])
+        return int(limits[0]), None if int(attester, 16) == 0 else _checksum(attester)
 
     def ping(self) -> None:
         try:

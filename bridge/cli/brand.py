@@ -11,7 +11,7 @@ from eth_utils.address import is_address, to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
-from bridge.cli import brand_offers
+from bridge.cli import brand_attest, brand_offers
 from bridge.cli.common import fail, load_settings, migrated_store, stderr
 from bridge.errors import BrandExistsError
 from bridge.intake.api_keys import hash_api_key, new_api_key
@@ -70,4 +70,5 @@ def brand_list() -> None:
 def register(app: typer.Typer) -> None:
     """Adds ``brand`` to the ``twin-bridge`` app."""
     brand_offers.add_commands(brand_app)
+    brand_attest.add_commands(brand_app)
     app.add_typer(brand_app, name="brand")

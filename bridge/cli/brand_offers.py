@@ -94,15 +94,17 @@ MaxFeeOption = Annotated[
 
 @dataclass(frozen=True)
 class BrandKey:
-    """Where the brand's key is (a keystore, or a raw key in a variable on a dev chain)."""
+    """Where the brand's key is (a keystore, or a raw key in a variable on a dev chain); ``role``
+    names it in messages and its password variable (``TWIN_BRIDGE_<ROLE>_PASSWORD``)."""
 
     keystore: Path | None
     password_file: Path | None
     key_env: str | None
+    role: str = "brand"
 
     def load(self, chain_id: int) -> LocalAccount:
         return load_key(
-            "brand",
+            self.role,
             chain_id=chain_id,
             keystore=self.keystore,
             password_file=self.password_file,
@@ -114,7 +116,7 @@ def _when(seconds: int) -> str:
     return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _sender(
+def sender_over(
     rpc: str, key: BrandKey, max_fee_gwei: float, *, chain_id: int | None = None
 ) -> OwnTransaction:
     """The brand's ``OwnTransaction`` over ``rpc``, whose chain must be ``chain_id`` if given.
@@ -129,7 +131,7 @@ def _sender(
     return OwnTransaction(chain, key.load(actual), fee_cap=int(max_fee_gwei * GWEI))
 
 
-def _ledger(api: str, ledger: str | None) -> str:
+def ledger_of(api: str, ledger: str | None) -> str:
     """``--ledger``, else the ledger the bridge at ``api`` signs for."""
     if ledger is not None:
         return address(ledger, "--ledger")
@@ -137,7 +139,7 @@ def _ledger(api: str, ledger: str | None) -> str:
     return address(str(types["domain"]["verifyingContract"]), "the bridge's ledger")
 
 
-def _mined(receipt: Receipt) -> str:
+def mined(receipt: Receipt) -> str:
     return f"in block {receipt.block_number}, transaction {receipt.tx_hash}"
 
 
@@ -202,12 +204,12 @@ def accept(
         typed = answer["typed_data"]
         key = BrandKey(keystore, password_file, private_key_env)
         if rpc is not None:
-            sender = _sender(rpc, key, max_fee_gwei, chain_id=int(typed["domain"]["chainId"]))
+            sender = sender_over(rpc, key, max_fee_gwei, chain_id=int(typed["domain"]["chainId"]))
             tx = answer["transaction"]
             what = f"acceptLicense of twin {twin} version {version}"
             receipt = sender.send(to=tx["to"], data=bytes.fromhex(tx["data"][2:]), what=what)
             stdout().print(
-                f"accepted twin {twin} version {version} {_mined(receipt)}", soft_wrap=True
+                f"accepted twin {twin} version {version} {mined(receipt)}", soft_wrap=True
             )
             return
         account = _brand_account(key, typed)
@@ -239,12 +241,12 @@ def decline(
 ) -> None:
     """Decline a license offer with your own transaction (declineLicense)."""
     with reported():
-        to = _ledger(api, ledger)
-        sender = _sender(rpc, BrandKey(keystore, password_file, private_key_env), max_fee_gwei)
+        to = ledger_of(api, ledger)
+        sender = sender_over(rpc, BrandKey(keystore, password_file, private_key_env), max_fee_gwei)
         data = decline_calldata(twin, version)
         what = f"declineLicense of twin {twin} version {version}"
         receipt = sender.send(to=to, data=data, what=what)
-        stdout().print(f"declined twin {twin} version {version} {_mined(receipt)}", soft_wrap=True)
+        stdout().print(f"declined twin {twin} version {version} {mined(receipt)}", soft_wrap=True)
 
 
 # ---------------------------------------------------------------- limits
@@ -313,13 +315,13 @@ def limits_set(
     """
     with reported():
         amounts = units(per_usage, "--per-usage"), units(per_period, "--per-period")
-        to = _ledger(api, ledger)
-        sender = _sender(rpc, BrandKey(keystore, password_file, private_key_env), max_fee_gwei)
+        to = ledger_of(api, ledger)
+        sender = sender_over(rpc, BrandKey(keystore, password_file, private_key_env), max_fee_gwei)
         receipt = sender.send(to=to, data=set_limits_calldata(*amounts), what="setSpendingLimits")
         usage_limit, period_limit, effective_at = _limits_set(receipt)
         stdout().print(
             f"limits set: {usd(usage_limit)} USD per usage, {usd(period_limit)} USD per period, "
-            f"in force from {_when(effective_at)} {_mined(receipt)}",
+            f"in force from {_when(effective_at)} {mined(receipt)}",
             soft_wrap=True,
         )
 

@@ -54,6 +54,8 @@ class Refusal(StrEnum):
     TWIN_PAUSED = "twin_paused"
     OFFER_NOT_ACCEPTED = "offer_not_accepted"
     OVER_USAGE_LIMIT = "over_usage_limit"
+    BRAND_ATTESTS_ITSELF = "brand_attests_itself"
+    """The brand named its own attester on the ledger: the bridge's cannot settle its usages."""
     LEDGER_REFUSES = "ledger_refuses"
     """Any other non-paying outcome, a code this bridge does not know included."""
     USED_AT_TOO_OLD = "used_at_too_old"

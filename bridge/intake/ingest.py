@@ -168,6 +168,9 @@ class Ingestor:
         passed = [item for item in fresh if item.refusal is None]
         verdicts = self._license_verdicts([(item.brand, item.report) for item in passed])
         for item, verdict in zip(passed, verdicts, strict=True):
+            if verdict.own_attester is not None:
+                item.refusal = Refusal.BRAND_ATTESTS_ITSELF, _attests_itself(verdict.own_attester)
+                continue
             outcome = verdict.outcome_for(item.report.quantity)
             if outcome is not Outcome.PAID:
                 item.refusal = Refusal.from_outcome(outcome), _reason(verdict, item.report)
@@ -221,6 +224,13 @@ def _reason(verdict: Verdict, report: UsageReport) -> str:
             f"{report.quantity * verdict.price} is above {verdict.per_usage_limit}"
         )
     return outcome.description
+
+
+def _attests_itself(attester: str) -> str:
+    return (
+        f"the brand named its own attester {attester} on the ledger, which takes its usages "
+        "signed by that attester only: settle them with `twin-bridge brand settle`"
+    )
 
 
 def _human(seconds: float) -> str:

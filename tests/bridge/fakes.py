@@ -30,6 +30,8 @@ class FakeLicenseView:
     paused_since: dict[int, int] = field(default_factory=dict)
     per_usage_limits: dict[str, int] = field(default_factory=dict)
     """Brand (lower case) -> its spending limit per usage; a brand not listed has none known."""
+    own_attesters: dict[str, str] = field(default_factory=dict)
+    """Brand (lower case) -> the attester it named on the ledger."""
     down: bool = False
     calls: list[tuple[str, int, int, int]] = field(default_factory=list)
 
@@ -70,7 +72,12 @@ class FakeLicenseView:
         )
         license = self.licenses.get((brand.lower(), twin_id))
         price = license.price if outcome is Outcome.PAID and license is not None else 0
-        return Verdict(outcome, price, self.per_usage_limits.get(brand.lower()))
+        return Verdict(
+            outcome,
+            price,
+            self.per_usage_limits.get(brand.lower()),
+            self.own_attesters.get(brand.lower()),
+        )
 
     def ping(self) -> None:
         if self.down:

@@ -598,6 +598,7 @@ def test_brand_ledger_signatures_are_the_compiled_abis() -> None:
         brand_ledger.ACCEPT_LICENSE,
         brand_ledger.DECLINE_LICENSE,
         brand_ledger.SET_SPENDING_LIMITS,
+        brand_ledger.SET_BRAND_ATTESTER,
         brand_ledger.NO_OFFER_ERROR,
     ):
         assert signature in functions

@@ -308,6 +308,21 @@ def test_a_usage_above_the_brands_limit_per_usage_is_refused_at_the_door(api: Ap
     assert stored_count(api) == 1
 
 
+def test_a_brand_that_attests_itself_is_refused_at_the_door(api: Api) -> None:
+    """The brand named its own attester on the ledger: the bridge's attester cannot settle its
+    usages, so the door refuses them, saying how they settle instead; nothing is stored."""
+    attester = "0x" + "a7" * 20
+    api.chain.own_attesters[BRAND_ADDRESS.lower()] = attester
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    body = problem(response, 422, "usage-refused")
+    assert (body["reason"], body["detail"]) == (
+        "brand_attests_itself",
+        f"the brand named its own attester {attester} on the ledger, which takes its usages "
+        "signed by that attester only: settle them with `twin-bridge brand settle`",
+    )
+    assert stored_count(api) == 0
+
+
 def test_chain_down_is_503_and_nothing_stored(api: Api) -> None:
     api.chain.down = True
     response = api.client.post(URL, json=event(), headers=api.auth)

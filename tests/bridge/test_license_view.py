@@ -100,9 +100,9 @@ def test_a_verdict_has_the_price_and_the_default_limit_per_usage(
         [(deployed.brand, 1, 0, at), (deployed.brand, 1, 3, at), (deployed.offered_brand, 1, 0, at)]
     )
     assert verdicts == [
-        (Outcome.PAID, 1000, 10_000),
-        (Outcome.PAID, 50, 10_000),
-        (Outcome.OFFER_NOT_ACCEPTED, 0, 10_000),
+        (Outcome.PAID, 1000, 10_000, None),
+        (Outcome.PAID, 50, 10_000, None),
+        (Outcome.OFFER_NOT_ACCEPTED, 0, 10_000, None),
     ]
     assert [verdicts[0].outcome_for(q) for q in (10, 11)] == [
         Outcome.PAID,

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from eth_account import Account
 import urllib3
 from web3 import Web3
 
@@ -124,7 +125,7 @@ def test_a_verdict_carries_the_price_and_the_brands_limit_per_usage(world: World
     now = int(w3.eth.get_block("latest")["timestamp"])
     limit = int(world.ledger.functions.brandLimits(address).call()[0])
     [verdict] = view.check_many([(address, twin, priced, now - 1)])
-    assert verdict == (Outcome.PAID, price, limit)
+    assert verdict == (Outcome.PAID, price, limit, None)
     assert verdict.outcome_for(limit // price) is Outcome.PAID
     assert verdict.outcome_for(limit // price + 1) is Outcome.OVER_USAGE_LIMIT
 
@@ -132,13 +133,20 @@ def test_a_verdict_carries_the_price_and_the_brands_limit_per_usage(world: World
         world.ledger.functions.setSpendingLimits(2 * price, 10 * price).transact({"from": address})
     )
     [lowered] = view.check_many([(address, twin, priced, now - 1)])
-    assert lowered == (Outcome.PAID, price, 2 * price)
+    assert lowered == (Outcome.PAID, price, 2 * price, None)
     assert [lowered.outcome_for(q) for q in (1, 2, 3)] == [
         Outcome.PAID, Outcome.PAID, Outcome.OVER_USAGE_LIMIT,
     ]  # fmt: skip
     [unlicensed] = view.check_many([(address, 999, priced, now - 1)])
-    assert unlicensed == (Outcome.UNKNOWN_TWIN, 0, 2 * price)
+    assert unlicensed == (Outcome.UNKNOWN_TWIN, 0, 2 * price, None)
     assert unlicensed.outcome_for(10**6) is Outcome.UNKNOWN_TWIN
+
+    own = Account.create().address
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.setBrandAttester(own).transact({"from": address})
+    )
+    [attested] = view.check_many([(address, twin, priced, now - 1)])
+    assert attested == (Outcome.PAID, price, 2 * price, own)
 
 
 # ---------------------------------------------------------------- the pooled HTTP connection
