@@ -50,8 +50,8 @@ def _options(command: Any) -> list[str]:
         if getattr(param, "hidden", False):
             continue
         if param.param_type_name == "argument":
-            names = f"`{param.human_readable_name}`"
-            help_text = ""
+            names = f"`{param.name.upper()}`"
+            help_text = getattr(param, "help", None) or ""
         else:
             names = ", ".join(f"`{o}`" for o in (*param.opts, *param.secondary_opts))
             help_text = param.help or ""

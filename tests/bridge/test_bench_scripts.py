@@ -1,16 +1,21 @@
 """The ingest and settlement benchmarks run end to end in a tiny configuration (seconds) and write
 their JSON with every key the README quotes, so the scripts do not rot. No timing is asserted; the
-gas benchmark runs in full (gas does not depend on the machine) and its targets are asserted."""
+gas benchmark runs in full (gas does not depend on the machine), with the baseline commit's own
+benchmark in the same run, and its targets are asserted."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 
 from scripts import bench_gas, bench_ingest, bench_settle
+from scripts.bench_common import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -99,7 +104,6 @@ def test_bench_gas_reports_batches_and_the_one_per_transaction_baseline(
         "max_gas_per_usage": 6_000,
         "min_ratio_vs_single_tx": 10.0,
     }
-    assert gas["before_gas_per_usage_at_target"] == 5_603
     at_100 = next(d for d in gas["batch_details"] if d["size"] == 100)
     single = gas["single_tx_gas_per_usage"]
     assert gas["ratio_vs_single_tx_at_target"] == round(single / at_100["gas_per_usage_median"], 2)
@@ -119,3 +123,110 @@ def test_settling_100_usages_costs_at_most_6000_gas_each_and_10x_less_than_one_p
     at_100 = next(d for d in gas["batch_details"] if d["size"] == 100)
     assert gas["ratio_vs_single_tx_at_target"] >= 10
     assert at_100["gas_per_usage_median"] <= 6_000, at_100
+
+
+def _git(cwd: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    identity = ["-c", "user.name=bench", "-c", "user.email=bench@example.invalid"]
+    return subprocess.run([git, "-C", str(cwd), *identity, *args], capture_output=True, check=False)
+
+
+def test_bench_gas_measures_the_baseline_commit_in_the_same_run(gas: dict[str, Any]) -> None:
+    baseline = gas["baseline"]
+    in_history = _git(REPO_ROOT, "cat-file", "-e", f"{bench_gas.BASELINE_COMMIT}^{{commit}}")
+    assert baseline["available"] is (in_history.returncode == 0), baseline
+    if not baseline["available"]:
+        assert baseline["reason"]
+        assert gas["before_gas_per_usage_at_target"] is None
+        assert all(d["before_gas_per_usage_median"] is None for d in gas["batch_details"])
+        return
+    assert baseline["commit"] == bench_gas.BASELINE_COMMIT
+    before = {b["size"]: b["gas_per_usage_median"] for b in baseline["batches"]}
+    assert list(before) == [1, 10, 100, 500]
+    for d in gas["batch_details"]:
+        assert d["before_gas_per_usage_median"] == before[d["size"]]
+        assert d["after_vs_before"] == round(d["gas_per_usage_median"] / before[d["size"]], 4)
+    assert gas["before_gas_per_usage_at_target"] == before[100]
+    at_100 = next(d for d in gas["batch_details"] if d["size"] == 100)
+    assert gas["after_vs_before_at_target"] == at_100["after_vs_before"]
+    single = baseline["single_tx_gas_per_usage"]
+    assert gas["single_tx"]["before_gas_per_usage"] == single
+    assert list(before.values()) == sorted(before.values(), reverse=True)
+    assert 21_000 < single < 120_000
+    # another ledger, compiled from the commit's own sources by the same compiler
+    assert baseline["ledger_runtime_sha256"] != gas["ledger_runtime_sha256"]
+    assert baseline["compiler"]["version"] == gas["compiler"]["version"]
+
+
+def test_bench_gas_table_shows_before_after_and_their_ratio(gas: dict[str, Any]) -> None:
+    table = bench_gas.markdown(gas)
+    header = table.splitlines()[0]
+    assert "before (571c28f): gas per usage" in header
+    assert "after ÷ before" in header
+    at_100 = next(d for d in gas["batch_details"] if d["size"] == 100)
+    if gas["baseline"]["available"]:
+        row = (
+            f"| 100 | {at_100['gas_per_batch_median']:,} | {at_100['gas_per_usage_median']:,} "
+            f"| {gas['before_gas_per_usage_at_target']:,} | {at_100['after_vs_before']:.3f}x |"
+        )
+        assert row in table
+        assert "measured in this run" in table
+
+    unavailable = {
+        **gas,
+        "baseline": {"commit": bench_gas.BASELINE_COMMIT, "available": False, "reason": "why"},
+        "batch_details": [
+            {**d, "before_gas_per_usage_median": None, "after_vs_before": None}
+            for d in gas["batch_details"]
+        ],
+        "single_tx": {**gas["single_tx"], "before_gas_per_usage": None, "after_vs_before": None},
+    }
+    table = bench_gas.markdown(unavailable)
+    assert f"| {at_100['gas_per_usage_median']:,} | n/a | n/a |" in table
+    assert "before (commit 571c28f): unavailable, why" in table
+
+
+def _history(path: Path) -> Path:
+    """A repository with two commits of its own (neither is the baseline commit)."""
+    path.mkdir()
+    _git(path, "init", "-q")
+    for n in (1, 2):
+        (path / "f.txt").write_text(str(n), encoding="utf-8")
+        _git(path, "add", "f.txt")
+        _git(path, "commit", "-q", "-m", str(n))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("clone", "reason"),
+    [
+        ("export", "is not a git clone, so commit 571c28f cannot be read"),
+        ("shallow", "shallow clone: commit 571c28f is not in its history"),
+        ("other", "commit 571c28f is not in this clone's history"),
+    ],
+)
+def test_a_clone_without_the_baseline_commit_reports_the_baseline_unavailable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    clone: str,
+    reason: str,
+) -> None:
+    root = tmp_path / clone
+    if clone == "export":
+        root.mkdir()
+    elif clone == "shallow":
+        source = _history(tmp_path / "source")
+        cloned = _git(tmp_path, "clone", "-q", "--depth", "1", source.as_uri(), str(root))
+        assert cloned.returncode == 0, cloned.stderr
+    else:
+        _history(root)
+    monkeypatch.setattr(bench_gas, "REPO_ROOT", root)
+
+    baseline = bench_gas.measure_baseline()
+
+    assert baseline == {"commit": bench_gas.BASELINE_COMMIT, "available": False, "reason": ANY}
+    assert reason in baseline["reason"]
+    assert f"bench-gas: baseline unavailable: {baseline['reason']}" in capsys.readouterr().err
