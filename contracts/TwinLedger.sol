@@ -17,8 +17,10 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SignatureChecker} from "@openzeppelin/contracts/utils/cryptography/SignatureChecker.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 
 import {ITwinLedger} from "./interfaces/ITwinLedger.sol";
+import {ITwinLedgerActions} from "./interfaces/ITwinLedgerActions.sol";
 import {BipsLibrary} from "./libraries/BipsLibrary.sol";
 import {EscrowBook} from "./libraries/EscrowBook.sol";
 import {LicenseBook} from "./libraries/LicenseBook.sol";
@@ -28,6 +30,7 @@ import {PayeeBook} from "./libraries/PayeeBook.sol";
 import {SpendingBook} from "./libraries/SpendingBook.sol";
 import {TwinBook} from "./libraries/TwinBook.sol";
 import {UsageCodec} from "./libraries/UsageCodec.sol";
+import {TwinLedgerBase} from "./TwinLedgerBase.sol";
 
 /// @title TwinLedger
 /// @notice ERC-721 registry of digital twins, their licenses and the escrow-backed per-use royalties.
@@ -37,15 +40,12 @@ import {UsageCodec} from "./libraries/UsageCodec.sol";
 /// accrue on the twin and are split between payees and the current owner when distributed (before any
 /// payee change or transfer, and on payout). Roles live in an OpenZeppelin {AccessManager}: minting,
 /// pausing and attesting are granted there, behind its grant and execution delays.
-contract TwinLedger is
-    ITwinLedger,
-    ERC721URIStorage,
-    AccessManaged,
-    EIP712,
-    Nonces,
-    Pausable,
-    ReentrancyGuard
-{
+///
+/// The owners' and brands' actions and the views of licenses, payees and debt ({ITwinLedgerActions})
+/// live in {TwinLedgerExtension}, which the fallback reaches by `delegatecall` (its address fixed at
+/// deployment): one address, one storage, under the code-size limit.
+/// @custom:extension TwinLedgerExtension
+contract TwinLedger is TwinLedgerBase, ITwinLedger {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
     using LicenseCodec for uint256;
@@ -56,51 +56,6 @@ contract TwinLedger is
     using SpendingBook for SpendingBook.Book;
     using EscrowBook for EscrowBook.Book;
 
-    struct PauseClock {
-        uint40 pausedAt;
-        uint40 pausedTotal;
-    }
-
-    struct DebtEntry {
-        uint64 twinId;
-        uint192 amount;
-    }
-
-    /// @notice Role ids in the access manager (its ADMIN_ROLE is 0).
-    uint64 public constant REGISTRAR_ROLE = 1;
-    uint64 public constant ATTESTER_ROLE = 2;
-    uint64 public constant PAUSER_ROLE = 3;
-
-    /// @notice The shortest escrow notice period: the oldest usage the bridge accepts (35 days) plus a
-    /// day to settle it, so a brand cannot withdraw escrow owed for a use it reported.
-    uint40 public constant MIN_NOTICE_PERIOD = 36 days;
-    /// @notice An unlocked escrow withdrawal lapses if not carried out within this time.
-    uint40 public constant CLAIM_WINDOW = 7 days;
-    /// @notice The most nonces one {invalidateNonces} call may skip.
-    uint256 public constant MAX_NONCE_JUMP = 256;
-
-    uint256 public constant MAX_PRICES = LicenseBook.MAX_PRICES;
-    uint256 public constant MAX_PAYEES = PayeeBook.MAX_PAYEES;
-    uint256 public constant MAX_PRICE = LicenseBook.MAX_PRICE;
-    uint256 public constant AUTO_REPAY_ENTRIES = EscrowBook.AUTO_REPAY_ENTRIES;
-
-    bytes32 private constant _OFFER_LICENSE_TYPEHASH = keccak256(
-        "OfferLicense(address owner,uint256 twinId,LicenseTerms terms,uint256 nonce,uint256 deadline)"
-        "LicenseTerms(address brand,uint40 validFrom,uint40 validUntil,uint32 maxUses,bytes32 purposeHash,"
-        "bytes32 consentHash,UsagePrice[] prices)UsagePrice(uint8 usageType,uint256 price)"
-    );
-    bytes32 private constant _REVOKE_LICENSE_TYPEHASH = keccak256(
-        "RevokeLicense(address owner,uint256 twinId,address brand,uint256 version,uint256 nonce,uint256 deadline)"
-    );
-    bytes32 private constant _SET_TWIN_PAUSED_TYPEHASH =
-        keccak256("SetTwinPaused(address owner,uint256 twinId,bool paused,uint256 nonce,uint256 deadline)");
-    bytes32 private constant _SET_PAYEES_TYPEHASH = keccak256(
-        "SetPayees(address owner,uint256 twinId,Payee[] payees,uint256 nonce,uint256 deadline)"
-        "Payee(address account,uint16 bps)"
-    );
-    bytes32 private constant _ACCEPT_LICENSE_TYPEHASH = keccak256(
-        "AcceptLicense(address brand,uint256 twinId,uint256 version,bytes32 termsHash,uint256 nonce,uint256 deadline)"
-    );
     bytes32 private constant _USAGE_GROUP_TYPEHASH = keccak256("UsageGroup(address brand,uint256[] usages)");
     bytes32 private constant _USAGE_BATCH_TYPEHASH = keccak256(
         "UsageBatch(uint256 deadline,UsageGroup[] groups)UsageGroup(address brand,uint256[] usages)"
@@ -110,54 +65,31 @@ contract TwinLedger is
     uint256 private constant _NO_PRICE = type(uint256).max;
     uint256 private constant _LOW_BITS = (1 << UsageCodec.USAGE_TYPE_SHIFT) - 1;
 
-    IERC20 private immutable _token;
-    address private immutable _manager;
-    uint40 private immutable _noticePeriod;
-    uint32 private immutable _spendingPeriod;
-    uint32 private immutable _raiseDelay;
-    /// @dev The default limits' codes in their place in a limits word, with the CONFIGURED flag.
-    uint256 private immutable _defaultLimits;
-
-    PauseClock private _pauseClock;
-
-    uint256 private _lastTwinId;
-    uint256 private _totalLiabilities;
-
-    mapping(uint256 twinId => bytes32) private _consentHashes;
-    mapping(uint256 twinId => TwinBook.TwinAccount) private _twins;
-    mapping(uint256 twinId => uint256[] intervals) private _pauseHistory;
-    mapping(uint256 twinId => Payee[]) private _payees;
-
-    LicenseBook.Book private _licenses;
-
-    EscrowBook.Book private _escrow;
-    SpendingBook.Book private _spending;
-
-    /// @dev Key `address(0)`: ids attested by the bridge's attesters; a brand's own key: its own ids.
-    mapping(address idSpace => mapping(uint256 wordIndex => uint256 bitmap)) private _processed;
-    mapping(address payee => uint256) private _claimable;
+    /// @dev The extension's code, fixed at deployment (its settings are checked to be the ledger's).
+    address private immutable _extension;
 
     /// @param token the ERC-20 all escrow and royalties are paid in
     /// @param manager the {AccessManager} holding the registrar, attester and pauser roles (for good)
     /// @param settings notice period, spending period, raise delay and default spending limits
-    constructor(IERC20 token, address manager, Config memory settings)
-        ERC721("Twin Bridge Twin", "TWIN")
-        EIP712("TwinLedger", "2")
-        AccessManaged(manager)
+    /// @param extension_ the {TwinLedgerExtension} deployed with the same token, manager and settings
+    constructor(IERC20 token, address manager, Config memory settings, address extension_)
+        TwinLedgerBase(token, manager, settings)
     {
-        if (settings.noticePeriod < MIN_NOTICE_PERIOD || settings.spendingPeriod == 0 || manager == address(0)) {
-            revert LedgerConfigInvalid();
+        if (extension_.code.length == 0 || ITwinLedgerActions(extension_).configHash() != _configHash()) {
+            revert LedgerExtensionMismatch(extension_);
         }
-        if (settings.defaultPerUsage == 0 || settings.defaultPerUsage > settings.defaultPerPeriod) {
-            revert SpendingLimitsInvalid(settings.defaultPerUsage, settings.defaultPerPeriod);
-        }
-        _token = token;
-        _manager = manager;
-        _noticePeriod = settings.noticePeriod;
-        _spendingPeriod = settings.spendingPeriod;
-        _raiseDelay = settings.raiseDelay;
-        _defaultLimits = LimitCodec.CONFIGURED
-            | LimitCodec.codes(LimitCodec.encode(settings.defaultPerUsage), LimitCodec.encode(settings.defaultPerPeriod));
+        _extension = extension_;
+    }
+
+    /// @notice Every call this contract does not serve itself runs the extension's code in this
+    /// contract's storage; its answer or revert is passed on as it is (OpenZeppelin's {Address}).
+    fallback(bytes calldata data) external returns (bytes memory) {
+        return Address.functionDelegateCall(_extension, data);
+    }
+
+    /// @notice The {TwinLedgerExtension} serving {ITwinLedgerActions} at this address.
+    function extension() external view returns (address) {
+        return _extension;
     }
 
     // ================================================================== twins
@@ -174,151 +106,6 @@ contract TwinLedger is
         _setTokenURI(twinId, uri);
         emit TwinMinted(twinId, owner, uri, consentHash);
         _safeMint(owner, twinId);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function consentHashOf(uint256 twinId) external view returns (bytes32) {
-        _requireOwned(twinId);
-        return _consentHashes[twinId];
-    }
-
-    // ================================================================== owner actions
-
-    /// @inheritdoc ITwinLedger
-    function offerLicense(uint256 twinId, LicenseTerms calldata terms) external {
-        _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _licenses.offer(twinId, terms);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function offerLicenseBySig(
-        address owner,
-        uint256 twinId,
-        LicenseTerms calldata terms,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) external {
-        bytes32 structHash = keccak256(
-            abi.encode(_OFFER_LICENSE_TYPEHASH, owner, twinId, LicenseBook.hashTerms(terms), nonce, deadline)
-        );
-        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
-        _licenses.offer(twinId, terms);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function revokeLicense(uint256 twinId, address brand, uint256 version) external {
-        _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _licenses.revoke(twinId, brand, version);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function revokeLicenseBySig(
-        address owner,
-        uint256 twinId,
-        address brand,
-        uint256 version,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_REVOKE_LICENSE_TYPEHASH, owner, twinId, brand, version, nonce, deadline));
-        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
-        _licenses.revoke(twinId, brand, version);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setTwinPaused(uint256 twinId, bool paused_) external {
-        _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _setTwinPaused(twinId, paused_);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setTwinPausedBySig(
-        address owner,
-        uint256 twinId,
-        bool paused_,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_SET_TWIN_PAUSED_TYPEHASH, owner, twinId, paused_, nonce, deadline));
-        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
-        _setTwinPaused(twinId, paused_);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setPayees(uint256 twinId, Payee[] calldata payees) external {
-        _checkAuthorized(_ownerOf(twinId), _msgSender(), twinId);
-        _setPayees(twinId, payees);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setPayeesBySig(
-        address owner,
-        uint256 twinId,
-        Payee[] calldata payees,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_SET_PAYEES_TYPEHASH, owner, twinId, PayeeBook.hash(payees), nonce, deadline));
-        _useOwnerSignature(owner, twinId, structHash, nonce, deadline, signature);
-        _setPayees(twinId, payees);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function invalidateNonces(uint256 newNonce) external {
-        address account = _msgSender();
-        uint256 current = nonces(account);
-        if (newNonce <= current || newNonce - current > MAX_NONCE_JUMP) revert NonceJumpInvalid(current, newNonce);
-        for (uint256 n = current; n < newNonce; ++n) {
-            _useNonce(account);
-        }
-        emit NoncesInvalidated(account, newNonce);
-    }
-
-    // ================================================================== brand actions
-
-    /// @inheritdoc ITwinLedger
-    function acceptLicense(uint256 twinId, uint256 version, bytes32 termsHash) external {
-        _licenses.accept(twinId, _msgSender(), version, termsHash);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function acceptLicenseBySig(
-        address brand,
-        uint256 twinId,
-        uint256 version,
-        bytes32 termsHash,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) external {
-        bytes32 structHash =
-            keccak256(abi.encode(_ACCEPT_LICENSE_TYPEHASH, brand, twinId, version, termsHash, nonce, deadline));
-        _useSignature(brand, structHash, nonce, deadline, signature);
-        _licenses.accept(twinId, brand, version, termsHash);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function declineLicense(uint256 twinId, uint256 version) external {
-        _licenses.decline(twinId, _msgSender(), version);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setSpendingLimits(uint256 perUsage, uint256 perPeriod) external {
-        _spending.setLimits(_msgSender(), perUsage, perPeriod, _defaultLimits, _raiseDelay);
-        _escrow.escrows[_msgSender()].custom = true;
-    }
-
-    /// @inheritdoc ITwinLedger
-    function setBrandAttester(address attester) external {
-        _spending.setAttester(_msgSender(), attester, _defaultLimits);
-        _escrow.escrows[_msgSender()].custom = true;
     }
 
     // ================================================================== escrow
@@ -343,16 +130,6 @@ contract TwinLedger is
     /// @inheritdoc ITwinLedger
     function repayDebt(address brand, uint256 maxEntries) external nonReentrant {
         _escrow.repayDebt(_twins, brand, maxEntries);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function requestEscrowWithdrawal(uint256 amount) external {
-        _escrow.requestWithdrawal(_msgSender(), amount, _noticePeriod, _pausedSeconds());
-    }
-
-    /// @inheritdoc ITwinLedger
-    function cancelEscrowWithdrawal() external {
-        _escrow.cancelWithdrawal(_msgSender());
     }
 
     /// @inheritdoc ITwinLedger
@@ -440,17 +217,6 @@ contract TwinLedger is
         _pause();
     }
 
-    /// @notice The access manager, fixed at deployment.
-    function authority() public view override returns (address) {
-        return _manager;
-    }
-
-    /// @notice Refused: the ledger's access manager cannot be replaced, so no admin can move its roles
-    /// to a manager without delays.
-    function setAuthority(address) public pure override {
-        revert LedgerAuthorityFixed();
-    }
-
     /// @inheritdoc ITwinLedger
     function unpause() external restricted {
         PauseClock storage clock = _pauseClock;
@@ -483,38 +249,6 @@ contract TwinLedger is
     }
 
     /// @inheritdoc ITwinLedger
-    function licenseOf(uint256 twinId, address brand) external view returns (License memory license, uint256 version) {
-        if (!_licenses.current[twinId][brand].has(LicenseCodec.EXISTS)) revert LicenseNotFound(twinId, brand);
-        version = _licenses.history[twinId][brand].length;
-        license = _licenses.versionAt(twinId, brand, version);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function licenseVersion(uint256 twinId, address brand, uint256 version) external view returns (License memory) {
-        return _licenses.versionAt(twinId, brand, version);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function licenseVersionCount(uint256 twinId, address brand) external view returns (uint256) {
-        if (!_licenses.current[twinId][brand].has(LicenseCodec.EXISTS)) return 0;
-        return _licenses.history[twinId][brand].length + 1;
-    }
-
-    /// @inheritdoc ITwinLedger
-    function offerOf(uint256 twinId, address brand)
-        external
-        view
-        returns (License memory terms, uint256 version, bytes32 termsHash)
-    {
-        return _licenses.offerOf(twinId, brand);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function hashLicenseTerms(LicenseTerms calldata terms) external pure returns (bytes32) {
-        return LicenseBook.hashTerms(terms);
-    }
-
-    /// @inheritdoc ITwinLedger
     function priceAt(uint256 twinId, address brand, uint8 usageType, uint40 at)
         external
         view
@@ -540,11 +274,6 @@ contract TwinLedger is
     }
 
     /// @inheritdoc ITwinLedger
-    function payeesOf(uint256 twinId) external view returns (Payee[] memory) {
-        return _payees[twinId];
-    }
-
-    /// @inheritdoc ITwinLedger
     function brandAccount(address brand) external view returns (BrandAccount memory) {
         return _escrow.accountOf(brand, _pausedSeconds(), CLAIM_WINDOW);
     }
@@ -553,17 +282,6 @@ contract TwinLedger is
     function brandLimits(address brand) external view returns (BrandLimits memory limits) {
         limits = _spending.limitsOf(brand, _defaultLimits, _spendingPeriod);
         limits.spentInPeriod = _spentNow(_escrow.escrows[brand]);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function debtEntry(address brand, uint256 entry) external view returns (uint256 twinId, uint256 amount) {
-        EscrowBook.DebtEntry storage debt = _escrow.debts[brand][entry];
-        return (debt.twinId, debt.amount);
-    }
-
-    /// @inheritdoc ITwinLedger
-    function debtQueue(address brand) external view returns (uint256 head, uint256 length) {
-        return (_escrow.accounts[brand].debtHead, _escrow.debts[brand].length);
     }
 
     /// @inheritdoc ITwinLedger
@@ -576,87 +294,14 @@ contract TwinLedger is
         return _totalLiabilities;
     }
 
-    /// @notice The metadata URI of the twin.
-    function tokenURI(uint256 tokenId) public view override(ERC721URIStorage) returns (string memory) {
-        return super.tokenURI(tokenId);
-    }
-
-    function supportsInterface(bytes4 interfaceId) public view override(ERC721URIStorage) returns (bool) {
-        return super.supportsInterface(interfaceId);
-    }
-
-    // ================================================================== internal: owner actions
-
-    /// @dev Checks that `owner` owns the twin, then its signature.
-    function _useOwnerSignature(
-        address owner,
-        uint256 twinId,
-        bytes32 structHash,
-        uint256 nonce,
-        uint256 deadline,
-        bytes calldata signature
-    ) internal {
-        address current = _requireOwned(twinId);
-        if (owner != current) revert TwinInvalidSigner(current);
-        _useSignature(owner, structHash, nonce, deadline, signature);
-    }
-
-    /// @dev Checks deadline, nonce and `signer`'s signature (ECDSA or ERC-1271) of the struct.
-    function _useSignature(address signer, bytes32 structHash, uint256 nonce, uint256 deadline, bytes calldata signature)
-        internal
-    {
-        // slither-disable-next-line timestamp
-        if (block.timestamp > deadline) revert TwinSignatureExpired(deadline);
-        _useCheckedNonce(signer, nonce);
-        bytes32 digest = _hashTypedDataV4(structHash);
-        if (!SignatureChecker.isValidSignatureNow(signer, digest, signature)) revert TwinInvalidSigner(signer);
-        emit SignedActionUsed(signer, nonce, digest);
-    }
-
-    function _pausedSeconds() internal view returns (uint256) {
-        PauseClock memory clock = _pauseClock;
-        return clock.pausedTotal + (paused() ? block.timestamp - clock.pausedAt : 0);
-    }
-
-    function _setTwinPaused(uint256 twinId, bool paused_) internal {
-        TwinBook.setPaused(_twins, _pauseHistory, twinId, paused_);
-    }
-
-    function _setPayees(uint256 twinId, Payee[] calldata payees) internal {
-        _distribute(twinId);
-        PayeeBook.set(_payees, twinId, payees);
-    }
-
     // ================================================================== internal: money
+
 
     function _deposit(address brand, uint256 amount) internal {
         address from = _msgSender();
         _escrow.deposit(_twins, brand, from, amount);
         _totalLiabilities += amount;
         _token.safeTransferFrom(from, address(this), amount);
-    }
-
-    function _distribute(uint256 twinId) internal {
-        TwinBook.TwinAccount storage twin = _twins[twinId];
-        uint256 amount = twin.accrued;
-        if (amount == 0) return;
-        twin.accrued = 0;
-        uint256 rest = amount;
-        Payee[] storage payees = _payees[twinId];
-        uint256 count = payees.length;
-        for (uint256 i = 0; i < count; ++i) {
-            Payee storage payee = payees[i];
-            uint256 share = BipsLibrary.share(amount, payee.bps);
-            if (share == 0) continue;
-            rest -= share;
-            _claimable[payee.account] += share;
-            emit RoyaltiesDistributed(twinId, payee.account, share);
-        }
-        if (rest > 0) {
-            address owner = _ownerOf(twinId);
-            _claimable[owner] += rest;
-            emit RoyaltiesDistributed(twinId, owner, rest);
-        }
     }
 
     function _payout(address payee, uint256[] calldata twinIds) internal {
@@ -669,14 +314,6 @@ contract TwinLedger is
         _totalLiabilities -= amount;
         emit PayeePaid(payee, _msgSender(), amount);
         _token.safeTransfer(payee, amount);
-    }
-
-    /// @dev Royalties the twin accrued while the previous owner held it are theirs: they are distributed
-    /// before the transfer. Royalties settled after the transfer are the new owner's, also for uses made
-    /// before it: the twin's licenses and the income still to be settled under them travel with the token.
-    function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
-        if (_ownerOf(tokenId) != address(0)) _distribute(tokenId);
-        return super._update(to, tokenId, auth);
     }
 
     // ================================================================== internal: settlement
@@ -953,3 +590,4 @@ contract TwinLedger is
         );
     }
 }
+

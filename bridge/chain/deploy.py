@@ -3,8 +3,9 @@ the access manager calls that set its roles up: one definition of that sequence,
 unlocked account here (tests, test worlds, benchmarks) and planned, priced and signed by
 ``bridge.deploy`` on a named network.
 
-The sequence: deploy ``TwinAccessManager(deployer)``, the libraries, ``TwinLedger(token,
-manager, config)``; map ``mint`` to REGISTRAR_ROLE and ``pause``/``unpause`` to PAUSER_ROLE; grant
+The sequence: deploy ``TwinAccessManager(deployer)``, the libraries,
+``TwinLedgerExtension(token, manager, config)``, ``TwinLedger(token, manager, config,
+extension)``; map ``mint`` to REGISTRAR_ROLE and ``pause``/``unpause`` to PAUSER_ROLE; grant
 the registrars, attesters and pausers (no grant delay yet, so they count at once); then set
 ``role_delay`` as the grant delay of those three roles (OpenZeppelin applies a new grant delay
 only after the manager's ``minSetback``, five days) and grant the admin role with
@@ -36,6 +37,8 @@ from bridge.chain.ledger import (
 from bridge.chain.toolchain import Artifact, load_artifact
 
 LEDGER = "TwinLedger"
+EXTENSION = "TwinLedgerExtension"
+"""The ledger's extension (``@custom:extension``): deployed first, with the ledger's arguments."""
 STABLECOIN = "MockStablecoin"
 ACCESS_MANAGER = "TwinAccessManager"
 MOCK_DECIMALS = 6
@@ -51,6 +54,7 @@ class LedgerDeployment:
     token: Contract
     manager: Contract
     libraries: dict[str, ChecksumAddress]
+    extension: ChecksumAddress
 
 
 class AccessCall(NamedTuple):
@@ -140,11 +144,14 @@ def deploy_contract(
     return w3.eth.contract(address=receipt["contractAddress"], abi=artifact.abi)
 
 
-def deploy_libraries(w3: Web3, artifact: Artifact, *, sender: str) -> dict[str, ChecksumAddress]:
-    """Deploys every library ``artifact`` links against."""
+def deploy_libraries(
+    w3: Web3, artifact: Artifact, *, sender: str, skip: Mapping[str, str] = {}
+) -> dict[str, ChecksumAddress]:
+    """Deploys every library ``artifact`` links against but those in ``skip`` (deployed already)."""
     return {
         name: deploy_contract(w3, load_artifact(name), sender=sender).address
         for name in artifact.libraries
+        if name not in skip
     }
 
 
@@ -195,15 +202,13 @@ def deploy_ledger(
     manager = deploy_contract(
         w3, load_artifact(ACCESS_MANAGER), Web3.to_checksum_address(sender), sender=sender
     )
+    extension_artifact = load_artifact(EXTENSION)
     libraries = deploy_libraries(w3, ledger_artifact, sender=sender)
+    libraries.update(deploy_libraries(w3, extension_artifact, sender=sender, skip=libraries))
+    args = (token_contract.address, manager.address, config.as_abi())
+    extension = deploy_contract(w3, extension_artifact, *args, sender=sender, libraries=libraries)
     ledger = deploy_contract(
-        w3,
-        ledger_artifact,
-        token_contract.address,
-        manager.address,
-        config.as_abi(),
-        sender=sender,
-        libraries=libraries,
+        w3, ledger_artifact, *args, extension.address, sender=sender, libraries=libraries
     )
     calls = access_calls(
         manager,
@@ -215,5 +220,9 @@ def deploy_ledger(
     )
     send_access_calls(w3, manager, calls, sender)
     return LedgerDeployment(
-        ledger=ledger, token=token_contract, manager=manager, libraries=libraries
+        ledger=ledger,
+        token=token_contract,
+        manager=manager,
+        libraries=libraries,
+        extension=extension.address,
     )

@@ -43,6 +43,7 @@ OUTPUT_SELECTION: Final = (
     "evm.deployedBytecode.object",
     "evm.methodIdentifiers",
     "storageLayout",
+    "devdoc",
     # Not in the artifacts, but slither reads them from its compile of standard-input.json.
     "evm.bytecode.sourceMap",
     "evm.deployedBytecode.sourceMap",
@@ -55,7 +56,10 @@ SOURCE_PREFIX: Final = "contracts/"
 STANDARD_INPUT_FILE: Final = "standard-input.json"
 COMPILER_FILE: Final = "compiler.json"
 STAMP_FILE: Final = ".stamp.json"
-ARTIFACT_FORMAT: Final = "twin-bridge-artifact-2"
+ARTIFACT_FORMAT: Final = "twin-bridge-artifact-3"
+EXTENSION_TAG: Final = "custom:extension"
+"""NatSpec tag (``@custom:extension Name``) of a contract whose fallback delegates to contract
+``Name``: its artifact's ABI is its own and the extension's; deploying it needs the extension."""
 
 SolcOrigin = Literal["env", "native", "shim"]
 
@@ -108,6 +112,8 @@ class Artifact:
     settings: Mapping[str, Any]
     link_references: Mapping[str, Mapping[str, Sequence[Mapping[str, int]]]]
     """solc's ``linkReferences``: source -> library -> placeholder positions in ``bytecode``."""
+    extension: str | None = None
+    """The contract its fallback delegates to (``@custom:extension``); ``abi`` includes its ABI."""
 
     @property
     def libraries(self) -> tuple[str, ...]:
@@ -362,6 +368,7 @@ def load_artifact(name: str, *, artifacts_dir: Path | None = None) -> Artifact:
         compiler_version=data["compilerVersion"],
         settings=data["settings"],
         link_references=data["linkReferences"],
+        extension=data["extension"],
     )
 
 
@@ -473,8 +480,32 @@ def _artifacts(output: Mapping[str, Any], solc: Solc) -> dict[str, dict[str, Any
                 "compilerVersion": solc.version,
                 "settings": compiler_settings(),
                 "linkReferences": evm.get("bytecode", {}).get("linkReferences", {}),
+                "extension": compiled.get("devdoc", {}).get(EXTENSION_TAG),
             }
+    for name, artifact in artifacts.items():
+        extension = artifact["extension"]
+        if extension is not None:
+            if extension not in artifacts:
+                raise ToolchainError(f"{name} names extension {extension!r}, which is not compiled")
+            artifact["abi"] = _merged_abi(artifact["abi"], artifacts[extension]["abi"])
     return artifacts
+
+
+def _merged_abi(own: list[dict[str, Any]], extension: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``own`` and the functions, events and errors of ``extension`` it does not have (not its
+    constructor or fallback): what the contract's address answers."""
+
+    def key(entry: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...]]:
+        types = tuple(str(i["type"]) for i in entry.get("inputs", []))
+        return str(entry["type"]), str(entry.get("name", "")), types
+
+    known = {key(entry) for entry in own}
+    added = [
+        entry
+        for entry in extension
+        if entry["type"] in ("function", "event", "error") and key(entry) not in known
+    ]
+    return [*own, *added]
 
 
 def _write_artifacts(

@@ -21,6 +21,7 @@ from web3.utils.address import get_create_address
 
 from bridge.chain.deploy import (
     ACCESS_MANAGER,
+    EXTENSION,
     LEDGER,
     MOCK_DECIMALS,
     STABLECOIN,
@@ -121,22 +122,32 @@ def plan_deployment(
     """The plan of a deployment from ``deployer``'s next (pending) nonce."""
     nonce = int(w3.eth.get_transaction_count(deployer, "pending"))
     mock = [STABLECOIN] if network.deploys_mock_token else []
-    names = [*mock, ACCESS_MANAGER, *ledger_artifact.libraries, LEDGER]
+    extension_artifact = load_artifacts([EXTENSION], artifacts_dir)[EXTENSION]
+    linked = sorted({*ledger_artifact.libraries, *extension_artifact.libraries})
+    names = [*mock, ACCESS_MANAGER, *linked, EXTENSION, LEDGER]
     addresses = {
         name: get_create_address(deployer, Nonce(nonce + i)) for i, name in enumerate(names)
     }
-    artifacts = {**load_artifacts(names[:-1], artifacts_dir), LEDGER: ledger_artifact}
+    artifacts = {
+        **load_artifacts(names[:-2], artifacts_dir),
+        EXTENSION: extension_artifact,
+        LEDGER: ledger_artifact,
+    }
     token = addresses[STABLECOIN] if mock else to_checksum_address(network.token)
     config = network.ledger_config(MOCK_DECIMALS if mock else token_decimals(w3, token))
-    libraries = {lib: addresses[lib] for lib in ledger_artifact.libraries}
+    libraries = {lib: addresses[lib] for lib in linked}
+    shared = {"token": token, "authority": addresses[ACCESS_MANAGER], "settings": config}
     args: dict[str, dict[str, Any]] = {
         ACCESS_MANAGER: {"initialAdmin": deployer},
-        LEDGER: {"token": token, "authority": addresses[ACCESS_MANAGER], "settings": config},
+        EXTENSION: shared,
+        LEDGER: {**shared, "extension": addresses[EXTENSION]},
     }
     code = {name: HexBytes(artifacts[name].bytecode) for name in [*mock, *libraries]}
     code[ACCESS_MANAGER] = _creation_code(w3, artifacts[ACCESS_MANAGER], {}, [deployer])
+    ledger_args = [token, addresses[ACCESS_MANAGER], config.as_abi()]
+    code[EXTENSION] = _creation_code(w3, extension_artifact, libraries, ledger_args)
     code[LEDGER] = _creation_code(
-        w3, ledger_artifact, libraries, [token, addresses[ACCESS_MANAGER], config.as_abi()]
+        w3, ledger_artifact, libraries, [*ledger_args, addresses[EXTENSION]]
     )
     ledger = w3.eth.contract(address=addresses[LEDGER], abi=ledger_artifact.abi)
     manager = w3.eth.contract(address=addresses[ACCESS_MANAGER], abi=artifacts[ACCESS_MANAGER].abi)
@@ -150,6 +161,7 @@ def plan_deployment(
         libraries=libraries,
         constructor_args={
             ACCESS_MANAGER: args[ACCESS_MANAGER],
+            EXTENSION: {**args[EXTENSION], "settings": config.as_dict()},
             LEDGER: {**args[LEDGER], "settings": config.as_dict()},
         },
         creations=tuple(

@@ -4,7 +4,7 @@ pragma solidity 0.8.30;
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 
-import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {ITwinLedgerTypes} from "../interfaces/ITwinLedgerTypes.sol";
 import {TwinBook} from "./TwinBook.sol";
 
 /// @title Every brand's escrow, debt queue and escrow withdrawal request
@@ -51,7 +51,7 @@ library EscrowBook {
     uint256 internal constant AUTO_REPAY_ENTRIES = 16;
 
     /// @notice Credits `amount` to the brand: outstanding debt first (paying up to AUTO_REPAY_ENTRIES
-    /// entries at once), the rest to escrow. Emits {ITwinLedger-EscrowDeposited} and {ITwinLedger-DebtRepaid}.
+    /// entries at once), the rest to escrow. Emits {ITwinLedgerTypes-EscrowDeposited} and {ITwinLedgerTypes-DebtRepaid}.
     function deposit(
         Book storage book,
         mapping(uint256 => TwinBook.TwinAccount) storage twins,
@@ -59,20 +59,20 @@ library EscrowBook {
         address from,
         uint256 amount
     ) external {
-        if (amount == 0) revert ITwinLedger.EscrowZeroAmount();
-        if (brand == address(0)) revert ITwinLedger.EscrowInvalidBrand(brand);
+        if (amount == 0) revert ITwinLedgerTypes.EscrowZeroAmount();
+        if (brand == address(0)) revert ITwinLedgerTypes.EscrowInvalidBrand(brand);
         Escrow storage escrow = book.escrows[brand];
         Account storage account = book.accounts[brand];
         uint256 owed = account.debt - account.debtReserve;
         uint256 toDebt = Math.min(amount, owed);
         account.debtReserve += uint128(toDebt);
         escrow.balance += (amount - toDebt).toUint128();
-        emit ITwinLedger.EscrowDeposited(brand, from, amount, toDebt);
+        emit ITwinLedgerTypes.EscrowDeposited(brand, from, amount, toDebt);
         if (toDebt > 0) repayDebt(book, twins, brand, AUTO_REPAY_ENTRIES);
     }
 
     /// @notice Pays debt entries in order from the brand's reserve, crediting the twins owed, at most
-    /// `maxEntries`. Emits {ITwinLedger-DebtRepaid} per entry paid into.
+    /// `maxEntries`. Emits {ITwinLedgerTypes-DebtRepaid} per entry paid into.
     function repayDebt(
         Book storage book,
         mapping(uint256 => TwinBook.TwinAccount) storage twins,
@@ -93,7 +93,7 @@ library EscrowBook {
             reserve -= amount;
             paid += amount;
             twins[twinId].accrued += uint128(amount);
-            emit ITwinLedger.DebtRepaid(brand, twinId, amount, head);
+            emit ITwinLedgerTypes.DebtRepaid(brand, twinId, amount, head);
             if (entry.amount == 0) ++head;
         }
         account.debtReserve = uint128(reserve);
@@ -102,75 +102,75 @@ library EscrowBook {
     }
 
     /// @notice Adds `amount` owed to `twinId` to the brand's queue (to its last entry if that is the
-    /// same twin's and unpaid). Emits {ITwinLedger-DebtRecorded}.
+    /// same twin's and unpaid). Emits {ITwinLedgerTypes-DebtRecorded}.
     function recordDebt(Book storage book, address brand, uint256 twinId, uint256 amount) external {
         DebtEntry[] storage entries = book.debts[brand];
         uint256 length = entries.length;
         if (length > book.accounts[brand].debtHead && entries[length - 1].twinId == twinId) {
             entries[length - 1].amount += amount.toUint192();
-            emit ITwinLedger.DebtRecorded(brand, twinId, amount, length - 1);
+            emit ITwinLedgerTypes.DebtRecorded(brand, twinId, amount, length - 1);
         } else {
             entries.push(DebtEntry({twinId: uint64(twinId), amount: amount.toUint192()}));
-            emit ITwinLedger.DebtRecorded(brand, twinId, amount, length);
+            emit ITwinLedgerTypes.DebtRecorded(brand, twinId, amount, length);
         }
     }
 
     /// @notice Records the brand's request to withdraw up to `amount`, capped at its escrow now.
-    /// Emits {ITwinLedger-EscrowWithdrawalRequested}.
+    /// Emits {ITwinLedgerTypes-EscrowWithdrawalRequested}.
     function requestWithdrawal(Book storage book, address brand, uint256 amount, uint40 notice, uint256 pausedSeconds)
         external
     {
         amount = Math.min(amount, book.escrows[brand].balance);
-        if (amount == 0) revert ITwinLedger.EscrowZeroAmount();
+        if (amount == 0) revert ITwinLedgerTypes.EscrowZeroAmount();
         Account storage account = book.accounts[brand];
         uint40 unlocksAt = uint40(block.timestamp) + notice;
         account.pendingWithdrawal = uint128(amount);
         account.unlocksAt = unlocksAt;
         account.pauseMark = uint40(pausedSeconds);
-        emit ITwinLedger.EscrowWithdrawalRequested(brand, amount, unlocksAt);
+        emit ITwinLedgerTypes.EscrowWithdrawalRequested(brand, amount, unlocksAt);
     }
 
-    /// @notice Drops the brand's request. Emits {ITwinLedger-EscrowWithdrawalCancelled}.
+    /// @notice Drops the brand's request. Emits {ITwinLedgerTypes-EscrowWithdrawalCancelled}.
     function cancelWithdrawal(Book storage book, address brand) external {
         Account storage account = book.accounts[brand];
-        if (account.pendingWithdrawal == 0) revert ITwinLedger.EscrowNoPendingWithdrawal(brand);
+        if (account.pendingWithdrawal == 0) revert ITwinLedgerTypes.EscrowNoPendingWithdrawal(brand);
         _clearRequest(account);
-        emit ITwinLedger.EscrowWithdrawalCancelled(brand);
+        emit ITwinLedgerTypes.EscrowWithdrawalCancelled(brand);
     }
 
     /// @notice Takes the requested amount (capped at the escrow) out of the brand's escrow once unlocked
-    /// and before it lapses; the ledger transfers it. Emits {ITwinLedger-EscrowWithdrawn}.
+    /// and before it lapses; the ledger transfers it. Emits {ITwinLedgerTypes-EscrowWithdrawn}.
     function takeWithdrawal(Book storage book, address brand, uint256 pausedSeconds, uint40 claimWindow)
         external
         returns (uint256 amount)
     {
         Account storage account = book.accounts[brand];
         uint256 pending = account.pendingWithdrawal;
-        if (pending == 0) revert ITwinLedger.EscrowNoPendingWithdrawal(brand);
+        if (pending == 0) revert ITwinLedgerTypes.EscrowNoPendingWithdrawal(brand);
         uint40 unlocksAt = _unlocksAt(account, pausedSeconds);
         // slither-disable-next-line timestamp
-        if (block.timestamp < unlocksAt) revert ITwinLedger.EscrowWithdrawalLocked(brand, unlocksAt);
+        if (block.timestamp < unlocksAt) revert ITwinLedgerTypes.EscrowWithdrawalLocked(brand, unlocksAt);
         // slither-disable-next-line timestamp
         if (block.timestamp >= unlocksAt + claimWindow) {
-            revert ITwinLedger.EscrowWithdrawalLapsed(brand, unlocksAt + claimWindow);
+            revert ITwinLedgerTypes.EscrowWithdrawalLapsed(brand, unlocksAt + claimWindow);
         }
         Escrow storage escrow = book.escrows[brand];
         amount = Math.min(pending, escrow.balance);
         _clearRequest(account);
         escrow.balance -= uint128(amount);
-        emit ITwinLedger.EscrowWithdrawn(brand, amount);
+        emit ITwinLedgerTypes.EscrowWithdrawn(brand, amount);
     }
 
     /// @notice The brand's escrow, debt, reserve and request, its times as of now.
     function accountOf(Book storage book, address brand, uint256 pausedSeconds, uint40 claimWindow)
         external
         view
-        returns (ITwinLedger.BrandAccount memory)
+        returns (ITwinLedgerTypes.BrandAccount memory)
     {
         Escrow storage escrow = book.escrows[brand];
         Account storage account = book.accounts[brand];
         uint40 unlocksAt = account.pendingWithdrawal == 0 ? 0 : _unlocksAt(account, pausedSeconds);
-        return ITwinLedger.BrandAccount({
+        return ITwinLedgerTypes.BrandAccount({
             escrow: escrow.balance,
             debt: account.debt,
             debtReserve: account.debtReserve,

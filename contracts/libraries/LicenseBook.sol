@@ -4,7 +4,7 @@ pragma solidity 0.8.30;
 import {Arrays} from "@openzeppelin/contracts/utils/Arrays.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 
-import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {ITwinLedgerTypes} from "../interfaces/ITwinLedgerTypes.sol";
 import {LicenseCodec} from "./LicenseCodec.sol";
 
 /// @title License versions of every (twin, brand) pair
@@ -40,28 +40,28 @@ library LicenseBook {
     );
 
     /// @notice Offers `terms` for `twinId` as the pair's next version, replacing an offer still waiting.
-    /// Emits {ITwinLedger-LicenseOfferWithdrawn} for a replaced offer and {ITwinLedger-LicenseOffered}.
-    function offer(Book storage book, uint256 twinId, ITwinLedger.LicenseTerms calldata terms) external {
+    /// Emits {ITwinLedgerTypes-LicenseOfferWithdrawn} for a replaced offer and {ITwinLedgerTypes-LicenseOffered}.
+    function offer(Book storage book, uint256 twinId, ITwinLedgerTypes.LicenseTerms calldata terms) external {
         address brand = terms.brand;
-        if (brand == address(0)) revert ITwinLedger.LicenseInvalidBrand(brand);
+        if (brand == address(0)) revert ITwinLedgerTypes.LicenseInvalidBrand(brand);
         // Stored times are uint32 (until 2106): a later time means "until then".
         uint40 from = uint40(Math.min(terms.validFrom, LicenseCodec.MAX_TIME));
         uint40 until = uint40(Math.min(terms.validUntil, LicenseCodec.MAX_TIME));
         // slither-disable-next-line timestamp
-        if (until <= Math.max(from, block.timestamp)) revert ITwinLedger.LicenseInvalidWindow(from, terms.validUntil);
+        if (until <= Math.max(from, block.timestamp)) revert ITwinLedgerTypes.LicenseInvalidWindow(from, terms.validUntil);
         uint256 count = terms.prices.length;
-        if (count == 0) revert ITwinLedger.LicenseNoPrices();
-        if (count > MAX_PRICES) revert ITwinLedger.LicenseTooManyPrices(count, MAX_PRICES);
+        if (count == 0) revert ITwinLedgerTypes.LicenseNoPrices();
+        if (count > MAX_PRICES) revert ITwinLedgerTypes.LicenseTooManyPrices(count, MAX_PRICES);
 
         uint256 version = nextVersion(book, twinId, brand);
         if (book.offers[twinId][brand] != 0) {
             _dropOffer(book, twinId, brand, version);
-            emit ITwinLedger.LicenseOfferWithdrawn(twinId, brand, version);
+            emit ITwinLedgerTypes.LicenseOfferWithdrawn(twinId, brand, version);
         }
         bytes32 termsHash = hashTerms(terms);
         book.offers[twinId][brand] = _encodeTerms(book, twinId, version, from, until, terms);
         book.offerHashes[twinId][brand] = termsHash;
-        emit ITwinLedger.LicenseOffered(
+        emit ITwinLedgerTypes.LicenseOffered(
             twinId,
             brand,
             version,
@@ -77,18 +77,18 @@ library LicenseBook {
 
     /// @notice The brand accepts the waiting offer `version` with `termsHash`: it becomes the current
     /// version from the later of its start and now, and earlier versions end there.
-    /// Emits {ITwinLedger-LicenseAccepted}.
+    /// Emits {ITwinLedgerTypes-LicenseAccepted}.
     function accept(Book storage book, uint256 twinId, address brand, uint256 version, bytes32 termsHash)
         external
     {
         uint256 word = book.offers[twinId][brand];
-        if (word == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        if (word == 0) revert ITwinLedgerTypes.LicenseNoOffer(twinId, brand);
         if (version != nextVersion(book, twinId, brand) || termsHash != book.offerHashes[twinId][brand]) {
-            revert ITwinLedger.LicenseOfferMismatch(twinId, brand, version, termsHash);
+            revert ITwinLedgerTypes.LicenseOfferMismatch(twinId, brand, version, termsHash);
         }
         uint40 from = uint40(Math.max(word.validFrom(), block.timestamp));
         // slither-disable-next-line timestamp
-        if (word.validUntil() <= from) revert ITwinLedger.LicenseOfferExpired(twinId, brand, version);
+        if (word.validUntil() <= from) revert ITwinLedgerTypes.LicenseOfferExpired(twinId, brand, version);
         delete book.offers[twinId][brand];
         delete book.offerHashes[twinId][brand];
 
@@ -104,29 +104,29 @@ library LicenseBook {
             }
         }
         book.current[twinId][brand] = word.startingAt(from);
-        emit ITwinLedger.LicenseAccepted(twinId, brand, version, from);
+        emit ITwinLedgerTypes.LicenseAccepted(twinId, brand, version, from);
     }
 
-    /// @notice The brand declines the waiting offer `version`. Emits {ITwinLedger-LicenseDeclined}.
+    /// @notice The brand declines the waiting offer `version`. Emits {ITwinLedgerTypes-LicenseDeclined}.
     function decline(Book storage book, uint256 twinId, address brand, uint256 version) external {
         _requireOffer(book, twinId, brand, version);
         _dropOffer(book, twinId, brand, version);
-        emit ITwinLedger.LicenseDeclined(twinId, brand, version);
+        emit ITwinLedgerTypes.LicenseDeclined(twinId, brand, version);
     }
 
     /// @notice Withdraws the waiting offer `version`, or ends the accepted version `version` and every
     /// version of the pair still running at `block.timestamp`.
-    /// Emits {ITwinLedger-LicenseOfferWithdrawn} or {ITwinLedger-LicenseRevoked}.
+    /// Emits {ITwinLedgerTypes-LicenseOfferWithdrawn} or {ITwinLedgerTypes-LicenseRevoked}.
     function revoke(Book storage book, uint256 twinId, address brand, uint256 version) external {
         uint256 current = book.current[twinId][brand];
         uint256[] storage history = book.history[twinId][brand];
         if (book.offers[twinId][brand] != 0 && version == nextVersion(book, twinId, brand)) {
             _dropOffer(book, twinId, brand, version);
-            emit ITwinLedger.LicenseOfferWithdrawn(twinId, brand, version);
+            emit ITwinLedgerTypes.LicenseOfferWithdrawn(twinId, brand, version);
             return;
         }
-        if (!current.has(LicenseCodec.EXISTS)) revert ITwinLedger.LicenseNotFound(twinId, brand);
-        if (version != history.length) revert ITwinLedger.LicenseVersionMismatch(twinId, brand, version);
+        if (!current.has(LicenseCodec.EXISTS)) revert ITwinLedgerTypes.LicenseNotFound(twinId, brand);
+        if (version != history.length) revert ITwinLedgerTypes.LicenseVersionMismatch(twinId, brand, version);
         uint40 now40 = uint40(block.timestamp);
         bool changed = false;
         if (current.validUntil() > now40) {
@@ -139,18 +139,18 @@ library LicenseBook {
             history[i - 1] = word.endedAt(now40).withFlag(LicenseCodec.REVOKED);
             changed = true;
         }
-        if (!changed) revert ITwinLedger.LicenseAlreadyEnded(twinId, brand);
-        emit ITwinLedger.LicenseRevoked(twinId, brand, version, now40);
+        if (!changed) revert ITwinLedgerTypes.LicenseAlreadyEnded(twinId, brand);
+        emit ITwinLedgerTypes.LicenseRevoked(twinId, brand, version, now40);
     }
 
     /// @notice The waiting offer of the pair, its version number and terms hash; reverts if none waits.
     function offerOf(Book storage book, uint256 twinId, address brand)
         external
         view
-        returns (ITwinLedger.License memory terms, uint256 version, bytes32 termsHash)
+        returns (ITwinLedgerTypes.License memory terms, uint256 version, bytes32 termsHash)
     {
         uint256 word = book.offers[twinId][brand];
-        if (word == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        if (word == 0) revert ITwinLedgerTypes.LicenseNoOffer(twinId, brand);
         version = nextVersion(book, twinId, brand);
         terms = _decode(book, twinId, brand, version, word);
         termsHash = book.offerHashes[twinId][brand];
@@ -171,7 +171,7 @@ library LicenseBook {
     function versionAt(Book storage book, uint256 twinId, address brand, uint256 index)
         external
         view
-        returns (ITwinLedger.License memory)
+        returns (ITwinLedgerTypes.License memory)
     {
         uint256[] storage history = book.history[twinId][brand];
         uint256 word = 0;
@@ -180,7 +180,7 @@ library LicenseBook {
         } else if (index == history.length && book.current[twinId][brand].has(LicenseCodec.EXISTS)) {
             word = book.current[twinId][brand];
         } else {
-            revert ITwinLedger.LicenseNotFound(twinId, brand);
+            revert ITwinLedgerTypes.LicenseNotFound(twinId, brand);
         }
         return _decode(book, twinId, brand, index, word);
     }
@@ -194,23 +194,23 @@ library LicenseBook {
     function lookup(Book storage book, uint256 twinId, address brand, uint256 current, uint8 usageType, uint40 at)
         internal
         view
-        returns (ITwinLedger.Outcome result, uint256 price, uint256 word, uint256 historyIndex)
+        returns (ITwinLedgerTypes.Outcome result, uint256 price, uint256 word, uint256 historyIndex)
     {
         historyIndex = NOT_IN_HISTORY;
-        if (!current.has(LicenseCodec.EXISTS)) return (ITwinLedger.Outcome.NoLicense, 0, 0, historyIndex);
+        if (!current.has(LicenseCodec.EXISTS)) return (ITwinLedgerTypes.Outcome.NoLicense, 0, 0, historyIndex);
         word = current;
         uint256 index = 0;
         if (at < current.validFrom()) {
             uint256[] storage history = book.history[twinId][brand];
             uint256 upper = history.upperBound(LicenseCodec.probe(at));
-            if (upper == 0) return (ITwinLedger.Outcome.LicenseNotStarted, 0, word, historyIndex);
+            if (upper == 0) return (ITwinLedgerTypes.Outcome.LicenseNotStarted, 0, word, historyIndex);
             historyIndex = upper - 1;
             index = historyIndex;
             word = history[historyIndex];
         }
         if (at >= word.validUntil()) {
-            ITwinLedger.Outcome ended =
-                word.has(LicenseCodec.REVOKED) ? ITwinLedger.Outcome.LicenseRevoked : ITwinLedger.Outcome.LicenseExpired;
+            ITwinLedgerTypes.Outcome ended =
+                word.has(LicenseCodec.REVOKED) ? ITwinLedgerTypes.Outcome.LicenseRevoked : ITwinLedgerTypes.Outcome.LicenseExpired;
             return (ended, 0, word, historyIndex);
         }
         bool found;
@@ -221,12 +221,12 @@ library LicenseBook {
             found = stored & _OVERFLOW_PRESENT != 0;
             price = stored & ~_OVERFLOW_PRESENT;
         }
-        if (!found) return (ITwinLedger.Outcome.UsageTypeNotLicensed, 0, word, historyIndex);
-        return (ITwinLedger.Outcome.Paid, price, word, historyIndex);
+        if (!found) return (ITwinLedgerTypes.Outcome.UsageTypeNotLicensed, 0, word, historyIndex);
+        return (ITwinLedgerTypes.Outcome.Paid, price, word, historyIndex);
     }
 
     /// @notice EIP-712 struct hash of license terms: the terms hash a brand accepts.
-    function hashTerms(ITwinLedger.LicenseTerms calldata terms) public pure returns (bytes32) {
+    function hashTerms(ITwinLedgerTypes.LicenseTerms calldata terms) public pure returns (bytes32) {
         uint256 count = terms.prices.length;
         bytes32[] memory hashes = new bytes32[](count);
         for (uint256 i = 0; i < count; ++i) {
@@ -247,9 +247,9 @@ library LicenseBook {
     }
 
     function _requireOffer(Book storage book, uint256 twinId, address brand, uint256 version) private view {
-        if (book.offers[twinId][brand] == 0) revert ITwinLedger.LicenseNoOffer(twinId, brand);
+        if (book.offers[twinId][brand] == 0) revert ITwinLedgerTypes.LicenseNoOffer(twinId, brand);
         if (version != nextVersion(book, twinId, brand)) {
-            revert ITwinLedger.LicenseVersionMismatch(twinId, brand, version);
+            revert ITwinLedgerTypes.LicenseVersionMismatch(twinId, brand, version);
         }
     }
 
@@ -274,7 +274,7 @@ library LicenseBook {
         uint256 index,
         uint40 from,
         uint40 until,
-        ITwinLedger.LicenseTerms calldata terms
+        ITwinLedgerTypes.LicenseTerms calldata terms
     ) private returns (uint256) {
         uint256 seen = 0;
         uint256 flagBits = LicenseCodec.EXISTS;
@@ -283,9 +283,9 @@ library LicenseBook {
         for (uint256 i = 0; i < terms.prices.length; ++i) {
             uint8 usageType = terms.prices[i].usageType;
             uint256 price = terms.prices[i].price;
-            if (seen & (1 << usageType) != 0) revert ITwinLedger.LicenseDuplicateUsageType(usageType);
+            if (seen & (1 << usageType) != 0) revert ITwinLedgerTypes.LicenseDuplicateUsageType(usageType);
             seen |= 1 << usageType;
-            if (price > MAX_PRICE) revert ITwinLedger.LicensePriceTooHigh(usageType, price);
+            if (price > MAX_PRICE) revert ITwinLedgerTypes.LicensePriceTooHigh(usageType, price);
             (bool fits, uint256 entry) = LicenseCodec.inlineEntry(usageType, price);
             if (fits && inlineCount < LicenseCodec.INLINE_ENTRIES) {
                 entries |= entry << (inlineCount * LicenseCodec.ENTRY_BITS);
@@ -303,7 +303,7 @@ library LicenseBook {
     function _decode(Book storage book, uint256 twinId, address brand, uint256 index, uint256 word)
         private
         view
-        returns (ITwinLedger.License memory license)
+        returns (ITwinLedgerTypes.License memory license)
     {
         uint256 mask = book.overflowTypes[twinId][brand][index];
         uint256 count = 0;
@@ -313,22 +313,22 @@ library LicenseBook {
         for (uint256 t = 0; t < 256; ++t) {
             if (mask & (1 << t) != 0) ++count;
         }
-        ITwinLedger.UsagePrice[] memory prices = new ITwinLedger.UsagePrice[](count);
+        ITwinLedgerTypes.UsagePrice[] memory prices = new ITwinLedgerTypes.UsagePrice[](count);
         uint256 n = 0;
         for (uint256 i = 0; i < LicenseCodec.INLINE_ENTRIES; ++i) {
             if (word.has(LicenseCodec.INLINE0 << i)) {
                 (uint8 usageType, uint256 price) = word.entryAt(i);
-                prices[n++] = ITwinLedger.UsagePrice(usageType, price);
+                prices[n++] = ITwinLedgerTypes.UsagePrice(usageType, price);
             }
         }
         for (uint256 t = 0; t < 256; ++t) {
             if (mask & (1 << t) != 0) {
                 uint8 usageType = uint8(t);
                 uint256 stored = book.overflowPrices[twinId][brand][index][usageType];
-                prices[n++] = ITwinLedger.UsagePrice(usageType, stored & ~_OVERFLOW_PRESENT);
+                prices[n++] = ITwinLedgerTypes.UsagePrice(usageType, stored & ~_OVERFLOW_PRESENT);
             }
         }
-        license = ITwinLedger.License({
+        license = ITwinLedgerTypes.License({
             validFrom: word.validFrom(),
             validUntil: word.validUntil(),
             maxUses: word.maxUses(),

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {ITwinLedgerTypes} from "../interfaces/ITwinLedgerTypes.sol";
 import {BipsLibrary} from "./BipsLibrary.sol";
 
 /// @title Royalty payees of every twin
@@ -10,37 +10,37 @@ library PayeeBook {
     uint256 internal constant MAX_PAYEES = 8;
     bytes32 internal constant PAYEE_TYPEHASH = keccak256("Payee(address account,uint16 bps)");
 
-    /// @notice Validates and stores `payees` for `twinId`. Emits {ITwinLedger-PayeesSet}.
+    /// @notice Validates and stores `payees` for `twinId`. Emits {ITwinLedgerTypes-PayeesSet}.
     function set(
-        mapping(uint256 twinId => ITwinLedger.Payee[]) storage book,
+        mapping(uint256 twinId => ITwinLedgerTypes.Payee[]) storage book,
         uint256 twinId,
-        ITwinLedger.Payee[] calldata payees
+        ITwinLedgerTypes.Payee[] calldata payees
     ) external {
         uint256 count = payees.length;
-        if (count > MAX_PAYEES) revert ITwinLedger.PayeesTooMany(count, MAX_PAYEES);
+        if (count > MAX_PAYEES) revert ITwinLedgerTypes.PayeesTooMany(count, MAX_PAYEES);
         uint256 total = 0;
         for (uint256 i = 0; i < count; ++i) {
-            ITwinLedger.Payee calldata payee = payees[i];
-            if (payee.account == address(0)) revert ITwinLedger.PayeesInvalidAccount(payee.account);
-            if (payee.bps == 0) revert ITwinLedger.PayeesInvalidShare(payee.account, payee.bps);
+            ITwinLedgerTypes.Payee calldata payee = payees[i];
+            if (payee.account == address(0)) revert ITwinLedgerTypes.PayeesInvalidAccount(payee.account);
+            if (payee.bps == 0) revert ITwinLedgerTypes.PayeesInvalidShare(payee.account, payee.bps);
             for (uint256 j = 0; j < i; ++j) {
-                if (payees[j].account == payee.account) revert ITwinLedger.PayeesDuplicateAccount(payee.account);
+                if (payees[j].account == payee.account) revert ITwinLedgerTypes.PayeesDuplicateAccount(payee.account);
             }
             total += payee.bps;
         }
-        if (total > BipsLibrary.BPS_DENOMINATOR) revert ITwinLedger.PayeesTotalTooHigh(total);
-        ITwinLedger.Payee[] storage stored = book[twinId];
+        if (total > BipsLibrary.BPS_DENOMINATOR) revert ITwinLedgerTypes.PayeesTotalTooHigh(total);
+        ITwinLedgerTypes.Payee[] storage stored = book[twinId];
         while (stored.length > 0) {
             stored.pop();
         }
         for (uint256 i = 0; i < count; ++i) {
             stored.push(payees[i]);
         }
-        emit ITwinLedger.PayeesSet(twinId, payees);
+        emit ITwinLedgerTypes.PayeesSet(twinId, payees);
     }
 
     /// @notice EIP-712 hash of a payee array (`keccak256` of the concatenated struct hashes).
-    function hash(ITwinLedger.Payee[] calldata payees) external pure returns (bytes32) {
+    function hash(ITwinLedgerTypes.Payee[] calldata payees) external pure returns (bytes32) {
         bytes32[] memory hashes = new bytes32[](payees.length);
         for (uint256 i = 0; i < payees.length; ++i) {
             hashes[i] = keccak256(abi.encode(PAYEE_TYPEHASH, payees[i].account, payees[i].bps));

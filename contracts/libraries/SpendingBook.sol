@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {ITwinLedgerTypes} from "../interfaces/ITwinLedgerTypes.sol";
 import {LimitCodec} from "./LimitCodec.sol";
 
 /// @title Every brand's spending limits, the current period's spend and its own attester
@@ -25,7 +25,7 @@ library SpendingBook {
     }
 
     /// @notice Sets the brand's limits: at once if neither is higher than in force, else after `raiseDelay`.
-    /// Emits {ITwinLedger-SpendingLimitsSet}.
+    /// Emits {ITwinLedgerTypes-SpendingLimitsSet}.
     function setLimits(
         Book storage book,
         address brand,
@@ -34,7 +34,7 @@ library SpendingBook {
         uint256 defaults,
         uint32 raiseDelay
     ) external {
-        if (perUsage == 0 || perUsage > perPeriod) revert ITwinLedger.SpendingLimitsInvalid(perUsage, perPeriod);
+        if (perUsage == 0 || perUsage > perPeriod) revert ITwinLedgerTypes.SpendingLimitsInvalid(perUsage, perPeriod);
         uint256 word = current(book, brand, defaults);
         uint32 usageCode = LimitCodec.encode(perUsage);
         uint32 periodCode = LimitCodec.encode(perPeriod);
@@ -50,15 +50,15 @@ library SpendingBook {
             word |= LimitCodec.PENDING;
         }
         book.words[brand] = word;
-        emit ITwinLedger.SpendingLimitsSet(brand, newPerUsage, newPerPeriod, effectiveAt);
+        emit ITwinLedgerTypes.SpendingLimitsSet(brand, newPerUsage, newPerPeriod, effectiveAt);
     }
 
-    /// @notice Names the brand's own attester (zero: none). Emits {ITwinLedger-BrandAttesterSet}.
+    /// @notice Names the brand's own attester (zero: none). Emits {ITwinLedgerTypes-BrandAttesterSet}.
     function setAttester(Book storage book, address brand, address attester, uint256 defaults) external {
         uint256 word = current(book, brand, defaults);
         book.attesters[brand] = attester;
         book.words[brand] = attester == address(0) ? word & ~LimitCodec.OWN_ATTESTER : word | LimitCodec.OWN_ATTESTER;
-        emit ITwinLedger.BrandAttesterSet(brand, attester);
+        emit ITwinLedgerTypes.BrandAttesterSet(brand, attester);
     }
 
     /// @notice The brand's limits in force, the current period's start, a waiting raise and its attester
@@ -66,7 +66,7 @@ library SpendingBook {
     function limitsOf(Book storage book, address brand, uint256 defaults, uint256 period)
         external
         view
-        returns (ITwinLedger.BrandLimits memory limits)
+        returns (ITwinLedgerTypes.BrandLimits memory limits)
     {
         uint256 word = current(book, brand, defaults);
         limits.perUsage = word.perUsage();

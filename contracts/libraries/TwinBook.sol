@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.30;
 
-import {ITwinLedger} from "../interfaces/ITwinLedger.sol";
+import {ITwinLedgerTypes} from "../interfaces/ITwinLedgerTypes.sol";
 
 /// @title Every twin's royalty account and pause state
 /// @notice A twin's account is one word (accrued royalties, the start of a running pause, the end of the
@@ -16,8 +16,8 @@ library TwinBook {
         uint40 lastPauseEnd;
     }
 
-    /// @notice Pauses (from now) or unpauses the twin. Emits {ITwinLedger-TwinPaused} or
-    /// {ITwinLedger-TwinUnpaused}.
+    /// @notice Pauses (from now) or unpauses the twin. Emits {ITwinLedgerTypes-TwinPaused} or
+    /// {ITwinLedgerTypes-TwinUnpaused}.
     function setPaused(
         mapping(uint256 => TwinAccount) storage twins,
         mapping(uint256 => uint256[]) storage history,
@@ -27,15 +27,15 @@ library TwinBook {
         TwinAccount storage twin = twins[twinId];
         uint40 now40 = uint40(block.timestamp);
         uint40 since = twin.pausedSince;
-        if (paused == (since != 0)) revert ITwinLedger.TwinPauseUnchanged(twinId, paused);
+        if (paused == (since != 0)) revert ITwinLedgerTypes.TwinPauseUnchanged(twinId, paused);
         if (paused) {
             twin.pausedSince = now40;
-            emit ITwinLedger.TwinPaused(twinId, now40);
+            emit ITwinLedgerTypes.TwinPaused(twinId, now40);
         } else {
             history[twinId].push((uint256(since) << 40) | now40);
             twin.pausedSince = 0;
             twin.lastPauseEnd = now40;
-            emit ITwinLedger.TwinUnpaused(twinId, now40);
+            emit ITwinLedgerTypes.TwinUnpaused(twinId, now40);
         }
     }
 }

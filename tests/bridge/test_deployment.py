@@ -28,11 +28,12 @@ from web3.utils.address import get_create_address
 from bridge.chain.ledger import LedgerConfig
 from bridge.chain.toolchain import REPO_ROOT
 from bridge.cli.app import app
-from bridge.deploy.deployer import CALL_GAS_GUESS, deploy
+from bridge.deploy.deployer import CALL_GAS_GUESS, LEDGER_GAS_GUESS, deploy
 from bridge.deploy.doctor import Check, run_doctor, settle_gas
 from bridge.deploy.errors import DeploymentError
 from bridge.deploy.manifest import apply_deployment, load_manifest, verify_manifest
 from bridge.deploy.networks import KeySource, NetworkConfig, RolesConfig, load_networks
+from bridge.deploy.sending import GAS_MARGIN
 from bridge.errors import SigningKeyError
 from bridge.settings import Settings
 from bridge.testing import local_anvil
@@ -344,17 +345,18 @@ def test_deploy_writes_the_exact_manifest(w3: Web3, url: str, tmp_path: Path) ->
         for tx in w3.eth.get_block(number, full_transactions=True)["transactions"]
         if tx["from"] == deployer  # type: ignore[index]
     ]
-    # 7 creations; 2 function mappings, 4 grants, 3 grant delays, the admin's grant, renouncing
-    assert [tx["nonce"] for tx in sent] == list(range(19))  # type: ignore[index]
+    # 9 creations; 2 function mappings, 4 grants, 3 grant delays, the admin's grant, renouncing
+    assert [tx["nonce"] for tx in sent] == list(range(20))  # type: ignore[index]
     receipts = [w3.eth.get_transaction_receipt(tx["hash"]) for tx in sent]  # type: ignore[index]
     names = [
         "MockStablecoin", "TwinAccessManager", "EscrowBook", "LicenseBook", "PayeeBook",
-        "SpendingBook", "TwinBook", "TwinLedger",
+        "SpendingBook", "TwinBook", "TwinLedgerExtension", "TwinLedger",
     ]  # fmt: skip
     addresses = {name: get_create_address(deployer, i) for i, name in enumerate(names)}  # type: ignore[arg-type]
-    assert [r["contractAddress"] for r in receipts[:8]] == list(addresses.values())
+    assert [r["contractAddress"] for r in receipts[:9]] == list(addresses.values())
+    assert receipts[8]["gasUsed"] * GAS_MARGIN <= LEDGER_GAS_GUESS  # the dry run's guess suffices
     manager = done.manager
-    for receipt, tx in zip(receipts[8:], sent[8:], strict=True):
+    for receipt, tx in zip(receipts[9:], sent[9:], strict=True):
         assert receipt["to"] == addresses["TwinAccessManager"]
         function, _ = manager.decode_function_input(tx["input"])  # type: ignore[index]
         assert receipt["gasUsed"] <= CALL_GAS_GUESS[function.fn_name]  # the dry run's guesses
@@ -365,13 +367,15 @@ def test_deploy_writes_the_exact_manifest(w3: Web3, url: str, tmp_path: Path) ->
         "default_per_usage": 50_000 * MOCK_USD,
         "default_per_period": 250_000 * MOCK_USD,
     }
+    shared = {
+        "token": addresses["MockStablecoin"],
+        "authority": addresses["TwinAccessManager"],
+        "settings": config,
+    }
     constructor_args = {
         "TwinAccessManager": {"initialAdmin": deployer},
-        "TwinLedger": {
-            "token": addresses["MockStablecoin"],
-            "authority": addresses["TwinAccessManager"],
-            "settings": config,
-        },
+        "TwinLedgerExtension": shared,
+        "TwinLedger": {**shared, "extension": addresses["TwinLedgerExtension"]},
     }
 
     data = json.loads(done.manifest_path.read_text(encoding="utf-8"))
@@ -513,7 +517,7 @@ def test_changed_artifacts_are_refused_unless_forced(w3: Web3, url: str, tmp_pat
     )
     assert forced.action == "deployed"
     assert forced.manifest is not None
-    assert forced.manifest.ledger_address == get_create_address(done.deployer.address, sent + 7)  # type: ignore[arg-type]
+    assert forced.manifest.ledger_address == get_create_address(done.deployer.address, sent + 8)  # type: ignore[arg-type]
     assert forced.manifest.contracts["TwinLedger"].abi_hash == abi_hash("TwinLedger", changed)
     assert load_manifest(done.manifest_path) == forced.manifest
 
@@ -588,7 +592,8 @@ def test_dry_run_sends_nothing_and_prints_gas_and_cost(w3: Web3, url: str, tmp_p
         ("deploy PayeeBook", True),
         ("deploy SpendingBook", True),
         ("deploy TwinBook", True),
-        ("deploy TwinLedger", True),
+        ("deploy TwinLedgerExtension", True),
+        ("deploy TwinLedger", False),  # its constructor asks the extension, not yet there
         ("map REGISTRAR_ROLE to mint", False),
         ("map PAUSER_ROLE to pause/unpause", False),
         (f"grant REGISTRAR_ROLE to {me}", False),
@@ -602,12 +607,12 @@ def test_dry_run_sends_nothing_and_prints_gas_and_cost(w3: Web3, url: str, tmp_p
     ]
     latest = w3.eth.get_block("latest")
     price = min(FEE_CAP, latest["baseFeePerGas"] + int(w3.eth.max_priority_fee))  # type: ignore[typeddict-item]
-    ledger_gas = outcome.steps[7].gas
-    assert 5_000_000 < ledger_gas < 10_000_000
-    assert [s.gas for s in outcome.steps[8:]] == [80_000] * 2 + [60_000] * 7 + [30_000]
+    assert 2_000_000 < outcome.steps[7].gas < 5_000_000  # the extension, estimated
+    assert outcome.steps[8].gas == LEDGER_GAS_GUESS
+    assert [s.gas for s in outcome.steps[9:]] == [80_000] * 2 + [60_000] * 7 + [30_000]
     assert [s.cost_wei for s in outcome.steps] == [s.gas * price for s in outcome.steps]
     text = out.getvalue()
-    assert f"{ledger_gas:,}" in text
+    assert f"{LEDGER_GAS_GUESS:,} (guess)" in text
     assert "60,000 (guess)" in text
     assert "dry run: nothing was sent and no manifest was written" in text
 

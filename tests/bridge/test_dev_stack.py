@@ -248,7 +248,7 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
     assert info["api_url"] == f"http://127.0.0.1:{stack.api_port}"
     assert info["rpc_url"] == f"http://127.0.0.1:{stack.rpc_port}"
     assert set(info["contracts"]) == {
-        "TwinLedger", "TwinAccessManager", "MockStablecoin",
+        "TwinLedger", "TwinLedgerExtension", "TwinAccessManager", "MockStablecoin",
         "EscrowBook", "LicenseBook", "PayeeBook", "SpendingBook", "TwinBook",
     }  # fmt: skip
     assert [b["name"] for b in info["brands"]] == ["Maison Lumiere", "Nordic Thread", "Atelier Kei"]

@@ -578,18 +578,19 @@ def test_a_settlement_copied_by_another_account_ends_settled_with_the_copy(
 def test_usages_of_a_brand_that_attests_itself_are_held_naming_the_wrong_attester(
     bridge: Bridge,
 ) -> None:
-    """A brand that named its own attester refuses the bridge's signature for its usages
-    (``SettlementWrongAttester``): they are held with that reason in words, and the other
-    brand's usages of the same batch settle."""
+    """A brand that named its own attester after the API accepted its usages refuses the
+    bridge's signature for them (``SettlementWrongAttester``): they are held with that reason in
+    words, and the other brand's usages of the same batch settle. (The API refuses the events of
+    a brand that attests itself from then on: ``brand_attests_itself``.)"""
     world = bridge.chain.world
     w3 = bridge.chain.w3
+    now = bridge.now()
+    settled = bridge.accept(0, *[(t, u, 1, now - 30) for t, u in _licensed(world, 0, 2)])
+    held = bridge.accept(1, *[(t, u, 1, now - 30) for t, u in _licensed(world, 1, 2)])
     own_attester = Account.create().address
     w3.eth.wait_for_transaction_receipt(
         world.ledger.functions.setBrandAttester(own_attester).transact({"from": world.brands[1]})
     )
-    now = bridge.now()
-    settled = bridge.accept(0, *[(t, u, 1, now - 30) for t, u in _licensed(world, 0, 2)])
-    held = bridge.accept(1, *[(t, u, 1, now - 30) for t, u in _licensed(world, 1, 2)])
     worker = bridge.worker()
 
     worker.run_until_idle()

@@ -126,24 +126,22 @@ def deploy_system(
     token: Contract | None = None,
     map_roles: bool = True,
 ) -> System:
-    """Deploys a manager (``admin`` its initial admin), the libraries, the ledger with ``config``
-    and (unless ``token`` is given) a mock stablecoin; maps the restricted functions to their
-    roles and grants ``members`` (role id → accounts) with no execution delay. Sent by ``admin``."""
+    """Deploys a manager (``admin`` its initial admin), the libraries, the ledger's extension and
+    the ledger with ``config`` and (unless ``token`` is given) a mock stablecoin; maps the
+    restricted functions to their roles and grants ``members`` (role id → accounts) with no
+    execution delay. Sent by ``admin``."""
     token = token or deploy_contract(w3, load_artifact("MockStablecoin"), sender=admin)
     manager = deploy_contract(w3, load_artifact("TwinAccessManager"), admin, sender=admin)
     artifact = load_artifact("TwinLedger")
+    extension_artifact = load_artifact("TwinLedgerExtension")
     libraries = {
         name: deploy_contract(w3, load_artifact(name), sender=admin).address
-        for name in artifact.libraries
+        for name in sorted({*artifact.libraries, *extension_artifact.libraries})
     }
+    args = (token.address, manager.address, tuple(config))
+    extension = deploy_contract(w3, extension_artifact, *args, sender=admin, libraries=libraries)
     ledger = deploy_contract(
-        w3,
-        artifact,
-        token.address,
-        manager.address,
-        tuple(config),
-        sender=admin,
-        libraries=libraries,
+        w3, artifact, *args, extension.address, sender=admin, libraries=libraries
     )
     if map_roles:
         for role_id, names in ROLE_FUNCTIONS.items():

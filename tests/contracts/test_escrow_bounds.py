@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from bridge.chain.deploy import deploy_libraries
+from bridge.chain.deploy import deploy_contract, deploy_libraries
 from bridge.chain.toolchain import load_artifact
 
 from .conftest import CLAIM_WINDOW, MAX_NONCE_JUMP, MIN_NOTICE_PERIOD, Chain
@@ -127,9 +127,46 @@ def test_the_constructor_refuses_an_invalid_config(
     authority = lg.fn.authority().call()
 
     with lg.reverts(*error):
-        factory.constructor(lg.token.address, authority, tuple(config)).transact(
+        extension = lg.fn.extension().call()
+        factory.constructor(lg.token.address, authority, tuple(config), extension).transact(
             {"from": lg.actors.admin.address}
         )
+
+
+def test_the_constructor_refuses_an_extension_built_with_other_settings(
+    lg: Ledger, tester_chain: Chain
+) -> None:
+    """The extension runs in the ledger's storage with its own immutables: the ledger refuses one
+    deployed with another token, manager or config, and an address without code."""
+    factory = ledger_factory(tester_chain)
+    authority = lg.fn.authority().call()
+    admin = lg.actors.admin.address
+    config = tuple(lg.fn.config().call())
+    artifact = load_artifact("TwinLedgerExtension")
+    libraries = deploy_libraries(tester_chain.w3, artifact, sender=admin)
+    other = deploy_contract(
+        tester_chain.w3,
+        artifact,
+        lg.token.address,
+        authority,
+        (config[0] + 1, *config[1:]),
+        sender=admin,
+        libraries=libraries,
+    )
+    codeless = tester_chain.actors.brands[0].address
+    for extension in (other.address, codeless):
+        with lg.reverts("LedgerExtensionMismatch", extension):
+            factory.constructor(lg.token.address, authority, config, extension).transact(
+                {"from": admin}
+            )
+    same = deploy_contract(
+        tester_chain.w3, artifact, lg.token.address, authority, config, sender=admin,
+        libraries=libraries,
+    )  # fmt: skip
+    deployed = factory.constructor(lg.token.address, authority, config, same.address).transact(
+        {"from": admin}
+    )
+    assert tester_chain.w3.eth.wait_for_transaction_receipt(deployed)["status"] == 1
 
 
 def test_the_minimum_notice_is_36_days_and_the_claim_window_7(lg: Ledger) -> None:
