@@ -16,7 +16,7 @@ from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import audit, brands, health, ledger, offers, usage
+from bridge.api.routes import audit, brands, escrow, health, ledger, offers, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.intake.grouping import ArrivalMiddleware, GroupCommit, IngestInStore
@@ -35,6 +35,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     audit.router,
     brands.router,
     offers.router,
+    escrow.router,
 )
 DESCRIPTION: Final = (
     "Brands report each use of a model's digital twin; the bridge settles the royalty on chain "

@@ -301,6 +301,21 @@ class PayeeEarningsOut(_Out):
     )
 
 
+class PayoutOut(_Out):
+    """One ``PayeePaid``: tokens that left the ledger to the payee."""
+
+    payee: Address
+    caller: Address = Field(description="Who called withdraw or payout (the relay's relayer).")
+    amount: Amount
+    source: SourceOut = Field(description="The PayeePaid event.")
+
+
+class PayoutPageOut(_Out):
+    items: list[PayoutOut] = Field(description="Newest first.")
+    next: str | None = Field(description="The next (older) page's URL, null at the end.")
+    decimals: Decimals = TOKEN_DECIMALS
+
+
 # ---------------------------------------------------------------- brands
 
 

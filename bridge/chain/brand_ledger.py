@@ -1,8 +1,9 @@
 """What a brand's routes and commands ask of the ledger: its spending limits, the offer waiting for
 it on a twin, its nonce and the chain's clock (read-only calls), and the calldata of the brand's own
 transactions (``acceptLicense``, ``declineLicense``, ``setSpendingLimits``,
-``setBrandAttester``). Used by the brand routes (``bridge.api.routes.offers``) and the brand
-commands (``bridge.cli.brand``).
+``setBrandAttester``; its escrow: ``deposit``, ``depositWithPermit``, ``requestEscrowWithdrawal``,
+``withdrawEscrow``). Used by the brand routes (``bridge.api.routes.offers``,
+``bridge.api.routes.escrow``) and the brand commands (``bridge.cli.brand``).
 
 The ABI types below are those of ``contracts/interfaces/ITwinLedger.sol``; a test checks each
 function signature against the compiled ABI.
@@ -27,6 +28,10 @@ ACCEPT_LICENSE: Final = "acceptLicense(uint256,uint256,bytes32)"
 DECLINE_LICENSE: Final = "declineLicense(uint256,uint256)"
 SET_SPENDING_LIMITS: Final = "setSpendingLimits(uint256,uint256)"
 SET_BRAND_ATTESTER: Final = "setBrandAttester(address)"
+DEPOSIT: Final = "deposit(address,uint256)"
+DEPOSIT_WITH_PERMIT: Final = "depositWithPermit(address,uint256,uint256,uint8,bytes32,bytes32)"
+REQUEST_ESCROW_WITHDRAWAL: Final = "requestEscrowWithdrawal(uint256)"
+WITHDRAW_ESCROW: Final = "withdrawEscrow()"
 NO_OFFER_ERROR: Final = "LicenseNoOffer(uint256,address)"
 
 _BRAND_LIMITS_TYPE: Final = "(uint256,uint256,uint256,uint40,uint256,uint256,uint40,address)"
@@ -113,6 +118,42 @@ def set_attester_calldata(attester: str) -> bytes:
     """``setBrandAttester(attester)``: the brand's own attester (the zero address: the bridge's
     attesters again)."""
     return call_data(SET_BRAND_ATTESTER, ["address"], [to_checksum_address(attester)])
+
+
+def deposit_calldata(brand: str, amount: int) -> bytes:
+    """``deposit(brand, amount)``: the caller's tokens into the brand's escrow (debt first), once
+    the caller has approved the ledger for them."""
+    return call_data(DEPOSIT, ["address", "uint256"], [to_checksum_address(brand), amount])
+
+
+def deposit_with_permit_calldata(
+    brand: str, amount: int, *, deadline: int, signature: bytes
+) -> bytes:
+    """``depositWithPermit(brand, amount, deadline, v, r, s)``: ``deposit`` after the caller's
+    EIP-2612 permit to the ledger, ``signature`` being its 65 bytes ``r ‖ s ‖ v``.
+
+    Raises:
+        ValueError: the signature is not 65 bytes.
+    """
+    if len(signature) != 65:
+        raise ValueError(f"a permit signature is 65 bytes, not {len(signature)}")
+    r, s, v = signature[:32], signature[32:64], signature[64]
+    return call_data(
+        DEPOSIT_WITH_PERMIT,
+        ["address", "uint256", "uint256", "uint8", "bytes32", "bytes32"],
+        [to_checksum_address(brand), amount, deadline, v if v >= 27 else v + 27, r, s],
+    )
+
+
+def request_withdrawal_calldata(amount: int) -> bytes:
+    """``requestEscrowWithdrawal(amount)``: the brand's own request (capped at its escrow), which
+    unlocks after the ledger's notice period."""
+    return call_data(REQUEST_ESCROW_WITHDRAWAL, ["uint256"], [amount])
+
+
+def withdraw_escrow_calldata() -> bytes:
+    """``withdrawEscrow()``: the brand's own withdrawal of its unlocked request."""
+    return selector(WITHDRAW_ESCROW)
 
 
 def decode_brand_limits(answer: bytes) -> BrandLimits:

@@ -1,6 +1,7 @@
 """``twin-bridge brand``: brands and their API keys (the bridge operator's ``create`` and ``list``),
-and the brand's own side of its agreements (``offers``, ``accept``, ``decline``, ``limits``:
-``bridge.cli.brand_offers``)."""
+the brand's own side of its agreements (``offers``, ``accept``, ``decline``, ``limits``:
+``bridge.cli.brand_offers``) and its money (``deposit``, ``withdraw-request``, ``withdraw``,
+``escrow``: ``bridge.cli.brand_money``)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from eth_utils.address import is_address, to_checksum_address
 from rich.console import Console
 from rich.table import Table
 
-from bridge.cli import brand_attest, brand_offers
+from bridge.cli import brand_attest, brand_money, brand_offers
 from bridge.cli.common import fail, load_settings, migrated_store, stderr
 from bridge.errors import BrandExistsError
 from bridge.intake.api_keys import hash_api_key, new_api_key
 from bridge.store.repository import create_brand, list_brands
 
 brand_app = typer.Typer(
-    help="Brands and their API keys; a brand's offers, acceptances and spending limits.",
+    help="Brands and their API keys; a brand's offers, acceptances, spending limits and escrow.",
     no_args_is_help=True,
 )
 
@@ -70,5 +71,6 @@ def brand_list() -> None:
 def register(app: typer.Typer) -> None:
     """Adds ``brand`` to the ``twin-bridge`` app."""
     brand_offers.add_commands(brand_app)
+    brand_money.add_commands(brand_app)
     brand_attest.add_commands(brand_app)
     app.add_typer(brand_app, name="brand")

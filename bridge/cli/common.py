@@ -31,6 +31,15 @@ def fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def no_secret_file(option: str) -> str:
+    """What to say when ``option`` names no readable file: never the value given, which may be a
+    key or a password typed in the wrong place."""
+    return (
+        f"{option} names no readable file; the value given is not repeated here (it may be a "
+        "secret typed in the wrong place)"
+    )
+
+
 def load_settings() -> Settings:
     """The ``TWIN_BRIDGE_*`` settings; exits 2 saying what is wrong with them."""
     try:

@@ -11,7 +11,7 @@ import typer
 from eth_account import Account
 from rich.console import Console
 
-from bridge.cli.common import fail, load_settings, stderr
+from bridge.cli.common import fail, load_settings, no_secret_file, stderr
 from bridge.deploy.deployer import deploy
 from bridge.deploy.doctor import DEFAULT_BATCHES, run_doctor
 from bridge.deploy.errors import DeploymentError
@@ -126,6 +126,8 @@ def keystore_new(
     if out.exists():
         raise fail(f"{out} exists; refusing to overwrite a key", 2)
     if password_file is not None:
+        if not password_file.is_file():
+            raise fail(no_secret_file("--password-file"), 2)
         lines = password_file.read_text(encoding="utf-8").splitlines()
         password = lines[0] if lines else ""
     else:

@@ -2,12 +2,20 @@
 
 The key stays on the model's machine: each command asks the bridge for the EIP-712 domain and the
 next nonce, signs the message with the model's keystore (eth-account), and posts the signature to
-the relay; the bridge pays the gas. ``show`` reads the model's twins, licenses and earnings from
-the bridge's index of the chain.
+the relay; the bridge pays the gas. ``show`` reads the model's twins, licenses and money from
+the bridge's index of the chain: per twin what it accrued (held on the twin until distributed),
+distributed, claimable and the debt brands owe it; ``withdraw`` has the bridge distribute the
+model's twins and pay it (``payout``), and tells what the ledger paid; ``status`` follows a relayed
+action.
+
+Paid uses credit the twin's royalty account, not the model: until a ``distribute`` (which
+``payout`` does for the twins it names) the model's own claimable balance stays 0, so both read
+and pay per twin.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,10 +27,12 @@ from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from rich.console import Console
 
-from bridge.cli.common import stdout
+from bridge.cli.common import stderr, stdout
 from bridge.cli.remote import (
     DEFAULT_API,
+    FINAL,
     ApiOption,
+    BridgeRefusedError,
     KeyEnvOption,
     Relay,
     RemoteCliError,
@@ -35,10 +45,14 @@ from bridge.cli.remote import (
 )
 from bridge.cli.remote import address as checked
 from bridge.domain.usage import UsageType
+from bridge.intake.owner_messages import MAX_PAYOUT_TWINS
 
 model_app = typer.Typer(no_args_is_help=True)
 
 DAY: Final = 24 * 3600
+BPS: Final = 10_000
+NOTHING_TO_PAY: Final = "PayoutNothingToPay("
+"""The ledger's error, as the relay names it when it refuses a payout."""
 
 KeystoreOption = Annotated[
     Path | None,
@@ -281,20 +295,106 @@ def payees(
         _model(ctx).submit("SetPayees", lambda _now: {"twinId": twin, "payees": shares})
 
 
+def _owned_twins(relay: Relay, owner: str) -> list[dict[str, Any]]:
+    """Every twin ``owner`` holds, as ``GET /v1/twins`` gives them (all pages)."""
+    twins: list[dict[str, Any]] = []
+    page = relay.json("GET", "/v1/twins", params={"owner": owner, "limit": 500})
+    twins += page["items"]
+    while page["next"]:
+        page = relay.json("GET", page["next"])
+        twins += page["items"]
+    return twins
+
+
+def _nothing_to_pay(exc: BridgeRefusedError) -> bool:
+    return exc.problem_type == "ledger-refuses" and NOTHING_TO_PAY in str(exc)
+
+
+def _nothing_held(twin_ids: list[int]) -> str:
+    """Why a payout of ``twin_ids`` pays nothing, in words."""
+    if not twin_ids:
+        return "nothing is claimable, and the bridge's index knows no twin of it (--twin names one)"
+    names = ", ".join(map(str, twin_ids))
+    held = f"twin {names} holds" if len(twin_ids) == 1 else f"twins {names} hold"
+    return f"nothing is claimable and {held} no royalties"
+
+
+def _print_paid(model: Model, payee: str, action: dict[str, Any]) -> None:
+    """Prints what the confirmed payout ``action`` paid ``payee`` (its ``PayeePaid``), once the
+    bridge's index has its block."""
+    block, tx_hash = int(action["block_number"]), str(action["tx_hash"])
+    deadline = time.monotonic() + model.timeout
+    while (model.relay.json("GET", "/v1/index/status")["block_number"] or -1) < block:
+        if time.monotonic() > deadline:
+            stderr().print(
+                f"the bridge's index has not reached block {block} yet: `twin-bridge model "
+                f"status {action['id']}` tells what it paid later",
+                soft_wrap=True,
+            )
+            return
+        time.sleep(0.5)
+    page = model.relay.json(
+        "GET", f"/v1/payees/{payee}/payouts", params={"tx_hash": tx_hash, "limit": 500}
+    )
+    paid = sum(int(p["amount"]) for p in page["items"])
+    stdout().print(f"paid {usd(paid)} USD to {payee}", soft_wrap=True)
+
+
 @model_app.command("withdraw")
 def withdraw(
     ctx: typer.Context,
     twin: Annotated[
         list[int] | None,
-        typer.Option("--twin", help="Twins whose accrued royalties to distribute first."),
+        typer.Option(
+            "--twin", help="Distribute only these twins first (default: every twin you own)."
+        ),
     ] = None,
 ) -> None:
-    """Have the bridge pay out what the ledger holds for you (gas-free)."""
+    """Have the bridge distribute your twins' royalties and pay you all the ledger holds for you
+    (gas-free), and tell what it paid."""
     with reported():
         model = _model(ctx)
-        account = model.key(model.chain_id())
-        body = {"type": "Payout", "payee": account.address, "twinIds": list(twin or [])}
-        model.follow(model.relay.json("POST", "/v1/owner-actions", json=body))
+        payee = model.key(model.chain_id()).address
+        twin_ids = list(twin) if twin else [t["twin_id"] for t in _owned_twins(model.relay, payee)]
+        relayed = False
+        for start in range(0, max(len(twin_ids), 1), MAX_PAYOUT_TWINS):
+            chunk = twin_ids[start : start + MAX_PAYOUT_TWINS]
+            body = {"type": "Payout", "payee": payee, "twinIds": chunk}
+            try:
+                action = model.relay.json("POST", "/v1/owner-actions", json=body)
+            except BridgeRefusedError as exc:
+                if _nothing_to_pay(exc):
+                    continue
+                raise
+            relayed = True
+            done = model.follow(action)
+            if done["status"] == "confirmed":
+                _print_paid(model, payee, done)
+        if not relayed:
+            stdout().print(f"nothing to pay to {payee}: {_nothing_held(twin_ids)}", soft_wrap=True)
+
+
+@model_app.command("status")
+def status(
+    ctx: typer.Context,
+    action_id: Annotated[
+        int, typer.Argument(min=1, help="The owner action's id (printed when it was sent).")
+    ],
+) -> None:
+    """Follow a relayed owner action until it is confirmed or failed (with --no-wait: where it is
+    now); for a payout, what it paid."""
+    with reported():
+        model = _model(ctx)
+        action = model.relay.json("GET", f"/v1/owner-actions/{action_id}")
+        done = model.follow(action)
+        if done["status"] not in FINAL:
+            sent = f" in transaction {done['tx_hash']}" if done.get("tx_hash") else ""
+            stdout().print(
+                f"owner action {action_id} ({done['type']}) is {done['status']}{sent}",
+                soft_wrap=True,
+            )
+        elif done["status"] == "confirmed" and done["type"] == "Payout":
+            _print_paid(model, str(done["message"]["payee"]), done)
 
 
 def _print_twin(console: Console, twin: dict[str, Any]) -> None:
@@ -322,11 +422,20 @@ def _print_twin(console: Console, twin: dict[str, Any]) -> None:
         )
 
 
-def _print_earnings(console: Console, earnings: dict[str, Any]) -> None:
-    totals = earnings["totals"]
+def _share(amount: int, twin: dict[str, Any], owner: str) -> int:
+    """What ``owner`` gets of ``amount`` distributed from ``twin``: each payee's share rounded
+    down, the rest to the owner (as the ledger's ``distribute``)."""
+    shares = [(p["account"], amount * int(p["bps"]) // BPS) for p in twin["payees"]["payees"]]
+    mine = sum(share for account, share in shares if account == owner)
+    return mine + amount - sum(share for _, share in shares)
+
+
+def _print_money(console: Console, totals: dict[str, Any]) -> None:
+    """A twin's money (``GET /v1/twins/{id}/earnings`` totals)."""
     console.print(
-        f"earnings: distributed {usd(int(totals['distributed']))} USD, paid out "
-        f"{usd(int(totals['paid_out']))} USD, claimable {usd(int(totals['claimable']))} USD",
+        f"  accrued {usd(int(totals['undistributed']))} USD (held by the twin, not yet "
+        f"distributed), distributed {usd(int(totals['distributed']))} USD, claimable "
+        f"{usd(int(totals['claimable']))} USD, unpaid debt {usd(int(totals['unpaid_debt']))} USD",
         soft_wrap=True,
     )
 
@@ -338,7 +447,13 @@ def show(
         str | None, typer.Option("--address", help="Whose twins (default: the key's address).")
     ] = None,
 ) -> None:
-    """Your twins, their licenses and your earnings, from the bridge's index of the chain."""
+    """Your twins, their licenses and money, and what a withdrawal pays you, from the bridge's
+    index of the chain.
+
+    Per twin: accrued (paid uses credited to the twin, not yet distributed), distributed to its
+    payees and you, claimable (distributed, not yet paid out) and unpaid debt (owed by brands whose
+    escrow fell short; repaid into the twin as they deposit).
+    """
     with reported():
         model = _model(ctx)
         if address is not None:
@@ -346,15 +461,23 @@ def show(
         else:
             owner = model.key(model.chain_id()).address
         console = stdout()
-        page = model.relay.json("GET", "/v1/twins", params={"owner": owner})
-        if not page["items"]:
+        twins = _owned_twins(model.relay, owner)
+        if not twins:
             console.print(f"{owner} owns no twin")
-        for twin in page["items"]:
+        share = 0
+        for twin in twins:
             _print_twin(console, twin)
-        earnings = model.relay.json(
-            "GET", f"/v1/payees/{owner}/earnings", params={"period": "month"}
+            totals = model.relay.json("GET", f"/v1/twins/{twin['twin_id']}/earnings")["totals"]
+            _print_money(console, totals)
+            share += _share(int(totals["undistributed"]), twin, owner)
+        mine = model.relay.json("GET", f"/v1/payees/{owner}/earnings")["totals"]
+        claimable = int(mine["claimable"])
+        console.print(
+            f"{owner}: claimable {usd(claimable)} USD, your share of the accrued {usd(share)} "
+            f"USD, paid out {usd(int(mine['paid_out']))} USD so far; `twin-bridge model "
+            f"withdraw` pays {usd(claimable + share)} USD",
+            soft_wrap=True,
         )
-        _print_earnings(console, earnings)
 
 
 def register(app: typer.Typer) -> None:

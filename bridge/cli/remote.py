@@ -1,9 +1,11 @@
 """What the model and brand commands share when they talk to a bridge from the user's machine: the
-bridge's HTTP API (``Relay``), the user's own key (a keystore, or a raw key on a dev chain),
-following a relayed action until it is confirmed, and amounts in USD."""
+bridge's HTTP API (``Relay``), the user's own key (a keystore, or a raw key on a dev chain; never
+echoed, even when given where a name or a path was expected), following a relayed action until it
+is confirmed, and amounts in USD."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ import typer
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import is_address, to_checksum_address
 
-from bridge.cli.common import fail, stderr, stdout
+from bridge.cli.common import fail, no_secret_file, stderr, stdout
 from bridge.client import BridgeApiError, BridgeHttp, RetryPolicy
 from bridge.deploy.networks import KeySource
 from bridge.errors import BridgeError
@@ -51,6 +53,20 @@ class RemoteCliError(BridgeError):
     """A model or brand command could not be done (the message says why)."""
 
 
+class BridgeRefusedError(RemoteCliError):
+    """The bridge answered with an error: its status and RFC 9457 problem are kept."""
+
+    def __init__(self, status: int, problem: dict[str, Any], detail: str) -> None:
+        self.status = status
+        self.problem = problem
+        super().__init__(f"the bridge refused ({status}): {detail}")
+
+    @property
+    def problem_type(self) -> str:
+        """The problem's type without its URN prefix (``ledger-refuses``)."""
+        return str(self.problem.get("type", "")).rpartition(":")[2]
+
+
 @dataclass(frozen=True)
 class Relay:
     """The bridge's endpoints (``bridge.client.BridgeHttp``); what goes wrong becomes a
@@ -72,7 +88,7 @@ class Relay:
                 f"the bridge at {self.http.base_url} does not answer: {exc}"
             ) from exc
         except BridgeApiError as exc:
-            raise RemoteCliError(f"the bridge refused ({exc.status}): {exc.detail}") from exc
+            raise BridgeRefusedError(exc.status, exc.problem, exc.detail) from exc
 
 
 def load_key(
@@ -85,7 +101,13 @@ def load_key(
 ) -> LocalAccount:
     """The ``role``'s key (``model``, ``brand``): a keystore with its password (a file, else
     ``$TWIN_BRIDGE_<ROLE>_PASSWORD``), or a raw key from ``key_env`` on a dev chain
-    (``KeySource``'s rules)."""
+    (``KeySource``'s rules).
+
+    Raises:
+        RemoteCliError: a secret was given where a variable's name or a file was expected (the
+            value is never repeated), or the key cannot be had.
+    """
+    _refuse_secrets(role, keystore=keystore, password_file=password_file, key_env=key_env)
     password_env = f"TWIN_BRIDGE_{role.upper()}_PASSWORD"
     source = KeySource(
         keystore=keystore,
@@ -94,6 +116,30 @@ def load_key(
         private_key_env=key_env,
     )
     return source.load(role, chain_id=chain_id)
+
+
+_ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_RAW_KEY: Final = re.compile(r"(0x)?[0-9a-fA-F]{64}")
+
+
+def _refuse_secrets(
+    role: str, *, keystore: Path | None, password_file: Path | None, key_env: str | None
+) -> None:
+    """Refuses, without repeating them, a key given to ``--private-key-env`` (which takes a
+    variable's name), and a ``--keystore`` or ``--password-file`` that is no file (it may be the
+    key or the password itself): the messages of a missing variable or file would echo them.
+
+    Raises:
+        RemoteCliError: one of them.
+    """
+    if key_env is not None and (_RAW_KEY.fullmatch(key_env) or not _ENV_NAME.fullmatch(key_env)):
+        raise RemoteCliError(
+            "--private-key-env takes the name of an environment variable holding the key (e.g. "
+            f"{role.upper()}_KEY), not the key itself; the value given is not repeated here"
+        )
+    for option, path in (("--keystore", keystore), ("--password-file", password_file)):
+        if path is not None and not path.is_file():
+            raise RemoteCliError(no_secret_file(option))
 
 
 def follow(relay: Relay, action: dict[str, Any], *, wait: bool, timeout: float) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-// Brand view: the API key (session storage only) opens the brand's escrow, debt, spending limits
+// Brand view: the API key (session storage only) opens the brand's escrow and debt (with deposit,
+// withdrawal request and withdrawal, the brand's own transactions from its wallet), spending limits
 // (with a raise waiting for its delay), the license offers waiting for its acceptance (accepted
 // with the brand's wallet signature the bridge relays, declined with the brand's own transaction),
 // licensed twins with prices, and its recent usage events with their on-chain proof.
@@ -16,6 +17,7 @@ import {
   shortHex,
   state,
   table,
+  toUnits,
   unixDate,
   unixDateTime,
   usd,
@@ -26,7 +28,12 @@ import {
 
 const STORAGE = "twin-bridge.api-key";
 const PAGE = 20;
+const MINED_TIMEOUT_S = 120;
 const $ = (id) => document.getElementById(id);
+
+/** The open brand ({brand, key}) and its escrow as last read (GET /v1/brand/escrow). */
+let session = null;
+let escrowNow = null;
 
 export function showBrand() {
   $("brand-login").addEventListener("submit", (event) => {
@@ -45,6 +52,9 @@ export function showBrand() {
     $("brand-logout").hidden = true;
     $("api-key").focus();
   });
+  $("form-deposit").addEventListener("submit", (event) => escrowAction(event, deposit));
+  $("form-withdrawal-request").addEventListener("submit", (event) => escrowAction(event, requestWithdrawal));
+  $("form-withdraw").addEventListener("submit", (event) => escrowAction(event, withdraw));
   const saved = sessionStorage.getItem(STORAGE);
   if (saved) open(saved);
 }
@@ -65,7 +75,8 @@ async function open(key) {
   $("brand-logout").hidden = false;
   $("brand-body").hidden = false;
   $("brand-name").replaceChildren(h("strong", {}, brand.name), " · ", h("code", { id: "brand-address" }, brand.address));
-  await Promise.all([account(brand), limits(key), offers(brand, key), licenses(brand), events(key)]);
+  session = { brand, key };
+  await Promise.all([account(brand), escrow(key), limits(key), offers(brand, key), licenses(brand), events(key)]);
 }
 
 const pricesOf = (prices) =>
@@ -148,6 +159,165 @@ async function events(key, path = `/v1/usage-events?limit=${PAGE}`) {
   } catch (err) {
     box.replaceChildren(errorText(`Could not load usage events: ${err.message}`));
   }
+}
+
+// ---------------------------------------------------------------- escrow
+
+async function escrow(key) {
+  const box = $("brand-escrow-now");
+  box.replaceChildren(loading("Loading escrow…"));
+  try {
+    escrowNow = await api("/v1/brand/escrow", { key });
+  } catch (err) {
+    escrowNow = null;
+    box.replaceChildren(errorText(`Could not load the escrow: ${err.message}`));
+    return;
+  }
+  const e = escrowNow;
+  const pending = BigInt(e.pending_withdrawal) > 0n;
+  let when = null;
+  if (pending) {
+    const stage = e.withdrawable ? "withdrawable" : e.chain_time < e.withdrawal_unlocks_at ? "locked" : "lapsed";
+    when = h("p", { class: "small" }, state(stage),
+      ` Unlocks ${unixDateTime(e.withdrawal_unlocks_at)}, lapses ${unixDateTime(e.withdrawal_lapses_at)}.`);
+  }
+  box.replaceChildren(
+    h("div", { class: "card figure" }, h("h3", {}, "Escrow now"), h("p", { class: "big", id: "escrow-now" }, usd(e.escrow)),
+      h("p", { class: "small", id: "escrow-debt" },
+        `Debt ${usd(e.debt)} (reserve ${usd(e.debt_reserve)}), on chain at ${unixDateTime(e.chain_time)}.`)),
+    h("div", { class: "card figure", id: "escrow-withdrawal" }, h("h3", {}, "Withdrawal requested"),
+      h("p", { class: "big" }, pending ? usd(e.pending_withdrawal) : "None"), when),
+    h("div", { class: "card figure" }, h("h3", {}, "Your wallet"), h("p", { class: "big", id: "escrow-wallet" }, usd(e.wallet_balance)),
+      h("p", { class: "small" }, "of the payment token ", h("code", { title: e.token }, shortHex(e.token)),
+        e.permit ? "; a deposit is one transaction, with a permit you sign." : "; a deposit approves the ledger first (two transactions).")),
+  );
+  $("withdraw-escrow").disabled = !e.withdrawable;
+}
+
+/** Runs one escrow action of a form, its button disabled meanwhile; an error shows in the form.
+ * The escrow is read again afterwards. */
+async function escrowAction(event, run) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const error = form.querySelector("p.error");
+  const status = form.querySelector(".escrow-status");
+  const button = form.querySelector("button[type=submit]");
+  error.textContent = "";
+  status.replaceChildren();
+  button.disabled = true;
+  try {
+    if (!session || !escrowNow) throw new Error("The escrow could not be read: open the brand again.");
+    await run(new FormData(form), status);
+    form.reset();
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    button.disabled = false;
+    if (session) await Promise.all([escrow(session.key), account(session.brand)]);
+  }
+}
+
+/** The amount field as token base units (BigInt), above 0. */
+function amountOf(data) {
+  const units = toUnits(data.get("amount"));
+  if (units === null || units === 0n) throw new Error("Give an amount in USD above 0 (up to 6 decimals).");
+  return units;
+}
+
+/** The brand's wallet on the ledger's chain, its account the brand's address. */
+async function brandWallet() {
+  const account = await brandAccount(session.brand);
+  await ensureChain(escrowNow.chain_id);
+  return account;
+}
+
+/** Posts an escrow route; a refusal says what was refused. */
+async function escrowRoute(path, body, what) {
+  try {
+    return await api(path, { method: "POST", key: session.key, body });
+  } catch (err) {
+    throw new Error(`The bridge refused the ${what}: ${err.message}`);
+  }
+}
+
+async function deposit(data, status) {
+  const units = amountOf(data);
+  if (units > BigInt(escrowNow.wallet_balance)) {
+    throw new Error(`Your wallet holds ${usd(escrowNow.wallet_balance)} of the payment token, less than ${usd(units)}.`);
+  }
+  const account = await brandWallet();
+  let answer = await escrowRoute("/v1/brand/escrow/deposit", { amount: String(units) }, "deposit");
+  if (answer.permit) {
+    notify(`Asking your wallet to sign a permit for the ledger to take ${usd(units)}`);
+    let signature;
+    try {
+      signature = await wallet().request({ method: "eth_signTypedData_v4", params: [account, JSON.stringify(answer.permit)] });
+    } catch (err) {
+      notify("");
+      throw new Error(walletReason(err, "the permit"));
+    }
+    const permit = { deadline: answer.permit.message.deadline, signature };
+    answer = await escrowRoute("/v1/brand/escrow/deposit", { amount: String(units), permit }, "deposit");
+  }
+  const txHash = await sendAll(account, answer.transactions, status, "deposit");
+  status.replaceChildren(state("deposited"), ` ${usd(units)} in `, proof({ tx_hash: txHash }, "deposit"));
+  notify(`Deposited ${usd(units)}: debt is repaid first, the rest is escrow.`);
+}
+
+async function requestWithdrawal(data, status) {
+  const units = amountOf(data);
+  const account = await brandWallet();
+  const answer = await escrowRoute("/v1/brand/escrow/withdrawal-request", { amount: String(units) }, "withdrawal request");
+  const txHash = await sendAll(account, answer.transactions, status, "withdrawal request");
+  status.replaceChildren(state("requested"), ` ${usd(units)} in `, proof({ tx_hash: txHash }, "withdrawal request"));
+  notify(`Requested a withdrawal of ${usd(units)}: it unlocks after the notice period.`);
+}
+
+async function withdraw(_data, status) {
+  const amount = escrowNow.pending_withdrawal;
+  const account = await brandWallet();
+  const answer = await escrowRoute("/v1/brand/escrow/withdrawal", undefined, "withdrawal");
+  const txHash = await sendAll(account, answer.transactions, status, "withdrawal");
+  status.replaceChildren(state("withdrawn"), ` ${usd(amount)} in `, proof({ tx_hash: txHash }, "withdrawal"));
+  notify(`Withdrew ${usd(amount)} from your escrow to your wallet.`);
+}
+
+/** Sends the transactions in order from the brand's wallet, each once the one before is mined;
+ * the last one's hash. */
+async function sendAll(account, transactions, status, what) {
+  let txHash = null;
+  for (const [i, tx] of transactions.entries()) {
+    const step = transactions.length > 1 ? ` (${i + 1} of ${transactions.length})` : "";
+    status.replaceChildren(`Asking your wallet to send the ${what}${step}…`);
+    txHash = await sendTransaction(account, tx);
+    status.replaceChildren(`Waiting for the ${what}${step} to be mined: `, proof({ tx_hash: txHash }, what));
+    await mined(txHash, what);
+  }
+  return txHash;
+}
+
+/** ``eth_sendTransaction`` of ``{to, data}`` from ``account``; its hash. */
+async function sendTransaction(account, tx) {
+  try {
+    return await wallet().request({ method: "eth_sendTransaction", params: [{ from: account, to: tx.to, data: tx.data }] });
+  } catch (err) {
+    throw new Error(err && (err.code === 4001 || err.code === "ACTION_REJECTED")
+      ? "You declined the transaction in your wallet."
+      : `Your wallet did not send the transaction: ${err?.message || err}`);
+  }
+}
+
+/** Waits (through the wallet) for the transaction's receipt; an error when it reverted. */
+async function mined(txHash, what) {
+  for (let waited = 0; waited < MINED_TIMEOUT_S; waited += 1) {
+    const receipt = await wallet().request({ method: "eth_getTransactionReceipt", params: [txHash] });
+    if (receipt) {
+      if (Number(receipt.status) !== 1) throw new Error(`The ledger refused the ${what}: transaction ${txHash} reverted.`);
+      return receipt;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  throw new Error(`The ${what} (${txHash}) was not mined in ${MINED_TIMEOUT_S} s; your wallet tells what became of it.`);
 }
 
 // ---------------------------------------------------------------- spending limits
@@ -274,14 +444,7 @@ async function declineOffer(offer, brand, status) {
   const account = await brandAccount(brand);
   const types = await api("/v1/owner-actions/types");
   await ensureChain(types.domain.chainId);
-  let txHash;
-  try {
-    txHash = await wallet().request({ method: "eth_sendTransaction", params: [{ from: account, to: offer.decline.to, data: offer.decline.data }] });
-  } catch (err) {
-    throw new Error(err && (err.code === 4001 || err.code === "ACTION_REJECTED")
-      ? "You declined the transaction in your wallet."
-      : `Your wallet did not send the transaction: ${err?.message || err}`);
-  }
+  const txHash = await sendTransaction(account, offer.decline);
   status.replaceChildren(state("declined"), " in ", proof({ tx_hash: txHash }, `refusal of twin ${offer.twin_id}`));
   notify(`Declined the offer of twin #${offer.twin_id} (version ${offer.version}).`);
 }

@@ -3,7 +3,7 @@ events newest first, paged; and the dashboard page itself."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +17,7 @@ from sqlalchemy import update
 
 from bridge.api import create_app
 from bridge.api.routes.ledger import now
-from bridge.chain import brand_ledger
+from bridge.chain import brand_ledger, escrow
 from bridge.chain.brand_ledger import BrandLedger, selector
 from bridge.chain.client import Block, BlockTag
 from bridge.chain.toolchain import load_artifact
@@ -600,14 +600,38 @@ def test_brand_ledger_signatures_are_the_compiled_abis() -> None:
         brand_ledger.SET_SPENDING_LIMITS,
         brand_ledger.SET_BRAND_ATTESTER,
         brand_ledger.NO_OFFER_ERROR,
+        brand_ledger.DEPOSIT,
+        brand_ledger.DEPOSIT_WITH_PERMIT,
+        brand_ledger.REQUEST_ESCROW_WITHDRAWAL,
+        brand_ledger.WITHDRAW_ESCROW,
+        *escrow.LEDGER_SIGNATURES,
     ):
         assert signature in functions
     outputs = {e["name"]: e["outputs"] for e in abi if e["type"] == "function"}
     assert [_abi_type(o) for o in outputs["brandLimits"]] == [LIMITS_TYPE]
     assert [_abi_type(o) for o in outputs["offerOf"]] == [LICENSE_TYPE, "uint256", "bytes32"]
+    assert [_abi_type(o) for o in outputs["brandAccount"]] == [
+        "(uint256,uint256,uint256,uint256,uint40,uint40)"
+    ]
+    events = {
+        f"{e['name']}({','.join(_abi_type(i) for i in e['inputs'])})": [
+            i["indexed"] for i in e["inputs"]
+        ]
+        for e in abi
+        if e["type"] == "event"
+    }
+    assert events[escrow.ESCROW_DEPOSITED] == [True, True, False, False]
+    assert events[escrow.ESCROW_WITHDRAWAL_REQUESTED] == [True, False, False]
+    assert events[escrow.ESCROW_WITHDRAWN] == [True, False]
+    token = {
+        f"{e['name']}({','.join(_abi_type(i) for i in e['inputs'])})"
+        for e in load_artifact("MockStablecoin").abi
+        if e["type"] == "function"
+    }
+    assert set(escrow.TOKEN_SIGNATURES) | {escrow.EIP712_DOMAIN} <= token
 
 
-def _abi_type(entry: dict[str, Any]) -> str:
+def _abi_type(entry: Mapping[str, Any]) -> str:
     kind = str(entry["type"])
     if kind.startswith("tuple"):
         inner = ",".join(_abi_type(c) for c in entry["components"])
@@ -649,3 +673,29 @@ def test_offer_and_limit_routes_are_documented_with_their_problems(brand_api: Br
     assert accepted["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ActionOut"
     }
+
+
+ESCROW_ROUTES = {
+    ("get", "/v1/brand/escrow"): {"200", "401", "429", "502", "503"},
+    ("post", "/v1/brand/escrow/deposit"): {"200", "400", "401", "422", "429", "502", "503"},
+    ("post", "/v1/brand/escrow/withdrawal-request"): {
+        *("200", "400", "401", "422", "429", "502", "503"),
+    },
+    ("post", "/v1/brand/escrow/withdrawal"): {"200", "401", "409", "429", "502", "503"},
+}
+
+
+def test_escrow_routes_are_documented_need_the_key_and_a_chain(api: Api) -> None:
+    paths = api.client.get("/openapi.json").json()["paths"]
+    problem = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for (method, path), statuses in ESCROW_ROUTES.items():
+        responses = paths[path][method]["responses"]
+        assert set(responses) == statuses
+        for status in statuses - {"200"}:
+            assert responses[status]["content"] == problem, (path, status)
+        body = {"amount": "1"} if method == "post" else None
+        anonymous = api.client.request(method.upper(), path, json=body)
+        assert anonymous.status_code == 401
+        unchained = api.client.request(method.upper(), path, json=body, headers=api.auth)
+        assert unchained.status_code == 503
+        assert unchained.json()["detail"] == "this bridge has no chain configured to read"

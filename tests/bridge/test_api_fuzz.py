@@ -61,6 +61,12 @@ CLASSES: dict[str, tuple[str, ...]] = {
         "GET /v1/offers",
     ),
     "action-write": ("POST /v1/owner-actions", "POST /v1/offers/{twin_id}/{version}/accept"),
+    "escrow": (
+        "GET /v1/brand/escrow",
+        "POST /v1/brand/escrow/deposit",
+        "POST /v1/brand/escrow/withdrawal-request",
+        "POST /v1/brand/escrow/withdrawal",
+    ),
     "action-read": (
         "GET /v1/owner-actions/types",
         "GET /v1/owner-actions/{action_id}",
@@ -71,6 +77,7 @@ CLASSES: dict[str, tuple[str, ...]] = {
         "GET /v1/twins/{twin_id}",
         "GET /v1/twins/{twin_id}/earnings",
         "GET /v1/payees/{address}/earnings",
+        "GET /v1/payees/{address}/payouts",
         "GET /v1/usages",
         "GET /v1/brands/{address}/account",
         "GET /v1/brands",

@@ -574,3 +574,309 @@ def test_model_revoke_names_the_version_it_ends(runner: CliRunner, bridge: FakeB
     )
     assert missing.exit_code == 2
     assert "Missing option '--version'" in missing.stderr
+
+
+# ---------------------------------------------------------------- the model's money
+
+AGENCY = "0x" + "A7" * 20
+
+
+def _twin(twin_id: int, *, paused: bool = False, payees: list[dict[str, Any]] | None = None) -> Any:
+    """A twin of MODEL_KEY's as ``GET /v1/twins`` gives it, licensed to BRAND_KEY's address."""
+    return {
+        "twin_id": twin_id,
+        "metadata_uri": f"ipfs://twin-{twin_id}",
+        "pause": {"paused": paused},
+        "payees": {"payees": payees or []},
+        "licenses": [
+            {
+                "brand": BRAND_KEY.address,
+                "current_version": 0,
+                "state": "active",
+                "current": {
+                    "prices": [{"usage_type": "video", "usage_type_code": 1, "price": "535000000"}],
+                    "valid_until": 1_775_044_800,  # 2026-04-01 12:00 UTC
+                    "uses": 2,
+                    "max_uses": None,
+                },
+            }
+        ],
+    }
+
+
+def _money(undistributed: int, distributed: int, claimable: int, unpaid_debt: int) -> Any:
+    totals = {
+        "undistributed": str(undistributed),
+        "distributed": str(distributed),
+        "claimable": str(claimable),
+        "unpaid_debt": str(unpaid_debt),
+    }
+    return {"totals": totals}
+
+
+def _model_money_bridge(bridge: FakeBridge) -> None:
+    """Twin 3 (15 % to an agency) accrued 1,070 USD from two paid uses, not yet distributed;
+    twin 5 (on the next page) distributed 200 USD, 30 of them the agency's still unpaid, and is
+    owed 45.50 USD of debt; MODEL_KEY was paid 170 USD so far."""
+    bridge.on("GET", "/v1/owner-actions/types", (200, action_types(31337, LEDGER)))
+    next_page = f"/v1/twins?owner={MODEL_KEY.address}&limit=500&after=3"
+    bridge.on(
+        "GET",
+        "/v1/twins",
+        (200, {"items": [_twin(3, payees=[{"account": AGENCY, "bps": 1500}])], "next": next_page}),
+        (200, {"items": [_twin(5, paused=True)], "next": None}),
+    )
+    bridge.on("GET", "/v1/twins/3/earnings", (200, _money(1_070_000_000, 0, 0, 0)))
+    bridge.on("GET", "/v1/twins/5/earnings", (200, _money(0, 200_000_000, 30_000_000, 45_500_000)))
+    bridge.on(
+        "GET",
+        f"/v1/payees/{MODEL_KEY.address}/earnings",
+        (200, {"totals": {"claimable": "0", "paid_out": "170000000"}}),
+    )
+
+
+def test_model_show_gives_each_twins_money_and_what_a_withdrawal_pays(
+    runner: CliRunner, bridge: FakeBridge
+) -> None:
+    _model_money_bridge(bridge)
+    result = runner.invoke(app, ["model", "--api", API, "--private-key-env", "MODEL_KEY", "show"])
+    assert result.exit_code == 0, result.output
+    license_line = (
+        f"  {BRAND_KEY.address} version 0 active: video=535.00 USD per use, until "
+        "2026-04-01 12:00 UTC, uses 2/no cap"
+    )
+    assert result.stdout.splitlines() == [
+        "twin 3  ipfs://twin-3  active",
+        f"  royalties shared with {AGENCY} 1500 bps",
+        license_line,
+        "  accrued 1,070.00 USD (held by the twin, not yet distributed), distributed 0.00 USD, "
+        "claimable 0.00 USD, unpaid debt 0.00 USD",
+        "twin 5  ipfs://twin-5  paused",
+        license_line,
+        "  accrued 0.00 USD (held by the twin, not yet distributed), distributed 200.00 USD, "
+        "claimable 30.00 USD, unpaid debt 45.50 USD",
+        f"{MODEL_KEY.address}: claimable 0.00 USD, your share of the accrued 909.50 USD, paid "
+        "out 170.00 USD so far; `twin-bridge model withdraw` pays 909.50 USD",
+    ]
+
+
+PAYOUT_REFUSED = {
+    "type": "urn:twin-bridge:problem:ledger-refuses",
+    "title": "Owner action refused",
+    "status": 422,
+    "detail": f"the ledger would refuse this Payout: PayoutNothingToPay(payee={MODEL_KEY.address})",
+}
+
+
+def test_model_withdraw_distributes_every_owned_twin_and_tells_what_was_paid(
+    runner: CliRunner, bridge: FakeBridge
+) -> None:
+    _model_money_bridge(bridge)
+    confirmed = {
+        "id": 9,
+        "type": "Payout",
+        "status": "confirmed",
+        "message": {"payee": MODEL_KEY.address, "twinIds": ["3", "5"]},
+        "block_number": 12,
+        "tx_hash": TX_HASH,
+        "error": None,
+    }
+    bridge.on("POST", "/v1/owner-actions", (202, {**confirmed, "status": "accepted"}))
+    bridge.on("GET", "/v1/owner-actions/9", (200, confirmed))
+    bridge.on("GET", "/v1/index/status", (200, {"block_number": 11}), (200, {"block_number": 12}))
+    payout = {"payee": MODEL_KEY.address, "amount": "909500000"}
+    bridge.on("GET", f"/v1/payees/{MODEL_KEY.address}/payouts", (200, {"items": [payout]}))
+    args = ["model", "--api", API, "--private-key-env", "MODEL_KEY"]
+
+    result = runner.invoke(app, [*args, "withdraw"])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == "owner action 9 (Payout): accepted\n"
+    assert result.stdout == (
+        f"confirmed in block 12, transaction {TX_HASH}\npaid 909.50 USD to {MODEL_KEY.address}\n"
+    )
+    posted = [b for m, p, _, b in bridge.requests if (m, p) == ("POST", "/v1/owner-actions")]
+    assert posted == [{"type": "Payout", "payee": MODEL_KEY.address, "twinIds": [3, 5]}]
+
+    followed = runner.invoke(app, [*args, "status", "9"])
+    assert followed.exit_code == 0, followed.output
+    assert followed.stdout == result.stdout
+
+    _model_money_bridge(bridge)  # the twins' pages anew
+    bridge.on("POST", "/v1/owner-actions", (422, PAYOUT_REFUSED))
+    again = runner.invoke(app, [*args, "withdraw"])
+    assert again.exit_code == 0, again.output
+    assert again.stdout == (
+        f"nothing to pay to {MODEL_KEY.address}: nothing is claimable and twins 3, 5 hold no "
+        "royalties\n"
+    )
+    one = runner.invoke(app, [*args, "withdraw", "--twin", "3"])
+    assert one.stdout == (
+        f"nothing to pay to {MODEL_KEY.address}: nothing is claimable and twin 3 holds no "
+        "royalties\n"
+    )
+    bridge.on("GET", "/v1/twins", (200, {"items": [], "next": None}))
+    none = runner.invoke(app, [*args, "withdraw"])
+    assert none.stdout == (
+        f"nothing to pay to {MODEL_KEY.address}: nothing is claimable, and the bridge's index "
+        "knows no twin of it (--twin names one)\n"
+    )
+    assert [b["twinIds"] for m, p, _, b in bridge.requests if m == "POST"][1:] == [[3, 5], [3], []]
+
+
+def test_model_status_tells_where_an_action_is_and_refuses_an_unknown_one(
+    runner: CliRunner, bridge: FakeBridge
+) -> None:
+    submitted = {"id": 4, "type": "OfferLicense", "status": "submitted", "tx_hash": TX_HASH}
+    bridge.on("GET", "/v1/owner-actions/4", (200, submitted))
+    bridge.on(
+        "GET",
+        "/v1/owner-actions/99",
+        (404, {"type": "urn:twin-bridge:problem:not-found", "detail": "no owner action 99"}),
+    )
+    args = ["model", "--api", API, "--no-wait", "status"]
+    result = runner.invoke(app, [*args, "4"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"owner action 4 (OfferLicense) is submitted in transaction {TX_HASH}\n"
+    unknown = runner.invoke(app, [*args, "99"])
+    assert unknown.exit_code == 1
+    assert unknown.stderr == "the bridge refused (404): no owner action 99\n"
+
+
+def test_brand_escrow_shows_the_account_a_pending_withdrawal_and_the_wallet(
+    runner: CliRunner, bridge: FakeBridge
+) -> None:
+    token = "0x" + "70" * 20
+    account = {
+        "brand": BRAND_KEY.address,
+        "escrow": "1250500000",
+        "debt": "40000000",
+        "debt_reserve": "0",
+        "pending_withdrawal": "0",
+        "withdrawal_unlocks_at": None,
+        "withdrawal_lapses_at": None,
+        "withdrawable": False,
+        "token": token,
+        "wallet_balance": "5000000000",
+        "allowance": "0",
+        "permit": True,
+        "chain_id": 31337,
+        "chain_time": 1_772_366_400,  # 2026-03-01 12:00 UTC
+        "decimals": 6,
+    }
+    pending = {
+        **account,
+        "pending_withdrawal": "1000000000",
+        "withdrawal_unlocks_at": 1_775_476_800,  # 2026-04-06 12:00 UTC
+        "withdrawal_lapses_at": 1_776_081_600,  # 2026-04-13 12:00 UTC
+        "permit": False,
+        "allowance": "7500000",
+    }
+    bridge.on(
+        "GET",
+        "/v1/brand/escrow",
+        (200, account),
+        (200, pending),
+        (200, {**pending, "chain_time": 1_775_476_800, "withdrawable": True}),
+        (200, {**pending, "chain_time": 1_776_081_600}),
+    )
+    args = ["brand", "escrow", "--api", API, "--api-key", "tb_live_k"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines() == [
+        f"escrow of {BRAND_KEY.address}: 1,250.50 USD; debt 40.00 USD (reserve 0.00 USD) at "
+        "2026-03-01 12:00:00 UTC",
+        "no withdrawal pending",
+        f"wallet: 5,000.00 USD of the payment token {token}; deposits by permit",
+    ]
+    window = "unlocks at 2026-04-06 12:00:00 UTC, lapses at 2026-04-13 12:00:00 UTC"
+    wallet = (
+        f"wallet: 5,000.00 USD of the payment token {token}; the ledger may take 7.50 USD of it"
+    )
+    lines = [runner.invoke(app, args).stdout.splitlines()[1:] for _ in range(3)]
+    assert lines == [
+        [f"withdrawal pending: 1,000.00 USD, {window}; locked until then", wallet],
+        [
+            f"withdrawal pending: 1,000.00 USD, {window}; withdrawable now (`twin-bridge brand "
+            "withdraw`)",
+            wallet,
+        ],
+        [f"withdrawal pending: 1,000.00 USD, {window}; lapsed: request it again", wallet],
+    ]
+    assert {auth for _, _, auth, _ in bridge.requests} == {"Bearer tb_live_k"}
+
+
+# ---------------------------------------------------------------- secrets are never echoed
+
+RAW_KEY = DEV_KEYS["BRAND_KEY"]
+
+
+def _outputs(result: Any) -> str:
+    return f"{result.stdout}{result.stderr}{result.exception or ''}"
+
+
+@pytest.mark.parametrize(
+    "given", [RAW_KEY, RAW_KEY[2:], f"{RAW_KEY} "], ids=["0x", "bare", "space"]
+)
+def test_a_key_given_to_private_key_env_is_refused_without_being_printed(
+    runner: CliRunner, bridge: FakeBridge, chain: FakeTxChain, given: str
+) -> None:
+    bridge.on("GET", "/v1/owner-actions/types", (200, action_types(31337, LEDGER)))
+    runs = {
+        "brand": runner.invoke(
+            app,
+            [
+                *("brand", "deposit", "10", "--rpc", "http://rpc", "--ledger", LEDGER),
+                *("--private-key-env", given),
+            ],
+        ),
+        "model": runner.invoke(app, ["model", "--api", API, "--private-key-env", given, "show"]),
+    }
+    for role, result in runs.items():
+        assert result.exit_code == 1
+        assert result.stderr == (
+            "--private-key-env takes the name of an environment variable holding the key (e.g. "
+            f"{role.upper()}_KEY), not the key itself; the value given is not repeated here\n"
+        )
+        assert RAW_KEY[2:].lower() not in _outputs(result).lower()
+    assert chain.sent == []
+
+
+def test_a_keystore_password_or_key_in_the_wrong_place_is_never_printed(
+    runner: CliRunner, bridge: FakeBridge, chain: FakeTxChain, tmp_path: Path
+) -> None:
+    password = "correct horse battery staple"  # noqa: S105 - a test keystore's
+    keystore = tmp_path / "brand.json"
+    keystore.write_text(
+        json.dumps(Account.encrypt(bytes.fromhex(RAW_KEY[2:]), password)), encoding="utf-8"
+    )
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("tr0ub4dor&3\n", encoding="utf-8")
+    deposit = ["brand", "deposit", "10", "--rpc", "http://rpc", "--ledger", LEDGER]
+
+    def run(*key: str) -> Any:
+        return runner.invoke(app, [*deposit, *key])
+
+    password_as_file = run("--keystore", str(keystore), "--password-file", password)
+    key_as_keystore = run("--keystore", RAW_KEY, "--password-file", str(wrong))
+    wrong_password = run("--keystore", str(keystore), "--password-file", str(wrong))
+    assert [r.exit_code for r in (password_as_file, key_as_keystore, wrong_password)] == [1] * 3
+    for option, result in (("--password-file", password_as_file), ("--keystore", key_as_keystore)):
+        assert result.stderr == (
+            f"{option} names no readable file; the value given is not repeated here (it may be "
+            "a secret typed in the wrong place)\n"
+        )
+    assert wrong_password.stderr.startswith(f"brand key: cannot decrypt keystore {keystore}")
+    created = tmp_path / "new.json"
+    new_keystore = runner.invoke(
+        app, ["keystore", "new", "--out", str(created), "--password-file", password]
+    )
+    assert new_keystore.exit_code == 2
+    assert new_keystore.stderr == password_as_file.stderr
+    assert not created.exists()
+    for result in (password_as_file, key_as_keystore, wrong_password, new_keystore):
+        text = _outputs(result)
+        assert password not in text
+        assert "tr0ub4dor" not in text
+        assert RAW_KEY[2:] not in text
+    assert chain.sent == []

@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 import pytest
-from eth_account import Account
 import urllib3
+from eth_account import Account
 from web3 import Web3
 
 from bridge.chain.views import Web3LicenseView

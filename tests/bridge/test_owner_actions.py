@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -706,11 +707,23 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     assert relay.ledger.functions.licenseOf(twin, brand.address).call()[0][4] is True  # revoked
     assert relay.ledger.functions.nonces(model.address).call() == 3
 
-    # nothing to pay: the bridge refuses before any gas is spent
+    # nothing to pay: the bridge refuses before any gas is spent, and the command says so (naming
+    # the twins the bridge's index knows of the model's, if it has indexed them yet)
+    indexed = httpx.get(f"{served.url}/v1/twins", params={"owner": model.address}).json()["items"]
     nothing = runner.invoke(app, [*model_cmd, "withdraw"], env=raw)
-    assert nothing.exit_code == 1
-    assert "the bridge refused (422): the ledger would refuse this Payout: PayoutNothingToPay" in (
-        " ".join(nothing.output.split())
+    assert nothing.exit_code == 0, nothing.output
+    assert nothing.stdout == (
+        f"nothing to pay to {model.address}: nothing is claimable and twin {twin} holds no "
+        "royalties\n"
+        if indexed
+        else f"nothing to pay to {model.address}: nothing is claimable, and the bridge's index "
+        "knows no twin of it (--twin names one)\n"
+    )
+    named = runner.invoke(app, [*model_cmd, "withdraw", "--twin", str(twin)], env=raw)
+    assert named.exit_code == 0, named.output
+    assert named.stdout == (
+        f"nothing to pay to {model.address}: nothing is claimable and twin {twin} holds no "
+        "royalties\n"
     )
     # show: twins, licenses and earnings from the indexer's mirror of the chain
     from bridge.indexer.follow import Indexer
@@ -736,7 +749,12 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
         in text
     )
     assert "uses 0/100" in text
-    assert "earnings: distributed 0.00 USD, paid out 0.00 USD, claimable 0.00 USD" in text
+    assert shown.stdout.splitlines()[-2:] == [
+        "  accrued 0.00 USD (held by the twin, not yet distributed), distributed 0.00 USD, "
+        "claimable 0.00 USD, unpaid debt 0.00 USD",
+        f"{model.address}: claimable 0.00 USD, your share of the accrued 0.00 USD, paid out "
+        "0.00 USD so far; `twin-bridge model withdraw` pays 0.00 USD",
+    ]
 
     # a price with too many decimals never reaches the bridge
     bad = runner.invoke(
@@ -747,3 +765,112 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     )  # fmt: skip
     assert bad.exit_code == 1
     assert "a positive amount with at most 6 decimals" in " ".join(bad.output.split())
+
+
+def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
+    """Issue 19: paid uses accrue on the twin, not yet distributed to the model; ``model show``
+    gives them per twin (it printed 0.00 everywhere, reading the model's pooled balance only) and
+    ``model withdraw`` distributes the model's own twins and tells what the ledger paid (it
+    distributed none and was refused with PayoutNothingToPay)."""
+    import re
+    import threading
+
+    from typer.testing import CliRunner
+
+    from bridge.cli.app import app
+    from bridge.cli.remote import usd
+    from bridge.domain.codec import Usage
+    from bridge.indexer.follow import Indexer
+    from bridge.testing import settle
+
+    relay = served.relay
+    world, ledger = relay.world, relay.ledger
+    twin = world.twin_ids[2]
+    owner = relay.model(twin)
+    usage_type, price = min(world.licenses[twin, 0].prices.items())
+    now = relay.now()
+    uses = [Usage(world.next_usage_id + i, twin, now - 60, i + 1, usage_type) for i in range(2)]
+    world.next_usage_id += 2
+    settle(world, [(0, u) for u in uses])
+    accrued = 3 * price
+    assert ledger.functions.twinState(twin).call()[0] == accrued
+    assert ledger.functions.claimable(owner.address).call() == 0
+    payees = ledger.functions.payeesOf(twin).call()
+    share = accrued - sum(accrued * bps // 10_000 for _, bps in payees)
+    balance = world.token.functions.balanceOf(owner.address).call()
+
+    runner = CliRunner()
+    raw = {"MODEL_KEY": "0x" + owner.key.hex()}
+    model_cmd = ["model", "--api", served.url, "--private-key-env", "MODEL_KEY"]
+    indexer = Indexer(
+        relay.store,
+        Web3ChainClient([relay.chain.url]),
+        ledger_address=ledger.address,
+        confirmations=1,
+    )
+    stop = threading.Event()
+    following = threading.Thread(target=indexer.run, args=(stop, 0.1), daemon=True)
+    following.start()
+
+    def indexed() -> None:
+        """Waits until the index holds the chain's head (by hash: a shared PostgreSQL store may
+        hold another test's blocks of a chain reverted since, which the indexer rewinds)."""
+        head = relay.chain.w3.eth.get_block("latest")
+        for _ in range(200):
+            status = relay.api.get("/v1/index/status").json()
+            if (status["block_number"], status["block_hash"]) == (
+                head["number"],
+                "0x" + bytes(head["hash"]).hex(),
+            ):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the indexer did not reach block {head['number']}")
+
+    def money(shown: Any) -> list[str]:
+        assert shown.exit_code == 0, shown.output
+        return [line for line in shown.stdout.splitlines() if line.startswith("  accrued")] + [
+            shown.stdout.splitlines()[-1]
+        ]
+
+    try:
+        indexed()
+        assert money(runner.invoke(app, [*model_cmd, "show"], env=raw)) == [
+            f"  accrued {usd(accrued)} USD (held by the twin, not yet distributed), distributed "
+            "0.00 USD, claimable 0.00 USD, unpaid debt 0.00 USD",
+            f"{owner.address}: claimable 0.00 USD, your share of the accrued {usd(share)} USD, "
+            f"paid out 0.00 USD so far; `twin-bridge model withdraw` pays {usd(share)} USD",
+        ]
+
+        withdrawn = runner.invoke(app, [*model_cmd, "withdraw"], env=raw)
+        assert withdrawn.exit_code == 0, withdrawn.output
+        found = re.fullmatch(r"owner action (\d+) \(Payout\): accepted\n", withdrawn.stderr)
+        assert found is not None, withdrawn.stderr
+        action = relay.status(int(found[1]))
+        assert action["message"] == {"payee": owner.address, "twinIds": [str(twin)]}
+        paid = (
+            f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}\n"
+            f"paid {usd(share)} USD to {owner.address}\n"
+        )
+        assert withdrawn.stdout == paid
+        assert world.token.functions.balanceOf(owner.address).call() - balance == share
+        assert ledger.functions.twinState(twin).call()[0] == 0
+
+        again = runner.invoke(app, [*model_cmd, "withdraw"], env=raw)
+        assert again.exit_code == 0, again.output
+        assert again.stdout == (
+            f"nothing to pay to {owner.address}: nothing is claimable and twin {twin} holds no "
+            "royalties\n"
+        )
+        indexed()
+        assert money(runner.invoke(app, [*model_cmd, "show"], env=raw)) == [
+            f"  accrued 0.00 USD (held by the twin, not yet distributed), distributed "
+            f"{usd(accrued)} USD, claimable {usd(accrued - share)} USD, unpaid debt 0.00 USD",
+            f"{owner.address}: claimable 0.00 USD, your share of the accrued 0.00 USD, paid out "
+            f"{usd(share)} USD so far; `twin-bridge model withdraw` pays 0.00 USD",
+        ]
+        status = runner.invoke(app, [*model_cmd, "status", found[1]], env=raw)
+        assert status.exit_code == 0, status.output
+        assert status.stdout == paid
+    finally:
+        stop.set()
+        following.join(timeout=10)

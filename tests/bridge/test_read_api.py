@@ -803,6 +803,38 @@ def test_payee_earnings_per_period(world: World, api: TestClient) -> None:
     assert get(api, f"/v1/payees/{heir}/earnings")["totals"] == payee_period(None, 0, 0, 0, {})
 
 
+def test_payee_payouts_newest_first_in_pages_and_by_transaction(
+    world: World, api: TestClient
+) -> None:
+    agency, relayer = world.accounts["agency"], world.accounts["relayer"]
+
+    def payout(step: str, amount: int, caller: str = relayer) -> dict[str, Any]:
+        source = world.source(step, "PayeePaid")
+        return {"payee": agency, "caller": caller, "amount": str(amount), "source": source}
+
+    url = f"/v1/payees/{agency}/payouts"
+    first = get(api, f"{url}?limit=1")
+    newest = payout("payout agency 2", 1_800_000)
+    cursor = f"{newest['source']['block_number']}-{newest['source']['log_index']}"
+    assert first == {"items": [newest], "next": f"{url}?limit=1&cursor={cursor}", "decimals": 6}
+    assert get(api, first["next"]) == {
+        "items": [payout("payout agency", 4_100_000)],
+        "next": None,
+        "decimals": 6,
+    }
+    tx = world.tx("payout agency")
+    assert get(api, f"{url}?tx_hash=0x{tx[2:].upper()}")["items"] == [
+        payout("payout agency", 4_100_000)
+    ]
+    model1 = world.accounts["model1"]
+    assert get(api, f"/v1/payees/{model1.lower()}/payouts?tx_hash={tx}")["items"] == []
+    withdrawn = get(api, f"/v1/payees/{model1}/payouts")["items"]
+    assert [(p["caller"], p["amount"]) for p in withdrawn] == [(model1, "17150000")]
+    assert withdrawn[0]["source"] == world.source("withdraw model1", "PayeePaid")
+    get(api, f"{url}?cursor=7", status=422)
+    get(api, f"{url}?tx_hash=0x12", status=422)
+
+
 # ---------------------------------------------------------------- brand accounts
 
 
@@ -1025,6 +1057,7 @@ def test_the_read_api_is_documented_in_openapi(bare_api: Any) -> None:
         ("/v1/twins/{twin_id}", "TwinOut"),
         ("/v1/twins/{twin_id}/earnings", "TwinEarningsOut"),
         ("/v1/payees/{address}/earnings", "PayeeEarningsOut"),
+        ("/v1/payees/{address}/payouts", "PayoutPageOut"),
         ("/v1/usages", "UsagePageOut"),
         ("/v1/brands/{address}/account", "BrandAccountOut"),
         ("/v1/index/status", "IndexStatusOut"),

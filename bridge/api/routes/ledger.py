@@ -22,6 +22,8 @@ from bridge.api.ledger_schemas import (
     PayeeEarningsOut,
     PayeeEarningsPeriodOut,
     PayeeFlowOut,
+    PayoutOut,
+    PayoutPageOut,
     SettledUsageOut,
     TwinEarningsOut,
     TwinEarningsPeriodOut,
@@ -40,6 +42,8 @@ from bridge.store.models import SettledUsageRow
 
 ADDRESS_PATTERN: Final = r"^0x[0-9a-fA-F]{40}$"
 CURSOR_PATTERN: Final = r"^[0-9]{1,18}-[0-9]{1,9}-[0-9]{1,9}$"
+PAYOUT_CURSOR_PATTERN: Final = r"^[0-9]{1,18}-[0-9]{1,9}$"
+TX_HASH_PATTERN: Final = r"^0x[0-9a-fA-F]{64}$"
 MAX_PAGE: Final = 500
 
 
@@ -297,6 +301,45 @@ def payee_earnings(
         to=to,
         periods=[_payee_period(row) for row in earnings.periods],
         totals=_payee_period(earnings.totals),
+    )
+
+
+@router.get(
+    "/payees/{address}/payouts",
+    summary="A payee's payouts, newest first",
+    response_model=PayoutPageOut,
+    responses=problem_responses(422, 429),
+)
+def payee_payouts(
+    request: Request,
+    address: AddressPath,
+    session: SessionDep,
+    tx_hash: Annotated[
+        str | None,
+        Query(pattern=TX_HASH_PATTERN, description="Only the payouts of this transaction."),
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            pattern=PAYOUT_CURSOR_PATTERN,
+            description="Continue before this key (block-logindex); take it from `next`.",
+        ),
+    ] = None,
+    limit: Limit = 50,
+) -> PayoutPageOut:
+    """Every ``PayeePaid`` to the address (its ``withdraw`` or anyone's ``payout``, the relay's
+    included), each with its amount and event: with ``tx_hash``, what one transaction paid it
+    (a relayed ``Payout`` action's, once the indexer has its block)."""
+    before = None
+    if cursor is not None:
+        block, log_index = (int(part) for part in cursor.split("-"))
+        before = (block, log_index)
+    payouts, last = queries.payee_payouts(
+        session, _address(address), tx_hash=tx_hash, before=before, limit=limit
+    )
+    return PayoutPageOut(
+        items=[PayoutOut.model_validate(p) for p in payouts],
+        next=None if last is None else _next_link(request, cursor=f"{last[0]}-{last[1]}"),
     )
 
 

@@ -4,10 +4,10 @@ Everything here is answered from what the indexer stored from confirmed ledger e
 the chain. Amounts are exact integers (token base units); each figure keeps the event it came from
 (``Source``: transaction, block, log index and block time). One module per resource: ``twins``
 (twins and their licenses), ``usages`` (settled usages), ``earnings`` (twins' and payees'
-royalties over time), ``accounts`` (brand accounts), ``offers`` (license offers and the ones
-waiting for a brand: ``pending_offers``), ``limits`` (a brand's spending limits and own attester:
-``brand_limits``), ``roles`` (the access manager's role holders: ``role_members``) and
-``status`` (the indexer's cursor).
+royalties over time, a payee's payouts: ``payee_payouts``), ``accounts`` (brand accounts),
+``offers`` (license offers and the ones waiting for a brand: ``pending_offers``), ``limits``
+(a brand's spending limits and own attester: ``brand_limits``), ``roles`` (the access manager's
+role holders: ``role_members``) and ``status`` (the indexer's cursor).
 """
 
 from bridge.store.ledger_queries.accounts import (
@@ -28,9 +28,12 @@ from bridge.store.ledger_queries.earnings import (
     PayeeEarnings,
     PayeeEarningsRow,
     PayeeFlow,
+    Payout,
+    PayoutKey,
     TwinEarnings,
     TwinEarningsRow,
     payee_earnings,
+    payee_payouts,
     period_of,
     twin_earnings,
 )
@@ -84,6 +87,8 @@ __all__ = [
     "PayeeEarnings",
     "PayeeEarningsRow",
     "PayeeFlow",
+    "Payout",
+    "PayoutKey",
     "PendingOffer",
     "Period",
     "Price",
@@ -103,6 +108,7 @@ __all__ = [
     "outcome_name",
     "pair_offers",
     "payee_earnings",
+    "payee_payouts",
     "pending_offers",
     "period_of",
     "role_members",

@@ -1,5 +1,6 @@
 """Earnings over time as the read API shows them: a twin's royalties (charged, in debt, distributed,
-paid out) and a payee's, per UTC day or month, from the indexed events alone."""
+paid out) and a payee's, per UTC day or month, and a payee's payouts one by one, from the indexed
+events alone."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
 from bridge.domain.codec import Outcome
 from bridge.store.engine import in_chunks
-from bridge.store.ledger_queries.common import Period
+from bridge.store.ledger_queries.common import Period, Source, source_of
 from bridge.store.models import LedgerEventRow, PayeePayout, RoyaltyDistribution, SettledUsageRow
 
 
@@ -319,3 +320,35 @@ def payee_earnings(
             flow.claimable = claimable
     totals.claimable = claimable
     return PayeeEarnings(payee=payee, periods=list(periods.values()), totals=totals)
+
+
+@dataclass(frozen=True, slots=True)
+class Payout:
+    """One ``PayeePaid``: what left the ledger to the payee, and who called for it."""
+
+    payee: str
+    caller: str
+    amount: int
+    source: Source
+
+
+PayoutKey = tuple[int, int]
+"""(block number, log index) of a ``PayeePaid``."""
+
+
+def payee_payouts(
+    session: Session, payee: str, *, tx_hash: str | None, before: PayoutKey | None, limit: int
+) -> tuple[list[Payout], PayoutKey | None]:
+    """Up to ``limit`` of the payee's payouts, newest first, before ``before`` (only those of the
+    transaction ``tx_hash`` when given), and the key to continue before (None on the last page)."""
+    order = (PayeePayout.block_number, PayeePayout.log_index)
+    query = select(PayeePayout).where(PayeePayout.payee == payee)
+    if tx_hash is not None:
+        query = query.where(PayeePayout.tx_hash == tx_hash.lower())
+    if before is not None:
+        query = query.where(tuple_(*order) < tuple_(*before))
+    rows = list(session.scalars(query.order_by(*(c.desc() for c in order)).limit(limit + 1)))
+    more = len(rows) > limit
+    payouts = [Payout(r.payee, r.caller, r.amount, source_of(r)) for r in rows[:limit]]
+    last = rows[limit - 1] if more else None
+    return payouts, None if last is None else (last.block_number, last.log_index)
