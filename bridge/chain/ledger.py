@@ -12,7 +12,7 @@ from eth_abi.abi import decode, encode
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
-from bridge.chain.client import LogEntry
+from bridge.chain.client import ChainClient, LogEntry
 from bridge.domain.codec import Outcome, Usage, decode_result
 
 # ---------------------------------------------------------------- roles (the access manager's)
@@ -167,6 +167,18 @@ def is_usage_processed_calldata(*, brand: str, usage_id: int) -> bytes:
 def decode_bool(data: bytes) -> bool:
     (value,) = decode(["bool"], data)
     return bool(value)
+
+
+def usages_processed(
+    chain: ChainClient, ledger: str, usages: Sequence[tuple[str, int]]
+) -> list[bool]:
+    """Whether the ledger has processed each ``(brand, usage id)``, in order, in as few round
+    trips as the node allows."""
+    answers = chain.call_many(
+        to=ledger,
+        calls=[is_usage_processed_calldata(brand=brand, usage_id=i) for brand, i in usages],
+    )
+    return [decode_bool(answer) for answer in answers]
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,10 +31,9 @@ from eth_utils.crypto import keccak
 from bridge.chain.brand_ledger import BrandLedger, set_attester_calldata
 from bridge.chain.client import Receipt, Web3ChainClient
 from bridge.chain.ledger import (
-    decode_bool,
     decode_usages_settled,
-    is_usage_processed_calldata,
     settle_calldata,
+    usages_processed,
 )
 from bridge.cli.brand_offers import (
     BrandKey,
@@ -61,7 +60,7 @@ from bridge.cli.remote import (
 from bridge.domain import eip712
 from bridge.domain.codec import MAX_QUANTITY, Outcome, Usage
 from bridge.domain.usage import UsageType
-from bridge.settlement.outcomes import paid_amount
+from bridge.settlement.outcomes import paid_amounts
 
 OWN_ID_BASE: Final = 1 << 62
 """The first usage id of a brand's own id space; the bridge's attesters number below it."""
@@ -273,11 +272,8 @@ def _unprocessed(
     chain: Web3ChainClient, ledger: str, brand: str, usages: list[OwnUsage]
 ) -> list[OwnUsage]:
     """The usages whose id the ledger has not processed for the brand yet."""
-    answers = chain.call_many(
-        to=ledger,
-        calls=[is_usage_processed_calldata(brand=brand, usage_id=u.usage.usage_id) for u in usages],
-    )
-    return [u for u, answer in zip(usages, answers, strict=True) if not decode_bool(answer)]
+    done = usages_processed(chain, ledger, [(brand, u.usage.usage_id) for u in usages])
+    return [u for u, processed in zip(usages, done, strict=True) if not processed]
 
 
 def _send_batch(
@@ -327,11 +323,13 @@ def _outcomes(
     totals.transactions += 1
     by_id = {u.usage.usage_id: u for u in chunk}
     lines: list[str] = []
-    for group in decode_usages_settled(receipt.logs, ledger=ledger):
+    groups = decode_usages_settled(receipt.logs, ledger=ledger)
+    amounts = paid_amounts(chain, ledger, groups, receipt.block_number)
+    for group in groups:
         for usage, outcome in group.results:
             own = by_id[usage.usage_id]
             if outcome is Outcome.PAID:
-                amount = paid_amount(chain, ledger, group, usage, receipt.block_number)
+                amount = amounts[(group.brand, usage.usage_id)]
                 totals.paid += amount
                 totals.paid_count += 1
                 what = f"paid {usd(amount)} USD"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 
 from bridge.chain.client import ChainClient, Receipt
 from bridge.chain.ledger import (
@@ -55,14 +54,18 @@ def usage_results(
     return results
 
 
-def paid_amount(
-    chain: ChainClient, ledger: str, group: SettledGroup, usage: Usage, block_number: int
-) -> int:
-    """What ``usage``, paid in ``group`` at ``block_number``, cost: its price then times its
-    quantity."""
-    one = replace(group, results=((usage, Outcome.PAID),))
-    prices = _prices(chain, ledger, [one], block_number)
-    return prices[_price_key(usage, group.brand)] * usage.quantity
+def paid_amounts(
+    chain: ChainClient, ledger: str, groups: Sequence[SettledGroup], block_number: int
+) -> dict[tuple[str, int], int]:
+    """What each paid usage of ``groups``, settled at ``block_number``, cost (its price then
+    times its quantity), by ``(brand, usage id)``; asked in one batched call."""
+    prices = _prices(chain, ledger, groups, block_number)
+    return {
+        (group.brand, usage.usage_id): prices[_price_key(usage, group.brand)] * usage.quantity
+        for group in groups
+        for usage, outcome in group.results
+        if outcome is Outcome.PAID
+    }
 
 
 def _prices(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -18,7 +18,7 @@ from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.errors import ExecutionRevertedError
 from bridge.settlement.context import WorkerContext
-from bridge.settlement.outcomes import paid_amount
+from bridge.settlement.outcomes import paid_amounts
 from bridge.settlement.recognition import Recogniser, UsageElsewhere
 from bridge.store import settlement
 from bridge.store.settlement import PendingUsage
@@ -176,11 +176,11 @@ class Planner:
             )  # fmt: skip
             return
         paid = found.outcome is Outcome.PAID
-        amount = (
-            paid_amount(context.chain, context.ledger, found.group, found.usage, entry.block_number)
-            if paid
-            else None
-        )
+        amount = None
+        if paid:
+            one = replace(found.group, results=((found.usage, found.outcome),))
+            amounts = paid_amounts(context.chain, context.ledger, [one], entry.block_number)
+            amount = amounts[(one.brand, found.usage.usage_id)]
         outcome = settlement.SettledElsewhere(
             usage_id=usage.usage_id,
             settled=paid,

@@ -31,9 +31,8 @@ from bridge.chain.client import ChainClient, LogEntry, Receipt
 from bridge.chain.ledger import (
     USAGES_SETTLED_TOPIC,
     SettledGroup,
-    decode_bool,
     decode_usages_settled,
-    is_usage_processed_calldata,
+    usages_processed,
 )
 from bridge.domain.codec import Outcome, Usage
 from bridge.errors import LogRangeTooLargeError
@@ -78,14 +77,7 @@ class Recogniser:
 
     def processed(self, usages: Sequence[tuple[str, int]]) -> list[bool]:
         """Whether the ledger has processed each ``(brand, usage id)``, in order."""
-        answers = self._chain.call_many(
-            to=self._ledger,
-            calls=[
-                is_usage_processed_calldata(brand=brand, usage_id=usage_id)
-                for brand, usage_id in usages
-            ],
-        )
-        return [decode_bool(answer) for answer in answers]
+        return usages_processed(self._chain, self._ledger, usages)
 
     def settled_elsewhere(self, batch: BatchRecord, *, up_to: int | None = None) -> Receipt | None:
         """The successful receipt of the transaction that settled the batch's signed usages, when
