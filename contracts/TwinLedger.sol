@@ -23,6 +23,7 @@ import {ITwinLedger} from "./interfaces/ITwinLedger.sol";
 import {ITwinLedgerActions} from "./interfaces/ITwinLedgerActions.sol";
 import {BipsLibrary} from "./libraries/BipsLibrary.sol";
 import {EscrowBook} from "./libraries/EscrowBook.sol";
+import {HoldBook} from "./libraries/HoldBook.sol";
 import {LicenseBook} from "./libraries/LicenseBook.sol";
 import {LicenseCodec} from "./libraries/LicenseCodec.sol";
 import {LimitCodec} from "./libraries/LimitCodec.sol";
@@ -174,7 +175,8 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
                 if (!isMember) revert SettlementInvalidAttester(attester);
                 roleChecked = true;
             }
-            (uint256 paid, uint256[] memory results) = _settleGroup(group, limits);
+            (uint256 paid, uint256[] memory results, uint256[] memory splits) = _settleGroup(group, limits);
+            if (_holdWindow != 0) _recordGroup(digest, group.brand, results, splits);
             emit UsagesSettled(digest, group.brand, attester, paid, results);
         }
     }
@@ -239,7 +241,8 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
             spendingPeriod: _spendingPeriod,
             raiseDelay: _raiseDelay,
             defaultPerUsage: _defaultLimits.perUsage(),
-            defaultPerPeriod: _defaultLimits.perPeriod()
+            defaultPerPeriod: _defaultLimits.perPeriod(),
+            holdWindow: _holdWindow
         });
     }
 
@@ -321,16 +324,19 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
     /// @dev Settles one brand's usages within its spending limits (`limits`, its word as in force). The loop keeps the current twin's royalty word and license word
     /// in locals and writes them back when the twin changes (usages sorted by twin touch each once).
     /// The common case (current license version, inline price, no pause) is priced by {_fastPrice} on
-    /// plain words; everything else goes through {_slowPrice}.
+    /// plain words; everything else goes through {_slowPrice}. With a hold window it also returns each
+    /// usage's split (see {ITwinLedgerTypes-UsageProof}) for the group's record; without, no splits.
     function _settleGroup(UsageGroup calldata group, uint256 limits)
         private
-        returns (uint256 paid, uint256[] memory results)
+        returns (uint256 paid, uint256[] memory results, uint256[] memory splits)
     {
         address brand = group.brand;
         if (brand == address(0)) revert SettlementInvalidBrand(brand);
         uint256[] calldata usages = group.usages;
         uint256 count = usages.length;
         results = new uint256[](count);
+        // Allocated right after `results` (the loop writes it through `results`, saving a stack slot).
+        splits = new uint256[](_holdWindow == 0 ? 0 : count);
         // Usage ids of brands with their own attester lie in [2**62, 2**63) with a bitmap per brand; the
         // bridge's attesters' ids lie below 2**62 and share one bitmap (`address(0)`), so a brand's
         // attester can burn only its own ids. (Every id fits a signed 64-bit database column.)
@@ -433,9 +439,18 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
                 uint256 funded = amount < escrow ? amount : escrow;
                 escrow -= funded;
                 paid += amount;
+                uint256 split = funded << HoldBook.FUNDED_SHIFT;
                 if (amount > funded) {
                     debt += amount - funded;
-                    _escrow.recordDebt(brand, twinId, amount - funded);
+                    // amount <= the per-usage limit < 2**88: funded and debt fit their 104 bits
+                    split |= ((amount - funded) << HoldBook.DEBT_SHIFT)
+                        | _escrow.recordDebt(brand, twinId, amount - funded);
+                }
+                if (_holdWindow != 0) {
+                    // splits[i], which lies count + 1 words after results[i] (see above)
+                    assembly ("memory-safe") {
+                        mstore(add(results, shl(5, add(add(count, 2), i))), split)
+                    }
                 }
                 // The accrued field holds funded amounts only (tokens the ledger holds); _storeTwin
                 // refuses a carry out of its 128 bits.
@@ -512,12 +527,33 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
     }
 
     function _storeTwin(uint256 twinId, uint256 word) private {
+        uint256 stored = _loadTwin(twinId);
         // The accrued field must not have carried into pausedSince.
-        if ((word >> 128) != (_loadTwin(twinId) >> 128)) revert SafeCast.SafeCastOverflowedUintDowncast(128, word);
+        if ((word >> 128) != (stored >> 128)) revert SafeCast.SafeCastOverflowedUintDowncast(128, word);
+        if (_holdWindow != 0) word = _holdFunded(twinId, word, stored);
         TwinBook.TwinAccount storage twin = _twins[twinId];
         assembly ("memory-safe") {
             sstore(twin.slot, word)
         }
+    }
+
+    /// @dev With a hold window: what the group funded the twin (`word`'s accrued minus `stored`'s) goes to
+    /// its held word instead, after the held word's matured funds moved to accrued. Returns the twin word
+    /// to store. Once per twin and group.
+    function _holdFunded(uint256 twinId, uint256 word, uint256 stored) private returns (uint256) {
+        (uint256 held, uint256 matured) = HoldBook.roll(_held[twinId], block.timestamp, _holdWindow);
+        // word's accrued >= stored's (funded amounts only add), both below 2**128
+        _held[twinId] = HoldBook.add(held, uint128(word) - uint128(stored));
+        word = stored + matured;
+        if ((word >> 128) != (stored >> 128)) revert SafeCast.SafeCastOverflowedUintDowncast(128, word);
+        return word;
+    }
+
+    /// @dev Records the group (results and splits committed, settlement time) for voids and disputes.
+    function _recordGroup(bytes32 digest, address brand, uint256[] memory results, uint256[] memory splits) private {
+        bytes32 key = HoldBook.groupKey(digest, brand);
+        if (_groups[key] != 0) revert SettlementDuplicateGroup(digest, brand);
+        _groups[key] = HoldBook.record(keccak256(abi.encodePacked(results, splits)), block.timestamp);
     }
 
     /// @dev Every check in full: the word's low bits, quantity, time, license versions, overflow prices, pause intervals.

@@ -21,6 +21,7 @@ import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ITwinLedgerTypes} from "./interfaces/ITwinLedgerTypes.sol";
 import {BipsLibrary} from "./libraries/BipsLibrary.sol";
 import {EscrowBook} from "./libraries/EscrowBook.sol";
+import {HoldBook} from "./libraries/HoldBook.sol";
 import {LicenseBook} from "./libraries/LicenseBook.sol";
 import {LicenseCodec} from "./libraries/LicenseCodec.sol";
 import {LimitCodec} from "./libraries/LimitCodec.sol";
@@ -63,6 +64,8 @@ abstract contract TwinLedgerBase is
     uint64 public constant REGISTRAR_ROLE = 1;
     uint64 public constant ATTESTER_ROLE = 2;
     uint64 public constant PAUSER_ROLE = 3;
+    /// @notice Resolves disputes (release, void, charge); behind the role delays like the others.
+    uint64 public constant ARBITER_ROLE = 4;
 
     /// @notice The shortest escrow notice period: the oldest usage the bridge accepts (35 days) plus a
     /// day to settle it, so a brand cannot withdraw escrow owed for a use it reported.
@@ -82,6 +85,8 @@ abstract contract TwinLedgerBase is
     uint40 internal immutable _noticePeriod;
     uint32 internal immutable _spendingPeriod;
     uint32 internal immutable _raiseDelay;
+    /// @dev Seconds royalties are held after settlement (0: accrued at once; see {HoldBook}).
+    uint32 internal immutable _holdWindow;
     /// @dev The default limits' codes in their place in a limits word, with the CONFIGURED flag.
     uint256 internal immutable _defaultLimits;
 
@@ -108,6 +113,15 @@ abstract contract TwinLedgerBase is
     mapping(address idSpace => mapping(uint256 wordIndex => uint256 bitmap)) internal _processed;
     mapping(address payee => uint256) internal _claimable;
 
+    /// @dev Each twin's held royalties and open-dispute count ({HoldBook}); only with a hold window.
+    mapping(uint256 twinId => uint256 word) internal _held;
+    /// @dev Each settled group's record ({HoldBook-record}) by {HoldBook-groupKey}; only with a hold window.
+    mapping(bytes32 groupKey => uint256 record) internal _groups;
+    /// @dev One bit per voided usage, by its index in the group.
+    mapping(bytes32 groupKey => mapping(uint256 wordIndex => uint256 bitmap)) internal _voided;
+    mapping(uint256 id => Dispute) internal _disputes;
+    uint256 internal _lastDisputeId;
+
     /// @param token the ERC-20 all escrow and royalties are paid in
     /// @param manager the {AccessManager} holding the registrar, attester and pauser roles (for good)
     /// @param settings notice period, spending period, raise delay and default spending limits
@@ -127,6 +141,7 @@ abstract contract TwinLedgerBase is
         _noticePeriod = settings.noticePeriod;
         _spendingPeriod = settings.spendingPeriod;
         _raiseDelay = settings.raiseDelay;
+        _holdWindow = settings.holdWindow;
         _defaultLimits = LimitCodec.CONFIGURED
             | LimitCodec.codes(LimitCodec.encode(settings.defaultPerUsage), LimitCodec.encode(settings.defaultPerPeriod));
     }
@@ -156,7 +171,7 @@ abstract contract TwinLedgerBase is
     /// @dev The hash of the deployment settings this code holds (token, manager and {Config}).
     function _configHash() internal view returns (bytes32) {
         return keccak256(
-            abi.encode(_token, _manager, _noticePeriod, _spendingPeriod, _raiseDelay, _defaultLimits)
+            abi.encode(_token, _manager, _noticePeriod, _spendingPeriod, _raiseDelay, _defaultLimits, _holdWindow)
         );
     }
 
@@ -201,6 +216,7 @@ abstract contract TwinLedgerBase is
     }
 
     function _distribute(uint256 twinId) internal {
+        if (_holdWindow != 0) _rollHeld(twinId);
         TwinBook.TwinAccount storage twin = _twins[twinId];
         uint256 amount = twin.accrued;
         if (amount == 0) return;
@@ -223,9 +239,24 @@ abstract contract TwinLedgerBase is
         }
     }
 
+    /// @dev Brings the twin's held word to now, crediting what matured to its accrued royalties; returns
+    /// the word as stored.
+    function _rollHeld(uint256 twinId) internal returns (uint256 word) {
+        uint256 stored = _held[twinId];
+        uint256 matured;
+        (word, matured) = HoldBook.roll(stored, block.timestamp, _holdWindow);
+        if (matured != 0) {
+            TwinBook.TwinAccount storage twin = _twins[twinId];
+            twin.accrued = (twin.accrued + matured).toUint128();
+        }
+        if (word != stored) _held[twinId] = word;
+    }
+
     /// @dev Royalties the twin accrued while the previous owner held it are theirs: they are distributed
     /// before the transfer. Royalties settled after the transfer are the new owner's, also for uses made
     /// before it: the twin's licenses and the income still to be settled under them travel with the token.
+    /// So do royalties still held (a brand may still void them, a dispute still freeze them): they are
+    /// the owner's at the distribution after they mature.
     function _update(address to, uint256 tokenId, address auth) internal override returns (address) {
         if (_ownerOf(tokenId) != address(0)) _distribute(tokenId);
         return super._update(to, tokenId, auth);

@@ -139,6 +139,78 @@ interface ITwinLedgerActions is ITwinLedgerTypes {
     /// @notice Cancels the caller's pending escrow withdrawal. Emits {EscrowWithdrawalCancelled}.
     function cancelEscrowWithdrawal() external;
 
+    // ------------------------------------------------------------------ corrections and disputes
+
+    /// @notice The caller (the brand) voids its paid usage `proof.results[proof.index]` of the group it
+    /// settled in batch `proof.batchDigest`, while the group's royalties are held: the usage's funded
+    /// part goes from the twin's held royalties back to the brand's escrow and what is still unpaid of its
+    /// debt is cancelled. `reason` is the brand's own code. A correction is a void and a new usage.
+    /// @dev Requirements: `proof.brand` is the caller; the group was recorded (a hold window is set) and
+    /// `proof` matches its record; the usage was paid and not voided; the hold window since the group's
+    /// settlement has not passed (refused at `settledAt + holdWindow`). The license's use count and the
+    /// brand's period spend are not given back. Emits {UsageVoided} and {DebtCancelled} for debt cancelled.
+    function voidUsage(UsageProof calldata proof, uint8 reason) external;
+
+    /// @notice {voidUsage} on the strength of the brand's (`proof.brand`) EIP-712 signature
+    /// `VoidUsage(address brand,bytes32 batchDigest,uint256 usageId,uint8 reason,uint256 nonce,uint256 deadline)`
+    /// (ECDSA or ERC-1271), relayed by anyone. Emits {SignedActionUsed}.
+    function voidUsageBySig(
+        UsageProof calldata proof,
+        uint8 reason,
+        uint256 nonce,
+        uint256 deadline,
+        bytes calldata signature
+    ) external;
+
+    /// @notice The twin's owner disputes `target.brand` (kind Brand: no group, any time), or the group
+    /// `target` names (kind Group: `target.index` a paid usage of the twin in it), or its usage
+    /// `target.index` (kinds Usage and ReportedAfterRevocation), with the hash of its reason. Until the
+    /// arbiter resolves every open dispute of the twin, none of its held royalties mature.
+    /// @dev Requirements: caller is the owner or an approved operator; a hold window is set; the brand is
+    /// not zero; for a group or usage, `target` matches the group's record, names a paid, unvoided usage
+    /// of the twin and the hold window since the settlement has not passed; fewer than 65,535 disputes of
+    /// the twin open. Emits {DisputeOpened}.
+    /// @return id the dispute's id (sequential from 1)
+    function openDispute(uint256 twinId, DisputeKind kind, UsageProof calldata target, bytes32 reasonHash)
+        external
+        returns (uint256 id);
+
+    /// @notice The arbiter closes dispute `id` without moving funds; the twin's held royalties mature as
+    /// usual once no dispute of it is open (at most one hold window later).
+    /// @dev Requirements: the access manager lets the caller (ARBITER_ROLE); the dispute is open.
+    /// Emits {DisputeReleased}.
+    function releaseDispute(uint256 id) external;
+
+    /// @notice The arbiter closes dispute `id` by voiding the disputed usage (for a group dispute: a usage
+    /// of the twin in that group) as {voidUsage} does, without the window check.
+    /// @dev Requirements: ARBITER_ROLE; the dispute is open and of kind Group, Usage or
+    /// ReportedAfterRevocation; `proof` names its group (and its usage) and proves a paid, unvoided usage
+    /// of the twin. Emits {UsageVoided} and {DisputeVoided}.
+    function resolveDisputeByVoid(uint256 id, UsageProof calldata proof, uint8 reason) external;
+
+    /// @notice The arbiter closes dispute `id` by charging its brand `amount` for the twin: from escrow into
+    /// the twin's accrued royalties (distributable at once), any shortfall as debt owed to the twin.
+    /// @dev Requirements: ARBITER_ROLE; the dispute is open; amount > 0.
+    /// Emits {DisputeCharged} (and {DebtRecorded} for a shortfall).
+    function resolveDisputeByCharge(uint256 id, uint256 amount) external;
+
+    /// @notice The twin's royalties still held, what matured of them and when the rest matures.
+    function heldRoyalties(uint256 twinId) external view returns (HeldRoyalties memory);
+
+    /// @notice The record of `brand`'s group in batch `batchDigest` (zeros if none): the high 216 bits of
+    /// its commitment `keccak256(abi.encodePacked(results, splits))`, when it was settled (the time its
+    /// usages were reported, beside each usage's time of use) and the end of its hold window (exclusive).
+    function groupRecord(bytes32 batchDigest, address brand)
+        external
+        view
+        returns (bytes32 commitment, uint40 settledAt, uint40 voidableUntil);
+
+    /// @notice Whether usage `index` of `brand`'s group in batch `batchDigest` was voided.
+    function isUsageVoided(bytes32 batchDigest, address brand, uint256 index) external view returns (bool);
+
+    /// @notice Dispute `id` as stored (all zero for an unknown id).
+    function disputeOf(uint256 id) external view returns (Dispute memory);
+
     // ------------------------------------------------------------------ views
 
     /// @notice The current (accepted) license version of `brand` for the twin and its number.

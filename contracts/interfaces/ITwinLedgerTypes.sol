@@ -23,6 +23,15 @@ interface ITwinLedgerTypes {
         OverPeriodLimit
     }
 
+    /// @notice What a model disputes: a brand's uses in general, a settled group, one paid usage, or a
+    /// usage reported (settled) after the license was revoked although used before the revocation.
+    enum DisputeKind {
+        Brand,
+        Group,
+        Usage,
+        ReportedAfterRevocation
+    }
+
     /// @notice Price per single use of one usage type, in payment-token base units.
     struct UsagePrice {
         uint8 usageType;
@@ -110,12 +119,52 @@ interface ITwinLedgerTypes {
     /// @param raiseDelay seconds before a brand's raised spending limits take effect
     /// @param defaultPerUsage spending limit per usage of a brand that never set its own
     /// @param defaultPerPeriod spending limit per period of a brand that never set its own
+    /// @param holdWindow seconds a settlement's royalties are held (voidable by the brand, disputable by
+    /// the model) before they can be distributed; 0: distributable at once, no voids, no disputes
     struct Config {
         uint40 noticePeriod;
         uint32 spendingPeriod;
         uint32 raiseDelay;
         uint256 defaultPerUsage;
         uint256 defaultPerPeriod;
+        uint32 holdWindow;
+    }
+
+    /// @notice One usage of a settled group, proved against the group's record by the group as settled:
+    /// `results` as in its {UsagesSettled} event and `splits[i]` for each result: 0 for a usage not paid,
+    /// else `funded << 152 | debt << 48 | entry`, where `debt` is what the usage added to the brand's debt
+    /// (its {DebtRecorded} amount, in the order the events came), `entry` that event's debt entry (0 with
+    /// no debt) and `funded` the rest of its price x quantity, paid from escrow.
+    struct UsageProof {
+        bytes32 batchDigest;
+        address brand;
+        uint256 index;
+        uint256[] results;
+        uint256[] splits;
+    }
+
+    /// @notice A twin's royalties still held: `earlier` matures at `earlierMaturesAt`, `later` at
+    /// `laterMaturesAt` (both times 0 while a dispute is open: nothing matures then). `matured` has
+    /// matured but is not yet in the twin's accrued royalties (it moves there on the next distribution).
+    struct HeldRoyalties {
+        uint256 matured;
+        uint256 earlier;
+        uint40 earlierMaturesAt;
+        uint256 later;
+        uint40 laterMaturesAt;
+        uint256 openDisputes;
+    }
+
+    /// @notice A dispute as stored: for a usage (or group) target, the group and the usage's index in it.
+    struct Dispute {
+        address brand;
+        uint64 twinId;
+        DisputeKind kind;
+        bool open;
+        bytes32 batchDigest;
+        uint64 usageId;
+        uint32 index;
+        uint40 openedAt;
     }
 
     // ------------------------------------------------------------------ events
@@ -200,6 +249,49 @@ interface ITwinLedgerTypes {
     /// @notice `amount` of debt entry `entry` was paid into `twinId`'s royalty account.
     event DebtRepaid(address indexed brand, uint256 indexed twinId, uint256 amount, uint256 entry);
 
+    /// @notice The brand voided paid usage `usageId` of its group in batch `batchDigest` (or the arbiter did,
+    /// resolving a dispute): `refunded` went back from the twin's held royalties to the brand's escrow and
+    /// `debtCancelled` of the usage's unpaid debt was cancelled. `reason` is the brand's reason code.
+    event UsageVoided(
+        bytes32 indexed batchDigest,
+        address indexed brand,
+        uint64 indexed usageId,
+        uint256 twinId,
+        uint256 refunded,
+        uint256 debtCancelled,
+        uint8 reason
+    );
+
+    /// @notice `amount` of debt entry `entry` was cancelled by a void; `reserveReturned` of the brand's debt
+    /// reserve (deposited for debt no longer owed) went back to its escrow.
+    event DebtCancelled(
+        address indexed brand, uint256 indexed twinId, uint256 amount, uint256 entry, uint256 reserveReturned
+    );
+
+    /// @notice The twin's owner opened dispute `id`; the twin's held royalties do not mature until every
+    /// dispute of the twin is resolved. `usageId` is 0 unless a usage is disputed.
+    event DisputeOpened(
+        uint256 indexed id,
+        uint256 indexed twinId,
+        address indexed brand,
+        DisputeKind kind,
+        bytes32 batchDigest,
+        uint64 usageId,
+        bytes32 reasonHash
+    );
+
+    /// @notice The arbiter closed dispute `id` without moving funds.
+    event DisputeReleased(uint256 indexed id, uint256 indexed twinId);
+
+    /// @notice The arbiter closed dispute `id` by voiding usage `usageId` (see {UsageVoided}).
+    event DisputeVoided(uint256 indexed id, uint256 indexed twinId, uint64 usageId);
+
+    /// @notice The arbiter closed dispute `id` by charging `brand` `amount` for the twin: from its escrow
+    /// into the twin's accrued royalties, `toDebt` of it as debt where escrow fell short.
+    event DisputeCharged(
+        uint256 indexed id, uint256 indexed twinId, address indexed brand, uint256 amount, uint256 toDebt
+    );
+
     /// @notice `amount` of the twin's royalty account was credited to `payee`.
     event RoyaltiesDistributed(uint256 indexed twinId, address indexed payee, uint256 amount);
 
@@ -247,4 +339,16 @@ interface ITwinLedgerTypes {
     error SettlementMalformedUsage(uint256 usage);
     error UsageAlreadyProcessed(address brand, uint64 usageId);
     error PayoutNothingToPay(address payee);
+    error SettlementDuplicateGroup(bytes32 batchDigest, address brand);
+    error HoldWindowDisabled();
+    error HoldWindowClosed(bytes32 batchDigest, address brand, uint256 closedAt);
+    error GroupUnknown(bytes32 batchDigest, address brand);
+    error GroupProofMismatch(bytes32 batchDigest, address brand);
+    error GroupUsageNotPaid(bytes32 batchDigest, address brand, uint256 index);
+    error UsageAlreadyVoided(bytes32 batchDigest, address brand, uint64 usageId);
+    error VoidUnauthorized(address caller, address brand);
+    error DisputeInvalidTarget(uint256 twinId, DisputeKind kind);
+    error DisputeTooMany(uint256 twinId);
+    error DisputeNotOpen(uint256 id);
+    error DisputeTargetMismatch(uint256 id);
 }

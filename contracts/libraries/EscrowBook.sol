@@ -88,12 +88,15 @@ library EscrowBook {
         for (uint256 n = 0; n < maxEntries && reserve > 0 && head < length; ++n) {
             DebtEntry storage entry = entries[head];
             uint256 amount = Math.min(entry.amount, reserve);
-            uint256 twinId = entry.twinId;
-            entry.amount -= uint192(amount);
-            reserve -= amount;
-            paid += amount;
-            twins[twinId].accrued += uint128(amount);
-            emit ITwinLedgerTypes.DebtRepaid(brand, twinId, amount, head);
+            if (amount != 0) {
+                // An entry a void cancelled in full is skipped without an event.
+                uint256 twinId = entry.twinId;
+                entry.amount -= uint192(amount);
+                reserve -= amount;
+                paid += amount;
+                twins[twinId].accrued += uint128(amount);
+                emit ITwinLedgerTypes.DebtRepaid(brand, twinId, amount, head);
+            }
             if (entry.amount == 0) ++head;
         }
         account.debtReserve = uint128(reserve);
@@ -102,17 +105,44 @@ library EscrowBook {
     }
 
     /// @notice Adds `amount` owed to `twinId` to the brand's queue (to its last entry if that is the
-    /// same twin's and unpaid). Emits {ITwinLedgerTypes-DebtRecorded}.
-    function recordDebt(Book storage book, address brand, uint256 twinId, uint256 amount) external {
+    /// same twin's and unpaid) and returns the entry's index. Emits {ITwinLedgerTypes-DebtRecorded}.
+    function recordDebt(Book storage book, address brand, uint256 twinId, uint256 amount)
+        external
+        returns (uint256 entry)
+    {
         DebtEntry[] storage entries = book.debts[brand];
         uint256 length = entries.length;
         if (length > book.accounts[brand].debtHead && entries[length - 1].twinId == twinId) {
-            entries[length - 1].amount += amount.toUint192();
-            emit ITwinLedgerTypes.DebtRecorded(brand, twinId, amount, length - 1);
+            entry = length - 1;
+            entries[entry].amount += amount.toUint192();
         } else {
+            entry = length;
             entries.push(DebtEntry({twinId: uint64(twinId), amount: amount.toUint192()}));
-            emit ITwinLedgerTypes.DebtRecorded(brand, twinId, amount, length);
         }
+        emit ITwinLedgerTypes.DebtRecorded(brand, twinId, amount, entry);
+    }
+
+    /// @notice Cancels up to `amount` of what debt entry `entry` still owes (a voided usage's debt) and
+    /// returns what it cancelled; debt reserve beyond the debt left goes back to escrow.
+    /// Emits {ITwinLedgerTypes-DebtCancelled} when anything was cancelled.
+    function cancelDebt(Book storage book, address brand, uint256 entry, uint256 amount)
+        external
+        returns (uint256 cancelled)
+    {
+        if (amount == 0) return 0;
+        DebtEntry storage debt = book.debts[brand][entry];
+        cancelled = Math.min(debt.amount, amount);
+        if (cancelled == 0) return 0;
+        debt.amount -= uint192(cancelled);
+        Account storage account = book.accounts[brand];
+        uint256 left = account.debt - cancelled;
+        account.debt = uint128(left);
+        uint256 excess = account.debtReserve > left ? account.debtReserve - left : 0;
+        if (excess != 0) {
+            account.debtReserve = uint128(left);
+            book.escrows[brand].balance += uint128(excess);
+        }
+        emit ITwinLedgerTypes.DebtCancelled(brand, debt.twinId, cancelled, entry, excess);
     }
 
     /// @notice Records the brand's request to withdraw up to `amount`, capped at its escrow now.

@@ -37,7 +37,12 @@ PAUSER_ROLE = 3
 PUBLIC_ROLE = 2**64 - 1
 ROLE_IDS = {"registrar": REGISTRAR_ROLE, "attester": ATTESTER_ROLE, "pauser": PAUSER_ROLE}
 """The ledger's roles in the manager, by the actor that holds them in the session world."""
-ROLE_FUNCTIONS = {REGISTRAR_ROLE: ("mint",), PAUSER_ROLE: ("pause", "unpause")}
+ARBITER_ROLE = 4
+ROLE_FUNCTIONS = {
+    REGISTRAR_ROLE: ("mint",),
+    PAUSER_ROLE: ("pause", "unpause"),
+    ARBITER_ROLE: ("releaseDispute", "resolveDisputeByVoid", "resolveDisputeByCharge"),
+}
 """The ledger's ``restricted`` functions, by the role the manager maps them to."""
 
 MIN_NOTICE_PERIOD = 36 * DAY
@@ -47,10 +52,10 @@ NOTICE_PERIOD = MIN_NOTICE_PERIOD
 SPENDING_PERIOD = DAY
 LIMIT_MAX = (2**28 - 1) * 10**15
 """The largest spending limit the ledger can keep (28-bit mantissa, exponent 15)."""
-TEST_CONFIG = (NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX)
+TEST_CONFIG = (NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX, 0)
 """The session world's ``Config``: (noticePeriod, spendingPeriod, raiseDelay, defaultPerUsage,
-defaultPerPeriod): limits that never bind and raises that apply at once."""
-REAL_CONFIG = (NOTICE_PERIOD, DAY, 60, 50_000 * 10**6, 250_000 * 10**6)
+defaultPerPeriod, holdWindow): limits that never bind, raises that apply at once, no hold."""
+REAL_CONFIG = (NOTICE_PERIOD, DAY, 60, 50_000 * 10**6, 250_000 * 10**6, 0)
 """The local deployment defaults (6-decimal token): for tests of the bounds."""
 
 ROLES = ("admin", "registrar", "attester", "pauser", "outsider")

@@ -205,6 +205,21 @@ def _no_setup(w: World) -> None:
 
 
 OFFER_UNTIL = 4_000_000_000
+PROOF = "(bytes32,address,uint256,uint256[],uint256[])"
+DIGEST = b"\x07" * 32
+
+
+def _proof(w: World) -> tuple[Any, ...]:
+    """A proof of usage 0 of the brand's group in a batch that was never recorded."""
+    return (DIGEST, w.address("brand"), 0, [0], [0])
+
+
+def _group_unknown(w: World, role: str) -> Outcome:
+    return Err("GroupUnknown", (DIGEST, w.address("brand")))
+
+
+def _not_the_brand(w: World, role: str) -> Outcome:
+    return Err("VoidUnauthorized", (w.address(role), w.address("brand")))
 
 
 @dataclass(frozen=True)
@@ -369,6 +384,28 @@ MATRIX: dict[str, Row] = {
         lambda w, r: w.lg.fn.payout(w.address("payee"), [TWIN]),
         everyone((*DISTRIBUTED, "PayeePaid")),
     ),
+    # ---------------------------------------------------------------- corrections and disputes
+    # This world has no hold window: no group is recorded, so nothing can be voided or disputed
+    # (tests/contracts/test_voids.py and test_disputes.py drive them on a ledger with one).
+    f"voidUsage({PROOF},uint8)": Row(
+        lambda w, r: w.lg.fn.voidUsage(_proof(w), 1),
+        lambda w, r: (_group_unknown if r == "brand" else _not_the_brand)(w, r),
+    ),
+    f"voidUsageBySig({PROOF},uint8,uint256,uint256,bytes)": Row(
+        lambda w, r: w.lg.fn.voidUsageBySig(_proof(w), 1, 0, w.lg.now() + 3600, b"\x00" * 65),
+        _group_unknown,
+    ),
+    f"openDispute(uint256,uint8,{PROOF},bytes32)": Row(
+        lambda w, r: w.lg.fn.openDispute(TWIN, 0, _proof(w), b"\x01" * 32),
+        lambda w, r: Err("HoldWindowDisabled") if r in OWNER_OR_OPERATOR else not_approved(w, r),
+    ),
+    "releaseDispute(uint256)": Row(lambda w, r: w.lg.fn.releaseDispute(1), unauthorized),
+    f"resolveDisputeByVoid(uint256,{PROOF},uint8)": Row(
+        lambda w, r: w.lg.fn.resolveDisputeByVoid(1, _proof(w), 1), unauthorized
+    ),
+    "resolveDisputeByCharge(uint256,uint256)": Row(
+        lambda w, r: w.lg.fn.resolveDisputeByCharge(1, 100), unauthorized
+    ),
 }
 
 
@@ -395,7 +432,7 @@ def test_matrix_covers_every_state_changing_function() -> None:
     assert set(MATRIX) == functions, (
         f"unclassified: {sorted(functions - set(MATRIX))}; gone: {sorted(set(MATRIX) - functions)}"
     )
-    assert len(functions) == 32
+    assert len(functions) == 38
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -444,7 +481,7 @@ def _views(w: World) -> dict[str, tuple[Any, Any]]:
     terms = _new_terms(w)
     period_start = lg.next_time() // SPENDING_PERIOD * SPENDING_PERIOD
     return {
-        "config": (lg.fn.config(), [NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX]),
+        "config": (lg.fn.config(), [NOTICE_PERIOD, SPENDING_PERIOD, 0, LIMIT_MAX, LIMIT_MAX, 0]),
         "pausedSeconds": (lg.fn.pausedSeconds(), 0),
         "brandLimits": (
             lg.fn.brandLimits(brand),

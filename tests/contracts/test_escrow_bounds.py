@@ -113,11 +113,11 @@ def test_the_withdrawal_takes_at_most_the_escrow_left(lg: Ledger, brand: LocalAc
 @pytest.mark.parametrize(
     ("config", "error"),
     [
-        ((MIN_NOTICE_PERIOD - 1, DAY, 60, 1, 1), ("LedgerConfigInvalid",)),
-        ((0, DAY, 60, 1, 1), ("LedgerConfigInvalid",)),
-        ((MIN_NOTICE_PERIOD, 0, 60, 1, 1), ("LedgerConfigInvalid",)),
-        ((MIN_NOTICE_PERIOD, DAY, 60, 0, 1), ("SpendingLimitsInvalid", 0, 1)),
-        ((MIN_NOTICE_PERIOD, DAY, 60, 2, 1), ("SpendingLimitsInvalid", 2, 1)),
+        ((MIN_NOTICE_PERIOD - 1, DAY, 60, 1, 1, 0), ("LedgerConfigInvalid",)),
+        ((0, DAY, 60, 1, 1, 0), ("LedgerConfigInvalid",)),
+        ((MIN_NOTICE_PERIOD, 0, 60, 1, 1, 0), ("LedgerConfigInvalid",)),
+        ((MIN_NOTICE_PERIOD, DAY, 60, 0, 1, 0), ("SpendingLimitsInvalid", 0, 1)),
+        ((MIN_NOTICE_PERIOD, DAY, 60, 2, 1, 0), ("SpendingLimitsInvalid", 2, 1)),
     ],
 )
 def test_the_constructor_refuses_an_invalid_config(

@@ -118,6 +118,7 @@ MACHINE_CONFIG = (
     RAISE_DELAY,
     DEFAULT_PER_USAGE,
     DEFAULT_PER_PERIOD,
+    0,
 )
 """The machine's deployment: raises wait an hour; the dearest prices exceed the default limits."""
 LIMITS = st.one_of(

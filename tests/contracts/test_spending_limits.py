@@ -103,7 +103,7 @@ def set_limits(lg: Ledger, brand: LocalAccount, per_usage: int, per_period: int)
 
 
 def test_a_new_brand_has_the_deployment_defaults(bounded: Ledger, brand: LocalAccount) -> None:
-    assert bounded.fn.config().call() == (36 * DAY, DAY, RAISE_DELAY, PER_USAGE, PER_PERIOD)
+    assert bounded.fn.config().call() == (36 * DAY, DAY, RAISE_DELAY, PER_USAGE, PER_PERIOD, 0)
     assert bounded.brand_limits(brand) == {
         "perUsage": PER_USAGE,
         "perPeriod": PER_PERIOD,
