@@ -70,13 +70,15 @@ class SettlementTimeoutError(BridgeError):
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
-    """The bridge's answer for one event: accepted, duplicate or refused (with a reason)."""
+    """The bridge's answer for one event: stored (its status as it stands, ``replayed`` when it
+    was stored before with the same body) or ``refused`` (a code and a sentence)."""
 
     event_id: str
     status: str
     usage_id: int | None = None
-    reason: str | None = None
-    detail: str | None = None
+    replayed: bool = False
+    code: str | None = None
+    sentence: str | None = None
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> SubmitResult:
@@ -84,8 +86,9 @@ class SubmitResult:
             event_id=data["event_id"],
             status=data["status"],
             usage_id=data.get("usage_id"),
-            reason=data.get("reason"),
-            detail=data.get("detail"),
+            replayed=bool(data.get("replayed", False)),
+            code=data.get("code"),
+            sentence=data.get("sentence"),
         )
 
 
@@ -281,12 +284,12 @@ class BridgeClient:
         problem = problem_of(response)
         if response.status_code == 409:
             raise EventConflictError(409, problem)
-        if response.status_code == 422 and "reason" in problem:
+        if response.status_code == 422 and "code" in problem:
             return SubmitResult(
                 event_id=problem["event_id"],
                 status="refused",
-                reason=problem["reason"],
-                detail=problem.get("detail"),
+                code=problem["code"],
+                sentence=problem.get("sentence"),
             )
         raise BridgeApiError(response.status_code, problem)
 

@@ -341,13 +341,15 @@ class Soak:
     def _record(self, event: dict[str, Any], answer: dict[str, Any]) -> None:
         status = answer.get("status")
         if not isinstance(status, str):  # a problem+json refusal: its HTTP status
-            status = "refused" if "reason" in answer else f"HTTP {status}"
+            status = "refused" if "code" in answer else f"HTTP {status}"
+        elif answer.get("replayed"):  # stored before: the event as it stands
+            status = "replayed"
         self.stats.count("answers", str(status))
-        if status in ("accepted", "duplicate"):
+        if "usage_id" in answer:
             with self.stats.lock:
                 self.stats.accepted_ids.add(event["event_id"])
-        elif status == "refused" or "reason" in answer:
-            self.stats.count("refusals", str(answer.get("reason")))
+        elif status == "refused" or "code" in answer:
+            self.stats.count("refusals", str(answer.get("code")))
 
     def brand_loop(self, brand: int) -> None:
         auth = {"Authorization": f"Bearer {self.api_keys[brand]}"}
@@ -396,7 +398,7 @@ class Soak:
                 "twinId": twin,
                 "paused": not paused[twin],
                 "nonce": state["next_nonce"],
-                "deadline": int(state["chain_time"]) + 600,
+                "deadline": int(state["chain_time_unix"]) + 600,
             }
             data = {
                 "types": spec["types"],

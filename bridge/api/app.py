@@ -11,12 +11,12 @@ from fastapi.openapi.utils import get_openapi
 from starlette.concurrency import run_in_threadpool
 
 import bridge
-from bridge.api import handlers, problems, web
+from bridge.api import docs, handlers, problems, web
 from bridge.api.deps import AppContext
 from bridge.api.metrics import LatencyMiddleware, Metrics
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.routes import actions as action_routes
-from bridge.api.routes import audit, brands, escrow, health, ledger, offers, usage
+from bridge.api.routes import audit, brands, escrow, health, ledger, offers, token, usage
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.views import LicenseView, Web3LicenseView
 from bridge.intake.grouping import ArrivalMiddleware, GroupCommit, IngestInStore
@@ -36,6 +36,7 @@ ROUTERS: Final[tuple[APIRouter, ...]] = (
     brands.router,
     offers.router,
     escrow.router,
+    token.router,
 )
 DESCRIPTION: Final = (
     "Brands report each use of a model's digital twin; the bridge settles the royalty on chain "
@@ -72,6 +73,8 @@ def create_app(
         title="Twin Bridge",
         version=bridge.__version__,
         description=DESCRIPTION,
+        docs_url=None,  # bridge.api.docs serves /docs and /redoc with local assets
+        redoc_url=None,
         lifespan=_lifespan(context, owns_store=store is None),
     )
     app.state.context = context
@@ -159,6 +162,7 @@ def _assemble(app: FastAPI, context: AppContext) -> None:
     for router in ROUTERS:
         app.include_router(router)
     web.install(app)
+    docs.install(app)
     app.add_middleware(
         ArrivalMiddleware, group_commit=context.group_commit, path=usage.router.prefix
     )

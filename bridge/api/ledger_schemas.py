@@ -8,6 +8,9 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
+from bridge.domain.times import rfc3339
+from bridge.domain.usage import UsageCode
+
 TOKEN_DECIMALS: Final = 6
 """Decimals of the payment token (a USD stablecoin; the mock on local chains)."""
 
@@ -37,7 +40,19 @@ SignedAmount = Annotated[
 ]
 Address = Annotated[str, Field(description="EIP-55 checksummed address.")]
 Hash32 = Annotated[str, Field(description="32 bytes, 0x-hex.")]
-UnixTime = Annotated[int, Field(description="Unix time in seconds, as the ledger stores it.")]
+LedgerTime = Annotated[
+    int,
+    PlainSerializer(rfc3339, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "A time the ledger keeps (in unix seconds), RFC 3339 in UTC; one "
+            "beyond 9999 (a license without end) reads 9999-12-31T23:59:59Z.",
+            "examples": ["2026-12-05T16:00:40Z"],
+        }
+    ),
+]
 Decimals = Annotated[
     int, Field(description="Decimals of the payment token: amounts / 10^decimals are tokens.")
 ]
@@ -65,15 +80,15 @@ class OwnerOut(_Out):
 
 
 class PauseIntervalOut(_Out):
-    paused_at: UnixTime = Field(description="No use at or after this time is payable ...")
+    paused_at: LedgerTime = Field(description="No use at or after this time is payable ...")
     paused_source: SourceOut
-    unpaused_at: UnixTime | None = Field(description="... until this time (null: still paused).")
+    unpaused_at: LedgerTime | None = Field(description="... until this time (null: still paused).")
     unpaused_source: SourceOut | None
 
 
 class PauseOut(_Out):
     paused: bool
-    paused_since: UnixTime | None
+    paused_since: LedgerTime | None
     source: SourceOut | None = Field(description="The last pause or unpause (null: never).")
     history: list[PauseIntervalOut] = Field(
         description="Every pause, oldest first; uses dated inside any of them stay unpayable."
@@ -109,15 +124,15 @@ class LicenseVersionOut(_Out):
         description="At the request time: active (in its effective window), not_started, "
         "expired, revoked, or superseded (ended by a later version from that one's start)."
     )
-    valid_from: UnixTime = Field(
+    valid_from: LedgerTime = Field(
         description="As accepted: the later of the offered start and the acceptance."
     )
-    valid_until: UnixTime
-    effective_from: UnixTime = Field(
+    valid_until: LedgerTime
+    effective_from: LedgerTime = Field(
         description="The window in which the version prices uses, after later acceptances and "
         "revocations ended it."
     )
-    effective_until: UnixTime
+    effective_until: LedgerTime
     revoked: bool = Field(description="A revocation ended this version.")
     max_uses: int | None = Field(description="Cap on uses (quantity); null: no cap.")
     uses: int = Field(description="Quantity of the paid usages this version priced.")
@@ -127,13 +142,13 @@ class LicenseVersionOut(_Out):
     terms_hash: Hash32 | None = Field(
         description="The EIP-712 struct hash of the terms the brand accepted."
     )
-    offered_from: UnixTime | None = Field(description="The start the offer named.")
+    offered_from: LedgerTime | None = Field(description="The start the offer named.")
     source: SourceOut = Field(description="The LicenseAccepted event (the brand's acceptance).")
 
 
 class RevocationOut(_Out):
     version: int = Field(description="The newest version when it was revoked.")
-    revoked_at: UnixTime
+    revoked_at: LedgerTime
     source: SourceOut
 
 
@@ -154,10 +169,10 @@ class OfferOut(_Out):
 
     brand: Address
     version: int = Field(description="The number the version gets once accepted.")
-    valid_from: UnixTime = Field(
+    valid_from: LedgerTime = Field(
         description="As offered; the license starts no earlier than its acceptance."
     )
-    valid_until: UnixTime
+    valid_until: LedgerTime
     max_uses: int | None = Field(description="Cap on uses (quantity); null: no cap.")
     purpose_hash: Hash32
     consent_hash: Hash32
@@ -204,16 +219,20 @@ class SettledUsageOut(_Out):
     usage_type_code: int
     quantity: int
     used_at: datetime
-    outcome: str = Field(
-        description="paid, unknown_twin, no_license, license_not_started, license_expired, "
-        "license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, zero_quantity, "
-        "usage_in_future, offer_not_accepted, over_usage_limit or over_period_limit; "
-        "unknown_<code> for a code this bridge does not know (a discrepancy)."
+    code: UsageCode = Field(
+        description="The outcome from the one vocabulary (README: usage codes): paid or why it was "
+        "rejected; unknown_outcome for a code this bridge does not know (a discrepancy)."
     )
-    outcome_code: int
-    outcome_detail: str = Field(description="The outcome in a sentence.")
+    sentence: str = Field(description="The outcome in a sentence.")
+    outcome_code: int = Field(description="The ledger's outcome number (0 paid).")
     amount: Amount | None = Field(
         description="Royalty charged for a paid usage (price x quantity), null otherwise."
+    )
+    paid_from_escrow: Amount | None = Field(
+        description="Of amount, what the brand's escrow paid; null unless paid and priced."
+    )
+    recorded_as_debt: Amount | None = Field(
+        description="Of amount, what the escrow fell short of: recorded as the brand's debt."
     )
     license_version: int | None = Field(description="The version that priced a paid usage.")
     batch_digest: Hash32
@@ -358,7 +377,7 @@ class BrandAccountOut(_Out):
     debt: Amount = Field(description="Owed to twins, not yet repaid.")
     debt_reserve: Amount = Field(description="Deposited towards the debt, not yet paid to twins.")
     pending_withdrawal: Amount = Field(description="Requested escrow withdrawal (0: none).")
-    withdrawal_unlocks_at: UnixTime | None = Field(description="When it may be withdrawn.")
+    withdrawal_unlocks_at: LedgerTime | None = Field(description="When it may be withdrawn.")
     source: SourceOut = Field(description="The event of the last change.")
     totals: BrandTotalsOut
     debt_entries: list[DebtEntryOut]

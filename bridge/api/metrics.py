@@ -206,8 +206,9 @@ class Metrics:
             self.exposed.register(StoreCollector(store, clock=clock))
         self.events = Counter(
             "twin_bridge_usage_events",
-            "Usage events answered by the API, by status and refusal reason.",
-            ["status", "reason"],
+            "Usage events answered by the API, by status (accepted, replayed, refused) and "
+            "refusal code.",
+            ["status", "code"],
             registry=self.registry,
         )
         self.latency = Histogram(
@@ -227,8 +228,8 @@ class Metrics:
 
     def count(self, results: list[ItemResult]) -> None:
         for result in results:
-            reason = result.reason.value if result.reason else ""
-            self.events.labels(result.status.value, reason).inc()
+            code = result.code.value if result.code else ""
+            self.events.labels(result.status.value, code).inc()
 
 
 class LatencyMiddleware:

@@ -16,7 +16,7 @@ from pydantic import (
     field_validator,
 )
 
-from bridge.domain.usage import Refusal, UsageType
+from bridge.domain.usage import UsageCode, UsageType
 from bridge.settings import MAX_BATCH_EVENTS
 
 CLOUDEVENT_TYPE: Final = "dev.twinbridge.usage.v1"
@@ -130,25 +130,25 @@ UsageBody = Annotated[
 USAGE_BODY: Final[TypeAdapter[Any]] = TypeAdapter(UsageBody)
 
 
-class UsageResultOut(BaseModel):
-    """The answer for one event."""
-
-    event_id: str
-    status: Literal["accepted", "duplicate", "refused"]
-    usage_id: int | None = Field(default=None, description="The usage id on chain.")
-    reason: Refusal | None = Field(default=None, description="Why it was refused.")
-    detail: str | None = None
+_CODE_DESCRIPTION: Final = (
+    "What became of the usage, from the one vocabulary (README: usage codes): `paid` once "
+    "settled, the ledger's outcome once rejected; absent while it is on its way or held."
+)
 
 
-class BatchResultOut(BaseModel):
-    """One answer per event, in the order sent."""
+class WaitingOut(BaseModel):
+    """Why an accepted usage is not settled yet."""
 
-    results: list[UsageResultOut]
+    code: Literal["waiting_for_chain_clock"]
+    sentence: str = Field(
+        examples=["settles once the chain's clock passes 2026-12-05T16:00:40Z (in about 40 s)"]
+    )
+    until: datetime = Field(description="The time the chain's clock must pass (its used_at).")
 
 
 class UsageEventOut(BaseModel):
     """A stored usage and where it is: accepted → submitted → settled, or rejected; held when its
-    batches kept reverting (``error`` says why)."""
+    batches kept reverting (``error`` says why). Times are RFC 3339, amounts base-unit strings."""
 
     event_id: str
     usage_id: int
@@ -157,20 +157,56 @@ class UsageEventOut(BaseModel):
     usage_type: str
     quantity: int
     used_at: datetime
-    campaign_ref: str | None
-    asset_ref: str | None
+    campaign_ref: str | None = None
+    asset_ref: str | None = None
     received_at: datetime
+    code: UsageCode | None = Field(default=None, description=_CODE_DESCRIPTION)
+    sentence: str | None = Field(default=None, description="The code in a sentence.")
+    outcome_code: int | None = Field(
+        default=None, description="The ledger's outcome number (0 paid), once settled or rejected."
+    )
     tx_hash: str | None = Field(default=None, description="Settlement transaction.")
     block_number: int | None = None
     log_index: int | None = None
     amount: str | None = Field(
-        default=None, description="Royalty paid, payment-token base units (decimal string)."
+        default=None, description="Royalty charged, payment-token base units (decimal string)."
     )
-    reason_code: int | None = Field(default=None, description="Ledger outcome code if rejected.")
-    reason: str | None = Field(default=None, description="The rejection in words.")
+    paid_from_escrow: str | None = Field(
+        default=None, description="Of `amount`, what the brand's escrow paid (base units)."
+    )
+    recorded_as_debt: str | None = Field(
+        default=None,
+        description="Of `amount`, what the escrow fell short of: the brand's debt to the twin.",
+    )
+    waiting: WaitingOut | None = Field(
+        default=None, description="An accepted usage dated after the chain's clock waits for it."
+    )
     error: str | None = Field(
         default=None, description="Why settling failed, if held (the last attempt's error)."
     )
+
+
+class UsageAnswerOut(UsageEventOut):
+    """An event stored now (202, ``replayed`` false) or before with the same body (200,
+    ``replayed`` true): the usage as it stands, as ``GET /v1/usage-events/{event_id}`` answers."""
+
+    replayed: bool
+
+
+class UsageRefusalOut(BaseModel):
+    """An event refused at the door: nothing was stored, so its id stays free for a corrected
+    body."""
+
+    event_id: str
+    status: Literal["refused"]
+    code: UsageCode = Field(description="Why, from the one vocabulary (README: usage codes).")
+    sentence: str = Field(description="Why, for this event, in a sentence.")
+
+
+class BatchResultOut(BaseModel):
+    """One answer per event, in the order sent."""
+
+    results: list[UsageAnswerOut | UsageRefusalOut]
 
 
 class UsageEventPageOut(BaseModel):

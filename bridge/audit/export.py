@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
-from bridge.audit.state import outcome_name, outcome_words
 from bridge.domain.codec import Outcome
+from bridge.domain.usage import UsageCode, split_payment
 
 if TYPE_CHECKING:
     from bridge.audit.report import AuditResult
@@ -56,8 +57,11 @@ def _blank(value: object) -> object:
 
 def _usages(result: AuditResult) -> Rows:
     batches = result.state.batches
-    for u in result.state.usages:
+    paid_by = _paid_by(result)
+    for index, u in enumerate(result.state.usages):
         batch = batches[u.batch]
+        outcome = Outcome(u.outcome)
+        escrow, debt = paid_by.get(index, (None, None))
         yield [
             u.usage_id,
             u.brand,
@@ -65,15 +69,45 @@ def _usages(result: AuditResult) -> Rows:
             u.used_at,
             u.quantity,
             u.usage_type,
-            outcome_name(u.outcome),
-            "" if u.outcome == _PAID else outcome_words(u.outcome),
+            UsageCode.of_outcome(outcome).value,
+            u.outcome,
+            outcome.description,
             _blank(u.amount),
+            _blank(escrow),
+            _blank(debt),
             _blank(u.license_version),
             batch.tx_hash,
             batch.block_number,
             u.log_index,
             batch.digest,
         ]
+
+
+def _paid_by(result: AuditResult) -> dict[int, tuple[int, int]]:
+    """How each paid and priced usage (by its index in ``state.usages``) was paid, from escrow
+    and as debt: per settlement transaction and brand, the ``DebtRecorded`` amounts belong to its
+    last usages that cost something (``split_payment``). A brand whose usages of a transaction
+    are not all priced, or whose debts do not fit them, is left blank."""
+    state = result.state
+    usages: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, u in enumerate(state.usages):
+        if u.outcome == _PAID:
+            usages[state.batches[u.batch].tx_hash, u.brand.lower()].append(index)
+    debts: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
+    for d in state.debts:
+        if d.event == "recorded":
+            debts[d.tx_hash, d.brand.lower()].append(d.amount)
+    paid_by: dict[int, tuple[int, int]] = {}
+    for key, indexes in usages.items():
+        amounts = [state.usages[i].amount for i in indexes]
+        if any(amount is None for amount in amounts):
+            continue
+        try:
+            ways = split_payment([a or 0 for a in amounts], debts.get(key, []))
+        except ValueError:
+            continue  # the audit names the shortfall that does not add up as a discrepancy
+        paid_by.update(zip(indexes, ways, strict=True))
+    return paid_by
 
 
 def _batches(result: AuditResult) -> Rows:
@@ -169,9 +203,9 @@ TABLES: Final = (
     Table(
         "usages",
         (
-            "usage_id", "brand", "twin_id", "used_at", "quantity", "usage_type", "outcome",
-            "reason", "amount", "license_version", "tx_hash", "block_number", "log_index",
-            "batch_digest",
+            "usage_id", "brand", "twin_id", "used_at", "quantity", "usage_type", "code",
+            "outcome_code", "sentence", "amount", "paid_from_escrow", "recorded_as_debt",
+            "license_version", "tx_hash", "block_number", "log_index", "batch_digest",
         ),
         _usages,
     ),

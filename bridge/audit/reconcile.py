@@ -1,24 +1,58 @@
 """Reconciliation of a bridge database with the ledger the audit rebuilt from chain events.
 
-The database is only read (a read-only transaction on PostgreSQL, ``query_only`` on SQLite). Each
-usage the database marks settled or rejected must be on chain with the same usage id, brand,
-twin, time, quantity, type, transaction, block, outcome and amount; each usage settled on chain
-must be known to the database, and marked as the chain says.
+The database is only read, and never created: a SQLite file that is not there is an error, and an
+existing one is opened read-only (``mode=ro``); PostgreSQL sessions are read-only
+(``default_transaction_read_only``). Each usage the database marks settled or rejected must be on
+chain with the same usage id, brand, twin, time, quantity, type, transaction, block, outcome and
+amount; each usage settled on chain must be known to the database, and marked as the chain says.
+Errors are sentences: the driver's SQL never reaches the user.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
-from sqlalchemy import create_engine, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from bridge.audit.state import AuditError, Discrepancy, LedgerState, UsageRow, outcome_words
 from bridge.domain.codec import Outcome
 from bridge.store.models import Brand, UsageEvent, UsageStatus
 
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
+
 _DONE = (UsageStatus.SETTLED, UsageStatus.REJECTED)
 _PAID = int(Outcome.PAID)
+_TABLES = ("brands", "usage_events")
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseCheck:
+    """What ``--against-db`` compared: the usages (of the database and of the chain, each
+    counted once), the settlement batches they were in, and how they disagree."""
+
+    database: str
+    """The database, its password hidden."""
+    usages: int
+    batches: int
+    discrepancies: list[Discrepancy]
+
+    def sentence(self) -> str:
+        """``database: 1,234 usages and 57 batches compared with the chain: all agree``."""
+        outcome = (
+            "all agree"
+            if not self.discrepancies
+            else f"{len(self.discrepancies):,} disagreement(s)"
+        )
+        return (
+            f"database {self.database}: {self.usages:,} usages and {self.batches:,} batches "
+            f"compared with the chain: {outcome}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +72,66 @@ class _DbUsage:
     amount: int | None
 
 
-def read_usages(url: str) -> list[_DbUsage]:
-    """Every usage of the bridge database at ``url``, read in one read-only transaction.
+def database_url(text: str) -> URL:
+    """``text`` as a database URL; a bare path names a SQLite file.
 
     Raises:
-        AuditError: the database cannot be opened or has no bridge schema.
+        AuditError: neither.
     """
+    if "://" not in text:
+        text = f"sqlite:///{text}"
     try:
-        engine = create_engine(url)
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
-        raise AuditError(f"cannot open the database {url!r}: {exc}") from exc
+        return make_url(text)
+    except ArgumentError:
+        raise AuditError(f"{text!r} is neither a database URL nor a file path") from None
+
+
+def shown(url: URL) -> str:
+    """The database as a person reads it: a SQLite file's path, else the URL without password."""
+    if url.get_backend_name() == "sqlite":
+        return str(url.database)
+    return url.render_as_string(hide_password=True)
+
+
+def open_read_only(text: str) -> tuple[Engine, str]:
+    """An engine that only reads the existing database ``text`` (URL or SQLite path) and how to
+    name it.
+
+    Raises:
+        AuditError: no such SQLite file, an in-memory one, or an unknown driver.
+    """
+    url = database_url(text)
+    name = shown(url)
+    try:
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            if not url.database or url.database == ":memory:" or not path.is_file():
+                raise AuditError(f"no database at {url.database or '(no path)'}")
+            uri = f"sqlite:///file:{quote(str(path.resolve()))}?mode=ro&uri=true"
+            return create_engine(uri), name
+        if url.get_backend_name() == "postgresql":
+            options = {"options": "-c default_transaction_read_only=on"}
+            return create_engine(url, connect_args=options), name
+        return create_engine(url), name
+    except (ArgumentError, ImportError, ValueError) as exc:
+        raise AuditError(f"cannot open the database {name}: {exc}") from None
+
+
+def _driver_words(exc: SQLAlchemyError) -> str:
+    """The driver's own first line (never the statement SQLAlchemy appends)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig) if orig is not None else type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def read_usages(url: str) -> tuple[str, list[_DbUsage]]:
+    """How the database at ``url`` is named, and every usage in it, read in one read-only
+    transaction.
+
+    Raises:
+        AuditError: the database is not there, cannot be read or has no bridge schema.
+    """
+    engine, name = open_read_only(url)
     query = select(
         UsageEvent.id,
         Brand.address,
@@ -65,17 +149,22 @@ def read_usages(url: str) -> list[_DbUsage]:
     ).join(Brand, Brand.id == UsageEvent.brand_id)
     try:
         with engine.connect() as conn:
-            if engine.dialect.name == "sqlite":
-                conn.exec_driver_sql("PRAGMA query_only = ON")
-            elif engine.dialect.name == "postgresql":
+            if engine.dialect.name == "postgresql":
                 conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            missing = [t for t in _TABLES if not inspect(conn).has_table(t)]
+            if missing:
+                raise AuditError(
+                    f"{name} is not a Twin Bridge database: it has no {' or '.join(missing)} table"
+                )
             rows = conn.execute(query).all()
             conn.rollback()
     except SQLAlchemyError as exc:
-        raise AuditError(f"cannot read usages from the database: {exc}") from exc
+        raise AuditError(
+            f"cannot read usages from the database {name}: {_driver_words(exc)}"
+        ) from None
     finally:
         engine.dispose()
-    return [
+    return name, [
         _DbUsage(
             usage_id=int(r[0]),
             brand=str(r[1]),
@@ -95,9 +184,17 @@ def read_usages(url: str) -> list[_DbUsage]:
     ]
 
 
-def reconcile(url: str, state: LedgerState) -> list[Discrepancy]:
-    """Every disagreement between the database at ``url`` and the rebuilt ``state``, in words."""
-    return compare(read_usages(url), state)
+def reconcile(url: str, state: LedgerState) -> DatabaseCheck:
+    """What the database at ``url`` and the rebuilt ``state`` were compared on, and every
+    disagreement in words."""
+    name, db_usages = read_usages(url)
+    found = compare(db_usages, state)
+    db_ids = {db.usage_id for db in db_usages if db.status in _DONE}
+    own = _self_attested(state)
+    chain = {row.usage_id: row for row in state.usages if (row.brand, row.usage_id) not in own}
+    ids = db_ids | set(chain)
+    batches = {chain[i].batch for i in ids if i in chain}
+    return DatabaseCheck(name, len(ids), len(batches), found)
 
 
 def compare(db_usages: list[_DbUsage], state: LedgerState) -> list[Discrepancy]:

@@ -14,6 +14,7 @@ from typing import Any, Final, Protocol
 
 from bridge.audit.balances import BalanceCheck
 from bridge.audit.export import CSV_TABLES
+from bridge.audit.reconcile import DatabaseCheck
 from bridge.audit.scan import ScanStats
 from bridge.audit.state import ZERO_ADDRESS, Discrepancy, LedgerState, UsageRow, outcome_name
 from bridge.domain.codec import Outcome
@@ -29,10 +30,16 @@ class AuditResult:
     discrepancies: list[Discrepancy]
     stats: ScanStats
     resumed_from: int | None = None
+    database: DatabaseCheck | None = None
+    """What ``--against-db`` compared (None: the database was not checked)."""
 
     @property
     def clean(self) -> bool:
         return not self.discrepancies
+
+    def database_line(self) -> str:
+        """Whether and what ``--against-db`` compared, in one sentence."""
+        return "database: not checked" if self.database is None else self.database.sentence()
 
     def summary(self) -> dict[str, Any]:
         state = self.state
@@ -94,6 +101,7 @@ class AuditResult:
             "to_block": self.to_block,
             "clean": self.clean,
             "summary": self.summary(),
+            "database_check": self.database_line(),
             "discrepancies": _discrepancies_json(self.discrepancies),
             "balances": [
                 {

@@ -41,7 +41,18 @@ PERMIT_NONCES: Final = "nonces(address)"
 DOMAIN_SEPARATOR: Final = "DOMAIN_SEPARATOR()"
 EIP712_DOMAIN: Final = "eip712Domain()"
 NAME: Final = "name()"
-TOKEN_SIGNATURES: Final = (BALANCE_OF, ALLOWANCE, APPROVE, PERMIT_NONCES, DOMAIN_SEPARATOR, NAME)
+SYMBOL: Final = "symbol()"
+DECIMALS: Final = "decimals()"
+TOKEN_SIGNATURES: Final = (
+    BALANCE_OF,
+    ALLOWANCE,
+    APPROVE,
+    PERMIT_NONCES,
+    DOMAIN_SEPARATOR,
+    NAME,
+    SYMBOL,
+    DECIMALS,
+)
 
 PERMIT_DEADLINE_S: Final = 3600
 """A permit signed here is valid this long after the chain's time."""
@@ -146,6 +157,17 @@ class TokenFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """The payment token as amounts are shown: its address, ``symbol()``, ``name()`` and
+    ``decimals()`` (fixed for a token's life, so read once)."""
+
+    address: str
+    symbol: str
+    name: str
+    decimals: int
+
+
+@dataclass(frozen=True, slots=True)
 class EscrowEvents:
     """The ledger's escrow events in one receipt (None: not emitted)."""
 
@@ -205,6 +227,18 @@ class EscrowLedger:
             (address,) = decode(["address"], self._call(self.ledger, PAYMENT_TOKEN, [], []))
             self._token = to_checksum_address(address)
         return self._token
+
+    def token_info(self) -> TokenInfo:
+        """The payment token's address, symbol, name and decimals.
+
+        Raises:
+            DecodingError: the token answers them not as an ERC-20 does.
+        """
+        token = self.token()
+        (symbol,) = decode(["string"], self._call(token, SYMBOL, [], []))
+        (name,) = decode(["string"], self._call(token, NAME, [], []))
+        (decimals,) = decode(["uint8"], self._call(token, DECIMALS, [], []))
+        return TokenInfo(token, str(symbol), str(name), int(decimals))
 
     def token_facts(self, owner: str) -> TokenFacts:
         """The payment token, ``owner``'s balance and allowance to the ledger, and its permit."""

@@ -22,6 +22,11 @@ ADMIN_ROLE: Final = 0
 REGISTRAR_ROLE: Final = 1
 ATTESTER_ROLE: Final = 2
 PAUSER_ROLE: Final = 3
+ARBITER_ROLE: Final = 4
+"""Resolves disputes (``releaseDispute``, ``resolveDisputeByVoid``, ``resolveDisputeByCharge``).
+A deployment does not map those functions to it or grant it yet (so it is not in ``ROLE_IDS``):
+unmapped, they are the admin's (behind its execution delay) until the admin maps them and grants
+the role."""
 ROLE_IDS: Final = {
     "ADMIN_ROLE": ADMIN_ROLE,
     "REGISTRAR_ROLE": REGISTRAR_ROLE,
@@ -73,8 +78,11 @@ class LedgerConfig:
     """Seconds before a brand's raised spending limits take effect."""
     default_per_usage: int
     default_per_period: int
+    hold_window: int = 0
+    """Seconds a settlement's royalties are held (voidable, disputable) before they can be
+    distributed; 0 (the default): distributable at once."""
 
-    def as_abi(self) -> tuple[int, int, int, int, int]:
+    def as_abi(self) -> tuple[int, int, int, int, int, int]:
         """The constructor's ``Config`` tuple, in field order."""
         return (
             self.notice_period,
@@ -82,6 +90,7 @@ class LedgerConfig:
             self.raise_delay,
             self.default_per_usage,
             self.default_per_period,
+            self.hold_window,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -89,8 +98,11 @@ class LedgerConfig:
 
     @classmethod
     def of(cls, values: Mapping[str, Any]) -> LedgerConfig:
-        """From ``as_dict`` output (a manifest's record)."""
-        return cls(**{name: int(values[name]) for name in cls.__dataclass_fields__})
+        """From ``as_dict`` output (a manifest's record; one written before the hold window
+        existed has none, which is a hold window of 0)."""
+        return cls(
+            **{name: int(values[name]) for name in cls.__dataclass_fields__ if name in values}
+        )
 
 
 MIN_NOTICE_PERIOD: Final = 36 * 24 * 3600
@@ -105,6 +117,7 @@ IS_USAGE_PROCESSED_SELECTOR: Final = keccak(text="isUsageProcessed(address,uint6
 USAGES_SETTLED_TOPIC: Final = keccak(
     text="UsagesSettled(bytes32,address,address,uint256,uint256[])"
 )
+DEBT_RECORDED_TOPIC: Final = keccak(text="DebtRecorded(address,uint256,uint256,uint256)")
 
 Groups = Sequence[tuple[str, Sequence[int]]]
 
@@ -191,6 +204,9 @@ class SettledGroup:
     paid: int
     results: tuple[tuple[Usage, Outcome], ...]
     log_index: int
+    debts: tuple[int, ...] = ()
+    """The amounts of the brand's ``DebtRecorded`` events since the previous ``UsagesSettled``
+    (the ledger emits them before the group's event, one per usage its escrow fell short of)."""
 
 
 def _address(topic: bytes) -> str:
@@ -211,22 +227,30 @@ def usages_settled_log(
 
 
 def decode_usages_settled(logs: Sequence[LogEntry], *, ledger: str) -> list[SettledGroup]:
-    """The ``UsagesSettled`` events of ``ledger`` among ``logs``, in log order."""
+    """The ``UsagesSettled`` events of ``ledger`` among ``logs``, in log order, each with the
+    ``DebtRecorded`` amounts of its brand logged since the previous one."""
     groups = []
+    debts: dict[str, list[int]] = {}
     for log in logs:
         if log.address.lower() != ledger.lower() or not log.topics:
             continue
+        if log.topics[0] == DEBT_RECORDED_TOPIC:
+            (amount, _entry) = decode(["uint256", "uint256"], log.data)
+            debts.setdefault(_address(log.topics[1]), []).append(int(amount))
+            continue
         if log.topics[0] != USAGES_SETTLED_TOPIC:
             continue
+        brand = _address(log.topics[2])
         paid, results = decode(["uint256", "uint256[]"], log.data)
         groups.append(
             SettledGroup(
                 batch_digest=log.topics[1],
-                brand=_address(log.topics[2]),
+                brand=brand,
                 attester=_address(log.topics[3]),
                 paid=int(paid),
                 results=tuple(decode_result(int(word)) for word in results),
                 log_index=log.log_index,
+                debts=tuple(debts.pop(brand, ())),
             )
         )
     return groups

@@ -5,26 +5,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
-from eth_utils.address import is_address, to_checksum_address
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from bridge.audit.export import write_csv
-from bridge.audit.report import AuditResult, write_json
-from bridge.audit.run import run_audit
-from bridge.audit.scan import DEFAULT_MAX_BLOCK_RANGE
-from bridge.chain.deploy import LEDGER
-from bridge.chain.rpc import JsonRpc, NoRpcAnswersError, WrongChainError, connect_json_rpc
-from bridge.cli.common import fail, stderr
-from bridge.cli.deploy import network_config
-from bridge.deploy.errors import DeploymentError
-from bridge.deploy.manifest import load_manifest
-from bridge.deploy.networks import DEFAULT_NETWORKS_FILE
+from bridge.cli.common import DevOption, dev_stack, fail, stderr
+from bridge.cli.deploy import DEFAULT_NETWORKS_FILE, network_config
 from bridge.errors import BridgeError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from bridge.audit.report import AuditResult
+    from bridge.chain.rpc import JsonRpc
+    from bridge.cli.money import Token
+    from bridge.devstack.datadir import RunningStack
+
+DEFAULT_MAX_BLOCK_RANGE: int = 10_000
+"""Most blocks per eth_getLogs by default (``bridge.audit.scan.DEFAULT_MAX_BLOCK_RANGE``; a test
+keeps them equal: this module does not import web3 to start fast)."""
 
 MAX_PRINTED: int = 50
 """Discrepancies printed on the terminal (the JSON and CSV exports hold all)."""
@@ -41,7 +42,7 @@ DeploymentOption = Annotated[
     typer.Option(
         "--deployment",
         "--manifest",
-        help="Deployment manifest (default deploy/deployments/<network>.json).",
+        help="Deployment manifest (default deploy/deployments/<network>.json, or the dev stack's).",
     ),
 ]
 LedgerOption = Annotated[
@@ -67,7 +68,11 @@ CsvOption = Annotated[
 ]
 AgainstDbOption = Annotated[
     str | None,
-    typer.Option("--against-db", help="Reconcile with this bridge database (read only)."),
+    typer.Option(
+        "--against-db",
+        help="Reconcile with this bridge database: a URL or a SQLite file, only read (never "
+        "created).",
+    ),
 ]
 MaxBlockRangeOption = Annotated[
     int, typer.Option("--max-block-range", min=1, help="Most blocks per eth_getLogs.")
@@ -92,20 +97,33 @@ def _target(
     deployment: Path | None,
     ledger: str | None,
     from_block: int | None,
+    stack: RunningStack | None,
 ) -> AuditTarget:
-    """RPC URLs, ledger address, first block and expected chain id from the options."""
+    """RPC URLs, ledger address, first block and expected chain id from the options (and the dev
+    stack's ``dev.json``: its RPC and manifest, unless the options name others)."""
+    from eth_utils.address import is_address, to_checksum_address
+
     urls: list[str] = [rpc] if rpc else []
     chain_id: int | None = None
+    if stack is not None and network is None:
+        urls = urls or [stack.rpc_url]
+        if ledger is None:
+            deployment = deployment or stack.deployment
+        chain_id = stack.chain_id
     if network is not None:
         config = network_config(network, networks_file)
         urls = urls or list(config.rpc_urls)
         if not urls:
             raise fail(f"network {network} has no RPC URL (set {', '.join(config.missing_env)})", 2)
+        if deployment is None and stack is not None and stack.rpc_url in urls:
+            deployment = stack.deployment
         deployment = deployment or config.default_manifest_path()
         chain_id = config.chain_id
     if not urls:
         raise fail(
-            "give --network NAME, or --rpc URL with --deployment FILE or --ledger ADDRESS", 2
+            "give --dev (a running `make run`), --network NAME, or --rpc URL with --deployment "
+            "FILE or --ledger ADDRESS",
+            2,
         )
     if ledger is not None:
         if not is_address(ledger):
@@ -118,6 +136,10 @@ def _target(
 
 def _manifest_target(urls: list[str], deployment: Path, from_block: int | None) -> AuditTarget:
     """The ledger of a deployment manifest, from its deployment block unless told otherwise."""
+    from bridge.chain.deploy import LEDGER
+    from bridge.deploy.errors import DeploymentError
+    from bridge.deploy.manifest import load_manifest
+
     try:
         manifest = load_manifest(deployment)
     except DeploymentError as exc:
@@ -129,6 +151,8 @@ def _manifest_target(urls: list[str], deployment: Path, from_block: int | None) 
 def _connect(target: AuditTarget) -> JsonRpc:
     """A JSON-RPC client on the first of the target's URLs that answers; exits 2 when none does
     or one is on another chain."""
+    from bridge.chain.rpc import NoRpcAnswersError, WrongChainError, connect_json_rpc
+
     try:
         return connect_json_rpc(target.urls, chain_id=target.chain_id)
     except WrongChainError as exc:
@@ -145,6 +169,14 @@ def _progress(
     console: Console, *, quiet: bool, start: int
 ) -> tuple[Progress, Callable[[int, int, int], None]]:
     """The progress bar, and the callback ``run_audit`` advances it with."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn("[bold]auditing[/] blocks"),
         BarColumn(),
@@ -172,11 +204,7 @@ def _scan_line(result: AuditResult) -> str:
     )
 
 
-def _amount(value: int) -> str:
-    return f"{value:,}"
-
-
-def _summary_rows(s: dict[str, Any]) -> list[tuple[str, Any]]:
+def _summary_rows(s: dict[str, Any], money: Token) -> list[tuple[str, Any]]:
     """The summary table's rows (a declarative table: what, then its count or amount)."""
     return [
         ("twins", s["twins"]),
@@ -188,31 +216,33 @@ def _summary_rows(s: dict[str, Any]) -> list[tuple[str, Any]]:
         ("  paid", s["usages_paid"]),
         ("  rejected", s["usages_rejected"]),
         *((f"    {reason.replace('_', ' ')}", n) for reason, n in s["rejected_by_reason"].items()),
-        ("amount paid for usages", _amount(s["amount_paid"])),
+        ("amount paid for usages", money.show(s["amount_paid"])),
         ("settlement batches", s["batches"]),
         ("  verified (digest, signer, role, usages)", s["batches_verified"]),
         ("deposits", s["deposits"]),
-        ("  deposited", _amount(s["deposited"])),
+        ("  deposited", money.show(s["deposited"])),
         ("escrow withdrawals", s["escrow_withdrawals"]),
-        ("  withdrawn", _amount(s["escrow_withdrawn"])),
-        ("debt recorded", _amount(s["debt_recorded"])),
-        ("debt repaid", _amount(s["debt_repaid"])),
-        ("debt outstanding", _amount(s["debt_outstanding"])),
-        ("royalties distributed", _amount(s["royalties_distributed"])),
+        ("  withdrawn", money.show(s["escrow_withdrawn"])),
+        ("debt recorded", money.show(s["debt_recorded"])),
+        ("debt repaid", money.show(s["debt_repaid"])),
+        ("debt outstanding", money.show(s["debt_outstanding"])),
+        ("royalties distributed", money.show(s["royalties_distributed"])),
         ("payouts", s["payouts"]),
         ("  withdrawn by the payee itself", s["payouts_by_payee"]),
-        ("  paid out", _amount(s["paid_out"])),
-        ("escrow held", _amount(s["escrow"])),
-        ("royalties accrued on twins", _amount(s["accrued"])),
-        ("claimable by payees", _amount(s["claimable"])),
-        ("owed in total (liabilities)", _amount(s["liabilities"])),
+        ("  paid out", money.show(s["paid_out"])),
+        ("escrow held", money.show(s["escrow"])),
+        ("royalties accrued on twins", money.show(s["accrued"])),
+        ("claimable by payees", money.show(s["claimable"])),
+        ("owed in total (liabilities)", money.show(s["liabilities"])),
         ("balance checks against the ledger's views", s["balance_checks"]),
         ("  failed", s["balance_checks_failed"]),
         ("discrepancies", s["discrepancies"]),
     ]
 
 
-def _summary_table(result: AuditResult) -> Table:
+def _summary_table(result: AuditResult, money: Token) -> Table:
+    from rich.table import Table
+
     table = Table(
         title=f"Audit of ledger {result.state.ledger} on chain {result.state.chain_id}, blocks "
         f"{result.state.start_block}-{result.to_block}",
@@ -220,16 +250,18 @@ def _summary_table(result: AuditResult) -> Table:
     )
     table.add_column("what")
     table.add_column("count / amount", justify="right")
-    for what, value in _summary_rows(result.summary()):
+    for what, value in _summary_rows(result.summary(), money):
         table.add_row(what, f"{value:,}" if isinstance(value, int) else str(value))
     return table
 
 
-def print_summary(result: AuditResult, console: Console) -> None:
-    """The rebuilt ledger and the checks in one table, then each discrepancy in words."""
-    console.print(_summary_table(result))
+def print_summary(result: AuditResult, console: Console, money: Token) -> None:
+    """The rebuilt ledger and the checks in one table (amounts in the payment token ``money``),
+    then each discrepancy in words."""
+    console.print(_summary_table(result, money))
     if result.clean:
         console.print("[green]clean: the ledger's state is what its events say[/]")
+        console.print(result.database_line(), markup=False)
         return
     console.print(f"[red]{len(result.discrepancies)} discrepancies:[/]")
     for d in result.discrepancies[:MAX_PRINTED]:
@@ -237,6 +269,20 @@ def print_summary(result: AuditResult, console: Console) -> None:
         console.print(d.message, markup=False)
     if len(result.discrepancies) > MAX_PRINTED:
         console.print(f"… and {len(result.discrepancies) - MAX_PRINTED} more (see --json or --csv)")
+    console.print(result.database_line(), markup=False)
+
+
+def _token(target: AuditTarget) -> Token:
+    """The payment token's symbol and decimals, from the chain (an audit writes nothing it was
+    not asked to, so no cache), for the amounts of the summary; exits 2 when the chain cannot
+    say."""
+    from bridge.chain.client import Web3ChainClient
+    from bridge.cli.money import read_token
+
+    try:
+        return read_token(Web3ChainClient(target.urls), target.ledger)
+    except BridgeError as exc:
+        raise fail(f"audit stopped: {exc}", 2) from exc
 
 
 def _audit(
@@ -251,6 +297,8 @@ def _audit(
 ) -> AuditResult:
     """Runs the audit (and the reconciliation with a bridge database, if asked); exits 2 when
     it cannot run to the end."""
+    from bridge.audit.run import run_audit
+
     client = _connect(target)
     progress, advance = _progress(console, quiet=quiet, start=target.start_block)
     try:
@@ -267,7 +315,8 @@ def _audit(
         if against_db is not None:
             from bridge.audit.reconcile import reconcile
 
-            result.discrepancies.extend(reconcile(against_db, result.state))
+            result.database = reconcile(against_db, result.state)
+            result.discrepancies.extend(result.database.discrepancies)
     except BridgeError as exc:
         raise fail(f"audit stopped: {exc}", 2) from exc
     finally:
@@ -276,6 +325,7 @@ def _audit(
 
 
 def audit_command(
+    dev: DevOption = False,
     network: NetworkOption = None,
     networks_file: NetworksOption = DEFAULT_NETWORKS_FILE,
     rpc: RpcOption = None,
@@ -294,7 +344,11 @@ def audit_command(
     signature and role, every usage's outcome and amount, every balance against the ledger's
     views and the token balance. Exits 0 when clean, 1 naming each discrepancy, 2 when the audit
     cannot run."""
-    target = _target(network, networks_file, rpc, deployment, ledger, from_block)
+    from bridge.audit.export import write_csv
+    from bridge.audit.report import write_json
+
+    stack = dev_stack(asked=dev, elsewhere=bool(network or rpc))
+    target = _target(network, networks_file, rpc, deployment, ledger, from_block, stack)
     err = stderr()
     result = _audit(
         target,
@@ -310,7 +364,8 @@ def audit_command(
         write_json(result, json_out)
     if csv_dir is not None:
         write_csv(result, csv_dir)
-    print_summary(result, Console(highlight=False, soft_wrap=True))
+    money = _token(target)
+    print_summary(result, Console(highlight=False, soft_wrap=True), money)
     if not result.clean:
         raise typer.Exit(1)
 

@@ -46,7 +46,8 @@ from bridge.cli.brand_offers import (
     mined,
     sender_over,
 )
-from bridge.cli.common import stdout
+from bridge.cli.common import load_settings, stdout
+from bridge.cli.money import Token, cached_token, read_token
 from bridge.cli.own_tx import OwnTransaction
 from bridge.cli.remote import (
     DEFAULT_API,
@@ -55,7 +56,6 @@ from bridge.cli.remote import (
     RemoteCliError,
     address,
     reported,
-    usd,
 )
 from bridge.domain import eip712
 from bridge.domain.codec import MAX_QUANTITY, Outcome, Usage
@@ -245,7 +245,9 @@ def settle(
                 soft_wrap=True,
                 markup=False,
             )
-        totals = _Totals()
+        totals = _Totals(
+            cached_token(load_settings().data_dir, chain_id, to, lambda: read_token(chain, to))
+        )
         for start in range(0, len(fresh), batch_size):
             chunk = fresh[start : start + batch_size]
             receipt = _send_batch(chain, sender, to, brand_address, chunk)
@@ -303,6 +305,7 @@ def _order(u: OwnUsage) -> tuple[int, int]:
 
 @dataclass
 class _Totals:
+    money: Token
     paid: int = 0
     paid_count: int = 0
     rejected: int = 0
@@ -310,7 +313,7 @@ class _Totals:
 
     def summary(self, skipped: int) -> str:
         return (
-            f"{self.paid_count} paid ({usd(self.paid)} USD), {self.rejected} rejected in "
+            f"{self.paid_count} paid ({self.money.show(self.paid)}), {self.rejected} rejected in "
             f"{self.transactions} transaction{'' if self.transactions == 1 else 's'}; "
             f"{skipped} already settled"
         )
@@ -332,7 +335,7 @@ def _outcomes(
                 amount = amounts[(group.brand, usage.usage_id)]
                 totals.paid += amount
                 totals.paid_count += 1
-                what = f"paid {usd(amount)} USD"
+                what = f"paid {totals.money.show(amount)}"
             else:
                 totals.rejected += 1
                 what = f"rejected ({outcome.name.lower()}): {outcome.description}"

@@ -45,7 +45,8 @@ from bridge.cli.brand_offers import (
     mined,
     sender_over,
 )
-from bridge.cli.common import stdout
+from bridge.cli.common import load_settings, stdout
+from bridge.cli.money import Token, token_for_api, token_over_chain
 from bridge.cli.own_tx import OwnTransaction
 from bridge.cli.remote import (
     DEFAULT_API,
@@ -54,12 +55,15 @@ from bridge.cli.remote import (
     Relay,
     RemoteCliError,
     reported,
-    units,
-    usd,
 )
+from bridge.domain.times import unix_seconds
 
 AmountArgument = Annotated[
-    str, typer.Argument(help="USD, up to 6 decimals (e.g. 2500 or 99.5).", show_default=False)
+    str,
+    typer.Argument(
+        help="Tokens of the payment token, up to its decimals (e.g. 2500 or 99.5).",
+        show_default=False,
+    ),
 ]
 
 
@@ -72,6 +76,7 @@ class _Brand:
         self.sender = sender
         self.address = sender.account.address
         self.escrow = EscrowLedger(Web3ChainClient([rpc]), ledger)
+        self.money = token_over_chain(load_settings().data_dir, self.escrow.chain, ledger)
 
     def send(self, data: bytes, what: str) -> tuple[Receipt, EscrowEvents]:
         """Sends ``data`` to the ledger; its receipt and the escrow events it emitted."""
@@ -116,22 +121,23 @@ def deposit(
     private_key_env: KeyEnvOption = None,
     max_fee_gwei: MaxFeeOption = 200.0,
 ) -> None:
-    """Deposit AMOUNT USD of the payment token into your escrow (your own transactions).
+    """Deposit AMOUNT of the payment token into your escrow (your own transactions).
 
     With a token that takes EIP-2612 permits, one depositWithPermit signed here; else approve (if
     the ledger's allowance falls short) and deposit. Outstanding debt is repaid first; the rest is
     escrow that pays your usages.
     """
     with reported():
-        value = units(amount, "AMOUNT")
         brand = _brand(
             rpc, api, ledger, BrandKey(keystore, password_file, private_key_env), max_fee_gwei
         )
+        money = brand.money
+        value = money.parse(amount, "AMOUNT")
         token = brand.escrow.token_facts(brand.address)
         if token.balance < value:
             raise RemoteCliError(
-                f"{brand.address} holds {usd(token.balance)} USD of the payment token "
-                f"{token.address}, less than the {usd(value)} USD to deposit"
+                f"{brand.address} holds {money.show(token.balance)} of the payment token "
+                f"{token.address}, less than the {money.show(value)} to deposit"
             )
         console = stdout()
         if token.permit_domain is not None:
@@ -142,10 +148,10 @@ def deposit(
                 approval = brand.sender.send(
                     to=token.address,
                     data=approve_calldata(brand.ledger, value),
-                    what=f"approve of {usd(value)} USD to the ledger",
+                    what=f"approve of {money.show(value)} to the ledger",
                 )
                 console.print(
-                    f"approved the ledger to take {usd(value)} USD {mined(approval)}",
+                    f"approved the ledger to take {money.show(value)} {mined(approval)}",
                     soft_wrap=True,
                 )
         receipt, events = brand.send(data, what)
@@ -153,8 +159,8 @@ def deposit(
             raise _emitted(receipt, "EscrowDeposited")
         deposited, to_debt = events.deposited
         console.print(
-            f"deposited {usd(deposited)} USD for {brand.address}: "
-            f"{usd(deposited - to_debt)} USD to escrow, {usd(to_debt)} USD to debt, "
+            f"deposited {money.show(deposited)} for {brand.address}: "
+            f"{money.show(deposited - to_debt)} to escrow, {money.show(to_debt)} to debt, "
             f"{mined(receipt)}",
             soft_wrap=True,
         )
@@ -170,24 +176,25 @@ def withdraw_request(
     private_key_env: KeyEnvOption = None,
     max_fee_gwei: MaxFeeOption = 200.0,
 ) -> None:
-    """Ask to withdraw AMOUNT USD of your escrow (requestEscrowWithdrawal, your own transaction).
+    """Ask to withdraw AMOUNT of your escrow (requestEscrowWithdrawal, your own transaction).
 
     The ledger caps it at your escrow; it unlocks after the ledger's notice period and may be
     withdrawn (`brand withdraw`) until it lapses. It replaces an earlier request.
     """
     with reported():
-        value = units(amount, "AMOUNT")
         brand = _brand(
             rpc, api, ledger, BrandKey(keystore, password_file, private_key_env), max_fee_gwei
         )
+        money = brand.money
+        value = money.parse(amount, "AMOUNT")
         receipt, events = brand.send(request_withdrawal_calldata(value), "requestEscrowWithdrawal")
         if events.requested is None:
             raise _emitted(receipt, "EscrowWithdrawalRequested")
         requested, unlocks_at = events.requested
         account = brand.escrow.account(brand.address, block=receipt.block_number)
-        capped = f" (capped at the escrow; {usd(value)} USD asked)" if requested < value else ""
+        capped = f" (capped at the escrow; {money.show(value)} asked)" if requested < value else ""
         stdout().print(
-            f"withdrawal of {usd(requested)} USD requested for {brand.address}{capped}: it "
+            f"withdrawal of {money.show(requested)} requested for {brand.address}{capped}: it "
             f"unlocks at {utc(unlocks_at)} and may be withdrawn until {utc(account.lapses_at)}, "
             f"{mined(receipt)}",
             soft_wrap=True,
@@ -215,18 +222,20 @@ def withdraw(
         receipt, events = brand.send(withdraw_escrow_calldata(), "withdrawEscrow")
         if events.withdrawn is None:
             raise _emitted(receipt, "EscrowWithdrawn")
+        money = brand.money
         stdout().print(
-            f"withdrew {usd(events.withdrawn)} USD from the escrow of {brand.address} "
+            f"withdrew {money.show(events.withdrawn)} from the escrow of {brand.address} "
             f"{mined(receipt)}",
             soft_wrap=True,
         )
 
 
-def _withdrawal_line(account: dict[str, Any]) -> str:
+def _withdrawal_line(account: dict[str, Any], money: Token) -> str:
     if not int(account["pending_withdrawal"]):
         return "no withdrawal pending"
-    unlocks, lapses = int(account["withdrawal_unlocks_at"]), int(account["withdrawal_lapses_at"])
-    now = int(account["chain_time"])
+    unlocks = unix_seconds(account["withdrawal_unlocks_at"])
+    lapses = unix_seconds(account["withdrawal_lapses_at"])
+    now = unix_seconds(account["chain_time"])
     state = (
         "withdrawable now (`twin-bridge brand withdraw`)"
         if account["withdrawable"]
@@ -235,7 +244,7 @@ def _withdrawal_line(account: dict[str, Any]) -> str:
         else "locked until then"
     )
     return (
-        f"withdrawal pending: {usd(int(account['pending_withdrawal']))} USD, unlocks at "
+        f"withdrawal pending: {money.show(int(account['pending_withdrawal']))}, unlocks at "
         f"{utc(unlocks)}, lapses at {utc(lapses)}; {state}"
     )
 
@@ -243,22 +252,25 @@ def _withdrawal_line(account: dict[str, Any]) -> str:
 def escrow(api_key: ApiKeyOption, api: ApiOption = DEFAULT_API) -> None:
     """Your escrow, debt and pending withdrawal on the ledger now, and the token in your wallet."""
     with reported():
-        account = Relay.at(api, api_key=api_key).json("GET", "/v1/brand/escrow")
+        relay = Relay.at(api, api_key=api_key)
+        account = relay.json("GET", "/v1/brand/escrow")
+        money = token_for_api(relay, api)
         console = stdout()
         console.print(
-            f"escrow of {account['brand']}: {usd(int(account['escrow']))} USD; debt "
-            f"{usd(int(account['debt']))} USD (reserve {usd(int(account['debt_reserve']))} USD) "
-            f"at {utc(int(account['chain_time']))}",
+            f"escrow of {account['brand']}: {money.show(int(account['escrow']))}; debt "
+            f"{money.show(int(account['debt']))} (reserve "
+            f"{money.show(int(account['debt_reserve']))}) at "
+            f"{utc(unix_seconds(account['chain_time']))}",
             soft_wrap=True,
         )
-        console.print(_withdrawal_line(account), soft_wrap=True)
+        console.print(_withdrawal_line(account, money), soft_wrap=True)
         deposits = (
             "deposits by permit"
             if account["permit"]
-            else f"the ledger may take {usd(int(account['allowance']))} USD of it"
+            else f"the ledger may take {money.show(int(account['allowance']))} of it"
         )
         console.print(
-            f"wallet: {usd(int(account['wallet_balance']))} USD of the payment token "
+            f"wallet: {money.show(int(account['wallet_balance']))} of the payment token "
             f"{account['token']}; {deposits}",
             soft_wrap=True,
         )

@@ -23,7 +23,8 @@ from eth_utils.crypto import keccak
 
 from bridge.chain.brand_ledger import decline_calldata, set_limits_calldata
 from bridge.chain.client import Receipt, Web3ChainClient
-from bridge.cli.common import stdout
+from bridge.cli.common import load_settings, stdout
+from bridge.cli.money import Token, token_for_api, token_over_chain
 from bridge.cli.own_tx import OwnTransaction
 from bridge.cli.remote import (
     DEFAULT_API,
@@ -36,9 +37,8 @@ from bridge.cli.remote import (
     follow,
     load_key,
     reported,
-    units,
-    usd,
 )
+from bridge.domain.times import unix_seconds
 
 GWEI: Final = 10**9
 LIMITS_SET_TOPIC: Final = keccak(text="SpendingLimitsSet(address,uint256,uint256,uint40)")
@@ -146,16 +146,17 @@ def mined(receipt: Receipt) -> str:
 # ---------------------------------------------------------------- offers
 
 
-def _offer_line(offer: dict[str, Any]) -> str:
+def _offer_line(offer: dict[str, Any], money: Token) -> str:
     prices = ", ".join(
-        f"{p['usage_type'] or 'type ' + str(p['usage_type_code'])}={usd(int(p['price']))}"
+        f"{p['usage_type'] or 'type ' + str(p['usage_type_code'])}={money.number(int(p['price']))}"
         for p in offer["prices"]
     )
     cap = f"at most {offer['max_uses']} uses" if offer["max_uses"] else "no cap"
     ended = " (expired)" if offer["expired"] else ""
     return (
-        f"twin {offer['twin_id']} version {offer['version']}: {prices} USD per use, until "
-        f"{_when(int(offer['valid_until']))}, {cap}; terms {offer['terms_hash']}{ended}"
+        f"twin {offer['twin_id']} version {offer['version']}: {prices} {money.symbol} per use, "
+        f"until {_when(unix_seconds(offer['valid_until']))}, {cap}; "
+        f"terms {offer['terms_hash']}{ended}"
     )
 
 
@@ -176,8 +177,10 @@ def offers(api_key: ApiKeyOption, api: ApiOption = DEFAULT_API) -> None:
                 soft_wrap=True,
                 markup=False,
             )
+            return
+        money = token_for_api(relay, api)
         for offer in items:
-            console.print(_offer_line(offer), soft_wrap=True, markup=False)
+            console.print(_offer_line(offer, money), soft_wrap=True, markup=False)
 
 
 def accept(
@@ -258,25 +261,27 @@ limits_app = typer.Typer(help="The brand's spending limits on the ledger.", no_a
 def limits_show(api_key: ApiKeyOption, api: ApiOption = DEFAULT_API) -> None:
     """Your spending limits, this period's spend and a raise waiting for its delay."""
     with reported():
-        limits = Relay.at(api, api_key=api_key).json("GET", "/v1/brand/limits")
+        relay = Relay.at(api, api_key=api_key)
+        limits = relay.json("GET", "/v1/brand/limits")
+        money = token_for_api(relay, api)
         console = stdout()
         console.print(
-            f"limits of {limits['brand']}: {usd(int(limits['per_usage']))} USD per usage, "
-            f"{usd(int(limits['per_period']))} USD per period",
+            f"limits of {limits['brand']}: {money.show(int(limits['per_usage']))} per usage, "
+            f"{money.show(int(limits['per_period']))} per period",
             soft_wrap=True,
         )
         console.print(
-            f"spent since {_when(int(limits['period_start']))}: "
-            f"{usd(int(limits['spent_in_period']))} USD, "
-            f"{usd(int(limits['remaining_in_period']))} USD left",
+            f"spent since {_when(unix_seconds(limits['period_start']))}: "
+            f"{money.show(int(limits['spent_in_period']))}, "
+            f"{money.show(int(limits['remaining_in_period']))} left",
             soft_wrap=True,
         )
         raise_ = limits["pending_raise"]
         if raise_ is not None:
             console.print(
-                f"raise waiting: {usd(int(raise_['per_usage']))} USD per usage, "
-                f"{usd(int(raise_['per_period']))} USD per period from "
-                f"{_when(int(raise_['effective_at']))}",
+                f"raise waiting: {money.show(int(raise_['per_usage']))} per usage, "
+                f"{money.show(int(raise_['per_period']))} per period from "
+                f"{_when(unix_seconds(raise_['effective_at']))}",
                 soft_wrap=True,
             )
         attester = limits["attester"] or "the bridge's"
@@ -298,8 +303,10 @@ def _limits_set(receipt: Receipt) -> tuple[int, int, int]:
 
 @limits_app.command("set")
 def limits_set(
-    per_usage: Annotated[str, typer.Option("--per-usage", help="Most one usage may cost, USD.")],
-    per_period: Annotated[str, typer.Option("--per-period", help="Most per period, USD.")],
+    per_usage: Annotated[
+        str, typer.Option("--per-usage", help="Most one usage may cost, in tokens.")
+    ],
+    per_period: Annotated[str, typer.Option("--per-period", help="Most per period, in tokens.")],
     rpc: TxRpcOption,
     api: ApiOption = DEFAULT_API,
     ledger: LedgerOption = None,
@@ -314,14 +321,15 @@ def limits_set(
     amounts to 28 bits of mantissa (about 8 significant digits), rounding down.
     """
     with reported():
-        amounts = units(per_usage, "--per-usage"), units(per_period, "--per-period")
         to = ledger_of(api, ledger)
+        money = token_over_chain(load_settings().data_dir, Web3ChainClient([rpc]), to)
+        amounts = money.parse(per_usage, "--per-usage"), money.parse(per_period, "--per-period")
         sender = sender_over(rpc, BrandKey(keystore, password_file, private_key_env), max_fee_gwei)
         receipt = sender.send(to=to, data=set_limits_calldata(*amounts), what="setSpendingLimits")
         usage_limit, period_limit, effective_at = _limits_set(receipt)
         stdout().print(
-            f"limits set: {usd(usage_limit)} USD per usage, {usd(period_limit)} USD per period, "
-            f"in force from {_when(effective_at)} {mined(receipt)}",
+            f"limits set: {money.show(usage_limit)} per usage, {money.show(period_limit)} per "
+            f"period, in force from {_when(effective_at)} {mined(receipt)}",
             soft_wrap=True,
         )
 

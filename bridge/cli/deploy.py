@@ -5,18 +5,32 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Final
 
 import typer
-from eth_account import Account
 from rich.console import Console
 
-from bridge.cli.common import fail, load_settings, no_secret_file, stderr
-from bridge.deploy.deployer import deploy
-from bridge.deploy.doctor import DEFAULT_BATCHES, run_doctor
-from bridge.deploy.errors import DeploymentError
-from bridge.deploy.networks import DEFAULT_NETWORKS_FILE, NetworkConfig, connect, load_networks
+from bridge.cli.common import (
+    DevOption,
+    announce,
+    dev_stack,
+    fail,
+    load_settings,
+    no_secret_file,
+    stderr,
+)
 from bridge.errors import BridgeError
+
+if TYPE_CHECKING:
+    from bridge.deploy.networks import NetworkConfig
+    from bridge.devstack.datadir import RunningStack
+    from bridge.settings import Settings
+
+DEFAULT_NETWORKS_FILE: Final = Path(__file__).resolve().parents[2] / "deploy" / "networks.toml"
+"""``bridge.deploy.networks.DEFAULT_NETWORKS_FILE`` (a test keeps them equal: this module does not
+import web3, to start fast)."""
+DEFAULT_BATCHES: Final = 10
+"""``bridge.deploy.doctor.DEFAULT_BATCHES`` (a test keeps them equal)."""
 
 keystore_app = typer.Typer(help="Encrypted keystore (v3) files.", no_args_is_help=True)
 
@@ -36,6 +50,9 @@ ManifestOption = Annotated[
 
 def network_config(name: str, networks_file: Path) -> NetworkConfig:
     """Network ``name`` of ``networks_file``; exits 2 when the file or the network is not there."""
+    from bridge.deploy.errors import DeploymentError
+    from bridge.deploy.networks import load_networks
+
     try:
         networks = load_networks(networks_file)
     except DeploymentError as exc:
@@ -58,6 +75,9 @@ def deploy_command(
     ] = False,
 ) -> None:
     """Deploy the ledger to a network and write its manifest (nothing to do if unchanged)."""
+    from bridge.deploy.deployer import deploy
+    from bridge.deploy.networks import connect
+
     config = network_config(network, networks_file)
     console = stderr()
     try:
@@ -79,8 +99,53 @@ def deploy_command(
         typer.echo(outcome.manifest.ledger_address)
 
 
+def _dev_network(config: NetworkConfig, stack: RunningStack) -> NetworkConfig:
+    """The network ``config`` on the dev stack's RPC, with the role holders its ``dev.json``
+    names (the dev stack may run on other ports than the networks file says)."""
+    from bridge.deploy.networks import RolesConfig
+
+    roles = stack.roles
+    return config.model_copy(
+        update={
+            "rpc_urls": (stack.rpc_url,),
+            "roles": RolesConfig(
+                admin=roles["admin"],
+                registrar=(roles["registrar"],),
+                attester=(roles["attester"],),
+                pauser=(roles["pauser"],),
+            ),
+        }
+    )
+
+
+def _dev_settings(settings: Settings, stack: RunningStack) -> Settings:
+    """``settings`` with the dev stack's attester and relayer keys, unless keys are set: the
+    stack's worker signs with them, not with the caller's environment."""
+    from pydantic import SecretStr
+
+    if settings.attester_keystore is not None or settings.attester_private_key is not None:
+        return settings
+    keys = stack.bridge_keys
+    if "attester" not in keys or "relayer" not in keys:
+        raise fail(f"{stack.dev_json} names no bridge keys: restart the dev stack", 2)
+    return settings.model_copy(
+        update={
+            "attester_private_key": SecretStr(keys["attester"]),
+            "relayer_private_key": SecretStr(keys["relayer"]),
+        }
+    )
+
+
 def doctor_command(
-    network: NetworkOption,
+    dev: DevOption = False,
+    network: Annotated[
+        str | None,
+        typer.Option(
+            "--network",
+            help="A network of the networks file (local, sepolia, ...); with --dev, or when a dev "
+            "stack runs and none is given: local, on the dev stack.",
+        ),
+    ] = None,
     networks_file: NetworksOption = DEFAULT_NETWORKS_FILE,
     manifest: ManifestOption = None,
     batches: Annotated[
@@ -91,9 +156,30 @@ def doctor_command(
     ] = DEFAULT_BATCHES,
 ) -> None:
     """Check a network for the bridge: RPCs, chain id, keys, contracts, roles, relayer balance.
-    Exits 1 if any check fails."""
-    config = network_config(network, networks_file)
+    Exits 1 if any check fails.
+
+    On a running dev stack (``--dev``, or ``--network local`` while ``make run`` serves its RPC)
+    the manifest and the bridge's keys are the stack's own, from its ``dev.json``.
+    """
+    from bridge.deploy.doctor import run_doctor
+
+    stack = dev_stack(asked=dev, elsewhere=network is not None)
+    if stack is None and network is None:
+        raise fail("give --network NAME, or --dev on a running dev stack (`make run`)", 2)
+    config = network_config(network or "local", networks_file)
     settings = load_settings()
+    if stack is None and network is not None:
+        from bridge.devstack.datadir import running_stack
+
+        running = running_stack(settings.data_dir)
+        stack = running if running is not None and running.rpc_url in config.rpc_urls else None
+        if stack is not None:
+            announce(stack)
+    elif stack is not None and network is None:
+        config = _dev_network(config, stack)
+    if stack is not None:
+        settings = _dev_settings(settings, stack)
+        manifest = manifest or stack.deployment
     checks = run_doctor(
         config,
         settings,
@@ -109,7 +195,7 @@ def doctor_command(
     if failed:
         console.print(f"[red]{len(failed)} of {len(checks)} checks failed[/]")
         raise typer.Exit(1)
-    console.print(f"[green]network {network} is ready[/]")
+    console.print(f"[green]network {config.name} is ready[/]")
 
 
 @keystore_app.command("new")
@@ -123,6 +209,8 @@ def keystore_new(
     ] = None,
 ) -> None:
     """Create a new key and write it as an encrypted keystore v3 file; prints its address."""
+    from eth_account import Account
+
     if out.exists():
         raise fail(f"{out} exists; refusing to overwrite a key", 2)
     if password_file is not None:

@@ -1,4 +1,5 @@
-"""``twin-bridge dev``: the whole system on this machine (see :mod:`bridge.devstack.stack`)."""
+"""``twin-bridge dev``: the whole system on this machine (see :mod:`bridge.devstack.stack`), and
+``twin-bridge dev env``: the running stack's shell environment (:mod:`bridge.devstack.env`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import typer
 
 from bridge.cli.common import fail, load_settings, stderr, stop_on_signals
 
+dev_app = typer.Typer()
 
+
+@dev_app.callback(invoke_without_command=True)
 def dev_command(
+    ctx: typer.Context,
     rpc_port: Annotated[int, typer.Option(help="Port of the local anvil chain.")] = 8545,
     api_port: Annotated[int, typer.Option(help="Port of the brand API.")] = 8000,
     block_time: Annotated[
@@ -23,6 +28,8 @@ def dev_command(
 ) -> None:
     """Run the whole system locally: anvil (state kept in the data dir), the contracts, a demo
     world, the API, the settlement worker and the indexer, until Ctrl-C."""
+    if ctx.invoked_subcommand is not None:
+        return
     from bridge.devstack.options import DevError, DevOptions
     from bridge.devstack.stack import DevStack
 
@@ -38,6 +45,24 @@ def dev_command(
     stderr().print("dev stack stopped; chain state saved", markup=False)
 
 
+@dev_app.command("env")
+def env_command() -> None:
+    """Print the running dev stack's environment as `export` lines: eval "$(twin-bridge dev env)".
+
+    Its API and RPC URLs, a demo brand's API key and address, and keystores (anvil's public dev
+    keys, written into the data dir) of that brand and of a demo model, as the README's examples
+    use them.
+    """
+    from bridge.devstack.env import env_lines
+    from bridge.devstack.options import DevError, DevOptions
+
+    try:
+        lines = env_lines(DevOptions(data_dir=load_settings().data_dir))
+    except DevError as exc:
+        raise fail(str(exc), 1) from exc
+    typer.echo("\n".join(lines))
+
+
 def register(app: typer.Typer) -> None:
-    """Adds ``dev`` to the ``twin-bridge`` app."""
-    app.command("dev")(dev_command)
+    """Adds ``dev`` and ``dev env`` to the ``twin-bridge`` app."""
+    app.add_typer(dev_app, name="dev")

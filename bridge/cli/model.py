@@ -17,21 +17,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import typer
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_utils.crypto import keccak
-from rich.console import Console
 
-from bridge.cli.common import stderr, stdout
+from bridge.cli.common import DevOption, OptionsAnywhere, dev_stack, stderr, stdout
+from bridge.cli.money import Token, token_for_api
 from bridge.cli.remote import (
     DEFAULT_API,
     FINAL,
-    ApiOption,
+    ApiOrDevOption,
     BridgeRefusedError,
     KeyEnvOption,
     Relay,
@@ -40,17 +37,21 @@ from bridge.cli.remote import (
     follow,
     load_key,
     reported,
-    units,
-    usd,
 )
 from bridge.cli.remote import address as checked
 from bridge.domain.usage import UsageType
-from bridge.intake.owner_messages import MAX_PAYOUT_TWINS
 
-model_app = typer.Typer(no_args_is_help=True)
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+    from rich.console import Console
+
+model_app = typer.Typer(no_args_is_help=True, cls=OptionsAnywhere)
 
 DAY: Final = 24 * 3600
 BPS: Final = 10_000
+MAX_PAYOUT_TWINS: Final = 64
+"""``bridge.intake.owner_messages.MAX_PAYOUT_TWINS`` (a test keeps them equal; that module
+imports web3)."""
 NOTHING_TO_PAY: Final = "PayoutNothingToPay("
 """The ledger's error, as the relay names it when it refuses a payout."""
 
@@ -69,8 +70,9 @@ PasswordFileOption = Annotated[
 TwinOption = Annotated[int, typer.Option("--twin", min=1, help="The twin's token id.")]
 
 
-def _price(text: str) -> dict[str, int]:
-    """``video=120.50`` -> ``{"usageType": 1, "price": 120500000}`` (6-decimal token units)."""
+def _price(text: str, money: Token) -> dict[str, int]:
+    """``video=120.50`` -> ``{"usageType": 1, "price": 120500000}`` (in base units of the
+    payment token, here of 6 decimals)."""
     name, sep, amount = text.partition("=")
     if not sep:
         raise RemoteCliError(f"--price {text!r}: expected TYPE=AMOUNT, e.g. video=120.50")
@@ -78,7 +80,7 @@ def _price(text: str) -> dict[str, int]:
         usage_type = UsageType.parse(name.strip())
     except ValueError as exc:
         raise RemoteCliError(f"--price {text!r}: {exc}") from None
-    return {"usageType": int(usage_type), "price": units(amount, "--price")}
+    return {"usageType": int(usage_type), "price": money.parse(amount, "--price")}
 
 
 def _hash(text: str | None) -> str:
@@ -87,6 +89,8 @@ def _hash(text: str | None) -> str:
         return "0x" + "00" * 32
     if text.startswith("0x") and len(text) == 66:
         return text.lower()
+    from eth_utils.crypto import keccak
+
     return "0x" + keccak(text=text).hex()
 
 
@@ -110,6 +114,10 @@ class Model:
             key_env=self.key_env,
         )
 
+    def money(self) -> Token:
+        """The payment token's symbol and decimals (read once from the chain, then cached)."""
+        return token_for_api(self.relay, str(self.relay.http.base_url))
+
     def chain_id(self) -> int:
         return int(self.relay.json("GET", "/v1/owner-actions/types")["domain"]["chainId"])
 
@@ -117,11 +125,13 @@ class Model:
         """Signs the ``kind`` message ``build(chain_time)`` makes, naming the key's address as
         its ``owner``, with the next nonce and a deadline ``deadline_s`` after the chain's time;
         posts it and follows it."""
+        from eth_account import Account
+
         types = self.relay.json("GET", "/v1/owner-actions/types")
         domain = types["domain"]
         account = self.key(int(domain["chainId"]))
         state = self.relay.json("GET", f"/v1/accounts/{account.address}/nonce")
-        now = int(state["chain_time"])
+        now = int(state["chain_time_unix"])
         message = {
             "owner": account.address,
             **build(now),
@@ -152,15 +162,21 @@ def _model(ctx: typer.Context) -> Model:
 @model_app.callback()
 def _options(
     ctx: typer.Context,
-    api: ApiOption = DEFAULT_API,
+    dev: DevOption = False,
+    api: ApiOrDevOption = None,
     keystore: KeystoreOption = None,
     password_file: PasswordFileOption = None,
     private_key_env: KeyEnvOption = None,
     wait: WaitOption = True,
 ) -> None:
     """A model's owner actions (signed locally, relayed gas-free) and earnings. The options
-    before the command say where the bridge is and where the model's key is."""
-    ctx.obj = Model(Relay.at(api), keystore, password_file, private_key_env, wait)
+    (before or after the command) say where the bridge is and where the model's key is; without
+    --api, the bridge is the running dev stack's (`make run`), else http://127.0.0.1:8000."""
+    if ctx.resilient_parsing:  # completion or --help: no dev stack to look for
+        return
+    stack = dev_stack(asked=dev, elsewhere=api is not None)
+    url = api or (stack.api_url if stack is not None else DEFAULT_API)
+    ctx.obj = Model(Relay.at(url), keystore, password_file, private_key_env, wait)
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,7 @@ def offer(
     price: Annotated[
         list[str],
         typer.Option(
-            "--price", help="TYPE=USD per use, repeatable (e.g. video=120.50 social_post=15)."
+            "--price", help="TYPE=tokens per use, repeatable (e.g. video=120.50 social_post=15)."
         ),
     ],
     days: Annotated[int, typer.Option("--days", min=1, help="Valid for this many days.")] = 365,
@@ -218,11 +234,13 @@ def offer(
     accepts (``twin-bridge brand accept``), its accepted version, if any, stays in force.
     """
     with reported():
-        prices = [_price(p) for p in price]
+        model = _model(ctx)
+        money = model.money()
+        prices = [_price(p, money) for p in price]
         terms = OfferTerms(
             checked(brand, "--brand"), prices, days, starts_in_days, max_uses, purpose, consent
         )
-        _model(ctx).submit("OfferLicense", lambda now: {"twinId": twin, "terms": terms.at(now)})
+        model.submit("OfferLicense", lambda now: {"twinId": twin, "terms": terms.at(now)})
 
 
 @model_app.command("revoke")
@@ -307,7 +325,7 @@ def _owned_twins(relay: Relay, owner: str) -> list[dict[str, Any]]:
 
 
 def _nothing_to_pay(exc: BridgeRefusedError) -> bool:
-    return exc.problem_type == "ledger-refuses" and NOTHING_TO_PAY in str(exc)
+    return exc.problem_type == "ledger-refuses" and NOTHING_TO_PAY in exc.detail
 
 
 def _nothing_held(twin_ids: list[int]) -> str:
@@ -337,7 +355,7 @@ def _print_paid(model: Model, payee: str, action: dict[str, Any]) -> None:
         "GET", f"/v1/payees/{payee}/payouts", params={"tx_hash": tx_hash, "limit": 500}
     )
     paid = sum(int(p["amount"]) for p in page["items"])
-    stdout().print(f"paid {usd(paid)} USD to {payee}", soft_wrap=True)
+    stdout().print(f"paid {model.money().show(paid)} to {payee}", soft_wrap=True)
 
 
 @model_app.command("withdraw")
@@ -397,7 +415,7 @@ def status(
             _print_paid(model, str(done["message"]["payee"]), done)
 
 
-def _print_twin(console: Console, twin: dict[str, Any]) -> None:
+def _print_twin(console: Console, twin: dict[str, Any], money: Token) -> None:
     """One twin of ``GET /v1/twins``: its state, royalty split and licenses."""
     state = "paused" if twin["pause"]["paused"] else "active"
     console.print(
@@ -409,13 +427,13 @@ def _print_twin(console: Console, twin: dict[str, Any]) -> None:
     for lic in twin["licenses"]:
         current = lic["current"]
         prices = ", ".join(
-            f"{p['usage_type'] or p['usage_type_code']}={usd(int(p['price']))}"
+            f"{p['usage_type'] or p['usage_type_code']}={money.number(int(p['price']))}"
             for p in current["prices"]
         )
-        until = datetime.fromtimestamp(int(current["valid_until"]), UTC)
+        until = datetime.fromisoformat(current["valid_until"])
         console.print(
-            f"  {lic['brand']} version {lic['current_version']} {lic['state']}: {prices} USD "
-            "per use, until "
+            f"  {lic['brand']} version {lic['current_version']} {lic['state']}: {prices} "
+            f"{money.symbol} per use, until "
             f"{until:%Y-%m-%d %H:%M} UTC, uses {current['uses']}/"
             f"{current['max_uses'] or 'no cap'}",
             soft_wrap=True,
@@ -430,12 +448,13 @@ def _share(amount: int, twin: dict[str, Any], owner: str) -> int:
     return mine + amount - sum(share for _, share in shares)
 
 
-def _print_money(console: Console, totals: dict[str, Any]) -> None:
+def _print_money(console: Console, totals: dict[str, Any], money: Token) -> None:
     """A twin's money (``GET /v1/twins/{id}/earnings`` totals)."""
     console.print(
-        f"  accrued {usd(int(totals['undistributed']))} USD (held by the twin, not yet "
-        f"distributed), distributed {usd(int(totals['distributed']))} USD, claimable "
-        f"{usd(int(totals['claimable']))} USD, unpaid debt {usd(int(totals['unpaid_debt']))} USD",
+        f"  accrued {money.show(int(totals['undistributed']))} (held by the twin, not yet "
+        f"distributed), distributed {money.show(int(totals['distributed']))}, claimable "
+        f"{money.show(int(totals['claimable']))}, unpaid debt "
+        f"{money.show(int(totals['unpaid_debt']))}",
         soft_wrap=True,
     )
 
@@ -461,21 +480,22 @@ def show(
         else:
             owner = model.key(model.chain_id()).address
         console = stdout()
+        money = model.money()
         twins = _owned_twins(model.relay, owner)
         if not twins:
             console.print(f"{owner} owns no twin")
         share = 0
         for twin in twins:
-            _print_twin(console, twin)
+            _print_twin(console, twin, money)
             totals = model.relay.json("GET", f"/v1/twins/{twin['twin_id']}/earnings")["totals"]
-            _print_money(console, totals)
+            _print_money(console, totals, money)
             share += _share(int(totals["undistributed"]), twin, owner)
         mine = model.relay.json("GET", f"/v1/payees/{owner}/earnings")["totals"]
         claimable = int(mine["claimable"])
         console.print(
-            f"{owner}: claimable {usd(claimable)} USD, your share of the accrued {usd(share)} "
-            f"USD, paid out {usd(int(mine['paid_out']))} USD so far; `twin-bridge model "
-            f"withdraw` pays {usd(claimable + share)} USD",
+            f"{owner}: claimable {money.show(claimable)}, your share of the accrued "
+            f"{money.show(share)}, paid out {money.show(int(mine['paid_out']))} so far; "
+            f"`twin-bridge model withdraw` pays {money.show(claimable + share)}",
             soft_wrap=True,
         )
 

@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 from eth_typing import HexStr
 
 from bridge.chain.client import FeeData, Receipt
-from bridge.chain.reverts import describe_revert
+from bridge.chain.reverts import explain_revert
 from bridge.cli.remote import RemoteCliError
 from bridge.domain.fees import FeePolicy
 from bridge.errors import ExecutionRevertedError
@@ -61,7 +61,7 @@ class OwnTransaction:
         try:
             gas = self.chain.estimate_gas(sender=sender, to=to, data=data)
         except ExecutionRevertedError as exc:
-            reason = describe_revert(exc.data) or exc.message
+            reason = explain_revert(exc.data) or exc.message
             raise RemoteCliError(f"the ledger would refuse {what}: {reason}") from None
         quote = self.chain.fee_data()
         policy = FeePolicy(cap=self.fee_cap)

@@ -1,7 +1,7 @@
 """What the model and brand commands share when they talk to a bridge from the user's machine: the
 bridge's HTTP API (``Relay``), the user's own key (a keystore, or a raw key on a dev chain; never
 echoed, even when given where a name or a path was expected), following a relayed action until it
-is confirmed, and amounts in USD."""
+is confirmed (amounts are ``bridge.cli.money``'s)."""
 
 from __future__ import annotations
 
@@ -10,21 +10,18 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
-import httpx
 import typer
-from eth_account.signers.local import LocalAccount
-from eth_utils.address import is_address, to_checksum_address
 
 from bridge.cli.common import fail, no_secret_file, stderr, stdout
 from bridge.client import BridgeApiError, BridgeHttp, RetryPolicy
-from bridge.deploy.networks import KeySource
 from bridge.errors import BridgeError
 
-TOKEN_DECIMALS: Final = 6
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
 FINAL: Final = frozenset({"confirmed", "failed"})
 DEFAULT_API: Final = "http://127.0.0.1:8000"
 RELAY_RETRY: Final = RetryPolicy(
@@ -36,6 +33,16 @@ posting it twice relays it once); a 429 is reported at once."""
 ApiOption = Annotated[
     str,
     typer.Option("--api", envvar="TWIN_BRIDGE_API_URL", help="The bridge's base URL."),
+]
+ApiOrDevOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api",
+        envvar="TWIN_BRIDGE_API_URL",
+        help="The bridge's base URL (default: the running dev stack's, else "
+        "http://127.0.0.1:8000).",
+        show_default=False,
+    ),
 ]
 KeyEnvOption = Annotated[
     str | None,
@@ -57,9 +64,13 @@ class BridgeRefusedError(RemoteCliError):
     """The bridge answered with an error: its status and RFC 9457 problem are kept."""
 
     def __init__(self, status: int, problem: dict[str, Any], detail: str) -> None:
+        from bridge.chain.reverts import explain
+
         self.status = status
         self.problem = problem
-        super().__init__(f"the bridge refused ({status}): {detail}")
+        self.detail = detail
+        """The bridge's own words (a ledger error as ``describe_revert`` names it)."""
+        super().__init__(f"the bridge refused ({status}): {explain(detail)}")
 
     @property
     def problem_type(self) -> str:
@@ -81,6 +92,8 @@ class Relay:
         return cls(BridgeHttp(api, headers=headers, timeout=30, retry=RELAY_RETRY))
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
         try:
             return self.http.json(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -107,6 +120,8 @@ def load_key(
         RemoteCliError: a secret was given where a variable's name or a file was expected (the
             value is never repeated), or the key cannot be had.
     """
+    from bridge.deploy.networks import KeySource
+
     _refuse_secrets(role, keystore=keystore, password_file=password_file, key_env=key_env)
     password_env = f"TWIN_BRIDGE_{role.upper()}_PASSWORD"
     source = KeySource(
@@ -176,33 +191,14 @@ def reported() -> Iterator[None]:
         raise fail(str(exc), 1) from exc
 
 
-def usd(amount: int) -> str:
-    """Token base units as USD with two decimals at least: ``1,234.50`` (more when finer)."""
-    value = Decimal(amount) / Decimal(10**TOKEN_DECIMALS)
-    return f"{value:,.2f}" if value == round(value, 2) else f"{value:,.6f}".rstrip("0")
-
-
-def units(text: str, what: str) -> int:
-    """A positive USD amount with at most 6 decimals as token base units.
-
-    Raises:
-        RemoteCliError: not such an amount.
-    """
-    try:
-        value = Decimal(text.strip()) * 10**TOKEN_DECIMALS
-    except InvalidOperation:
-        raise RemoteCliError(f"{what} {text!r}: not an amount in USD") from None
-    if value <= 0 or value != value.to_integral_value():
-        raise RemoteCliError(f"{what} {text!r}: a positive amount with at most 6 decimals")
-    return int(value)
-
-
 def address(text: str, what: str) -> str:
     """``text`` as a checksummed address.
 
     Raises:
         RemoteCliError: not an address.
     """
+    from eth_utils.address import is_address, to_checksum_address
+
     if not is_address(text):
         raise RemoteCliError(f"{what} {text!r} is not an Ethereum address")
     return to_checksum_address(text)

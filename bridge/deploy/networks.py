@@ -153,6 +153,13 @@ class NetworkConfig(FrozenModel):
     default_per_period: int = Field(
         default=250_000, gt=0, description="Default spending limit per period, in whole tokens."
     )
+    hold_window: int = Field(
+        default=0,
+        ge=0,
+        lt=2**32,
+        description="Seconds a settlement's royalties are held (voidable by the brand, disputable "
+        "by the model) before they can be distributed; 0: at once.",
+    )
     block_time_s: float = Field(default=12.0, gt=0, description="Expected seconds per block.")
     receipt_timeout_s: float = Field(default=600.0, gt=0)
     roles: RolesConfig = RolesConfig()
@@ -177,6 +184,7 @@ class NetworkConfig(FrozenModel):
             raise_delay=self.raise_delay,
             default_per_usage=self.default_per_usage * unit,
             default_per_period=self.default_per_period * unit,
+            hold_window=self.hold_window,
         )
 
     def require_env(self) -> None:

@@ -1,5 +1,6 @@
 """The dev stack's data directory: its lock (one stack per directory), ``dev.json`` (how to reach
-and use the running stack), the seed marker, and the bridge database of an earlier chain."""
+and use the running stack, read by ``doctor``, ``audit`` and ``model`` as :class:`RunningStack`),
+the seed marker, and the bridge database of an earlier chain."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bridge.devstack.options import AlreadyRunningError, DevOptions
+from bridge.devstack.options import AlreadyRunningError, DevError, DevOptions
 
 
 @contextlib.contextmanager
@@ -96,3 +98,76 @@ def retire_sqlite_database(data_dir: Path) -> str | None:
         if path.exists():
             path.rename(path.with_name(f"{path.name}.{stamp}.old"))
     return stamp
+
+
+@dataclass(frozen=True)
+class RunningStack:
+    """What ``doctor``, ``audit`` and ``model`` take from a running dev stack's ``dev.json``."""
+
+    dev_json: Path
+    api_url: str
+    rpc_url: str
+    chain_id: int
+    deployment: Path
+    """The stack's deployment manifest (in its data directory, not ``deploy/deployments``)."""
+    roles: Mapping[str, str] = field(default_factory=dict)
+    """``admin``, ``registrar``, ``attester``, ``relayer``, ``pauser`` -> the dev account."""
+    bridge_keys: Mapping[str, str] = field(default_factory=dict)
+    """``attester`` and ``relayer`` -> the anvil dev key the stack's worker signs with."""
+    database_url: str | None = None
+
+
+def holds_lock(options: DevOptions) -> bool:
+    """Whether a dev stack holds ``options``' data directory now (its ``dev.lock``; the kernel
+    releases it when the stack dies, so a stale ``dev.json`` does not count)."""
+    try:
+        handle = options.lock_file.open("r", encoding="utf-8")
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
+def running_stack(data_dir: Path) -> RunningStack | None:
+    """The dev stack running from ``data_dir`` once it is ready, else None."""
+    try:
+        return require_running_stack(data_dir)
+    except DevError:
+        return None
+
+
+def require_running_stack(data_dir: Path) -> RunningStack:
+    """The dev stack running from ``data_dir`` (``--dev``).
+
+    Raises:
+        DevError: none runs there, it is still starting, or its ``dev.json`` lacks what is read.
+    """
+    options = DevOptions(data_dir=data_dir)
+    info = read_dev_json(options.dev_json)
+    if info is None or not holds_lock(options):
+        raise DevError(
+            f"no Twin Bridge dev stack is running from {data_dir}: start one with `make run` (or "
+            "`twin-bridge dev`) with the same TWIN_BRIDGE_DATA_DIR"
+        )
+    if info.get("ready") is not True:
+        raise DevError(f"the dev stack running from {data_dir} is still starting: try again soon")
+    try:
+        return RunningStack(
+            dev_json=options.dev_json,
+            api_url=str(info["api_url"]),
+            rpc_url=str(info["rpc_url"]),
+            chain_id=int(info["chain_id"]),
+            deployment=Path(str(info["deployment"])),
+            roles={str(k): str(v) for k, v in dict(info.get("roles", {})).items()},
+            bridge_keys={str(k): str(v) for k, v in dict(info.get("bridge_keys", {})).items()},
+            database_url=info.get("database_url"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DevError(
+            f"{options.dev_json} lacks {exc}: restart the dev stack to write it again"
+        ) from None

@@ -1,9 +1,10 @@
 """The demo world ``twin-bridge dev`` seeds on a fresh local chain: a registrar, 30 models with one
-twin each, three brands with escrow in the mock stablecoin, and licenses (offered by the models and
-accepted by the brands) with different usage types, prices, validity windows and royalty splits (an
-agency and a photographer). So that the API and the dashboard have something waiting to show, one
-offer is left for a brand to accept, one brand sets spending limits of its own below the network's
-defaults, and the admin schedules a role grant that waits its execution delay.
+twin each, three brands with escrow in the mock stablecoin (and more of it in their wallets), and
+licenses (offered by the models and accepted by the brands) with different usage types, prices,
+validity windows and royalty splits (an agency and a photographer). So that the API and the
+dashboard have something waiting to show, one offer is left for a brand to accept, one brand sets
+spending limits of its own below the network's defaults, and the admin schedules a role grant that
+waits its execution delay.
 
 Every party is an account of anvil's well-known dev mnemonic (its keys are public: they guard
 nothing and must never hold value on a real network)."""
@@ -44,6 +45,8 @@ STANDBY_ATTESTER: Final = 40
 USD: Final = 10**6
 """One mock USD in the stablecoin's base units (6 decimals)."""
 ESCROW_PER_BRAND: Final = 250_000 * USD
+WALLET_PER_BRAND: Final = 10_000 * USD
+"""The payment token each brand keeps in its wallet besides its escrow, to deposit more."""
 DAY: Final = 24 * 3600
 SEED: Final = 20_261_128
 
@@ -268,10 +271,12 @@ def _schedule_grant(w3: Web3, manager: Contract) -> PendingGrant:
 
 
 def _fund(w3: Web3, ledger: Contract, token: Contract, brands: list[LocalAccount]) -> int:
-    """Mints each brand its escrow, approves the ledger and deposits; returns the transactions."""
+    """Mints each brand its escrow and some tokens to keep, approves the ledger and deposits the
+    escrow; returns the transactions."""
     funding: list[tuple[ContractFunction, str]] = []
+    minted = ESCROW_PER_BRAND + WALLET_PER_BRAND
     for brand in brands:
-        funding.append((token.functions.mint(brand.address, ESCROW_PER_BRAND), brand.address))
+        funding.append((token.functions.mint(brand.address, minted), brand.address))
         funding.append((token.functions.approve(ledger.address, ESCROW_PER_BRAND), brand.address))
     _send(w3, funding)
     fn = ledger.functions

@@ -137,6 +137,22 @@ def _roles() -> dict[str, str]:
     }
 
 
+def _bridge_keys() -> dict[str, str]:
+    """The keys the stack's worker signs and relays with (``doctor --dev`` checks them)."""
+    return {
+        "attester": dev_account(ATTESTER).key.hex(),
+        "relayer": dev_account(RELAYER).key.hex(),
+    }
+
+
+def _database_url(options: DevOptions) -> str:
+    """The bridge database of the stack (``audit --against-db``), its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    url = Settings(data_dir=options.data_dir).resolved_database_url
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def dev_details(
     options: DevOptions,
     deployment: DevDeployment,
@@ -166,6 +182,8 @@ def dev_details(
         "contracts": deployment.contracts,
         "deployment": str(options.deployment_file),
         "roles": _roles(),
+        "bridge_keys": _bridge_keys(),
+        "database_url": _database_url(options),
         "brands": brands,
         "models": models,
         "payees": payees,

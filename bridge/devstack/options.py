@@ -60,3 +60,8 @@ class DevOptions:
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def keys_dir(self) -> Path:
+        """Keystores of demo accounts for the README's examples (``twin-bridge dev env``)."""
+        return self.data_dir / "keys"

@@ -117,5 +117,10 @@ def ready_lines(info: Mapping[str, Any], dev_json: str, log_dir: str) -> list[tu
         ("Try it: report a usage as a brand, then read its settlement:", True),
         (info["try_it"]["shell"], False),
         ("", False),
+        (
+            'The README\'s examples run as written after `eval "$(twin-bridge dev env)"` in '
+            "another terminal (with .venv/bin on the PATH).",
+            False,
+        ),
         ("Ctrl-C stops everything; the next start resumes the same chain and data.", False),
     ]

@@ -62,28 +62,11 @@ class Outcome(IntEnum):
 
     @property
     def description(self) -> str:
-        """The reason in words, for people reading an event's status."""
-        if not self.known:
-            return f"unknown outcome code {int(self)} (a discrepancy: this bridge does not know it)"
-        return _DESCRIPTIONS[self]
+        """The outcome in a sentence, from the one vocabulary (``bridge.domain.usage``, which
+        builds on this module: imported here when asked)."""
+        from bridge.domain.usage import outcome_sentence
 
-
-_DESCRIPTIONS: Final = {
-    Outcome.PAID: "paid",
-    Outcome.UNKNOWN_TWIN: "the twin does not exist",
-    Outcome.NO_LICENSE: "the brand holds no license for this twin",
-    Outcome.LICENSE_NOT_STARTED: "the license was not yet valid at the time of use",
-    Outcome.LICENSE_EXPIRED: "the license had expired at the time of use",
-    Outcome.LICENSE_REVOKED: "the license had been revoked at the time of use",
-    Outcome.USAGE_TYPE_NOT_LICENSED: "the license does not cover this usage type",
-    Outcome.USE_CAP_REACHED: "the license's cap on uses was reached",
-    Outcome.TWIN_PAUSED: "the twin was paused at the time of use",
-    Outcome.ZERO_QUANTITY: "the quantity was zero",
-    Outcome.USAGE_IN_FUTURE: "the time of use was after the settlement block",
-    Outcome.OFFER_NOT_ACCEPTED: "the brand had not accepted the license offered for this twin",
-    Outcome.OVER_USAGE_LIMIT: "the usage cost more than the brand's spending limit per usage",
-    Outcome.OVER_PERIOD_LIMIT: "the usage would pass the brand's spending limit for the period",
-}
+        return outcome_sentence(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -99,6 +100,15 @@ class _Range:
     last: int
     events: list[LedgerEvent]
     headers: dict[int, Block]
+
+
+def _summary(read: _Range) -> str:
+    """``blocks 100-120: 3 UsagesSettled, 1 DebtRecorded``: the events by kind, most first."""
+    blocks = (
+        f"block {read.first}" if read.first == read.last else f"blocks {read.first}-{read.last}"
+    )
+    kinds = Counter(event.name for event in read.events).most_common()
+    return f"{blocks}: " + (", ".join(f"{n} {name}" for name, n in kinds) or "no events")
 
 
 class Indexer:
@@ -345,8 +355,8 @@ class Indexer:
                 raise
             # Two first ranges at once: the other one's rows and cursor were committed first.
             raise IndexerConflictError("another indexer wrote the first range") from exc
-        if read.events:
-            log.info("indexed blocks %d-%d: %d events", read.first, read.last, len(read.events))
+        # Ranges without events at DEBUG: an idle chain would fill the log with them.
+        log.log(logging.INFO if read.events else logging.DEBUG, "indexed %s", _summary(read))
 
     def _write_range(self, session: Session, read: _Range, tip: _Tip | None) -> None:
         cursor = self._lock_cursor(session, tip)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from bridge.chain.client import Block
 from bridge.chain.events import LedgerEvent, SettledUsage, settled_usages
 from bridge.domain.codec import Outcome
+from bridge.domain.usage import split_payment
 from bridge.indexer.licenses import PricedVersion, covering_version, license_windows
 from bridge.store.models import (
     BrandAccountChange,
@@ -75,8 +76,11 @@ class MirrorWriter:
     """The headers of the range's blocks with events (their times)."""
     versions: dict[tuple[int, str], list[PricedVersion]] = field(default_factory=dict)
     """(twin, brand) -> its license versions, once a settlement needed them."""
-    shortfall: defaultdict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    """(tx hash, brand) -> debt recorded since the brand's last ``UsagesSettled`` in that tx."""
+    shortfall: defaultdict[tuple[str, str], list[int]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    """(tx hash, brand) -> the amounts of the ``DebtRecorded`` events since the brand's last
+    ``UsagesSettled`` in that tx (one per usage its escrow fell short of, in usage order)."""
 
     def time_of(self, event: LedgerEvent) -> datetime:
         return datetime.fromtimestamp(self.headers[event.block_number].timestamp, UTC)
@@ -300,6 +304,8 @@ class MirrorWriter:
         rows = [self._settled_row(event, usage) for usage in settled_usages(event)]
         total = sum(row["amount"] or 0 for row in rows)
         paid = event.int_arg("paid")
+        brand = event.str_arg("brand")
+        debts = self.shortfall.pop((event.tx_hash, brand), [])
         if total != paid:
             # The license history in the store does not explain the ledger's total: store no
             # amount rather than a wrong one (the event's own total stays in ledger_events).
@@ -309,11 +315,11 @@ class MirrorWriter:
             )  # fmt: skip
             for row in rows:
                 row["amount"] = row["license_version"] = None
+        else:
+            _split(event, rows, debts)
         if rows:
             self.session.execute(insert(SettledUsageRow), rows)
-        brand = event.str_arg("brand")
-        funded = paid - self.shortfall.pop((event.tx_hash, brand), 0)
-        self._brand(event, brand, escrow_delta=-funded)
+        self._brand(event, brand, escrow_delta=-(paid - sum(debts)))
 
     def _settled_row(self, event: LedgerEvent, usage: SettledUsage) -> dict[str, Any]:
         """The ``settled_usages`` row of one usage, priced by the version that covered it (a paid
@@ -338,6 +344,8 @@ class MirrorWriter:
             "usage_type": usage.usage_type,
             "outcome": int(usage.outcome),
             "amount": amount,
+            "paid_from_escrow": None,
+            "recorded_as_debt": None,
             "license_version": version,
             "batch_digest": usage.batch_digest,
             "attester": usage.attester,
@@ -395,7 +403,7 @@ class MirrorWriter:
 
     def debt_recorded(self, event: LedgerEvent) -> None:
         brand, amount = event.str_arg("brand"), event.int_arg("amount")
-        self.shortfall[event.tx_hash, brand] += amount
+        self.shortfall[event.tx_hash, brand].append(amount)
         self._brand(event, brand, debt_delta=amount)
 
     def debt_repaid(self, event: LedgerEvent) -> None:
@@ -508,6 +516,23 @@ _HANDLERS: Final[dict[str, Callable[[MirrorWriter, LedgerEvent], None]]] = {
 
 
 _Pair = TypeVar("_Pair", LicenseVersionRow, LicenseRevocation)
+
+
+def _split(event: LedgerEvent, rows: list[dict[str, Any]], debts: list[int]) -> None:
+    """Sets how each paid (and priced) row of one ``UsagesSettled`` was paid, from escrow and as
+    debt, from the ``DebtRecorded`` amounts before it (``bridge.domain.usage.split_payment``); a
+    group they do not fit is logged and left unknown."""
+    paid = [row for row in rows if row["amount"] is not None]
+    try:
+        ways = split_payment([row["amount"] for row in paid], debts)
+    except ValueError as exc:
+        log.error(
+            "UsagesSettled in tx %s (log %d): %s; how its usages were paid is left unknown",
+            event.tx_hash, event.log_index, exc,
+        )  # fmt: skip
+        return
+    for row, (escrow, debt) in zip(paid, ways, strict=True):
+        row["paid_from_escrow"], row["recorded_as_debt"] = escrow, debt
 
 
 def _pair_rows(session: Session, table: type[_Pair], twin: int, brand: str) -> list[_Pair]:

@@ -15,18 +15,22 @@ from sqlalchemy.orm import Session
 
 from bridge.chain.views import LicenseView, Verdict
 from bridge.domain.codec import Outcome
-from bridge.domain.usage import Refusal, UsageType
+from bridge.domain.usage import UsageCode, UsageType
 from bridge.settings import Settings
+from bridge.store.models import UsageStatus, utcnow
 from bridge.store.repository import (
     BrandRecord,
     InsertOutcome,
     InsertResult,
     NewUsage,
     StoredKey,
+    StoredUsage,
     end_read,
     insert_brand_usages,
     stored_keys,
+    usages_by_keys,
 )
+from bridge.store.settlement import chain_time
 
 
 class UsageReport(NamedTuple):
@@ -66,8 +70,11 @@ class UsageReport(NamedTuple):
 
 
 class ItemStatus(StrEnum):
+    """What the door did with one event: stored it now (``accepted``), found it stored before
+    with the same body (``replayed``), or refused it (nothing stored, the event id not kept)."""
+
     ACCEPTED = "accepted"
-    DUPLICATE = "duplicate"
+    REPLAYED = "replayed"
     REFUSED = "refused"
 
 
@@ -80,13 +87,18 @@ class Submission:
 
 
 class ItemResult(NamedTuple):
-    """The answer for one event: accepted or duplicate (with its usage id) or refused (why)."""
+    """The answer for one event: accepted or replayed (with its usage id and, once ingested, the
+    stored usage as it stands), or refused (a code and the sentence for this event)."""
 
     event_id: str
     status: ItemStatus
     usage_id: int | None = None
-    reason: Refusal | None = None
-    detail: str | None = None
+    code: UsageCode | None = None
+    sentence: str | None = None
+    usage: StoredUsage | None = None
+    """The usage as it stands now (what ``GET /v1/usage-events/{id}`` answers)."""
+    chain_time: datetime | None = None
+    """The chain's clock as the workers last read it, for an accepted usage used after it."""
 
 
 @dataclass(eq=False, slots=True)
@@ -99,7 +111,7 @@ class _Item:
     body_hash: str
     first: _Item | None
     """The submission's first report of the same event id (None: this is that first)."""
-    refusal: tuple[Refusal, str] | None = None
+    refusal: tuple[UsageCode, str] | None = None
     """Why the door or the ledger refuses it (checked for firsts not stored before)."""
     inserts: bool = False
     """Whether it brings its usage to the write (the group's first of that brand and event id)."""
@@ -130,8 +142,9 @@ class Ingestor:
     ) -> list[ItemResult]:
         """Answers every report in order; the accepted ones are committed before this returns.
 
-        A repeated event id answers with the stored usage (``duplicate``) when the body is the same
-        and is refused with ``event_id_conflict`` otherwise, within a batch as across requests.
+        A repeated event id answers with the stored usage as it stands (``replayed``) when the
+        body is the same and is refused with ``event_id_conflict`` otherwise, within a batch as
+        across requests. A refused event is not stored: its id stays free for a corrected body.
 
         Raises:
             ChainUnavailableError: when the license check cannot reach the chain.
@@ -155,11 +168,13 @@ class Ingestor:
         end_read(session)
         self._check([item for item in firsts if item.key not in stored])
         claims = _claim(firsts, stored)
-        written = insert_brand_usages(session, _by_brand(claims))
+        received = utcnow()  # the wall clock (``_clock`` is the door's: a chain's in tests)
+        written = insert_brand_usages(session, _by_brand(claims), now=received)
         for item in firsts:
             if item.answer is None:
                 item.answer = _written(item, written[item.key])
-        return [[_answer(item) for item in items] for items in groups]
+        answers = [[_answer(item) for item in items] for items in groups]
+        return _with_states(session, groups, answers, claims, received=received, now=self._clock())
 
     def _check(self, fresh: Sequence[_Item]) -> None:
         """The door checks, then the ledger for those that pass: one question for the group."""
@@ -169,30 +184,30 @@ class Ingestor:
         verdicts = self._license_verdicts([(item.brand, item.report) for item in passed])
         for item, verdict in zip(passed, verdicts, strict=True):
             if verdict.own_attester is not None:
-                item.refusal = Refusal.BRAND_ATTESTS_ITSELF, _attests_itself(verdict.own_attester)
+                item.refusal = UsageCode.BRAND_ATTESTS_ITSELF, _attests_itself(verdict.own_attester)
                 continue
             outcome = verdict.outcome_for(item.report.quantity)
             if outcome is not Outcome.PAID:
-                item.refusal = Refusal.from_outcome(outcome), _reason(verdict, item.report)
+                item.refusal = UsageCode.refusal_of(outcome), _reason(verdict, item.report)
 
-    def _refusal(self, report: UsageReport) -> tuple[Refusal, str] | None:
+    def _refusal(self, report: UsageReport) -> tuple[UsageCode, str] | None:
         """The door checks that need no chain: quantity and time of use."""
         settings = self._settings
         if not 0 < report.quantity <= settings.max_quantity:
             return (
-                Refusal.QUANTITY_OUT_OF_RANGE,
+                UsageCode.QUANTITY_OUT_OF_RANGE,
                 f"quantity {report.quantity} is outside 1..{settings.max_quantity}",
             )
         now = self._clock()
         if report.used_at < now - settings.usage_max_age:
             return (
-                Refusal.USED_AT_TOO_OLD,
+                UsageCode.USED_AT_TOO_OLD,
                 f"used_at {report.used_at.isoformat()} is more than "
                 f"{_human(settings.usage_max_age.total_seconds())} in the past",
             )
         if report.used_at > now + settings.usage_max_ahead:
             return (
-                Refusal.USED_AT_IN_FUTURE,
+                UsageCode.USED_AT_IN_FUTURE,
                 f"used_at {report.used_at.isoformat()} is more than "
                 f"{_human(settings.usage_max_ahead.total_seconds())} in the future",
             )
@@ -305,7 +320,7 @@ def _answer(item: _Item) -> ItemResult:
         return _conflict(event_id)
     if original.status is ItemStatus.REFUSED:
         return original
-    return ItemResult(event_id, ItemStatus.DUPLICATE, usage_id=original.usage_id)
+    return ItemResult(event_id, ItemStatus.REPLAYED, usage_id=original.usage_id)
 
 
 def _new_usage(report: UsageReport, body_hash: str) -> NewUsage:
@@ -324,18 +339,85 @@ def _new_usage(report: UsageReport, body_hash: str) -> NewUsage:
 def _repeat(event_id: str, stored: StoredKey, body_hash: str) -> ItemResult:
     if stored.body_hash != body_hash:
         return _conflict(event_id)
-    return ItemResult(event_id, ItemStatus.DUPLICATE, usage_id=stored.usage_id)
+    return ItemResult(event_id, ItemStatus.REPLAYED, usage_id=stored.usage_id)
 
 
-def _refused(event_id: str, refusal: tuple[Refusal, str]) -> ItemResult:
-    reason, detail = refusal
-    return ItemResult(event_id, ItemStatus.REFUSED, reason=reason, detail=detail)
+def _refused(event_id: str, refusal: tuple[UsageCode, str]) -> ItemResult:
+    code, sentence = refusal
+    return ItemResult(event_id, ItemStatus.REFUSED, code=code, sentence=sentence)
 
 
 def _conflict(event_id: str) -> ItemResult:
     return ItemResult(
         event_id,
         ItemStatus.REFUSED,
-        reason=Refusal.EVENT_ID_CONFLICT,
-        detail=f"event id {event_id!r} was used before with a different body",
+        code=UsageCode.EVENT_ID_CONFLICT,
+        sentence=f"event id {event_id!r} was used before with a different body",
+    )
+
+
+def _with_states(
+    session: Session,
+    groups: Sequence[Sequence[_Item]],
+    answers: list[list[ItemResult]],
+    claims: Mapping[tuple[int, str], NewUsage],
+    *,
+    received: datetime,
+    now: datetime,
+) -> list[list[ItemResult]]:
+    """The answers with their usages as they stand: an accepted one as just written, a replayed
+    one as the store holds it now (read in one query, only when there are replays), and the
+    chain's clock for those accepted but used after it. The clock is read (once) only for a
+    replay or a usage dated after ``now`` (the door's): a group of usages from the past stays
+    one read, one write and one commit (``GET`` tells the wait of any accepted usage)."""
+    replayed = [
+        item.key
+        for items, results in zip(groups, answers, strict=True)
+        for item, result in zip(items, results, strict=True)
+        if result.status is ItemStatus.REPLAYED
+    ]
+    stored = usages_by_keys(session, replayed) if replayed else {}
+    clock: list[datetime | None] = []
+
+    def state(item: _Item, result: ItemResult) -> ItemResult:
+        if result.status is ItemStatus.REFUSED:
+            return result
+        usage = stored.get(item.key)
+        if usage is None:
+            usage = _stored(item.brand.id, claims[item.key], result.usage_id, received)
+        if usage.status is not UsageStatus.ACCEPTED or (not replayed and usage.used_at <= now):
+            return result._replace(usage=usage)
+        if not clock:
+            clock.append(chain_time(session))
+        ahead = clock[0] is not None and usage.used_at > clock[0]
+        return result._replace(usage=usage, chain_time=clock[0] if ahead else None)
+
+    return [
+        [state(item, result) for item, result in zip(items, results, strict=True)]
+        for items, results in zip(groups, answers, strict=True)
+    ]
+
+
+def _stored(brand_id: int, usage: NewUsage, usage_id: int | None, now: datetime) -> StoredUsage:
+    """A usage as this group just stored it."""
+    assert usage_id is not None  # noqa: S101 - an accepted answer carries its usage id
+    return StoredUsage(
+        usage_id=usage_id,
+        brand_id=brand_id,
+        event_id=usage.event_id,
+        body_hash=usage.body_hash,
+        twin_id=usage.twin_id,
+        usage_type=usage.usage_type,
+        quantity=usage.quantity,
+        used_at=usage.used_at.astimezone(UTC),
+        campaign_ref=usage.campaign_ref,
+        asset_ref=usage.asset_ref,
+        status=UsageStatus.ACCEPTED,
+        reason_code=None,
+        tx_hash=None,
+        block_number=None,
+        log_index=None,
+        amount=None,
+        created_at=now,
+        updated_at=now,
     )

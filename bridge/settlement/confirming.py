@@ -7,11 +7,16 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from eth_abi.exceptions import DecodingError
+
 from bridge.chain.client import Receipt
+from bridge.chain.escrow import EscrowLedger
+from bridge.domain.money import token_amount
+from bridge.errors import BridgeError
 from bridge.settlement.context import WorkerContext
 from bridge.settlement.outcomes import usage_results
 from bridge.settlement.reorgs import ReorgWatch
-from bridge.settlement.sending import Sender
+from bridge.settlement.sending import Sender, describe
 from bridge.store import settlement
 from bridge.store.settlement import BatchRecord
 
@@ -33,6 +38,7 @@ class Confirmer:
         self._sender = sender
         self._watch = watch
         self._replace_after = replace_after
+        self._token: tuple[str, int] | None = None
 
     def check_sent(self, batch: BatchRecord) -> bool:
         """Looks the sent transaction up: mined (``mined``, or failed if it reverted), unknown to
@@ -98,7 +104,26 @@ class Confirmer:
         context.metrics.usages.labels("rejected").inc(len(results) - settled)
         if receipt.tx_hash in batch.tx_hashes:  # not the gas of a stranger who settled it
             context.metrics.gas_used.inc(receipt.gas_used)
+        if batch.action_id is not None:
+            log.info(
+                "%s confirmed in block %d, tx %s",
+                describe(batch), receipt.block_number, receipt.tx_hash,
+            )  # fmt: skip
+            return
         log.info(
-            "batch %d confirmed in block %d: %d settled, %d rejected",
-            batch.id, receipt.block_number, settled, len(results) - settled,
+            "batch %d: %d usages (%d paid, %d rejected) settled in block %d, tx %s, paid %s",
+            batch.id, len(results), settled, len(results) - settled, receipt.block_number,
+            receipt.tx_hash, self._amount(sum(r.amount or 0 for r in results)),
         )  # fmt: skip
+
+    def _amount(self, amount: int) -> str:
+        """``amount`` in the payment token's symbol and decimals, read from the chain once; in
+        base units, so labelled, while the token cannot be read."""
+        if self._token is None:
+            try:
+                info = EscrowLedger(self._context.chain, self._context.ledger).token_info()
+            except (BridgeError, DecodingError) as exc:
+                log.debug("payment token unreadable: %s", exc)
+                return f"{amount} token base units"
+            self._token = (info.symbol, info.decimals)
+        return token_amount(amount, *self._token)

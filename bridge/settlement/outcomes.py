@@ -1,5 +1,6 @@
 """Each usage's outcome in a settlement receipt: the ``UsagesSettled`` events of the batch, the
-paid usages priced with ``priceAt`` as the settling block saw them."""
+paid usages priced with ``priceAt`` as the settling block saw them, and how each was paid (from
+the brand's escrow, or as debt: the ``DebtRecorded`` events before its group's)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from bridge.chain.ledger import (
     price_at_calldata,
 )
 from bridge.domain.codec import Outcome, Usage
+from bridge.domain.usage import split_payment
 from bridge.errors import ExecutionRevertedError, RpcError
 from bridge.store.settlement import BatchRecord, UsageResult
 
@@ -101,24 +103,48 @@ def _prices(
 def _group_results(
     batch: BatchRecord, group: SettledGroup, prices: dict[PriceKey, int]
 ) -> list[UsageResult]:
-    """The outcomes of one brand's group; logs an error when they do not add up to what the
-    event says was paid."""
+    """The outcomes of one brand's group, each paid usage with how it was paid (from escrow, as
+    debt: ``split``); logs an error when they do not add up to what the event says was paid."""
+    amounts = {
+        usage.usage_id: prices[_price_key(usage, group.brand)] * usage.quantity
+        for usage, outcome in group.results
+        if outcome is Outcome.PAID
+    }
+    total = sum(amounts.values())
+    if total != group.paid:
+        log.error(
+            "batch %d, brand %s: usages priced at %d but the event says %d paid",
+            batch.id, group.brand, total, group.paid,
+        )  # fmt: skip
+    paid_by = split(group, list(amounts.values()))
+    ways = dict(zip(amounts, paid_by, strict=True)) if paid_by is not None else {}
     results: list[UsageResult] = []
     for usage, outcome in group.results:
         paid = outcome is Outcome.PAID
+        escrow, debt = ways.get(usage.usage_id, (None, None))
         results.append(
             UsageResult(
                 usage_id=usage.usage_id,
                 settled=paid,
                 reason_code=None if paid else int(outcome),
                 log_index=group.log_index,
-                amount=prices[_price_key(usage, group.brand)] * usage.quantity if paid else None,
+                amount=amounts.get(usage.usage_id),
+                paid_from_escrow=escrow,
+                recorded_as_debt=debt,
             )
         )
-    total = sum(r.amount or 0 for r in results)
-    if total != group.paid:
-        log.error(
-            "batch %d, brand %s: usages priced at %d but the event says %d paid",
-            batch.id, group.brand, total, group.paid,
-        )  # fmt: skip
     return results
+
+
+def split(group: SettledGroup, amounts: list[int]) -> list[tuple[int, int]] | None:
+    """How each paid usage of ``group`` (costing ``amounts``, in order) was paid:
+    ``(paid_from_escrow, recorded_as_debt)`` from the group's ``DebtRecorded`` amounts; None, with
+    an error logged, when they cannot be the debts of these amounts."""
+    try:
+        return split_payment(amounts, group.debts)
+    except ValueError as exc:
+        log.error(
+            "usages of %s settled in group log %d: %s; how they were paid is left unknown",
+            group.brand, group.log_index, exc,
+        )  # fmt: skip
+        return None

@@ -45,6 +45,14 @@ class Payload:
     """An owner action's id; its calldata is stored (a usage batch's is rebuilt from its groups)."""
 
 
+def describe(batch: BatchRecord) -> str:
+    """How the logs name a relayer transaction: by its usage batch, or by the owner action it
+    carries (whose transaction is a batch without usages)."""
+    if batch.action_id is None:
+        return f"batch {batch.id}"
+    return f"owner action {batch.action_id} (transaction {batch.id})"
+
+
 class Sender:
     """Signs, stores and sends the relayer's transactions to the ledger."""
 
@@ -145,6 +153,10 @@ class Sender:
             log.info("batch %d: nonce %d used by our own tx", batch.id, batch.nonce)
         self.mark_sent(batch)
         context.metrics.batches.labels(event).inc()
+        usages = "" if batch.action_id is not None else f"{batch.usage_count} usages, "
+        log.info(
+            "%s %s: %snonce %d, tx %s", describe(batch), event, usages, batch.nonce, batch.tx_hash
+        )
         context.crash("after_sending")
         return True
 

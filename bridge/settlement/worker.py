@@ -133,6 +133,8 @@ class SettlementWorker:
         self._clock = clock
         self._crash_point = crash_point
         self._chain_id: int | None = None
+        self._head_recorded: int | None = None
+        """The latest block recorded for the API (``settlement.record_chain_head``)."""
         self.relayer_address: str = relayer.address
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._leased = False
@@ -267,6 +269,16 @@ class SettlementWorker:
         latest = self._chain.block("latest")
         if latest is None:
             raise ChainUnavailableError("chain", "no latest block")
+        if latest.number != self._head_recorded:
+            # The API's clock for usages waiting on the chain: written once per new block.
+            with self._store.session() as session:
+                settlement.record_chain_head(
+                    session,
+                    relayer=self.relayer_address,
+                    block_number=latest.number,
+                    block_time=datetime.fromtimestamp(latest.timestamp, UTC),
+                )
+            self._head_recorded = latest.number
         return latest
 
     def _ready(self, pending: int, oldest: datetime) -> bool:
@@ -298,7 +310,7 @@ class SettlementWorker:
             return True  # every usage tried got its attempt counted
         batch = self._sender.open(nonce, planned.gas_estimate, _batch_payload(planned, deadline))
         log.info(
-            "batch %d: %d usages in %d groups, nonce %d, tx %s",
+            "batch %d signed: %d usages in %d groups, nonce %d, tx %s",
             batch.id, len(planned.usages), len(planned.groups), nonce, batch.tx_hash,
         )  # fmt: skip
         return self._launch(batch)

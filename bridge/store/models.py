@@ -172,6 +172,10 @@ class UsageEvent(Base):
     block_number: Mapped[int | None] = mapped_column(BigInteger)
     log_index: Mapped[int | None] = mapped_column(Integer)
     amount: Mapped[int | None] = mapped_column(UInt256())
+    paid_from_escrow: Mapped[int | None] = mapped_column(UInt256())
+    """Of a settled usage's ``amount``, what its brand's escrow paid (null: unknown)."""
+    recorded_as_debt: Mapped[int | None] = mapped_column(UInt256())
+    """Of a settled usage's ``amount``, what became the brand's debt to the twin (null: unknown)."""
     settle_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     """Batches with this usage that reverted (in gas estimation or on chain)."""
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -209,6 +213,18 @@ class SettlementBatch(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class ChainHead(Base):
+    """The latest block a settlement worker read (one row per relayer): the chain's clock as the
+    API tells it, without asking the chain."""
+
+    __tablename__ = "chain_heads"
+
+    relayer: Mapped[str] = mapped_column(String(42), primary_key=True)
+    block_number: Mapped[int] = mapped_column(BigInteger)
+    block_time: Mapped[datetime] = mapped_column(UtcDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class RelayerNonce(Base):
@@ -343,6 +359,10 @@ class SettledUsageRow(EventSource, Base):
     usage_type: Mapped[int] = mapped_column(SmallInteger)
     outcome: Mapped[int] = mapped_column(SmallInteger)
     amount: Mapped[int | None] = mapped_column(UInt256())
+    paid_from_escrow: Mapped[int | None] = mapped_column(UInt256())
+    """Of ``amount``, what the brand's escrow paid (null: not paid, or not priced)."""
+    recorded_as_debt: Mapped[int | None] = mapped_column(UInt256())
+    """Of ``amount``, what the ledger recorded as the brand's debt (``DebtRecorded``)."""
     license_version: Mapped[int | None] = mapped_column(Integer)
     batch_digest: Mapped[str] = mapped_column(String(66))
     attester: Mapped[str] = mapped_column(String(42))

@@ -10,7 +10,7 @@ from enum import StrEnum
 from typing import Any, Final, NamedTuple
 
 import orjson
-from sqlalchemy import Engine, bindparam, select, text
+from sqlalchemy import Engine, bindparam, select, text, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -117,6 +117,8 @@ class StoredUsage:
     batch_id: int | None = None
     settle_attempts: int = 0
     last_error: str | None = None
+    paid_from_escrow: int | None = None
+    recorded_as_debt: int | None = None
 
     @classmethod
     def of(cls, row: UsageEvent) -> StoredUsage:
@@ -142,6 +144,8 @@ class StoredUsage:
             batch_id=row.batch_id,
             settle_attempts=row.settle_attempts,
             last_error=row.last_error,
+            paid_from_escrow=row.paid_from_escrow,
+            recorded_as_debt=row.recorded_as_debt,
         )
 
 
@@ -256,6 +260,22 @@ def get_usage(session: Session, *, brand_id: int, event_id: str) -> StoredUsage 
     return None if row is None else StoredUsage.of(row)
 
 
+def usages_by_keys(
+    session: Session, keys: Sequence[tuple[int, str]]
+) -> dict[tuple[int, str], StoredUsage]:
+    """The stored usages of ``(brand id, event id)`` keys, by key (one query per 500 keys)."""
+    found: dict[tuple[int, str], StoredUsage] = {}
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start : start + 500]
+        query = select(UsageEvent).where(
+            tuple_(UsageEvent.brand_id, UsageEvent.event_id).in_(chunk)
+        )
+        for row in session.scalars(query):
+            found[row.brand_id, row.event_id] = StoredUsage.of(row)
+    return found
+
+
 def recent_usages(
     session: Session, *, brand_id: int, before: int | None, limit: int
 ) -> tuple[list[StoredUsage], bool]:
@@ -278,10 +298,11 @@ def insert_usages(
 
 
 def insert_brand_usages(
-    session: Session, usages: Mapping[int, Sequence[NewUsage]]
+    session: Session, usages: Mapping[int, Sequence[NewUsage]], *, now: datetime | None = None
 ) -> dict[tuple[int, str], InsertResult]:
     """Stores the usages that are new, of one or more brands (by brand id), in one transaction
-    and commits it; answers per (brand id, event id).
+    and commits it, received ``now`` (default: the current time); answers per (brand id, event
+    id).
 
     Every row is inserted with ON CONFLICT DO NOTHING, then the rows that were already there are
     read back in the same transaction: same body hash is a duplicate, another body a conflict.
@@ -296,7 +317,7 @@ def insert_brand_usages(
     for _, u in rows:
         if u.used_at.tzinfo is None:
             raise ValueError(f"naive datetime {u.used_at!r}; the store takes aware datetimes only")
-    now = utcnow()
+    now = now or utcnow()
     dialect = session.get_bind().dialect.name
     stmt: Any
     if dialect == "sqlite":

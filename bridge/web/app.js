@@ -1,6 +1,7 @@
 // The dashboard's entry: hash routing between the model, brand and auditor views.
 import { showAudit } from "./audit.js";
 import { showBrand } from "./brand.js";
+import { TOKEN, loadToken } from "./lib.js";
 import { initModel } from "./model.js";
 
 const VIEWS = ["model", "brand", "audit"];
@@ -26,4 +27,11 @@ window.addEventListener("hashchange", () => {
   route();
   document.getElementById("main").focus();
 });
-route();
+// Amounts are shown in the payment token's symbol and decimals, read from the bridge first.
+loadToken().then(route, (err) => {
+  TOKEN.symbol = "base units";
+  TOKEN.decimals = 0;
+  route();
+  document.getElementById("notice").textContent =
+    `The payment token could not be read (${err.message}); amounts are in base units.`;
+});

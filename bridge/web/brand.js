@@ -17,6 +17,7 @@ import {
   shortHex,
   state,
   table,
+  TOKEN,
   toUnits,
   unixDate,
   unixDateTime,
@@ -134,6 +135,13 @@ async function licenses(brand) {
   }
 }
 
+/** A settled usage's royalty, and what of it became the brand's debt when escrow fell short. */
+function paidWith(e) {
+  if (!e.recorded_as_debt || BigInt(e.recorded_as_debt) === 0n) return usd(e.amount);
+  return h("span", { title: `${usd(e.paid_from_escrow)} from escrow, ${usd(e.recorded_as_debt)} as debt` },
+    usd(e.amount), h("span", { class: "small" }, ` (${usd(e.recorded_as_debt)} as debt)`));
+}
+
 async function events(key, path = `/v1/usage-events?limit=${PAGE}`) {
   const box = $("brand-events");
   box.replaceChildren(loading("Loading usage events…"));
@@ -145,8 +153,10 @@ async function events(key, path = `/v1/usage-events?limit=${PAGE}`) {
       words(e.usage_type),
       String(e.quantity),
       isoDateTime(e.used_at),
-      h("span", { title: e.detail || e.error || "" }, state(e.status), e.reason ? ` ${words(e.reason)}` : null),
-      usd(e.amount),
+      h("span", { title: e.sentence || e.waiting?.sentence || e.error || "" }, state(e.status),
+        e.status === "rejected" && e.code ? ` ${words(e.code)}` : null,
+        e.waiting ? h("span", { class: "small" }, ` ${e.waiting.sentence}`) : null),
+      paidWith(e),
       e.tx_hash ? proof(e, `usage ${e.event_id}`) : h("span", { class: "small" }, "pending"),
     ]);
     box.replaceChildren(
@@ -220,7 +230,7 @@ async function escrowAction(event, run) {
 /** The amount field as token base units (BigInt), above 0. */
 function amountOf(data) {
   const units = toUnits(data.get("amount"));
-  if (units === null || units === 0n) throw new Error("Give an amount in USD above 0 (up to 6 decimals).");
+  if (units === null || units === 0n) throw new Error(`Give an amount in ${TOKEN.symbol} above 0 (up to ${TOKEN.decimals} decimals).`);
   return units;
 }
 
@@ -373,7 +383,7 @@ async function offers(brand, key) {
       `#${offer.twin_id}`,
       String(offer.version),
       pricesOf(offer.prices),
-      `${offer.valid_from ? unixDate(offer.valid_from) : "on acceptance"} → ${unixDate(offer.valid_until)}`,
+      `${offer.valid_from.startsWith("1970-01-01") ? "on acceptance" : unixDate(offer.valid_from)} → ${unixDate(offer.valid_until)}`,
       offer.max_uses ? `at most ${offer.max_uses}` : "no cap",
       h("code", { title: offer.terms_hash }, shortHex(offer.terms_hash)),
       h("div", { class: "offer-actions" }, offer.expired ? state("expired") : null, accept, decline, status),

@@ -1,6 +1,16 @@
 // Shared helpers of the dashboard: HTTP with problem details, amounts, DOM, tables, proofs, chart.
 
-export const DECIMALS = 6;
+/** The ledger's payment token as `GET /v1/token` gives it (symbol and decimals from the chain);
+ * {@link loadToken} fills it before any view shows an amount. */
+export const TOKEN = { symbol: "", decimals: 6 };
+
+/** Reads the payment token's symbol and decimals from the bridge once. */
+export async function loadToken() {
+  const token = await api("/v1/token");
+  TOKEN.symbol = token.symbol;
+  TOKEN.decimals = token.decimals;
+  for (const el of document.querySelectorAll("[data-token-symbol]")) el.textContent = token.symbol;
+}
 export const USAGE_TYPES = ["campaign_image", "video", "social_post", "print", "ecommerce", "outdoor"];
 
 /** An error the bridge answered, with its RFC 9457 problem's detail. */
@@ -38,36 +48,44 @@ export async function api(path, { method = "GET", body, key } = {}) {
   return data;
 }
 
-/** Token base units (decimal string) as "1,234.50 USD". */
+/** Token base units (decimal string) as "1,234.50 mUSD" (the token's symbol and decimals). */
 export function usd(units) {
   if (units === null || units === undefined || units === "") return "—";
   const value = BigInt(units);
   const negative = value < 0n;
   const abs = negative ? -value : value;
-  const scale = 10n ** BigInt(DECIMALS);
+  const scale = 10n ** BigInt(TOKEN.decimals);
   const whole = (abs / scale).toLocaleString("en-US");
-  let frac = (abs % scale).toString().padStart(DECIMALS, "0").replace(/0+$/, "");
+  if (TOKEN.decimals === 0) return `${negative ? "−" : ""}${whole} ${TOKEN.symbol}`;
+  let frac = (abs % scale).toString().padStart(TOKEN.decimals, "0").replace(/0+$/, "");
   if (frac.length < 2) frac = frac.padEnd(2, "0");
-  return `${negative ? "−" : ""}${whole}.${frac} USD`;
+  return `${negative ? "−" : ""}${whole}.${frac} ${TOKEN.symbol}`;
 }
 
-/** Whole-USD input ("12.5") as base units (BigInt); null when empty; throws on bad input. */
+/** A token amount typed by a person ("12.5") as base units (BigInt); null when empty; throws on bad
+ * input. */
 export function toUnits(text) {
   const value = String(text ?? "").trim();
   if (value === "") return null;
-  if (!/^\d+(\.\d{1,6})?$/.test(value)) throw new Error(`"${value}" is not an amount in USD`);
+  const decimals = TOKEN.decimals;
+  const pattern = decimals > 0 ? new RegExp(`^\\d+(\\.\\d{1,${decimals}})?$`) : /^\d+$/;
+  if (!pattern.test(value)) {
+    throw new Error(`"${value}" is not an amount in ${TOKEN.symbol} (up to ${decimals} decimals)`);
+  }
   const [whole, frac = ""] = value.split(".");
-  return BigInt(whole) * 10n ** BigInt(DECIMALS) + BigInt(frac.padEnd(DECIMALS, "0"));
+  return BigInt(whole) * 10n ** BigInt(decimals) + BigInt(frac.padEnd(decimals, "0"));
 }
 
 export function shortHex(hex) {
   return hex && hex.length > 14 ? `${hex.slice(0, 8)}…${hex.slice(-6)}` : hex || "";
 }
 
-export function unixDate(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  if (seconds >= 2 ** 40 - 1) return "never";
-  return new Date(seconds * 1000).toISOString().slice(0, 10);
+/** A ledger time as the API gives it (RFC 3339 in UTC) as its date; the latest RFC 3339 time (a
+ * license without end) reads "never". */
+export function unixDate(time) {
+  if (time === null || time === undefined) return "—";
+  if (time.startsWith("9999-12-31")) return "never";
+  return time.slice(0, 10);
 }
 
 export function isoDateTime(text) {
@@ -187,7 +205,7 @@ export function showProof(source) {
   document.getElementById("tx-close").focus();
 }
 
-/** A bar chart (SVG) of [{label, value (BigInt base units)}], values in USD. */
+/** A bar chart (SVG) of [{label, value (BigInt base units)}], values in the token. */
 export function barChart(title, points) {
   if (!points.length) return h("p", { class: "small" }, "No earnings yet.");
   const width = Math.max(320, points.length * 70);
@@ -215,7 +233,7 @@ export function barChart(title, points) {
     value.setAttribute("x", x + band * 0.3);
     value.setAttribute("y", top + usable - barHeight - 4);
     value.setAttribute("text-anchor", "middle");
-    value.textContent = usd(p.value).replace(" USD", "");
+    value.textContent = usd(p.value).replace(` ${TOKEN.symbol}`, "");
     const label = document.createElementNS(ns, "text");
     label.setAttribute("x", x + band * 0.3);
     label.setAttribute("y", height - 10);
@@ -232,9 +250,10 @@ export function notify(text) {
 }
 
 /** Unix seconds as "2026-03-01 12:00 UTC". */
-export function unixDateTime(seconds) {
-  if (seconds === null || seconds === undefined) return "—";
-  return `${new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ")} UTC`;
+/** A ledger time as the API gives it (RFC 3339 in UTC) to the minute. */
+export function unixDateTime(time) {
+  if (time === null || time === undefined) return "—";
+  return `${time.slice(0, 16).replace("T", " ")} UTC`;
 }
 
 /** Underscored names in words: "offer_not_accepted" -> "offer not accepted". */

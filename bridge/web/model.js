@@ -220,8 +220,11 @@ async function loadUsages(next) {
       brandLabel(names, u.brand),
       words(u.usage_type || String(u.usage_type_code)),
       String(u.quantity),
-      h("span", { title: u.outcome_detail }, state(u.outcome)),
-      usd(u.amount),
+      h("span", { title: u.sentence }, state(u.code)),
+      u.recorded_as_debt && BigInt(u.recorded_as_debt) > 0n
+        ? h("span", { title: `${usd(u.paid_from_escrow)} from escrow, ${usd(u.recorded_as_debt)} owed by the brand` },
+          usd(u.amount), h("span", { class: "small" }, ` (${usd(u.recorded_as_debt)} owed)`))
+        : usd(u.amount),
       proof({ ...u, block_time: u.settled_at }, `usage ${u.usage_id}`),
     ]);
     box.replaceChildren(
@@ -340,7 +343,7 @@ async function signAndRelay(kind, build) {
   if (!types) types = await api("/v1/owner-actions/types");
   await ensureChain(types.domain.chainId);
   const nonce = await api(`/v1/accounts/${account}/nonce`);
-  const now = Number(nonce.chain_time);
+  const now = Number(nonce.chain_time_unix);
   const message = { owner: account, ...(await build(now)), nonce: Number(nonce.next_nonce), deadline: now + 3600 };
   const spec = types.actions[kind];
   const typed = { types: spec.types, primaryType: kind, domain: types.domain, message };

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from eth_abi.abi import encode
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from eth_account.typed_transactions import TypedTransaction
@@ -35,6 +36,17 @@ CHAIN_ID = 31337
 START_TIME = 1_772_366_400  # 2026-03-01 12:00 UTC
 DEFAULT_PRICE = 1_000_000
 STRANGER = "0x000000000000000000000000000000000000dEaD"
+TOKEN = "0x000000000000000000000000000000000000700e"  # noqa: S105 - an address
+_TOKEN_ANSWERS: dict[bytes, bytes] = {
+    keccak(text=signature)[:4]: encode([kind], [value])
+    for signature, kind, value in (
+        ("paymentToken()", "address", TOKEN),
+        ("symbol()", "string", "mUSD"),
+        ("name()", "string", "Mock USD"),
+        ("decimals()", "uint8", 6),
+    )
+}
+"""What the fake ledger's payment token answers, by selector."""
 """Who copies a pending settlement (``FakeChain.front_run``)."""
 
 
@@ -123,6 +135,9 @@ class FakeChain:
         if data[:4] == IS_USAGE_PROCESSED_SELECTOR:
             _brand, usage_id = decode(["address", "uint64"], data[4:])
             return encode(["bool"], [int(usage_id) in self.processed])
+        token_answer = _TOKEN_ANSWERS.get(data[:4])
+        if token_answer is not None:  # the payment token the worker's log shows amounts in
+            return token_answer
         assert data[:4] == PRICE_AT_SELECTOR
         twin_id, brand, usage_type, _at = decode(
             ["uint256", "address", "uint8", "uint40"], data[4:]

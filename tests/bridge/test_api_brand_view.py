@@ -22,6 +22,7 @@ from bridge.chain.brand_ledger import BrandLedger, selector
 from bridge.chain.client import Block, BlockTag
 from bridge.chain.toolchain import load_artifact
 from bridge.domain import eip712
+from bridge.domain.times import rfc3339
 from bridge.errors import ChainUnavailableError, ExecutionRevertedError
 from bridge.intake.ingest import Ingestor
 from bridge.intake.owner_actions import ActionVerifier
@@ -83,7 +84,13 @@ def test_usage_events_newest_first_in_pages(api: Api) -> None:
             update(UsageEvent)
             .where(UsageEvent.event_id == "e-4")
             .values(
-                status=UsageStatus.SETTLED, tx_hash=tx, block_number=77, log_index=2, amount=900
+                status=UsageStatus.SETTLED,
+                tx_hash=tx,
+                block_number=77,
+                log_index=2,
+                amount=900,
+                paid_from_escrow=600,
+                recorded_as_debt=300,
             )
         )
         session.commit()
@@ -109,10 +116,15 @@ def test_usage_events_newest_first_in_pages(api: Api) -> None:
             "usage_type": "video",
             "quantity": 4,
             "used_at": "2026-03-01T11:00:00Z",
+            "code": "paid",
+            "sentence": "paid",
+            "outcome_code": 0,
             "tx_hash": tx,
             "block_number": 77,
             "log_index": 2,
             "amount": "900",
+            "paid_from_escrow": "600",
+            "recorded_as_debt": "300",
         },
     ]
     second = api.client.get(body["next"], headers=api.auth).json()
@@ -336,8 +348,8 @@ def _offer_json(twin_id: int, version: int, *, block: int, expired: bool) -> dic
     return {
         "twin_id": twin_id,
         "version": version,
-        "valid_from": 0,
-        "valid_until": CHAIN_TIME - DAY if expired else CHAIN_TIME + 30 * DAY,
+        "valid_from": rfc3339(0),
+        "valid_until": rfc3339(CHAIN_TIME - DAY if expired else CHAIN_TIME + 30 * DAY),
         "max_uses": max_uses,
         "purpose_hash": "0x" + "aa" * 32,
         "consent_hash": "0x" + "cc" * 32,
@@ -498,7 +510,7 @@ def test_accept_signed_is_relayed_once(brand_api: BrandApi) -> None:
         "signer": brand,
         "twin_id": 7,
         "nonce": 2,
-        "deadline": CHAIN_TIME + 3600,
+        "deadline": rfc3339(CHAIN_TIME + 3600),
         "status": "accepted",
     }
     assert action["digest"] == "0x" + eip712.digest(typed).hex()
@@ -535,10 +547,10 @@ def test_brand_limits_are_read_from_the_ledger(brand_api: BrandApi) -> None:
         "per_period": "250000000000",
         "spent_in_period": "240000000000",
         "remaining_in_period": "10000000000",
-        "period_start": period_start,
+        "period_start": rfc3339(period_start),
         "pending_raise": None,
         "attester": None,
-        "chain_time": CHAIN_TIME,
+        "chain_time": rfc3339(CHAIN_TIME),
         "decimals": 6,
     }
 
@@ -560,7 +572,7 @@ def test_brand_limits_show_a_waiting_raise_and_the_brands_attester(brand_api: Br
     assert body["pending_raise"] == {
         "per_usage": "2000",
         "per_period": "9000",
-        "effective_at": CHAIN_TIME + 60,
+        "effective_at": rfc3339(CHAIN_TIME + 60),
     }
     assert body["attester"] == to_checksum_address(attester)
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 
 from bridge.domain.codec import Outcome
+from bridge.domain.usage import VOCABULARY, UsageCode, split_payment
 from bridge.store.models import UsageEvent, UsageStatus
+from bridge.store.settlement import record_chain_head
 
 from .conftest import BRAND_ADDRESS, NOW, OTHER_ADDRESS, TWIN, Api, register_brand
 from .fakes import FakeLicense
@@ -30,6 +33,46 @@ def event(event_id: str = "e-1", **changes: Any) -> dict[str, Any]:
     }
     body.update(changes)
     return body
+
+
+def state(
+    event_id: str = "e-1", usage_id: int = 1, *, replayed: bool | None = None, **changes: Any
+) -> dict[str, Any]:
+    """The event of ``event(event_id)`` as it stands once accepted, and ``replayed`` when it is a
+    POST's answer (without ``received_at``: ``shown`` checks it against the store)."""
+    body: dict[str, Any] = {
+        "event_id": event_id,
+        "usage_id": usage_id,
+        "status": "accepted",
+        "twin_id": TWIN,
+        "usage_type": "campaign_image",
+        "quantity": 2,
+        "used_at": "2026-03-01T11:00:00Z",
+        **changes,
+    }
+    if replayed is not None:
+        body["replayed"] = replayed
+    return body
+
+
+def shown(api: Api, data: dict[str, Any], brand_id: int | None = None) -> dict[str, Any]:
+    """An answer (an event, a batch's results or a page's items) with each event's ``received_at``
+    checked, exactly, against the time the store received it, and left out."""
+    if "results" in data or "items" in data:
+        key = "results" if "results" in data else "items"
+        return {**data, key: [shown(api, item, brand_id) for item in data[key]]}
+    if "received_at" not in data:
+        return data
+    with api.store.session() as session:
+        stored = session.scalar(
+            select(UsageEvent.created_at).where(
+                UsageEvent.brand_id == (brand_id or api.brand.id),
+                UsageEvent.event_id == data["event_id"],
+            )
+        )
+    assert stored is not None
+    assert data["received_at"] == stored.isoformat().replace("+00:00", "Z")
+    return {k: v for k, v in data.items() if k != "received_at"}
 
 
 def stored_count(api: Api) -> int:
@@ -106,7 +149,7 @@ def test_rate_limit_is_per_brand(make_api: Callable[..., Api]) -> None:
 def test_single_event_is_accepted_and_stored_before_the_answer(api: Api) -> None:
     response = api.client.post(URL, json=event(), headers=api.auth)
     assert response.status_code == 202
-    assert response.json() == {"event_id": "e-1", "status": "accepted", "usage_id": 1}
+    assert shown(api, response.json()) == state(replayed=False)
     assert response.headers["location"] == f"{URL}/e-1"
     with api.store.session() as session:
         row = session.scalars(select(UsageEvent)).one()
@@ -122,16 +165,69 @@ def test_usage_type_by_number_and_by_name_are_the_same_body(api: Api) -> None:
     again = api.client.post(URL, json=event(usage_type=1), headers=api.auth)
     assert first.status_code == 202
     assert again.status_code == 200
-    assert again.json() == {"event_id": "e-1", "status": "duplicate", "usage_id": 1}
+    assert shown(api, again.json()) == state(usage_type="video", replayed=True)
 
 
-def test_repeat_returns_the_original_result_and_stores_once(api: Api) -> None:
+def test_repeat_answers_the_event_as_it_stands_and_stores_once(api: Api) -> None:
     api.client.post(URL, json=event("a"), headers=api.auth)
     api.client.post(URL, json=event("b"), headers=api.auth)
     response = api.client.post(URL, json=event("a"), headers=api.auth)
     assert response.status_code == 200
-    assert response.json() == {"event_id": "a", "status": "duplicate", "usage_id": 1}
+    assert shown(api, response.json()) == state("a", replayed=True)
+    assert response.headers["location"] == f"{URL}/a"
     assert stored_count(api) == 2
+
+
+def test_repeat_of_a_settled_event_answers_its_settlement(api: Api) -> None:
+    """A replay is not a bare "duplicate": it answers what ``GET`` answers now, here settled
+    with the transaction and how it was paid."""
+    api.client.post(URL, json=event(), headers=api.auth)
+    with api.store.session() as session:
+        session.execute(
+            update(UsageEvent).values(
+                status=UsageStatus.SETTLED,
+                tx_hash="0x" + "ab" * 32,
+                block_number=12,
+                log_index=3,
+                amount=1_000_000,
+                paid_from_escrow=400_000,
+                recorded_as_debt=600_000,
+            )
+        )
+        session.commit()
+    response = api.client.post(URL, json=event(), headers=api.auth)
+    settled = state(
+        status="settled",
+        code="paid",
+        sentence="paid",
+        outcome_code=0,
+        tx_hash="0x" + "ab" * 32,
+        block_number=12,
+        log_index=3,
+        amount="1000000",
+        paid_from_escrow="400000",
+        recorded_as_debt="600000",
+    )
+    assert (response.status_code, shown(api, response.json())) == (
+        200,
+        {**settled, "replayed": True},
+    )
+    assert shown(api, api.client.get(f"{URL}/e-1", headers=api.auth).json()) == settled
+    batch = api.client.post(URL, json={"events": [event()]}, headers=api.auth)
+    assert shown(api, batch.json()) == {"results": [{**settled, "replayed": True}]}
+
+
+def test_a_refused_event_id_is_not_kept(api: Api) -> None:
+    """Refused at the door, nothing is stored: the brand may fix the body and send the same id
+    again (202); once stored, another body under it is a 409."""
+    refused = api.client.post(URL, json=event(twin_id=99), headers=api.auth)
+    assert problem(refused, 422, "usage-refused")["code"] == "unknown_twin"
+    assert stored_count(api) == 0
+    fixed = api.client.post(URL, json=event(), headers=api.auth)
+    assert (fixed.status_code, shown(api, fixed.json())) == (202, state(replayed=False))
+    other = api.client.post(URL, json=event(quantity=3), headers=api.auth)
+    assert problem(other, 409, "event-id-conflict")["code"] == "event_id_conflict"
+    assert stored_count(api) == 1
 
 
 def test_repeat_is_a_duplicate_even_after_the_time_window_passed(api: Api) -> None:
@@ -140,16 +236,17 @@ def test_repeat_is_a_duplicate_even_after_the_time_window_passed(api: Api) -> No
     api.chain.licenses.clear()  # the license is gone and the usage is now 35+ days old
     response = api.client.post(URL, json=event(), headers=api.auth)
     assert response.status_code == 200
-    assert response.json()["status"] == "duplicate"
+    assert (response.json()["status"], response.json()["replayed"]) == ("accepted", True)
 
 
 def test_same_event_id_with_another_body_is_409(api: Api) -> None:
     api.client.post(URL, json=event(), headers=api.auth)
     response = api.client.post(URL, json=event(quantity=3), headers=api.auth)
     body = problem(response, 409, "event-id-conflict")
-    assert body["detail"] == "event id 'e-1' was used before with a different body"
+    sentence = "event id 'e-1' was used before with a different body"
+    assert (body["detail"], body["sentence"]) == (sentence, sentence)
     assert body["event_id"] == "e-1"
-    assert body["reason"] == "event_id_conflict"
+    assert body["code"] == "event_id_conflict"
     assert stored_count(api) == 1
 
 
@@ -159,10 +256,10 @@ def test_same_event_id_of_two_brands_are_two_usages(api: Api) -> None:
         TWIN,
         FakeLicense(frozenset({0}), 0, int(datetime(2027, 1, 1, tzinfo=UTC).timestamp())),
     )
-    _, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)
+    other, other_key = register_brand(api.store, "Other", OTHER_ADDRESS)
     api.client.post(URL, json=event(), headers=api.auth)
     response = api.client.post(URL, json=event(), headers={"Authorization": f"Bearer {other_key}"})
-    assert response.json() == {"event_id": "e-1", "status": "accepted", "usage_id": 2}
+    assert shown(api, response.json(), other.id) == state(usage_id=2, replayed=False)
 
 
 def test_cloudevent_shape_is_accepted(api: Api) -> None:
@@ -177,14 +274,14 @@ def test_cloudevent_shape_is_accepted(api: Api) -> None:
     }
     response = api.client.post(URL, json=cloud, headers=api.auth)
     assert response.status_code == 202, response.text
-    status = api.client.get(f"{URL}/ce-1", headers=api.auth).json()
+    status = shown(api, api.client.get(f"{URL}/ce-1", headers=api.auth).json())
     assert status["used_at"] == "2026-03-01T11:00:00Z"
     assert (status["usage_type"], status["asset_ref"]) == ("video", "img-9")
     batch = api.client.post(URL, json=[cloud, {**cloud, "id": "ce-2"}], headers=api.auth)
-    assert batch.json() == {
+    assert shown(api, batch.json()) == {
         "results": [
-            {"event_id": "ce-1", "status": "duplicate", "usage_id": 1},
-            {"event_id": "ce-2", "status": "accepted", "usage_id": 2},
+            {**status, "replayed": True},
+            {**status, "event_id": "ce-2", "usage_id": 2, "replayed": False},
         ]
     }
 
@@ -196,7 +293,7 @@ DAY = 86400
 
 
 @pytest.mark.parametrize(
-    ("changes", "reason", "detail"),
+    ("changes", "code", "sentence"),
     [
         (
             {"twin_id": 99},
@@ -233,12 +330,13 @@ DAY = 86400
         ),
     ],
 )
-def test_refused_at_the_door_with_the_reason(
-    api: Api, changes: dict[str, Any], reason: str, detail: str
+def test_refused_at_the_door_with_a_code_and_a_sentence(
+    api: Api, changes: dict[str, Any], code: str, sentence: str
 ) -> None:
     response = api.client.post(URL, json=event(**changes), headers=api.auth)
     body = problem(response, 422, "usage-refused")
-    assert (body["reason"], body["detail"], body["event_id"]) == (reason, detail, "e-1")
+    assert (body["code"], body["sentence"], body["event_id"]) == (code, sentence, "e-1")
+    assert body["detail"] == sentence
     assert stored_count(api) == 0
 
 
@@ -259,7 +357,7 @@ def test_time_window_edges_are_accepted(api: Api) -> None:
 def test_paused_and_revoked_are_refused(api: Api) -> None:
     api.chain.paused_since[TWIN] = int(datetime(2026, 3, 1, 10, tzinfo=UTC).timestamp())
     paused = api.client.post(URL, json=event("p"), headers=api.auth)
-    assert problem(paused, 422, "usage-refused")["reason"] == "twin_paused"
+    assert problem(paused, 422, "usage-refused")["code"] == "twin_paused"
     before_pause = api.client.post(
         URL, json=event("q", used_at="2026-03-01T09:00:00Z"), headers=api.auth
     )
@@ -270,7 +368,7 @@ def test_paused_and_revoked_are_refused(api: Api) -> None:
         license.usage_types, license.valid_from, license.valid_until, revoked_at=0
     )
     revoked = api.client.post(URL, json=event("r"), headers=api.auth)
-    assert problem(revoked, 422, "usage-refused")["detail"] == Outcome.LICENSE_REVOKED.description
+    assert problem(revoked, 422, "usage-refused")["sentence"] == Outcome.LICENSE_REVOKED.description
 
 
 def test_a_twin_with_only_a_waiting_offer_is_refused_as_offer_not_accepted(api: Api) -> None:
@@ -281,7 +379,7 @@ def test_a_twin_with_only_a_waiting_offer_is_refused_as_offer_not_accepted(api: 
     )
     response = api.client.post(URL, json=event(), headers=api.auth)
     body = problem(response, 422, "usage-refused")
-    assert (body["reason"], body["detail"]) == (
+    assert (body["code"], body["sentence"]) == (
         "offer_not_accepted",
         "the brand had not accepted the license offered for this twin",
     )
@@ -298,7 +396,7 @@ def test_a_usage_above_the_brands_limit_per_usage_is_refused_at_the_door(api: Ap
     api.chain.per_usage_limits[BRAND_ADDRESS.lower()] = 10_000
     over = api.client.post(URL, json=event("over", quantity=5), headers=api.auth)
     body = problem(over, 422, "usage-refused")
-    assert (body["reason"], body["detail"]) == (
+    assert (body["code"], body["sentence"]) == (
         "over_usage_limit",
         "the usage cost more than the brand's spending limit per usage: "
         "5 x 2500 = 12500 is above 10000",
@@ -315,7 +413,7 @@ def test_a_brand_that_attests_itself_is_refused_at_the_door(api: Api) -> None:
     api.chain.own_attesters[BRAND_ADDRESS.lower()] = attester
     response = api.client.post(URL, json=event(), headers=api.auth)
     body = problem(response, 422, "usage-refused")
-    assert (body["reason"], body["detail"]) == (
+    assert (body["code"], body["sentence"]) == (
         "brand_attests_itself",
         f"the brand named its own attester {attester} on the ledger, which takes its usages "
         "signed by that attester only: settle them with `twin-bridge brand settle`",
@@ -438,35 +536,36 @@ def test_batch_answers_per_item_in_order(api: Api) -> None:
     ]
     response = api.client.post(URL, json={"events": batch}, headers=api.auth)
     assert response.status_code == 200
-    assert response.json() == {
+    new_2 = state("new-2", 3, usage_type="video", quantity=5)
+    assert shown(api, response.json()) == {
         "results": [
-            {"event_id": "new-1", "status": "accepted", "usage_id": 2},
-            {"event_id": "seen", "status": "duplicate", "usage_id": 1},
+            state("new-1", 2, replayed=False),
+            state("seen", 1, replayed=True),
             {
                 "event_id": "bad-twin",
                 "status": "refused",
-                "reason": "unknown_twin",
-                "detail": "the twin does not exist",
+                "code": "unknown_twin",
+                "sentence": "the twin does not exist",
             },
-            {"event_id": "new-2", "status": "accepted", "usage_id": 3},
-            {"event_id": "new-1", "status": "duplicate", "usage_id": 2},
+            {**new_2, "replayed": False},
+            state("new-1", 2, replayed=True),
             {
                 "event_id": "new-2",
                 "status": "refused",
-                "reason": "event_id_conflict",
-                "detail": "event id 'new-2' was used before with a different body",
+                "code": "event_id_conflict",
+                "sentence": "event id 'new-2' was used before with a different body",
             },
             {
                 "event_id": "seen",
                 "status": "refused",
-                "reason": "event_id_conflict",
-                "detail": "event id 'seen' was used before with a different body",
+                "code": "event_id_conflict",
+                "sentence": "event id 'seen' was used before with a different body",
             },
             {
                 "event_id": "old",
                 "status": "refused",
-                "reason": "used_at_too_old",
-                "detail": "used_at 2025-01-01T00:00:00+00:00 is more than 35 days in the past",
+                "code": "used_at_too_old",
+                "sentence": "used_at 2025-01-01T00:00:00+00:00 is more than 35 days in the past",
             },
         ]
     }
@@ -490,19 +589,36 @@ def test_status_of_an_accepted_event(api: Api) -> None:
     api.client.post(URL, json=event(campaign_ref="spring-26"), headers=api.auth)
     response = api.client.get(f"{URL}/e-1", headers=api.auth)
     assert response.status_code == 200
-    body = response.json()
-    received_at = body.pop("received_at")
-    assert datetime.fromisoformat(received_at).tzinfo is not None
-    assert body == {
-        "event_id": "e-1",
-        "usage_id": 1,
-        "status": "accepted",
-        "twin_id": TWIN,
-        "usage_type": "campaign_image",
-        "quantity": 2,
-        "used_at": "2026-03-01T11:00:00Z",
-        "campaign_ref": "spring-26",
+    assert shown(api, response.json()) == state(campaign_ref="spring-26")
+
+
+def test_an_accepted_event_dated_after_the_chains_clock_says_it_waits(api: Api) -> None:
+    """The worker records the head it reads; an accepted usage used after that block's time
+    waits for the chain's clock, and says so (no chain call per GET)."""
+    later = "2026-03-01T12:04:00Z"
+    api.client.post(URL, json=event("early"), headers=api.auth)
+    with api.store.session() as session:
+        record_chain_head(
+            session, relayer=OTHER_ADDRESS, block_number=7, block_time=NOW - timedelta(seconds=20)
+        )
+    ahead = api.client.post(URL, json=event("ahead", used_at=later), headers=api.auth)
+    waiting = {
+        "code": "waiting_for_chain_clock",
+        "sentence": f"settles once the chain's clock passes {later} (in about 4 min)",
+        "until": later,
     }
+    expected = state("ahead", 2, used_at=later, waiting=waiting)
+    assert shown(api, ahead.json()) == {**expected, "replayed": False}
+    assert shown(api, api.client.get(f"{URL}/ahead", headers=api.auth).json()) == expected
+    assert shown(api, api.client.get(f"{URL}/early", headers=api.auth).json()) == state("early")
+    with api.store.session() as session:
+        record_chain_head(
+            session, relayer=OTHER_ADDRESS, block_number=8, block_time=NOW + timedelta(minutes=3)
+        )
+    close = api.client.get(f"{URL}/ahead", headers=api.auth).json()["waiting"]["sentence"]
+    assert close == f"settles once the chain's clock passes {later} (in about 60 s)"
+    _set(api, status=UsageStatus.SUBMITTED)
+    assert "waiting" not in api.client.get(f"{URL}/ahead", headers=api.auth).json()
 
 
 def _set(api: Api, **values: Any) -> None:
@@ -514,16 +630,29 @@ def _set(api: Api, **values: Any) -> None:
 def test_status_of_a_settled_event(api: Api) -> None:
     api.client.post(URL, json=event(), headers=api.auth)
     tx = "0x" + "ab" * 32
-    _set(api, status=UsageStatus.SETTLED, tx_hash=tx, block_number=1234, log_index=3, amount=2**200)
-    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
-    assert (body["status"], body["tx_hash"], body["block_number"], body["log_index"]) == (
-        "settled",
-        tx,
-        1234,
-        3,
+    _set(
+        api,
+        status=UsageStatus.SETTLED,
+        tx_hash=tx,
+        block_number=1234,
+        log_index=3,
+        amount=2**200,
+        paid_from_escrow=2**200,
+        recorded_as_debt=0,
     )
-    assert body["amount"] == str(2**200)
-    assert "reason" not in body
+    body = shown(api, api.client.get(f"{URL}/e-1", headers=api.auth).json())
+    assert body == state(
+        status="settled",
+        code="paid",
+        sentence="paid",
+        outcome_code=0,
+        tx_hash=tx,
+        block_number=1234,
+        log_index=3,
+        amount=str(2**200),
+        paid_from_escrow=str(2**200),
+        recorded_as_debt="0",
+    )
 
 
 def test_status_of_a_rejected_event_says_why(api: Api) -> None:
@@ -536,31 +665,39 @@ def test_status_of_a_rejected_event_says_why(api: Api) -> None:
         block_number=9,
         log_index=0,
     )
-    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
-    assert (body["status"], body["reason_code"], body["reason"]) == (
-        "rejected",
-        7,
-        "the license's cap on uses was reached",
+    body = shown(api, api.client.get(f"{URL}/e-1", headers=api.auth).json())
+    assert body == state(
+        status="rejected",
+        code="use_cap_reached",
+        sentence="the license's cap on uses was reached",
+        outcome_code=7,
+        tx_hash="0x" + "cd" * 32,
+        block_number=9,
+        log_index=0,
     )
 
 
 @pytest.mark.parametrize(
-    ("code", "reason"),
+    ("number", "code", "sentence"),
     [
-        (11, "the brand had not accepted the license offered for this twin"),
-        (12, "the usage cost more than the brand's spending limit per usage"),
-        (13, "the usage would pass the brand's spending limit for the period"),
-        (200, "unknown outcome code 200 (a discrepancy: this bridge does not know it)"),
+        (11, "offer_not_accepted", "the brand had not accepted the license offered for this twin"),
+        (12, "over_usage_limit", "the usage cost more than the brand's spending limit per usage"),
+        (13, "over_period_limit", "the usage would pass the brand's spending limit for the period"),
+        (
+            200,
+            "unknown_outcome",
+            "the ledger gave outcome code 200, which this bridge does not know (a discrepancy)",
+        ),
     ],
 )
 def test_status_of_an_event_rejected_by_a_limit_or_an_unknown_code_says_why(
-    api: Api, code: int, reason: str
+    api: Api, number: int, code: str, sentence: str
 ) -> None:
     api.client.post(URL, json=event(), headers=api.auth)
     _set(
         api,
         status=UsageStatus.REJECTED,
-        reason_code=code,
+        reason_code=number,
         tx_hash="0x" + "cd" * 32,
         block_number=9,
         log_index=0,
@@ -568,15 +705,19 @@ def test_status_of_an_event_rejected_by_a_limit_or_an_unknown_code_says_why(
     response = api.client.get(f"{URL}/e-1", headers=api.auth)
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["reason_code"], body["reason"]) == ("rejected", code, reason)
+    assert (body["status"], body["outcome_code"], body["code"], body["sentence"]) == (
+        "rejected",
+        number,
+        code,
+        sentence,
+    )
 
 
 def test_status_of_a_held_event_gives_the_last_error(api: Api) -> None:
     api.client.post(URL, json=event(), headers=api.auth)
     _set(api, status=UsageStatus.HELD, settle_attempts=3, last_error="gas estimation reverted: x")
-    body = api.client.get(f"{URL}/e-1", headers=api.auth).json()
-    assert (body["status"], body["error"]) == ("held", "gas estimation reverted: x")
-    assert "reason" not in body
+    body = shown(api, api.client.get(f"{URL}/e-1", headers=api.auth).json())
+    assert body == state(status="held", error="gas estimation reverted: x")
 
 
 def test_status_of_unknown_or_other_brands_event_is_404(api: Api) -> None:
@@ -595,18 +736,17 @@ def test_status_path_must_be_an_event_id(api: Api) -> None:
 # ---------------------------------------------------------------- health, metrics, docs
 
 
-def test_metrics_count_events_by_status_and_reason(api: Api) -> None:
+def test_metrics_count_events_by_status_and_code(api: Api) -> None:
     api.client.post(URL, json=event("a"), headers=api.auth)
     api.client.post(URL, json=event("a"), headers=api.auth)
     api.client.post(URL, json=event("b", twin_id=99), headers=api.auth)
     api.client.post(URL, json={"events": [event("c"), event("d", quantity=0)]}, headers=api.auth)
     text = api.client.get("/metrics").text
-    assert 'twin_bridge_usage_events_total{reason="",status="accepted"} 2.0' in text
-    assert 'twin_bridge_usage_events_total{reason="",status="duplicate"} 1.0' in text
-    assert 'twin_bridge_usage_events_total{reason="unknown_twin",status="refused"} 1.0' in text
+    assert 'twin_bridge_usage_events_total{code="",status="accepted"} 2.0' in text
+    assert 'twin_bridge_usage_events_total{code="",status="replayed"} 1.0' in text
+    assert 'twin_bridge_usage_events_total{code="unknown_twin",status="refused"} 1.0' in text
     assert (
-        'twin_bridge_usage_events_total{reason="quantity_out_of_range",status="refused"} 1.0'
-        in text
+        'twin_bridge_usage_events_total{code="quantity_out_of_range",status="refused"} 1.0' in text
     )
     assert (
         'twin_bridge_http_request_duration_seconds_count{method="POST",'
@@ -653,5 +793,72 @@ def test_openapi_documents_the_body_shapes(api: Api) -> None:
     assert api.client.get("/docs").status_code == 200
 
 
+def test_openapi_documents_the_answers_as_returned(api: Api) -> None:
+    schema = api.client.get("/openapi.json").json()
+    answers = schema["paths"]["/v1/usage-events"]["post"]["responses"]
+    ref = "#/components/schemas/"
+
+    def refs(status: str) -> set[str]:
+        found = answers[status]["content"]["application/json"]["schema"]
+        return {s["$ref"].removeprefix(ref) for s in found.get("anyOf", [found])}
+
+    assert refs("202") == {"UsageAnswerOut"}
+    assert refs("200") == {"UsageAnswerOut", "BatchResultOut"}
+    models = schema["components"]["schemas"]
+    event = list(models["UsageEventOut"]["properties"])
+    assert event == [
+        "event_id", "usage_id", "status", "twin_id", "usage_type", "quantity", "used_at",
+        "campaign_ref", "asset_ref", "received_at", "code", "sentence", "outcome_code", "tx_hash",
+        "block_number", "log_index", "amount", "paid_from_escrow", "recorded_as_debt", "waiting",
+        "error",
+    ]  # fmt: skip
+    assert list(models["UsageAnswerOut"]["properties"]) == [*event, "replayed"]
+    assert list(models["UsageRefusalOut"]["properties"]) == [
+        "event_id", "status", "code", "sentence"
+    ]  # fmt: skip
+    assert models["UsageCode"]["enum"] == [c.value for c in UsageCode]
+    results = models["BatchResultOut"]["properties"]["results"]["items"]["anyOf"]
+    assert {r["$ref"].removeprefix(ref) for r in results} == {"UsageAnswerOut", "UsageRefusalOut"}
+
+
 def test_unknown_route_is_a_problem(api: Api) -> None:
     problem(api.client.get("/v2/nothing"), 404, "not-found")
+
+
+# ---------------------------------------------------------------- the vocabulary
+
+
+def test_the_readme_lists_every_usage_code_once_as_the_code_does() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| code | where | outcome_code | sentence |\n|---|---|---:|---|\n")[1]
+    rows = table.split("\n\n")[0].splitlines()
+    assert rows == [
+        f"| `{e.code.value}` | {', '.join(w.value for w in e.where)} | "
+        f"{'' if e.outcome is None else int(e.outcome)} | {e.sentence} |"
+        for e in VOCABULARY
+    ]
+    assert {e.code for e in VOCABULARY} == set(UsageCode)
+    assert {e.outcome for e in VOCABULARY if e.outcome is not None} == set(Outcome)
+
+
+def test_debts_belong_to_the_last_usages_that_cost_something() -> None:
+    """Escrow pays in order until it runs out (one usage split), the rest is owed; a free usage
+    after the shortfall owes nothing."""
+    assert split_payment([10, 20, 0, 30], [15, 30]) == [(10, 0), (5, 15), (0, 0), (0, 30)]
+    assert split_payment([10, 20], []) == [(10, 0), (20, 0)]
+    assert split_payment([], []) == []
+
+
+@pytest.mark.parametrize(
+    ("amounts", "debts", "error"),
+    [
+        ([10], [5, 5], "2 debts for 1 usages that cost something"),
+        ([10, 20], [25], "a debt of 25 for a usage of 20"),
+        ([10, 20], [5, 10], "a usage after the first short one was not owed in full"),
+    ],
+)
+def test_debts_that_cannot_be_these_usages_are_refused(
+    amounts: list[int], debts: list[int], error: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{error}$"):
+        split_payment(amounts, debts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import sqlite3
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
+from sqlalchemy.exc import OperationalError
 from typer.testing import CliRunner
 from web3 import Web3
 from web3.logs import DISCARD
@@ -35,12 +37,12 @@ from web3.types import TxReceipt
 from bridge.audit.export import write_csv
 from bridge.audit.logs import SettledLog, TxInfo
 from bridge.audit.reconcile import compare as reconcile_compare
-from bridge.audit.reconcile import reconcile
+from bridge.audit.reconcile import open_read_only, reconcile
 from bridge.audit.report import AuditResult
 from bridge.audit.run import run_audit
 from bridge.audit.scan import RangeSizer, ScanStats
 from bridge.audit.settle import Settlement
-from bridge.audit.state import BrandBook, LedgerState, LicensePair, Twin, Version
+from bridge.audit.state import AuditError, BrandBook, LedgerState, LicensePair, Twin, Version
 from bridge.chain.rpc import JsonRpc
 from bridge.cli.app import app
 from bridge.deploy.manifest import CompilerRecord, ContractRecord, Manifest, write_manifest
@@ -317,7 +319,11 @@ def test_the_command_prints_a_summary_and_writes_json_and_csv(
     some_paid = next(iter(history.paid))
     assert int(by_id[some_paid]["amount"]) == history.paid[some_paid]
     revoked = next(i for i, o in history.rejected.items() if o is Outcome.LICENSE_REVOKED)
-    assert by_id[revoked]["reason"] == "the license had been revoked at the time of use"
+    assert (by_id[revoked]["code"], by_id[revoked]["outcome_code"], by_id[revoked]["sentence"]) == (
+        "license_revoked",
+        "5",
+        "the license had been revoked at the time of use",
+    )
     with (tmp_path / "csv" / "batches.csv").open() as handle:
         batches = list(csv.DictReader(handle))
     assert [b["verified"] for b in batches] == ["True"] * 3
@@ -450,7 +456,16 @@ def test_reconciliation_names_each_mismatch_with_the_database(
     history = _history(world)
     result = _audit(snapshot)
     url = _database(empty_db_url, world, result)
-    assert reconcile(url, result.state) == []
+    check = reconcile(url, result.state)
+    assert (check.usages, check.batches, check.discrepancies) == (
+        len(result.state.usages),
+        len({u.batch for u in result.state.usages}),
+        [],
+    )
+    assert check.sentence().endswith(
+        f": {len(result.state.usages):,} usages and {check.batches:,} batches compared with the "
+        "chain: all agree"
+    )
 
     state = result.state
     paid_ids = sorted(history.paid)
@@ -479,7 +494,7 @@ def test_reconciliation_names_each_mismatch_with_the_database(
         return f"usage {usage_id} (event 'event-{usage_id}' of {rows[usage_id][1]})"
 
     tx = state.batches[rows[wrong_tx][9]].tx_hash
-    assert sorted(d.message for d in reconcile(url, state)) == sorted([
+    assert sorted(d.message for d in reconcile(url, state).discrepancies) == sorted([
         f"{label(wrong_amount)} was paid {history.paid[wrong_amount]} on chain (tx "
         f"{state.batches[rows[wrong_amount][9]].tx_hash}), but the database records "
         f"{history.paid[wrong_amount] + 1}",
@@ -498,6 +513,9 @@ def test_reconciliation_names_each_mismatch_with_the_database(
     assert cli.exit_code == 1, cli.output
     assert "4 discrepancies" in cli.stdout
     assert "but the database does not know it" in cli.stdout
+    assert cli.stdout.splitlines()[-1].endswith(
+        f"usages and {check.batches:,} batches compared with the chain: 4 disagreement(s)"
+    )
 
 
 # ---------------------------------------------------------------- resuming and ranges
@@ -597,7 +615,7 @@ def test_log_ranges_halve_on_a_refusal_and_grow_back(snapshot: Chain) -> None:
 
 
 def test_exports_hold_every_table(snapshot: Chain, tmp_path: Path) -> None:
-    _history(snapshot.world)
+    history = _history(snapshot.world)
     result = _audit(snapshot)
     written = write_csv(result, tmp_path)
     assert sorted(p.name for p in written) == sorted([
@@ -607,6 +625,16 @@ def test_exports_hold_every_table(snapshot: Chain, tmp_path: Path) -> None:
     with (tmp_path / "debts.csv").open() as handle:
         debts = list(csv.DictReader(handle))
     assert [d["event"] for d in debts] == ["recorded"] * 3 + ["repaid"] * 3
+    with (tmp_path / "usages.csv").open() as handle:
+        paid = [u for u in csv.DictReader(handle) if u["code"] == "paid"]
+    # Brand 2's three usages found no escrow: each is owed in full; the others were funded.
+    owed = [u for u in paid if u["recorded_as_debt"] != "0"]
+    assert [(u["paid_from_escrow"], u["recorded_as_debt"]) for u in owed] == [
+        ("0", u["amount"]) for u in owed
+    ]
+    assert len(owed) == 3
+    assert sum(int(u["recorded_as_debt"]) for u in owed) == history.debt
+    assert {u["paid_from_escrow"] == u["amount"] for u in paid if u not in owed} == {True}
     with (tmp_path / "licenses.csv").open() as handle:
         licenses = list(csv.DictReader(handle))
     with (tmp_path / "offers.csv").open() as handle:
@@ -985,3 +1013,44 @@ def test_a_pause_moves_a_withdrawals_times_and_the_manager_is_read_from_its_depl
     # The manager's events before the ledger's deployment count: its first admin, then the roles.
     assert state.role_history[0][2:5] == ["ADMIN_ROLE", admin, "granted"]
     assert state.roles["PAUSER_ROLE"] == {admin: state.role_history[-1][5]}
+
+
+def test_against_db_never_creates_a_database_and_says_so_in_a_sentence(
+    snapshot: Chain, tmp_path: Path
+) -> None:
+    world = snapshot.world
+    target = ["audit", "--rpc", snapshot.url, "--ledger", world.ledger.address, "--quiet"]
+    typo = tmp_path / "brige.db"
+    for given in (str(typo), f"sqlite:///{typo}"):
+        cli = CliRunner().invoke(app, [*target, "--against-db", given])
+        assert (cli.exit_code, cli.stderr) == (2, f"audit stopped: no database at {typo}\n")
+        assert not typo.exists()
+
+    other = tmp_path / "other.db"
+    sqlite3.connect(other).execute("CREATE TABLE notes (id INTEGER)").connection.commit()
+    before = other.read_bytes()
+    cli = CliRunner().invoke(app, [*target, "--against-db", str(other)])
+    assert (cli.exit_code, cli.stderr) == (
+        2,
+        f"audit stopped: {other} is not a Twin Bridge database: it has no brands or "
+        "usage_events table\n",
+    )
+    assert other.read_bytes() == before
+
+    clean = CliRunner().invoke(app, target)
+    assert clean.exit_code == 0, clean.output
+    assert clean.stdout.splitlines()[-1] == "database: not checked"
+
+
+def test_against_db_opens_sqlite_read_only(tmp_path: Path) -> None:
+    db = tmp_path / "bridge.db"
+    sqlite3.connect(db).execute("CREATE TABLE brands (id INTEGER)").connection.commit()
+    engine, name = open_read_only(str(db))
+    try:
+        with engine.connect() as conn, pytest.raises(OperationalError, match="readonly"):
+            conn.exec_driver_sql("INSERT INTO brands VALUES (1)")
+    finally:
+        engine.dispose()
+    assert name == str(db)
+    with pytest.raises(AuditError, match=r"^no database at :memory:$"):
+        open_read_only("sqlite:///:memory:")

@@ -17,9 +17,9 @@ from web3 import Web3
 
 from bridge.cli.app import app
 from bridge.cli.brand_attest import OWN_ID_BASE, own_usage_id
-from bridge.cli.remote import usd
 from bridge.devstack.demo import dev_account
 from bridge.domain.codec import Outcome
+from bridge.domain.money import token_amount
 from bridge.domain.usage import UsageType
 from bridge.testing import World, local_anvil, setup
 
@@ -105,10 +105,11 @@ def test_a_brand_names_its_attester_and_settles_its_own_usages_once(
     lines = first.stdout.splitlines()
     tail = lines[0][lines[0].index(" in block ") :]
     assert lines == [
-        f"e1: usage {ids[0]} paid {usd(amounts[0])} USD{tail}",
-        f"e2: usage {ids[1]} paid {usd(amounts[1])} USD{tail}",
+        f"e1: usage {ids[0]} paid {token_amount(amounts[0], 'mUSD', 6)}{tail}",
+        f"e2: usage {ids[1]} paid {token_amount(amounts[1], 'mUSD', 6)}{tail}",
         f"e3: usage {ids[2]} rejected (unknown_twin): {Outcome.UNKNOWN_TWIN.description}{tail}",
-        f"2 paid ({usd(sum(amounts))} USD), 1 rejected in 1 transaction; 0 already settled",
+        f"2 paid ({token_amount(sum(amounts), 'mUSD', 6)}), 1 rejected in 1 transaction; "
+        "0 already settled",
     ]
     assert [ledger.functions.isUsageProcessed(brand, i).call() for i in ids] == [True] * 3
     assert ledger.functions.brandAccount(brand).call()[0] == escrow_before - sum(amounts)
@@ -121,7 +122,7 @@ def test_a_brand_names_its_attester_and_settles_its_own_usages_once(
             f"{e}: usage {i} already settled on chain"
             for e, i in zip(("e1", "e2", "e3"), ids, strict=True)
         ),
-        "0 paid (0.00 USD), 0 rejected in 0 transactions; 3 already settled",
+        "0 paid (0.00 mUSD), 0 rejected in 0 transactions; 3 already settled",
     ]
     assert ledger.functions.brandAccount(brand).call()[0] == escrow_before - sum(amounts)
 

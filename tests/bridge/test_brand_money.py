@@ -10,6 +10,7 @@ from the brand's address."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,10 @@ from bridge.chain.deploy import deploy_contract, deploy_ledger
 from bridge.chain.escrow import approve_calldata, utc
 from bridge.chain.toolchain import load_artifact
 from bridge.cli.app import app
-from bridge.cli.remote import usd
+from bridge.cli.money import CACHE_FILE, Token
 from bridge.devstack.demo import dev_account
 from bridge.domain.codec import Usage
+from bridge.domain.times import rfc3339
 from bridge.settings import Settings
 from bridge.store.repository import Store
 from bridge.testing import AnvilChain, settle
@@ -49,10 +51,16 @@ def anvil_chain(anvil: AnvilChain) -> AnvilChain:
 
 
 @pytest.fixture
-def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> CliRunner:
     for name in ("TWIN_BRIDGE_RPC_URL", "TWIN_BRIDGE_LEDGER_ADDRESS", "TWIN_BRIDGE_API_URL"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TWIN_BRIDGE_DATA_DIR", str(tmp_path / "state"))
     return CliRunner()
+
+
+def musd(amount: int) -> str:
+    """``amount`` base units of the mock stablecoin as the commands show it."""
+    return Token("mUSD", 6).show(amount)
 
 
 def _dev_key(address: str) -> str:
@@ -92,7 +100,7 @@ def test_a_brand_takes_its_escrow_back_then_a_deposit_repays_its_debt_first(
     assert requested.exit_code == 0, requested.output
     unlocks_at = snapshot.now() + NOTICE_PERIOD
     assert requested.stdout == (
-        f"withdrawal of 100,000,000.00 USD requested for {brand}: it unlocks at {utc(unlocks_at)} "
+        f"withdrawal of 100,000,000.00 mUSD requested for {brand}: it unlocks at {utc(unlocks_at)} "
         f"and may be withdrawn until {utc(unlocks_at + claim_window)}, {_mined(snapshot)}\n"
     )
     assert ledger.functions.brandAccount(brand).call()[3:] == (
@@ -112,7 +120,7 @@ def test_a_brand_takes_its_escrow_back_then_a_deposit_repays_its_debt_first(
     withdrawn = _brand_cli(runner, snapshot, brand, "withdraw")
     assert withdrawn.exit_code == 0, withdrawn.output
     assert withdrawn.stdout == (
-        f"withdrew 100,000,000.00 USD from the escrow of {brand} {_mined(snapshot)}\n"
+        f"withdrew 100,000,000.00 mUSD from the escrow of {brand} {_mined(snapshot)}\n"
     )
     assert ledger.functions.brandAccount(brand).call() == (0, 0, 0, 0, 0, 0)
     assert token.functions.balanceOf(brand).call() == ESCROW_PER_BRAND
@@ -133,8 +141,8 @@ def test_a_brand_takes_its_escrow_back_then_a_deposit_repays_its_debt_first(
     deposited = _brand_cli(runner, snapshot, brand, "deposit", "2500")
     assert deposited.exit_code == 0, deposited.output
     assert deposited.stdout == (
-        f"deposited 2,500.00 USD for {brand}: {usd(2500 * USD - price)} USD to escrow, "
-        f"{usd(price)} USD to debt, {_mined(snapshot)}\n"
+        f"deposited 2,500.00 mUSD for {brand}: {musd(2500 * USD - price)} to escrow, "
+        f"{musd(price)} to debt, {_mined(snapshot)}\n"
     )
     assert ledger.functions.brandAccount(brand).call()[:2] == (2500 * USD - price, 0)
     assert token.functions.nonces(brand).call() == 1  # one permit, no approve transaction
@@ -143,13 +151,13 @@ def test_a_brand_takes_its_escrow_back_then_a_deposit_repays_its_debt_first(
     poor = _brand_cli(runner, snapshot, world.brands[2], "deposit", "0.5")
     assert poor.exit_code == 1
     assert poor.stderr == (
-        f"{world.brands[2]} holds 0.00 USD of the payment token {token.address}, less than the "
-        "0.50 USD to deposit\n"
+        f"{world.brands[2]} holds 0.00 mUSD of the payment token {token.address}, less than "
+        "the 0.50 mUSD to deposit\n"
     )
 
 
 def test_a_deposit_in_a_token_without_permit_approves_the_ledger_first(
-    snapshot: AnvilChain, runner: CliRunner
+    snapshot: AnvilChain, runner: CliRunner, tmp_path: Path
 ) -> None:
     world, w3 = snapshot.world, snapshot.w3
     admin = w3.eth.accounts[0]
@@ -157,7 +165,7 @@ def test_a_deposit_in_a_token_without_permit_approves_the_ledger_first(
     other = deploy_ledger(w3, sender=admin, config=WORLD_CONFIG, token=plain.address).ledger
     brand = world.brands[2]
     w3.eth.wait_for_transaction_receipt(
-        plain.functions.mint(brand, 300 * USD).transact({"from": brand})
+        plain.functions.mint(brand, 300 * 10**18).transact({"from": brand})  # 18 decimals
     )
 
     result = _brand_cli(runner, snapshot, brand, "deposit", "299.999999", ledger=other.address)
@@ -165,13 +173,15 @@ def test_a_deposit_in_a_token_without_permit_approves_the_ledger_first(
     assert result.exit_code == 0, result.output
     latest = w3.eth.get_block("latest")["number"]
     assert result.stdout.splitlines() == [
-        f"approved the ledger to take 299.999999 USD {_mined(snapshot, latest - 1)}",
-        f"deposited 299.999999 USD for {brand}: 299.999999 USD to escrow, 0.00 USD to debt, "
+        f"approved the ledger to take 299.999999 RE {_mined(snapshot, latest - 1)}",
+        f"deposited 299.999999 RE for {brand}: 299.999999 RE to escrow, 0.00 RE to debt, "
         f"{_mined(snapshot)}",
-    ]
-    assert other.functions.brandAccount(brand).call()[0] == 299_999_999
+    ]  # the token's own symbol and decimals, read from the chain and kept per ledger
+    cached = json.loads((tmp_path / "state" / CACHE_FILE).read_text(encoding="utf-8"))
+    assert cached[f"31337:{other.address.lower()}"] == {"symbol": "RE", "decimals": 18}
+    assert other.functions.brandAccount(brand).call()[0] == 299_999_999 * 10**12
     assert plain.functions.allowance(brand, other.address).call() == 0
-    assert plain.functions.balanceOf(brand).call() == 1
+    assert plain.functions.balanceOf(brand).call() == 10**12
 
 
 # ---------------------------------------------------------------- the escrow routes
@@ -224,7 +234,7 @@ def test_the_escrow_routes_read_the_chain_and_give_the_brands_transactions(
         "allowance": "0",
         "permit": True,
         "chain_id": 31337,
-        "chain_time": snapshot.now(),
+        "chain_time": rfc3339(snapshot.now()),
         "decimals": 6,
     }
     assert client.get("/v1/brand/escrow", headers=auth).json() == expected
@@ -281,9 +291,9 @@ def test_the_escrow_routes_read_the_chain_and_give_the_brands_transactions(
         **expected,
         "escrow": str(ESCROW_PER_BRAND + 250 * USD),
         "pending_withdrawal": str(100 * USD),
-        "withdrawal_unlocks_at": unlocks_at,
-        "withdrawal_lapses_at": unlocks_at + claim_window,
-        "chain_time": snapshot.now(),
+        "withdrawal_unlocks_at": rfc3339(unlocks_at),
+        "withdrawal_lapses_at": rfc3339(unlocks_at + claim_window),
+        "chain_time": rfc3339(snapshot.now()),
     }
     locked = client.post("/v1/brand/escrow/withdrawal", headers=auth)
     assert locked.status_code == 409

@@ -26,8 +26,10 @@ from bridge.chain.brand_ledger import selector
 from bridge.chain.client import FeeData, LogEntry, Receipt
 from bridge.cli import brand_offers, remote
 from bridge.cli.app import app
+from bridge.cli.money import CACHE_FILE
 from bridge.client import BridgeHttp
 from bridge.domain import eip712
+from bridge.domain.times import rfc3339
 from bridge.errors import ExecutionRevertedError
 from bridge.intake.api_keys import API_KEY_PREFIX, hash_api_key
 from bridge.intake.owner_actions import action_types
@@ -43,6 +45,9 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     for name in ("TWIN_BRIDGE_DATABASE_URL", "TWIN_BRIDGE_RPC_URL", "TWIN_BRIDGE_LEDGER_ADDRESS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TWIN_BRIDGE_DATA_DIR", str(tmp_path / "state"))
+    (tmp_path / "state").mkdir()
+    tokens = {f"31337:{LEDGER.lower()}": {"symbol": "mUSD", "decimals": 6}}  # as anvil's mock
+    (tmp_path / "state" / CACHE_FILE).write_text(json.dumps(tokens), encoding="utf-8")
     return CliRunner()
 
 
@@ -129,6 +134,13 @@ MODEL_KEY = Account.from_key("0x" + "43" * 32)
 API = "http://bridge.test"
 TX_HASH = "0x" + "ab" * 32
 DEV_KEYS = {"BRAND_KEY": "0x" + "42" * 32, "MODEL_KEY": "0x" + "43" * 32}
+TOKEN = {
+    "address": "0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512",
+    "symbol": "mUSD",
+    "name": "Mock USD",
+    "decimals": 6,
+}
+"""``GET /v1/token`` of a bridge on anvil's mock stablecoin."""
 
 
 @dataclass
@@ -229,8 +241,8 @@ def _sent(data: bytes) -> dict[str, Any]:
 OFFER = {
     "twin_id": 7,
     "version": 2,
-    "valid_from": 0,
-    "valid_until": 1_775_044_800,  # 2026-04-01 12:00 UTC
+    "valid_from": rfc3339(0),
+    "valid_until": rfc3339(1_775_044_800),  # 2026-04-01 12:00 UTC
     "max_uses": None,
     "purpose_hash": "0x" + "aa" * 32,
     "consent_hash": "0x" + "cc" * 32,
@@ -245,20 +257,22 @@ OFFER = {
 
 
 def test_brand_offers_lists_the_waiting_offers(runner: CliRunner, bridge: FakeBridge) -> None:
+    bridge.on("GET", "/v1/token", (200, TOKEN))
     bridge.on("GET", "/v1/brand", (200, {"name": "Atelier", "address": BRAND_KEY.address}))
     capped = {**OFFER, "twin_id": 9, "version": 0, "max_uses": 40, "expired": True}
     bridge.on("GET", "/v1/offers", (200, {"items": [OFFER, capped]}))
     result = runner.invoke(app, ["brand", "offers", "--api", API, "--api-key", "tb_live_k"])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
-        "twin 7 version 2: video=2.50, type 9=0.00125 USD per use, until 2026-04-01 12:00:00 "
+        "twin 7 version 2: video=2.50, type 9=0.00125 mUSD per use, until 2026-04-01 12:00:00 "
         f"UTC, no cap; terms 0x{'7e' * 32}",
-        "twin 9 version 0: video=2.50, type 9=0.00125 USD per use, until 2026-04-01 12:00:00 "
+        "twin 9 version 0: video=2.50, type 9=0.00125 mUSD per use, until 2026-04-01 12:00:00 "
         f"UTC, at most 40 uses; terms 0x{'7e' * 32} (expired)",
     ]
     assert [(m, p, auth) for m, p, auth, _ in bridge.requests] == [
         ("GET", "/v1/brand", "Bearer tb_live_k"),
         ("GET", "/v1/offers", "Bearer tb_live_k"),
+        ("GET", "/v1/token", "Bearer tb_live_k"),
     ]
 
 
@@ -392,7 +406,7 @@ def test_brand_decline_the_ledger_would_refuse_is_not_sent(
     assert result.exit_code == 1
     assert result.stderr == (
         "the ledger would refuse declineLicense of twin 7 version 2: "
-        f"LicenseNoOffer(twinId=7, brand={BRAND_KEY.address})\n"
+        f"twin 7 has no offer waiting for {BRAND_KEY.address}\n"
     )
     assert chain.sent == []
 
@@ -403,22 +417,23 @@ LIMITS = {
     "per_period": "250000000000",
     "spent_in_period": "240000000000",
     "remaining_in_period": "10000000000",
-    "period_start": 1_772_323_200,  # 2026-03-01 00:00 UTC
+    "period_start": rfc3339(1_772_323_200),  # 2026-03-01 00:00 UTC
     "pending_raise": None,
     "attester": None,
-    "chain_time": 1_772_366_400,
+    "chain_time": rfc3339(1_772_366_400),
     "decimals": 6,
 }
 
 
 def test_brand_limits_show(runner: CliRunner, bridge: FakeBridge) -> None:
+    bridge.on("GET", "/v1/token", (200, TOKEN))
     attester = "0x000000000000000000000000000000000000A77E"
     raised = {
         **LIMITS,
         "pending_raise": {
             "per_usage": "60000000000",
             "per_period": "300000000000",
-            "effective_at": 1_772_409_600,
+            "effective_at": rfc3339(1_772_409_600),
         },
         "attester": attester,
     }
@@ -427,13 +442,13 @@ def test_brand_limits_show(runner: CliRunner, bridge: FakeBridge) -> None:
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines() == [
-        f"limits of {BRAND_KEY.address}: 50,000.00 USD per usage, 250,000.00 USD per period",
-        "spent since 2026-03-01 00:00:00 UTC: 240,000.00 USD, 10,000.00 USD left",
+        f"limits of {BRAND_KEY.address}: 50,000.00 mUSD per usage, 250,000.00 mUSD per period",
+        "spent since 2026-03-01 00:00:00 UTC: 240,000.00 mUSD, 10,000.00 mUSD left",
         "attester: the bridge's",
     ]
     second = runner.invoke(app, args)
     assert second.stdout.splitlines()[2:] == [
-        "raise waiting: 60,000.00 USD per usage, 300,000.00 USD per period from "
+        "raise waiting: 60,000.00 mUSD per usage, 300,000.00 mUSD per period from "
         "2026-03-02 00:00:00 UTC",
         f"attester: {attester}",
     ]
@@ -457,7 +472,7 @@ def test_brand_limits_set_reports_what_the_ledger_kept(
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "limits set: 123.45678 USD per usage, 999,999.99 USD per period, in force from "
+        "limits set: 123.45678 mUSD per usage, 999,999.99 mUSD per period, in force from "
         f"2026-03-01 12:01:00 UTC in block 9, transaction {TX_HASH}\n"
     )
     data = selector("setSpendingLimits(uint256,uint256)") + encode(
@@ -469,9 +484,9 @@ def test_brand_limits_set_reports_what_the_ledger_kept(
 @pytest.mark.parametrize(
     ("per_usage", "message"),
     [
-        ("0", "--per-usage '0': a positive amount with at most 6 decimals"),
-        ("1.0000001", "--per-usage '1.0000001': a positive amount with at most 6 decimals"),
-        ("ten", "--per-usage 'ten': not an amount in USD"),
+        ("0", "--per-usage '0': a positive amount of mUSD with at most 6 decimals"),
+        ("1.0000001", "--per-usage '1.0000001': a positive amount of mUSD with at most 6 decimals"),
+        ("ten", "--per-usage 'ten': not an amount of mUSD"),
     ],
 )
 def test_brand_limits_set_refuses_bad_amounts(
@@ -491,10 +506,11 @@ def test_brand_limits_set_refuses_bad_amounts(
 
 def _owner_action_bridge(bridge: FakeBridge) -> None:
     bridge.on("GET", "/v1/owner-actions/types", (200, action_types(31337, LEDGER)))
+    bridge.on("GET", "/v1/token", (200, TOKEN))
     bridge.on(
         "GET",
         f"/v1/accounts/{MODEL_KEY.address}/nonce",
-        (200, {"next_nonce": 3, "chain_time": 1_772_366_400}),
+        (200, {"next_nonce": 3, "chain_time_unix": 1_772_366_400}),
     )
     bridge.on(
         "POST",
@@ -595,7 +611,7 @@ def _twin(twin_id: int, *, paused: bool = False, payees: list[dict[str, Any]] | 
                 "state": "active",
                 "current": {
                     "prices": [{"usage_type": "video", "usage_type_code": 1, "price": "535000000"}],
-                    "valid_until": 1_775_044_800,  # 2026-04-01 12:00 UTC
+                    "valid_until": rfc3339(1_775_044_800),  # 2026-04-01 12:00 UTC
                     "uses": 2,
                     "max_uses": None,
                 },
@@ -619,6 +635,7 @@ def _model_money_bridge(bridge: FakeBridge) -> None:
     twin 5 (on the next page) distributed 200 USD, 30 of them the agency's still unpaid, and is
     owed 45.50 USD of debt; MODEL_KEY was paid 170 USD so far."""
     bridge.on("GET", "/v1/owner-actions/types", (200, action_types(31337, LEDGER)))
+    bridge.on("GET", "/v1/token", (200, TOKEN))
     next_page = f"/v1/twins?owner={MODEL_KEY.address}&limit=500&after=3"
     bridge.on(
         "GET",
@@ -642,22 +659,89 @@ def test_model_show_gives_each_twins_money_and_what_a_withdrawal_pays(
     result = runner.invoke(app, ["model", "--api", API, "--private-key-env", "MODEL_KEY", "show"])
     assert result.exit_code == 0, result.output
     license_line = (
-        f"  {BRAND_KEY.address} version 0 active: video=535.00 USD per use, until "
+        f"  {BRAND_KEY.address} version 0 active: video=535.00 mUSD per use, until "
         "2026-04-01 12:00 UTC, uses 2/no cap"
     )
     assert result.stdout.splitlines() == [
         "twin 3  ipfs://twin-3  active",
         f"  royalties shared with {AGENCY} 1500 bps",
         license_line,
-        "  accrued 1,070.00 USD (held by the twin, not yet distributed), distributed 0.00 USD, "
-        "claimable 0.00 USD, unpaid debt 0.00 USD",
+        "  accrued 1,070.00 mUSD (held by the twin, not yet distributed), distributed 0.00 mUSD, "
+        "claimable 0.00 mUSD, unpaid debt 0.00 mUSD",
         "twin 5  ipfs://twin-5  paused",
         license_line,
-        "  accrued 0.00 USD (held by the twin, not yet distributed), distributed 200.00 USD, "
-        "claimable 30.00 USD, unpaid debt 45.50 USD",
-        f"{MODEL_KEY.address}: claimable 0.00 USD, your share of the accrued 909.50 USD, paid "
-        "out 170.00 USD so far; `twin-bridge model withdraw` pays 909.50 USD",
+        "  accrued 0.00 mUSD (held by the twin, not yet distributed), distributed 200.00 mUSD, "
+        "claimable 30.00 mUSD, unpaid debt 45.50 mUSD",
+        f"{MODEL_KEY.address}: claimable 0.00 mUSD, your share of the accrued 909.50 mUSD, paid "
+        "out 170.00 mUSD so far; `twin-bridge model withdraw` pays 909.50 mUSD",
     ]
+
+
+def _show(runner: CliRunner, bridge: FakeBridge, args: list[str]) -> Any:
+    """``args`` run against a fresh model's money on the fake bridge."""
+    bridge.answers.clear()
+    _model_money_bridge(bridge)
+    return runner.invoke(app, args)
+
+
+def test_model_options_may_follow_the_command(runner: CliRunner, bridge: FakeBridge) -> None:
+    before = _show(
+        runner, bridge, ["model", "--api", API, "--private-key-env", "MODEL_KEY", "show"]
+    )
+    after = _show(runner, bridge, ["model", "show", "--api", API, "--private-key-env=MODEL_KEY"])
+    mixed = _show(
+        runner,
+        bridge,
+        ["model", "--private-key-env", "MODEL_KEY", "show", "--api", API, "--no-wait"],
+    )
+    assert before.exit_code == after.exit_code == mixed.exit_code == 0, after.output
+    assert after.stdout == mixed.stdout == before.stdout
+    assert before.stdout.startswith("twin 3  ipfs://twin-3  active\n")
+
+
+def _running_dev_stack(data_dir: Path, api: str) -> Any:
+    """A dev stack as the CLI sees it: a ready ``dev.json`` and its ``dev.lock`` held."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    details = {
+        "ready": True,
+        "api_url": api,
+        "rpc_url": "http://127.0.0.1:1",
+        "chain_id": 31337,
+        "deployment": str(data_dir / "deployment.json"),
+    }
+    (data_dir / "dev.json").write_text(json.dumps(details), encoding="utf-8")
+    lock = (data_dir / "dev.lock").open("a+", encoding="utf-8")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return lock
+
+
+def test_model_talks_to_the_running_dev_stack_unless_told_otherwise(
+    runner: CliRunner, bridge: FakeBridge, tmp_path: Path
+) -> None:
+    args = ["model", "show", "--private-key-env", "MODEL_KEY"]
+    no_stack = runner.invoke(app, ["model", "--dev", "show"])
+    assert (no_stack.exit_code, no_stack.stderr) == (
+        2,
+        f"no Twin Bridge dev stack is running from {tmp_path / 'state'}: start one with `make "
+        "run` (or `twin-bridge dev`) with the same TWIN_BRIDGE_DATA_DIR\n",
+    )
+    lock = _running_dev_stack(tmp_path / "state", API)
+    try:
+        found = _show(runner, bridge, args)
+        asked = _show(runner, bridge, [*args, "--dev"])
+    finally:
+        lock.close()
+    assert found.exit_code == asked.exit_code == 0, found.output
+    assert found.stdout == asked.stdout
+    assert found.stdout.startswith("twin 3  ipfs://twin-3  active\n")
+    assert found.stderr == (
+        f"using the dev stack of {tmp_path / 'state' / 'dev.json'} (API {API}, chain "
+        "http://127.0.0.1:1)\n"
+    )
+    stopped = _show(runner, bridge, args)  # the lock is released: the stack is gone
+    assert (stopped.exit_code, stopped.stderr) == (0, "")
 
 
 PAYOUT_REFUSED = {
@@ -693,7 +777,7 @@ def test_model_withdraw_distributes_every_owned_twin_and_tells_what_was_paid(
     assert result.exit_code == 0, result.output
     assert result.stderr == "owner action 9 (Payout): accepted\n"
     assert result.stdout == (
-        f"confirmed in block 12, transaction {TX_HASH}\npaid 909.50 USD to {MODEL_KEY.address}\n"
+        f"confirmed in block 12, transaction {TX_HASH}\npaid 909.50 mUSD to {MODEL_KEY.address}\n"
     )
     posted = [b for m, p, _, b in bridge.requests if (m, p) == ("POST", "/v1/owner-actions")]
     assert posted == [{"type": "Payout", "payee": MODEL_KEY.address, "twinIds": [3, 5]}]
@@ -746,6 +830,7 @@ def test_model_status_tells_where_an_action_is_and_refuses_an_unknown_one(
 def test_brand_escrow_shows_the_account_a_pending_withdrawal_and_the_wallet(
     runner: CliRunner, bridge: FakeBridge
 ) -> None:
+    bridge.on("GET", "/v1/token", (200, TOKEN))
     token = "0x" + "70" * 20
     account = {
         "brand": BRAND_KEY.address,
@@ -761,14 +846,14 @@ def test_brand_escrow_shows_the_account_a_pending_withdrawal_and_the_wallet(
         "allowance": "0",
         "permit": True,
         "chain_id": 31337,
-        "chain_time": 1_772_366_400,  # 2026-03-01 12:00 UTC
+        "chain_time": rfc3339(1_772_366_400),  # 2026-03-01 12:00 UTC
         "decimals": 6,
     }
     pending = {
         **account,
         "pending_withdrawal": "1000000000",
-        "withdrawal_unlocks_at": 1_775_476_800,  # 2026-04-06 12:00 UTC
-        "withdrawal_lapses_at": 1_776_081_600,  # 2026-04-13 12:00 UTC
+        "withdrawal_unlocks_at": rfc3339(1_775_476_800),  # 2026-04-06 12:00 UTC
+        "withdrawal_lapses_at": rfc3339(1_776_081_600),  # 2026-04-13 12:00 UTC
         "permit": False,
         "allowance": "7500000",
     }
@@ -777,31 +862,31 @@ def test_brand_escrow_shows_the_account_a_pending_withdrawal_and_the_wallet(
         "/v1/brand/escrow",
         (200, account),
         (200, pending),
-        (200, {**pending, "chain_time": 1_775_476_800, "withdrawable": True}),
-        (200, {**pending, "chain_time": 1_776_081_600}),
+        (200, {**pending, "chain_time": rfc3339(1_775_476_800), "withdrawable": True}),
+        (200, {**pending, "chain_time": rfc3339(1_776_081_600)}),
     )
     args = ["brand", "escrow", "--api", API, "--api-key", "tb_live_k"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert first.stdout.splitlines() == [
-        f"escrow of {BRAND_KEY.address}: 1,250.50 USD; debt 40.00 USD (reserve 0.00 USD) at "
+        f"escrow of {BRAND_KEY.address}: 1,250.50 mUSD; debt 40.00 mUSD (reserve 0.00 mUSD) at "
         "2026-03-01 12:00:00 UTC",
         "no withdrawal pending",
-        f"wallet: 5,000.00 USD of the payment token {token}; deposits by permit",
+        f"wallet: 5,000.00 mUSD of the payment token {token}; deposits by permit",
     ]
     window = "unlocks at 2026-04-06 12:00:00 UTC, lapses at 2026-04-13 12:00:00 UTC"
     wallet = (
-        f"wallet: 5,000.00 USD of the payment token {token}; the ledger may take 7.50 USD of it"
+        f"wallet: 5,000.00 mUSD of the payment token {token}; the ledger may take 7.50 mUSD of it"
     )
     lines = [runner.invoke(app, args).stdout.splitlines()[1:] for _ in range(3)]
     assert lines == [
-        [f"withdrawal pending: 1,000.00 USD, {window}; locked until then", wallet],
+        [f"withdrawal pending: 1,000.00 mUSD, {window}; locked until then", wallet],
         [
-            f"withdrawal pending: 1,000.00 USD, {window}; withdrawable now (`twin-bridge brand "
+            f"withdrawal pending: 1,000.00 mUSD, {window}; withdrawable now (`twin-bridge brand "
             "withdraw`)",
             wallet,
         ],
-        [f"withdrawal pending: 1,000.00 USD, {window}; lapsed: request it again", wallet],
+        [f"withdrawal pending: 1,000.00 mUSD, {window}; lapsed: request it again", wallet],
     ]
     assert {auth for _, _, auth, _ in bridge.requests} == {"Bearer tb_live_k"}
 

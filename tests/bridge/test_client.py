@@ -193,19 +193,19 @@ def served(settings: Settings, license_view: FakeLicenseView) -> Iterator[Served
 def test_client_against_the_served_api(served: ServedApi) -> None:
     with BridgeClient(served.url, served.key) as client:
         assert client.submit(event()) == SubmitResult("e-1", "accepted", usage_id=1)
-        assert client.submit(event()) == SubmitResult("e-1", "duplicate", usage_id=1)
+        assert client.submit(event()) == SubmitResult("e-1", "accepted", 1, replayed=True)
         with pytest.raises(EventConflictError) as conflict:
             client.submit(event(quantity=2))
-        assert conflict.value.problem["reason"] == "event_id_conflict"
+        assert conflict.value.problem["code"] == "event_id_conflict"
         refused = client.submit(event("e-2", twin_id=99))
         assert refused == SubmitResult(
-            "e-2", "refused", reason="unknown_twin", detail="the twin does not exist"
+            "e-2", "refused", code="unknown_twin", sentence="the twin does not exist"
         )
         batch = client.submit_batch([event("e-1"), event("e-3"), event("e-4", quantity=0)])
-        assert [(r.event_id, r.status, r.usage_id, r.reason) for r in batch] == [
-            ("e-1", "duplicate", 1, None),
-            ("e-3", "accepted", 2, None),
-            ("e-4", "refused", None, "quantity_out_of_range"),
+        assert [(r.event_id, r.status, r.usage_id, r.replayed, r.code) for r in batch] == [
+            ("e-1", "accepted", 1, True, None),
+            ("e-3", "accepted", 2, False, None),
+            ("e-4", "refused", None, False, "quantity_out_of_range"),
         ]
         assert client.status("e-3")["status"] == "accepted"
         with pytest.raises(BridgeApiError) as missing:

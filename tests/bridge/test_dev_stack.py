@@ -180,15 +180,16 @@ def _a_day_over_the_brands_own_limits(info: dict[str, Any], ledger: Any) -> None
 
     url = f"{info['api_url']}/v1/usage-events"
     dear = httpx.post(url, json=event("limits-dear", quantity + 1), headers=headers, timeout=10)
-    assert (dear.status_code, dear.json()["reason"]) == (422, "over_usage_limit")
+    assert (dear.status_code, dear.json()["code"]) == (422, "over_usage_limit")
     events = [event(f"limits-{i}", quantity) for i in range(count)]
     posted = httpx.post(url, json={"events": events}, headers=headers, timeout=10)
     assert posted.status_code in (200, 202, 207), posted.text
     statuses = [_wait_settled(info["api_url"], brand["api_key"], e["event_id"]) for e in events]
     assert [s["status"] for s in statuses] == ["settled"] * (count - 1) + ["rejected"]
     assert {s["amount"] for s in statuses[:-1]} == {str(price * quantity)}
-    assert (statuses[-1]["reason_code"], statuses[-1]["reason"]) == (
+    assert (statuses[-1]["outcome_code"], statuses[-1]["code"], statuses[-1]["sentence"]) == (
         13,
+        "over_period_limit",
         "the usage would pass the brand's spending limit for the period",
     )
 
@@ -354,3 +355,96 @@ def test_make_run_settles_the_printed_usage_and_resumes_after_a_restart(stack: S
         w3.eth.get_transaction_receipt(settled["tx_hash"])["blockNumber"] == settled["block_number"]
     )
     again.interrupt()
+
+
+def _twin_bridge(stack: Stack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO_ROOT / ".venv" / "bin" / "twin-bridge"), *args],
+        cwd=REPO_ROOT,
+        env={**stack.env(), "COLUMNS": "250", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _check_lines(stdout: str) -> list[str]:
+    """Each check's mark and name (the details hold block numbers and times)."""
+    return [line.split(": ", 1)[0] for line in stdout.splitlines()]
+
+
+def test_doctor_passes_on_a_running_dev_stack_and_fails_when_a_role_is_wrong(
+    stack: Stack, tmp_path: Path
+) -> None:
+    info = stack.wait_ready(stack.make_run("doctor"))
+    roles = info["roles"]
+    rpc = info["rpc_url"]
+    expected = [
+        f"✓ rpc {rpc}",
+        f"✓ chain id {rpc}",
+        "✓ deployer key",
+        "✓ attester key",
+        "✓ relayer key",
+        "✓ contracts",
+        "✓ REGISTRAR_ROLE",
+        "✓ ATTESTER_ROLE",
+        "✓ PAUSER_ROLE",
+        "✓ ADMIN_ROLE",
+        "✓ grant delays",
+        "✓ relayer balance",
+        "network local is ready",
+    ]
+    for args, env in (
+        (("doctor", "--dev"), {}),
+        (("doctor",), {}),
+        (("doctor", "--network", "local"), {"TWIN_BRIDGE_LOCAL_RPC_URL": rpc}),
+    ):
+        done = _twin_bridge(stack, *args, **env)
+        assert (done.returncode, _check_lines(done.stdout)) == (0, expected), done.stderr
+        assert f"using the dev stack of {stack.data_dir / 'dev.json'}" in done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines()[:-1])
+    assert lines["✓ attester key"] == f"{roles['attester']} from raw key"
+    assert lines["✓ relayer key"] == f"{roles['relayer']} from raw key"
+    assert lines["✓ ATTESTER_ROLE"] == f"held by {roles['attester']}"
+    assert lines["✓ REGISTRAR_ROLE"] == f"held by {roles['registrar']}"
+    assert lines["✓ PAUSER_ROLE"] == f"held by {roles['pauser']}"
+    assert lines["✓ ADMIN_ROLE"] == f"held by {roles['admin']}; its actions wait 300 s"
+
+    wrong = (REPO_ROOT / "deploy" / "networks.toml").read_text(encoding="utf-8")
+    wrong = wrong.replace(
+        'attester = ["0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"]',
+        'attester = ["0x90F79bf6EB2c4f870365E785982E1f101E93b906"]',
+    )
+    networks = tmp_path / "networks.toml"
+    networks.write_text(wrong, encoding="utf-8")
+    done = _twin_bridge(
+        stack,
+        "doctor",
+        "--network",
+        "local",
+        "--networks",
+        str(networks),
+        TWIN_BRIDGE_LOCAL_RPC_URL=rpc,
+    )
+    assert done.returncode == 1, done.stdout
+    assert (
+        "✗ ATTESTER_ROLE: 0x90F79bf6EB2c4f870365E785982E1f101E93b906 lacks it"
+        in done.stdout.splitlines()
+    )
+    assert done.stdout.splitlines()[-1] == "1 of 12 checks failed"
+
+    audit = _twin_bridge(stack, "audit", "--dev", "--quiet")
+    assert audit.returncode == 0, audit.stdout
+    assert audit.stdout.splitlines()[-2:] == [
+        "clean: the ledger's state is what its events say",
+        "database: not checked",
+    ]
+    db = stack.data_dir / "bridge.db"
+    audit = _twin_bridge(stack, "audit", "--quiet", "--against-db", str(db))
+    assert audit.returncode == 0, audit.stdout
+    assert re.fullmatch(
+        rf"database {re.escape(str(db))}: \d+ usages and \d+ batches compared with the chain: "
+        "all agree",
+        audit.stdout.splitlines()[-1],
+    )

@@ -291,7 +291,7 @@ def test_huge_odd_zero_and_negative_numbers_are_refused(
             response = hostile.client.post(USAGE, content=body, headers=hostile.json_headers())
             answer = problem(response, status, slug)
             if slug == "usage-refused":
-                assert answer["reason"] == pointer_or_reason
+                assert answer["code"] == pointer_or_reason
                 assert answer["event_id"] == "n-1"
             else:
                 assert [e["pointer"] for e in answer["errors"]] == [pointer_or_reason]

@@ -8,6 +8,7 @@ module (the gas benchmark's setup) and each test runs from an ``evm_snapshot`` o
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -1255,3 +1256,33 @@ def test_spending_limits_own_attesters_and_manager_roles_are_mirrored(
         assert manager_view(role_id, account).call()[0], (role, account)
     assert ("ATTESTER_ROLE", world.attester.address) in members
     assert ("ATTESTER_ROLE", second) not in members
+
+
+def test_each_range_with_events_is_logged_by_kind_and_an_empty_range_only_at_debug(
+    snapshot: Chain, index_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    world, w3 = snapshot.world, snapshot.w3
+    (t1, type1, _), (t2, _, _), *_ = _licensed(world, 0)
+    indexer = _indexer(snapshot, index_store)
+    indexer.catch_up()
+    first = _latest(w3) + 1
+    now = _now(w3)
+    _settle(world, [(world.brands[0], [Usage(9_501, t1, now - 5, 1, type1)])])
+    _as_owner(world, t2, world.ledger.functions.setTwinPaused(t2, True))
+    _settle(world, [(world.brands[0], [Usage(9_502, t1, now - 4, 1, type1)])])
+    caplog.set_level(logging.DEBUG, logger="bridge.indexer")
+    caplog.clear()
+
+    assert indexer.step() == 3
+    _mine(w3, 4)
+    assert indexer.step() == 4
+    _mine(w3)
+    assert indexer.step() == 1
+
+    assert [
+        (r.levelname, r.getMessage()) for r in caplog.records if r.name == "bridge.indexer.follow"
+    ] == [
+        ("INFO", f"indexed blocks {first}-{first + 2}: 2 UsagesSettled, 1 TwinPaused"),
+        ("DEBUG", f"indexed blocks {first + 3}-{first + 6}: no events"),
+        ("DEBUG", f"indexed block {first + 7}: no events"),
+    ]

@@ -120,7 +120,7 @@ def test_processes_upgrading_one_fresh_database_at_once_take_turns(
             assert sorted(tables) == sorted([*Base.metadata.tables, "alembic_version"])
             with engine.connect() as conn:
                 versions = conn.execute(text("SELECT version_num FROM alembic_version")).all()
-            assert [tuple(row) for row in versions] == [("0007",)]
-            assert script.get_current_head() == "0007"
+            assert [tuple(row) for row in versions] == [("0008",)]
+            assert script.get_current_head() == "0008"
         finally:
             engine.dispose()

@@ -23,6 +23,7 @@ from web3 import Web3
 from web3.logs import DISCARD
 
 from bridge.api import create_app
+from bridge.chain.brand_ledger import BrandLedger
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_contract
 from bridge.chain.signers import load_signer
@@ -182,11 +183,27 @@ def test_types_and_nonce_endpoints_publish_what_a_wallet_signs(relay: Relay) -> 
         "on_chain_nonce": 0,
         "next_nonce": 0,
         "held_nonces": [],
-        "chain_time": relay.now(),
+        "chain_time_unix": relay.now(),
     }
     bad = relay.api.get("/v1/accounts/0x1234/nonce")
     assert bad.status_code == 422
     assert bad.headers["content-type"] == "application/problem+json"
+
+
+def test_the_token_endpoint_publishes_the_payment_token_read_once(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    published = {
+        "address": relay.world.token.address,
+        "symbol": "mUSD",
+        "name": "Mock USD",
+        "decimals": 6,
+    }
+    assert relay.api.get("/v1/token").json() == published
+    ledger = relay.api.app.state.brand_ledger  # type: ignore[attr-defined]
+    dead = BrandLedger(Web3ChainClient(["http://127.0.0.1:1"], backoff=0), ledger.ledger)
+    monkeypatch.setattr(relay.api.app.state, "brand_ledger", dead)  # type: ignore[attr-defined]
+    assert relay.api.get("/v1/token").json() == published  # kept: the chain is not asked again
 
 
 def test_the_nonce_endpoint_is_a_503_problem_when_the_chain_gives_no_latest_block(
@@ -525,7 +542,7 @@ def test_actions_held_in_order_go_out_in_nonce_order(relay: Relay) -> None:
         "on_chain_nonce": 0,
         "next_nonce": 2,
         "held_nonces": [0, 1],
-        "chain_time": relay.now(),
+        "chain_time_unix": relay.now(),
     }
     relay.worker().run_until_idle()
     first, second = relay.status(pause.json()["id"]), relay.status(payees.json()["id"])
@@ -745,15 +762,15 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
     # an hour ahead of the wall clock (its setup advances it), so the license accepted (and
     # revoked) at the chain's time has not started yet by the wall clock.
     assert (
-        f"{brand.address} version 0 not_started: video=120.50, social_post=15.00 USD per use"
+        f"{brand.address} version 0 not_started: video=120.50, social_post=15.00 mUSD per use"
         in text
     )
     assert "uses 0/100" in text
     assert shown.stdout.splitlines()[-2:] == [
-        "  accrued 0.00 USD (held by the twin, not yet distributed), distributed 0.00 USD, "
-        "claimable 0.00 USD, unpaid debt 0.00 USD",
-        f"{model.address}: claimable 0.00 USD, your share of the accrued 0.00 USD, paid out "
-        "0.00 USD so far; `twin-bridge model withdraw` pays 0.00 USD",
+        "  accrued 0.00 mUSD (held by the twin, not yet distributed), distributed 0.00 mUSD, "
+        "claimable 0.00 mUSD, unpaid debt 0.00 mUSD",
+        f"{model.address}: claimable 0.00 mUSD, your share of the accrued 0.00 mUSD, paid out "
+        "0.00 mUSD so far; `twin-bridge model withdraw` pays 0.00 mUSD",
     ]
 
     # a price with too many decimals never reaches the bridge
@@ -764,7 +781,9 @@ def test_the_model_cli_signs_locally_and_the_bridge_relays(served: Served, tmp_p
         env=raw,
     )  # fmt: skip
     assert bad.exit_code == 1
-    assert "a positive amount with at most 6 decimals" in " ".join(bad.output.split())
+    assert " ".join(bad.output.split()) == (
+        "--price '1.0000001': a positive amount of mUSD with at most 6 decimals"
+    )
 
 
 def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
@@ -778,11 +797,12 @@ def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
     from typer.testing import CliRunner
 
     from bridge.cli.app import app
-    from bridge.cli.remote import usd
+    from bridge.cli.money import Token
     from bridge.domain.codec import Usage
     from bridge.indexer.follow import Indexer
     from bridge.testing import settle
 
+    musd = Token("mUSD", 6)  # anvil's mock stablecoin
     relay = served.relay
     world, ledger = relay.world, relay.ledger
     twin = world.twin_ids[2]
@@ -835,10 +855,10 @@ def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
     try:
         indexed()
         assert money(runner.invoke(app, [*model_cmd, "show"], env=raw)) == [
-            f"  accrued {usd(accrued)} USD (held by the twin, not yet distributed), distributed "
-            "0.00 USD, claimable 0.00 USD, unpaid debt 0.00 USD",
-            f"{owner.address}: claimable 0.00 USD, your share of the accrued {usd(share)} USD, "
-            f"paid out 0.00 USD so far; `twin-bridge model withdraw` pays {usd(share)} USD",
+            f"  accrued {musd.show(accrued)} (held by the twin, not yet distributed), distributed "
+            "0.00 mUSD, claimable 0.00 mUSD, unpaid debt 0.00 mUSD",
+            f"{owner.address}: claimable 0.00 mUSD, your share of the accrued {musd.show(share)}, "
+            f"paid out 0.00 mUSD so far; `twin-bridge model withdraw` pays {musd.show(share)}",
         ]
 
         withdrawn = runner.invoke(app, [*model_cmd, "withdraw"], env=raw)
@@ -849,7 +869,7 @@ def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
         assert action["message"] == {"payee": owner.address, "twinIds": [str(twin)]}
         paid = (
             f"confirmed in block {action['block_number']}, transaction {action['tx_hash']}\n"
-            f"paid {usd(share)} USD to {owner.address}\n"
+            f"paid {musd.show(share)} to {owner.address}\n"
         )
         assert withdrawn.stdout == paid
         assert world.token.functions.balanceOf(owner.address).call() - balance == share
@@ -863,10 +883,10 @@ def test_model_show_and_withdraw_after_two_paid_uses(served: Served) -> None:
         )
         indexed()
         assert money(runner.invoke(app, [*model_cmd, "show"], env=raw)) == [
-            f"  accrued 0.00 USD (held by the twin, not yet distributed), distributed "
-            f"{usd(accrued)} USD, claimable {usd(accrued - share)} USD, unpaid debt 0.00 USD",
-            f"{owner.address}: claimable 0.00 USD, your share of the accrued 0.00 USD, paid out "
-            f"{usd(share)} USD so far; `twin-bridge model withdraw` pays 0.00 USD",
+            f"  accrued 0.00 mUSD (held by the twin, not yet distributed), distributed "
+            f"{musd.show(accrued)}, claimable {musd.show(accrued - share)}, unpaid debt 0.00 mUSD",
+            f"{owner.address}: claimable 0.00 mUSD, your share of the accrued 0.00 mUSD, paid out "
+            f"{musd.show(share)} so far; `twin-bridge model withdraw` pays 0.00 mUSD",
         ]
         status = runner.invoke(app, [*model_cmd, "status", found[1]], env=raw)
         assert status.exit_code == 0, status.output

@@ -32,6 +32,7 @@ from bridge.chain.client import Web3ChainClient
 from bridge.chain.deploy import deploy_ledger
 from bridge.chain.ledger import LedgerConfig
 from bridge.domain.codec import Usage
+from bridge.domain.times import rfc3339
 from bridge.indexer.follow import Indexer
 from bridge.settings import Settings
 from bridge.store.repository import Store
@@ -327,10 +328,10 @@ def version(
     return {
         "version": number,
         "state": state,
-        "valid_from": start,
-        "valid_until": T0 + until,
-        "effective_from": (effective or (start, T0 + until))[0],
-        "effective_until": (effective or (start, T0 + until))[1],
+        "valid_from": rfc3339(start),
+        "valid_until": rfc3339(T0 + until),
+        "effective_from": rfc3339((effective or (start, T0 + until))[0]),
+        "effective_until": rfc3339((effective or (start, T0 + until))[1]),
         "revoked": revoked,
         "max_uses": max_uses,
         "uses": uses,
@@ -341,7 +342,7 @@ def version(
             for name, code, price in prices
         ],
         "terms_hash": offer_terms_hash(world, grant.replace("grant", "offer")),
-        "offered_from": 0,
+        "offered_from": rfc3339(0),
         "source": world.source(grant, "LicenseAccepted"),
     }
 
@@ -373,7 +374,7 @@ def twin1(world: World) -> dict[str, Any]:
         "current": v0_b,
         "versions": [v0_b],
         "revocations": [
-            {"version": 0, "revoked_at": T0 + 6 * DAY,
+            {"version": 0, "revoked_at": rfc3339(T0 + 6 * DAY),
              "source": world.source("revoke 1B", "LicenseRevoked")}
         ],
     }  # fmt: skip
@@ -414,9 +415,9 @@ def twin2(world: World) -> dict[str, Any]:
             "source": world.source("unpause 2", "TwinUnpaused"),
             "history": [
                 {
-                    "paused_at": T0 + 4 * DAY,
+                    "paused_at": rfc3339(T0 + 4 * DAY),
                     "paused_source": world.source("pause 2", "TwinPaused"),
-                    "unpaused_at": T0 + 5 * DAY,
+                    "unpaused_at": rfc3339(T0 + 5 * DAY),
                     "unpaused_source": world.source("unpause 2", "TwinUnpaused"),
                 }
             ],
@@ -440,8 +441,8 @@ def twin2(world: World) -> dict[str, Any]:
             {
                 "brand": a["brandB"],
                 "version": 0,
-                "valid_from": 0,
-                "valid_until": T0 + 400 * DAY,
+                "valid_from": rfc3339(0),
+                "valid_until": rfc3339(T0 + 400 * DAY),
                 "max_uses": 5,
                 "purpose_hash": h("purpose brandB"),
                 "consent_hash": h("consent brandB"),
@@ -515,6 +516,8 @@ USAGES = [
     (10, 1, "brandB", 2, 1, 6 * DAY + 10, 5, None, None, "settle 4", 0, 0),
     (11, 2, "brandA", 0, 1, 44 * DAY - 100, 0, 2 * USD, 0, "settle 5", 0, 0),
 ]
+DEBTS = {4: 4 * USD}
+"""Usage id -> what became debt: brand B's 10 USD usage found 6 USD in escrow."""
 TYPE_NAMES = {0: "campaign_image", 1: "video", 2: "social_post", 3: "print"}
 OUTCOMES = {
     0: ("paid", "paid"),
@@ -541,10 +544,14 @@ def usage_rows(world: World) -> list[dict[str, Any]]:
                 "usage_type_code": kind,
                 "quantity": quantity,
                 "used_at": iso(T0 + used_at),
-                "outcome": OUTCOMES[outcome][0],
+                "code": OUTCOMES[outcome][0],
+                "sentence": OUTCOMES[outcome][1],
                 "outcome_code": outcome,
-                "outcome_detail": OUTCOMES[outcome][1],
                 "amount": None if amount is None else str(amount),
+                "paid_from_escrow": None
+                if amount is None
+                else str(amount - DEBTS.get(usage_id, 0)),
+                "recorded_as_debt": None if amount is None else str(DEBTS.get(usage_id, 0)),
                 "license_version": version_,
                 "batch_digest": "0x" + event["args"]["batchDigest"].hex(),
                 "attester": ATTESTER.address,
@@ -603,8 +610,11 @@ def test_usage_pages_neither_repeat_nor_skip(world: World, api: TestClient) -> N
         ("usage_type=social_post", [4, 8, 10]),
         ("usage_type=1", [7]),
         ("outcome=paid", [1, 3, 4, 5, 6, 11]),
+        ("outcome=rejected", [2, 7, 8, 9, 10]),
         ("outcome=license_revoked", [10]),
         ("outcome=7", [8]),
+        ("outcome=0", [1, 3, 4, 5, 6, 11]),
+        ("outcome=unknown_outcome", []),
         ("twin_id=1&outcome=usage_type_not_licensed", [2, 7]),
         (f"used_from={iso(T0 + DAY)}", [5, 6, 7, 8, 9, 10, 11]),
         (f"used_from={iso(T0 + DAY)}&used_to={iso(T0 + 2 * DAY + DAY // 2)}", [5, 8]),
@@ -915,7 +925,7 @@ def test_brand_account_with_debt_entries_totals_and_changes(world: World, api: T
         "escrow": str(escrow),
         "debt": "0",
         "pending_withdrawal": str(100 * USD),
-        "withdrawal_unlocks_at": T0 + 43 * DAY + NOTICE,
+        "withdrawal_unlocks_at": rfc3339(T0 + 43 * DAY + NOTICE),
     }  # fmt: skip
     assert account["changes"] == [
         change(world, "settle 5", "UsagesSettled", escrow_delta=-2 * USD, debt_delta=0,
@@ -1010,10 +1020,11 @@ def test_bad_parameters_are_422_problems(
 def test_usage_type_and_outcome_errors_name_the_choices(empty_api: Any) -> None:
     body = get(empty_api.client, "/v1/usages?outcome=refunded", 422)
     assert body["errors"][0]["detail"] == (
-        "'refunded' is none of paid, unknown_twin, no_license, license_not_started, "
-        "license_expired, license_revoked, usage_type_not_licensed, use_cap_reached, twin_paused, "
-        "zero_quantity, usage_in_future, offer_not_accepted, over_usage_limit, over_period_limit "
-        "and no number 0..255"
+        "'refunded' is not an outcome: one of paid, rejected (every outcome but paid), "
+        "unknown_twin, no_license, license_not_started, license_expired, license_revoked, "
+        "usage_type_not_licensed, use_cap_reached, twin_paused, zero_quantity, usage_in_future, "
+        "offer_not_accepted, over_usage_limit, over_period_limit, unknown_outcome (codes this "
+        "bridge does not know) or an outcome number 0-255"
     )
 
 

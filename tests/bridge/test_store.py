@@ -81,11 +81,12 @@ def test_upgrade_on_an_empty_database_creates_the_tables(empty_db_url: str) -> N
             "spending_limit_changes",
             "brand_attester_changes",
             "role_changes",
+            "chain_heads",
         }
         uniques = inspector.get_unique_constraints("usage_events")
         assert [u["column_names"] for u in uniques] == [["brand_id", "event_id"]]
         with engine.connect() as conn:
-            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0007"
+            assert conn.scalar(text("SELECT version_num FROM alembic_version")) == "0008"
         assert inspector.get_pk_constraint("settled_usages")["constrained_columns"] == [
             "usage_id",
             "brand",

@@ -8,6 +8,7 @@ benchmark's setup) and each test runs from an ``evm_snapshot`` of that state."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -25,12 +26,14 @@ from typing import Any
 import pytest
 from eth_account import Account
 from eth_utils.crypto import keccak
+from web3.logs import DISCARD
 
 from bridge.chain.client import Web3ChainClient
 from bridge.chain.ledger import USAGES_SETTLED_TOPIC, settle_calldata
 from bridge.chain.views import Web3LicenseView
 from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
+from bridge.domain.money import token_amount
 from bridge.domain.usage import UsageType
 from bridge.errors import NonceTooLowError, ReplacementUnderpricedError
 from bridge.intake.ingest import Ingestor, ItemStatus, UsageReport
@@ -39,9 +42,10 @@ from bridge.settlement.worker import SettlementWorker, WorkerConfig
 from bridge.store import migrate
 from bridge.store.models import BatchStatus, SettlementBatch, UsageStatus
 from bridge.store.repository import BrandRecord, Store, StoredUsage, create_brand
-from bridge.store.settlement import lease_holder
+from bridge.store.settlement import chain_time, lease_holder
 from bridge.testing import AnvilChain, World
 from bridge.testing.settling import settlement_batches, stored_usages, worker_signers
+from bridge.testing.world import NOTICE_PERIOD
 
 pytestmark = pytest.mark.integration
 
@@ -219,6 +223,58 @@ def test_accepted_usages_settle_on_chain_and_a_revoked_license_comes_back_reject
         world.ledger.functions.isUsageProcessed(brand_of[u.brand_id], i).call()
         for i, u in usages.items()
     )
+
+
+def test_an_escrow_that_runs_short_mid_batch_pays_in_order_and_the_rest_becomes_debt(
+    bridge: Bridge,
+) -> None:
+    """The brand's escrow covers the first usage and part of the second: the second is split, the
+    third owed in full, each as its ``DebtRecorded`` says; the worker records the chain head it
+    read for the API's clock."""
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    brand = world.brands[0]
+    escrow = _escrow(world, 0)
+    _wait_ok(w3, world.ledger.functions.requestEscrowWithdrawal(escrow).transact({"from": brand}))
+    w3.provider.make_request("evm_increaseTime", [NOTICE_PERIOD + 1])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    _wait_ok(w3, world.ledger.functions.withdrawEscrow().transact({"from": brand}))
+    pairs = _licensed(world, 0, 3)
+    costs = [world.licenses[twin, 0].prices[kind] * 2 for twin, kind in pairs]
+    deposit = costs[0] + costs[1] // 3
+    _wait_ok(w3, world.token.functions.mint(brand, deposit).transact({"from": brand}))
+    _wait_ok(
+        w3,
+        world.token.functions.approve(world.ledger.address, deposit).transact({"from": brand}),
+    )
+    _wait_ok(w3, world.ledger.functions.deposit(brand, deposit).transact({"from": brand}))
+    assert _escrow(world, 0) == deposit
+    now = bridge.now()
+    ids = bridge.accept(0, *[(twin, kind, 2, now - 30 + i) for i, (twin, kind) in enumerate(pairs)])
+
+    assert bridge.worker().run_until_idle() > 0
+
+    usages = bridge.usages()
+    assert [
+        (usages[i].status, usages[i].amount, usages[i].paid_from_escrow, usages[i].recorded_as_debt)
+        for i in ids
+    ] == [
+        (UsageStatus.SETTLED, costs[0], costs[0], 0),
+        (UsageStatus.SETTLED, costs[1], costs[1] // 3, costs[1] - costs[1] // 3),
+        (UsageStatus.SETTLED, costs[2], 0, costs[2]),
+    ]
+    [batch] = bridge.batches()
+    receipt = w3.eth.get_transaction_receipt(batch.tx_hash)
+    debts = world.ledger.events.DebtRecorded().process_receipt(receipt, errors=DISCARD)
+    assert [e["args"]["amount"] for e in debts] == [costs[1] - costs[1] // 3, costs[2]]
+    assert _escrow(world, 0) == 0
+    head = w3.eth.get_block("latest")
+    with bridge.store.session() as session:
+        assert chain_time(session) == datetime.fromtimestamp(head["timestamp"], UTC)
+
+
+def _wait_ok(w3: Any, tx: Any) -> None:
+    assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
 
 
 def test_a_worker_dead_between_signing_and_sending_is_replaced_without_double_payment(
@@ -694,3 +750,42 @@ def test_usage_ids_burned_by_a_batch_the_bridge_did_not_send(bridge: Bridge) -> 
     registry = worker.metrics.registry
     batches = "twin_bridge_worker_batches_total"
     assert registry.get_sample_value(batches, {"event": "settled_elsewhere"}) == 1
+
+
+def test_the_worker_logs_one_line_when_a_batch_is_sent_and_one_when_it_settles(
+    bridge: Bridge, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The settled line counts the batch's usages (paid and rejected) and names the block, the
+    transaction and what the brands paid, in the payment token's symbol and decimals."""
+    world = bridge.chain.world
+    w3 = bridge.chain.w3
+    now = bridge.now()
+    (t1, u1), (t2, u2) = _licensed(world, 0, 2)
+    bridge.accept(0, (t1, u1, 2, now - 100), (t2, u2, 1, now - 90))
+    bridge.accept(0, (t2, u2, 1, now + 120))  # rejected: the license is revoked before it
+    owner = world.ledger.functions.ownerOf(t2).call()
+    version = world.ledger.functions.licenseVersionCount(t2, world.brands[0]).call() - 1
+    w3.eth.wait_for_transaction_receipt(
+        world.ledger.functions.revokeLicense(t2, world.brands[0], version).transact({"from": owner})
+    )
+    w3.provider.make_request("evm_increaseTime", [300])  # type: ignore[arg-type]
+    w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+    caplog.set_level(logging.INFO, logger="bridge.settlement")
+
+    bridge.worker().run_until_idle()
+
+    [batch] = bridge.batches()
+    assert batch.status is BatchStatus.CONFIRMED
+    paid = 2 * world.licenses[t1, 0].prices[u1] + world.licenses[t2, 0].prices[u2]
+    assert sum(u.amount or 0 for u in bridge.usages().values()) == paid
+    lines = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and r.getMessage().startswith(f"batch {batch.id}")
+    ]
+    assert lines == [
+        f"batch {batch.id} signed: 3 usages in 1 groups, nonce {batch.nonce}, tx {batch.tx_hash}",
+        f"batch {batch.id} sent: 3 usages, nonce {batch.nonce}, tx {batch.tx_hash}",
+        f"batch {batch.id}: 3 usages (2 paid, 1 rejected) settled in block {batch.block_number}, "
+        f"tx {batch.tx_hash}, paid {token_amount(paid, 'mUSD', 6)}",
+    ]

@@ -19,6 +19,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+from bridge.domain.times import rfc3339
+
 from .test_brand_offers import (
     API_KEY,
     BRAND,
@@ -69,7 +71,7 @@ def _tx_hash(number: int) -> str:
 
 
 def _escrow(**changes: Any) -> dict[str, Any]:
-    """``GET /v1/brand/escrow``: 1,000 USD of escrow, 40 USD of debt, 5,000 USD in the wallet."""
+    """``GET /v1/brand/escrow``: 1,000 mUSD of escrow, 40 mUSD of debt, 5,000 mUSD in the wallet."""
     return {
         "brand": BRAND,
         "escrow": "1000000000",
@@ -84,7 +86,7 @@ def _escrow(**changes: Any) -> dict[str, Any]:
         "allowance": "0",
         "permit": True,
         "chain_id": 31337,
-        "chain_time": CHAIN_TIME,
+        "chain_time": rfc3339(CHAIN_TIME),
         "decimals": 6,
         **changes,
     }
@@ -92,8 +94,8 @@ def _escrow(**changes: Any) -> dict[str, Any]:
 
 REQUESTED = {
     "pending_withdrawal": "500000000",
-    "withdrawal_unlocks_at": UNLOCKS_AT,
-    "withdrawal_lapses_at": LAPSES_AT,
+    "withdrawal_unlocks_at": rfc3339(UNLOCKS_AT),
+    "withdrawal_lapses_at": rfc3339(LAPSES_AT),
 }
 
 
@@ -167,7 +169,7 @@ def test_brand_deposits_with_a_permit_requests_a_withdrawal_and_withdraws(browse
             debt="0",
             wallet_balance="4750000000",
             withdrawable=True,
-            chain_time=UNLOCKS_AT,
+            chain_time=rfc3339(UNLOCKS_AT),
             **REQUESTED,
         ),
         _escrow(escrow="710000000", debt="0", wallet_balance="5250000000"),
@@ -187,12 +189,12 @@ def test_brand_deposits_with_a_permit_requests_a_withdrawal_and_withdraws(browse
     _login(page)
     page.wait_for_selector("#escrow-now")
 
-    assert page.text_content("#escrow-now") == "1,000.00 USD"
+    assert page.text_content("#escrow-now") == "1,000.00 mUSD"
     assert page.text_content("#escrow-debt") == (
-        "Debt 40.00 USD (reserve 0.00 USD), on chain at 2026-03-01 12:00 UTC."
+        "Debt 40.00 mUSD (reserve 0.00 mUSD), on chain at 2026-03-01 12:00 UTC."
     )
     assert _text(page, "#escrow-withdrawal") == "Withdrawal requested None"
-    assert _text(page, "#escrow-wallet") == "5,000.00 USD"
+    assert _text(page, "#escrow-wallet") == "5,000.00 mUSD"
     assert page.locator("#withdraw-escrow").is_disabled()
     assert _unlabelled_controls(page) == []
 
@@ -200,7 +202,7 @@ def test_brand_deposits_with_a_permit_requests_a_withdrawal_and_withdraws(browse
     status = _submit(page, "form-deposit", "deposited")
     assert (
         _text(page, "#form-deposit .escrow-status")
-        == f"deposited 250.00 USD in {_tx_hash(1)[:8]}…{_tx_hash(1)[-6:]}"
+        == f"deposited 250.00 mUSD in {_tx_hash(1)[:8]}…{_tx_hash(1)[-6:]}"
     )
     assert status.locator("button.tx").get_attribute("data-tx") == _tx_hash(1)
     assert wallet.signed == [permit]
@@ -215,18 +217,18 @@ def test_brand_deposits_with_a_permit_requests_a_withdrawal_and_withdraws(browse
     assert recovered == BRAND
     assert wallet.sent == [{"from": BRAND, **DEPOSIT_WITH_PERMIT}]  # one transaction, no approve
     assert page.text_content("#notice") == (
-        "Deposited 250.00 USD: debt is repaid first, the rest is escrow."
+        "Deposited 250.00 mUSD: debt is repaid first, the rest is escrow."
     )
-    page.wait_for_selector("#escrow-now:text-is('1,210.00 USD')")
+    page.wait_for_selector("#escrow-now:text-is('1,210.00 mUSD')")
     assert page.input_value("#deposit-amount") == ""
 
     page.fill("#withdrawal-amount", "500")
     _submit(page, "form-withdrawal-request", "requested")
     assert _posted(bridge, "/v1/brand/escrow/withdrawal-request") == [{"amount": "500000000"}]
     assert wallet.sent[1:] == [{"from": BRAND, **REQUEST}]
-    page.wait_for_selector("#escrow-withdrawal:has-text('500.00 USD')")
+    page.wait_for_selector("#escrow-withdrawal:has-text('500.00 mUSD')")
     assert _text(page, "#escrow-withdrawal") == (
-        "Withdrawal requested 500.00 USD locked Unlocks 2026-04-06 12:00 UTC, lapses "
+        "Withdrawal requested 500.00 mUSD locked Unlocks 2026-04-06 12:00 UTC, lapses "
         "2026-04-13 12:00 UTC."
     )
     assert page.locator("#withdraw-escrow").is_disabled()
@@ -236,11 +238,11 @@ def test_brand_deposits_with_a_permit_requests_a_withdrawal_and_withdraws(browse
     page.wait_for_selector("#escrow-withdrawal:has-text('withdrawable')")
     assert not page.locator("#withdraw-escrow").is_disabled()
     _submit(page, "form-withdraw", "withdrawn")
-    assert _text(page, "#form-withdraw .escrow-status").startswith("withdrawn 500.00 USD in ")
+    assert _text(page, "#form-withdraw .escrow-status").startswith("withdrawn 500.00 mUSD in ")
     assert _posted(bridge, "/v1/brand/escrow/withdrawal") == [None]
     assert wallet.sent[2:] == [{"from": BRAND, **WITHDRAW}]
-    assert page.text_content("#notice") == "Withdrew 500.00 USD from your escrow to your wallet."
-    page.wait_for_selector("#escrow-now:text-is('710.00 USD')")
+    assert page.text_content("#notice") == "Withdrew 500.00 mUSD from your escrow to your wallet."
+    page.wait_for_selector("#escrow-now:text-is('710.00 mUSD')")
     assert page.locator("#withdraw-escrow").is_disabled()
     assert {a for m, p, a, _ in bridge.requests if p.startswith("/v1/brand/escrow")} == {
         f"Bearer {API_KEY}"
@@ -280,10 +282,10 @@ def test_brand_deposit_without_permit_approves_first_and_errors_are_told(browser
         return text
 
     assert deposit_error("6000") == (
-        "Your wallet holds 5,000.00 USD of the payment token, less than 6,000.00 USD."
+        "Your wallet holds 5,000.00 mUSD of the payment token, less than 6,000.00 mUSD."
     )
-    assert deposit_error("12.1234567") == '"12.1234567" is not an amount in USD'
-    assert deposit_error("0") == "Give an amount in USD above 0 (up to 6 decimals)."
+    assert deposit_error("12.1234567") == '"12.1234567" is not an amount in mUSD (up to 6 decimals)'
+    assert deposit_error("0") == "Give an amount in mUSD above 0 (up to 6 decimals)."
     assert _posted(bridge, "/v1/brand/escrow/deposit") == []
 
     page.fill("#deposit-amount", "99.5")

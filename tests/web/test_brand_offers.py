@@ -24,6 +24,7 @@ from playwright.sync_api import Route, sync_playwright
 
 from bridge.api.web import WEB_DIR
 from bridge.domain import eip712
+from bridge.domain.times import rfc3339
 from bridge.intake.owner_actions import action_types
 
 from .test_dashboard import CHROMIUM, WALLET_SCRIPT, _low_contrast, _shot, _unlabelled_controls
@@ -84,6 +85,11 @@ class FakeBridge:
     answers: dict[tuple[str, str], Answer] = field(default_factory=dict)
     requests: list[tuple[str, str, str | None, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # The payment token whose symbol and decimals the dashboard shows amounts in.
+        token = {"address": "0x" + "70" * 20, "symbol": "mUSD", "name": "Mock USD", "decimals": 6}
+        self.on("GET", "/v1/token", token)
+
     def on(self, method: str, path: str, answer: Any, status: int = 200) -> None:
         self.answers[(method, path)] = answer if callable(answer) else lambda _b: (status, answer)
 
@@ -140,8 +146,8 @@ def _offer(twin_id: int, version: int, **changes: Any) -> dict[str, Any]:
     return {
         "twin_id": twin_id,
         "version": version,
-        "valid_from": 0,
-        "valid_until": 1_775_044_800,  # 2026-04-01 12:00 UTC
+        "valid_from": rfc3339(0),
+        "valid_until": rfc3339(1_775_044_800),  # 2026-04-01 12:00 UTC
         "max_uses": None,
         "purpose_hash": "0x" + "aa" * 32,
         "consent_hash": "0x" + "cc" * 32,
@@ -166,14 +172,14 @@ LIMITS = {
     "per_period": "250000000000",
     "spent_in_period": "240000000000",
     "remaining_in_period": "10000000000",
-    "period_start": 1_772_323_200,  # 2026-03-01 00:00 UTC
+    "period_start": rfc3339(1_772_323_200),  # 2026-03-01 00:00 UTC
     "pending_raise": {
         "per_usage": "60000000000",
         "per_period": "300000000000",
-        "effective_at": 1_772_409_600,  # 2026-03-02 00:00 UTC
+        "effective_at": rfc3339(1_772_409_600),  # 2026-03-02 00:00 UTC
     },
     "attester": None,
-    "chain_time": CHAIN_TIME,
+    "chain_time": rfc3339(CHAIN_TIME),
     "decimals": 6,
 }
 
@@ -221,13 +227,13 @@ def test_brand_view_shows_limits_with_a_waiting_raise_and_the_offers(browser: An
     bridge = _brand_bridge()
     page = _open(browser, bridge, Wallet(BRAND_KEY), "brand")
     _login(page)
-    assert page.text_content("#limit-usage") == "50,000.00 USD"
-    assert page.text_content("#limit-period") == "250,000.00 USD"
+    assert page.text_content("#limit-usage") == "50,000.00 mUSD"
+    assert page.text_content("#limit-period") == "250,000.00 mUSD"
     assert page.text_content("#limit-spent") == (
-        "Spent since 2026-03-01 00:00 UTC: 240,000.00 USD; 10,000.00 USD left."
+        "Spent since 2026-03-01 00:00 UTC: 240,000.00 mUSD; 10,000.00 mUSD left."
     )
     assert page.inner_text("#limit-raise") == (
-        "Raise waiting\n\n60,000.00 USD\n\nper usage and 300,000.00 USD per period from "
+        "Raise waiting\n\n60,000.00 mUSD\n\nper usage and 300,000.00 mUSD per period from "
         "2026-03-02 00:00 UTC.\n\nYour usages are attested by the bridge."
     )
     cells = page.eval_on_selector_all(
@@ -238,7 +244,7 @@ def test_brand_view_shows_limits_with_a_waiting_raise_and_the_offers(browser: An
         [
             "#7",
             "2",
-            "campaign image: 2.50 USD",
+            "campaign image: 2.50 mUSD",
             "on acceptance → 2026-04-01",
             "no cap",
             "0x070707…070707",
@@ -246,7 +252,7 @@ def test_brand_view_shows_limits_with_a_waiting_raise_and_the_offers(browser: An
         [
             "#9",
             "0",
-            "campaign image: 2.50 USD",
+            "campaign image: 2.50 mUSD",
             "on acceptance → 2026-04-01",
             "no cap",
             "0x090909…090909",
@@ -254,7 +260,7 @@ def test_brand_view_shows_limits_with_a_waiting_raise_and_the_offers(browser: An
         [
             "#11",
             "0",
-            "campaign image: 2.50 USD",
+            "campaign image: 2.50 mUSD",
             "on acceptance → 2026-04-01",
             "at most 40",
             "0x0b0b0b…0b0b0b",
@@ -379,7 +385,9 @@ def _model_bridge() -> FakeBridge:
         {"totals": {"undistributed": "0"}, "periods": []},
     )
     bridge.on("GET", "/v1/usages?limit=20&twin_id=7", {"items": [], "next": None})
-    bridge.on("GET", f"/v1/accounts/{MODEL}/nonce", {"next_nonce": 3, "chain_time": CHAIN_TIME})
+    bridge.on(
+        "GET", f"/v1/accounts/{MODEL}/nonce", {"next_nonce": 3, "chain_time_unix": CHAIN_TIME}
+    )
     bridge.on(
         "POST",
         "/v1/owner-actions",

@@ -268,7 +268,7 @@ def _cell(page: Any, within: str, row: int) -> str:
 def _usd(units: int) -> str:
     whole, frac = divmod(units, 10**6)
     text = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{whole:,}.{text} USD"
+    return f"{whole:,}.{text} mUSD"
 
 
 def _report_and_settle(
@@ -366,7 +366,10 @@ def _cli(stack: DevStack, *args: str, **env: str) -> subprocess.CompletedProcess
     dev chain's RPC URL in the environment, with ``env``."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_BRIDGE_")}
     environ.update(
-        TWIN_BRIDGE_API_URL=stack.url, TWIN_BRIDGE_RPC_URL=str(stack.info["rpc_url"]), **env
+        TWIN_BRIDGE_API_URL=stack.url,
+        TWIN_BRIDGE_RPC_URL=str(stack.info["rpc_url"]),
+        TWIN_BRIDGE_LEDGER_ADDRESS=str(stack.info["contracts"]["TwinLedger"]),
+        **env,
     )
     return subprocess.run(
         [str(REPO_ROOT / ".venv" / "bin" / "twin-bridge"), *args],
@@ -443,7 +446,7 @@ def test_model_cli_offers_brand_cli_accepts_through_the_relay_model_cli_revokes(
     )  # fmt: skip
     assert offered.returncode == 0, offered.stderr
     assert offered.stdout.startswith("confirmed in block ")
-    listed = _wait_listed(stack, brand, f"twin {twin} version 0: video=1.50 USD per use, until ")
+    listed = _wait_listed(stack, brand, f"twin {twin} version 0: video=1.50 mUSD per use, until ")
     _, _, terms_hash = ledger.functions.offerOf(twin, brand["address"]).call()
     assert f"no cap; terms 0x{terms_hash.hex()}" in listed
 
@@ -507,7 +510,7 @@ def test_brand_cli_declines_an_offer_and_raises_its_limits_the_dashboard_shows_i
     assert again.returncode == 1
     assert again.stderr == (
         f"the ledger would refuse declineLicense of twin {twin} version {version}: "
-        f"LicenseNoOffer(twinId={twin}, brand={brand['address']})\n"
+        f"twin {twin} has no offer waiting for {brand['address']}\n"
     )
 
     # a raise of the brand's limits waits for the raise delay; the CLI and the dashboard show it
@@ -522,14 +525,14 @@ def test_brand_cli_declines_an_offer_and_raises_its_limits_the_dashboard_shows_i
     assert limits[4:6] == (2 * per_usage, 2 * per_period)
     effective_at = limits[6]
     assert raised.stdout.startswith(
-        f"limits set: {_usd(2 * per_usage)[:-4]} USD per usage, {_usd(2 * per_period)[:-4]} USD "
+        f"limits set: {_usd(2 * per_usage)[:-5]} mUSD per usage, {_usd(2 * per_period)[:-5]} mUSD "
         f"per period, in force from {_when(effective_at)} in block "
     )
     shown = _brand_cli(stack, brand, "limits", "show")
     assert shown.returncode == 0, shown.stderr
     assert (
-        f"raise waiting: {_usd(2 * per_usage)[:-4]} USD per usage, {_usd(2 * per_period)[:-4]} "
-        f"USD per period from {_when(effective_at)}"
+        f"raise waiting: {_usd(2 * per_usage)[:-5]} mUSD per usage, {_usd(2 * per_period)[:-5]} "
+        f"mUSD per period from {_when(effective_at)}"
     ) in shown.stdout.splitlines()
     page = _page(browser, Wallet(brand["private_key"]), DESKTOP)
     page.goto(f"{stack.url}/#brand")
@@ -579,7 +582,8 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     assert info["dashboard_url"] == f"{stack.url}/"
     page = _page(browser, wallet, DESKTOP)
     page.goto(f"{info['dashboard_url']}#model")
-    assert page.title() == "Twin Bridge: model view"
+    # the views start once the payment token is read (its symbol and decimals)
+    page.wait_for_function("document.title === 'Twin Bridge: model view'")
     assert _unlabelled_controls(page) == []
     assert _tab_reaches(page, "connect")
 
@@ -593,8 +597,8 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     twin_card = page.locator(f"article[data-twin='{twin_id}']")
     twin_card.wait_for()
     assert page.locator("article.twin").count() == 1
-    page.wait_for_selector("#claimable:has-text('USD')")
-    assert page.text_content("#claimable") == "0.00 USD"
+    page.wait_for_selector("#claimable:has-text('mUSD')")
+    assert page.text_content("#claimable") == "0.00 mUSD"
     assert _unlabelled_controls(page) == []
     assert page.is_disabled("#withdraw")  # nothing to withdraw yet
     assert _tab_reaches(page, "offer-brand", presses=200)
@@ -629,9 +633,9 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     refused = _usage_now(stack, brand, twin_id, "before-acceptance")
     assert refused.status_code == 422, refused.text
     assert refused.headers["content-type"] == "application/problem+json"
-    assert refused.json()["reason"] == "offer_not_accepted"
+    assert refused.json()["code"] == "offer_not_accepted"
     assert (
-        refused.json()["detail"] == "the brand had not accepted the license offered for this twin"
+        refused.json()["sentence"] == "the brand had not accepted the license offered for this twin"
     )
 
     # the brand accepts the offer in its view, with its own wallet; the model sees the license
@@ -645,7 +649,7 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
         page.click("#connect")
         page.wait_for_timeout(1500)
     assert license_row.text_content().startswith(f"{brand['name']}0")  # version 0
-    assert "video: 123.45 USD" in license_row.text_content()
+    assert "video: 123.45 mUSD" in license_row.text_content()
     assert "active" in license_row.text_content()
 
     # a malformed address is caught in the page; an action the ledger would refuse (revoking a
@@ -693,7 +697,7 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     paid_out.wait_for(timeout=60_000)
     assert token.functions.balanceOf(model["address"]).call() - before == share
     assert ledger.functions.claimable(model["address"]).call() == 0
-    page.wait_for_selector("#claimable:has-text('0.00 USD')", timeout=30_000)
+    page.wait_for_selector("#claimable:has-text('0.00 mUSD')", timeout=30_000)
 
     # twenty more usages in one batch: the history pages by 20, the earning adds up
     more = _report_and_settle(stack, brand, twin_id, prefix="more", quantities=[1] * 20)
@@ -709,6 +713,9 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
 
     # the usage history filters by outcome
     page.select_option("#filter-outcome", "twin_paused")
+    page.click("#usage-filter button[type=submit]")
+    page.wait_for_selector("#usages:has-text('No settled usage matches.')")
+    page.select_option("#filter-outcome", "rejected")
     page.click("#usage-filter button[type=submit]")
     page.wait_for_selector("#usages:has-text('No settled usage matches.')")
     page.select_option("#filter-outcome", "paid")
@@ -768,7 +775,7 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     newest = [_cell(page, "#brand-events", i) for i in range(20)]
     assert newest == [f"more-{i}" for i in reversed(range(20))]
     licensed = _row(page, "#brand-licenses", f"#{twin_id}")
-    assert "video: 123.45 USD" in licensed.text_content()
+    assert "video: 123.45 mUSD" in licensed.text_content()
     assert f"{QUANTITY + 20} (no cap)" in licensed.text_content()  # uses count quantity
     assert "revoked" in licensed.text_content()
     assert "paused" in licensed.text_content()
@@ -843,7 +850,7 @@ def test_model_offers_brand_accepts_and_uses_model_withdraws_auditor_agrees(
     phone.goto(f"{stack.url}/#model")
     phone.click("#connect")
     phone.locator(f"article[data-twin='{twin_id}']").wait_for()
-    phone.wait_for_selector("#claimable:has-text('USD')")
+    phone.wait_for_selector("#claimable:has-text('mUSD')")
     assert phone.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
     _shot(phone, "model-phone")
     phone.goto(f"{stack.url}/#brand")

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bridge.api.body import parse_json_body, read_json_body
 from bridge.api.deps import AppContext, ContextDep
+from bridge.api.ledger_schemas import LedgerTime
 from bridge.api.problems import ProblemError, problem_responses
 from bridge.intake.owner_actions import ActionVerifier, VerifiedAction, action_types
 from bridge.intake.owner_messages import Address, PayoutIn, SignedActionIn
@@ -42,7 +43,9 @@ class ActionOut(BaseModel):
     )
     twin_id: int | None
     nonce: int | None
-    deadline: int | None
+    deadline: LedgerTime | None = Field(
+        description="The signed deadline (its unix seconds are in `message`)."
+    )
     message: dict[str, Any]
     digest: str = Field(description="EIP-712 digest of the signed message.")
     status: Literal["accepted", "submitted", "confirmed", "failed"]
@@ -58,8 +61,9 @@ class NonceOut(BaseModel):
     on_chain_nonce: int = Field(description="The ledger's current nonce of the account.")
     next_nonce: int = Field(description="The nonce to sign the next action with.")
     held_nonces: list[int] = Field(description="Nonces of actions the bridge holds, not yet mined.")
-    chain_time: int = Field(
-        description="The latest block's time (unix s): deadlines and license windows count on it."
+    chain_time_unix: int = Field(
+        description="The latest block's time in unix seconds: signed deadlines and license "
+        "windows count on it."
     )
 
 
@@ -103,7 +107,7 @@ def nonce(
         on_chain_nonce=on_chain,
         next_nonce=max([on_chain, *following]),
         held_nonces=held,
-        chain_time=chain_time,
+        chain_time_unix=chain_time,
     )
 
 

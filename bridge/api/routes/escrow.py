@@ -13,7 +13,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.api.deps import CurrentBrand
-from bridge.api.ledger_schemas import TOKEN_DECIMALS, Address, Amount, Decimals, UnixTime
+from bridge.api.ledger_schemas import TOKEN_DECIMALS, Address, Amount, Decimals, LedgerTime
 from bridge.api.problems import ProblemError, problem_responses
 from bridge.api.routes.offers import BrandLedgerDep, TransactionOut, read_chain
 from bridge.chain.brand_ledger import (
@@ -51,10 +51,10 @@ class BrandEscrowOut(BaseModel):
     debt: Amount = Field(description="Owed to twins, not yet repaid (deposits repay it first).")
     debt_reserve: Amount = Field(description="Deposited towards the debt, not yet paid to twins.")
     pending_withdrawal: Amount = Field(description="Requested escrow withdrawal (0: none).")
-    withdrawal_unlocks_at: UnixTime | None = Field(
+    withdrawal_unlocks_at: LedgerTime | None = Field(
         description="From when it may be withdrawn (null: none pending); later by any pause."
     )
-    withdrawal_lapses_at: UnixTime | None = Field(
+    withdrawal_lapses_at: LedgerTime | None = Field(
         description="Until when it may be withdrawn; after it, request again."
     )
     withdrawable: bool = Field(description="Whether withdrawEscrow would pay now.")
@@ -63,7 +63,7 @@ class BrandEscrowOut(BaseModel):
     allowance: Amount = Field(description="What the ledger may take from it (approve).")
     permit: bool = Field(description="Whether deposits may be authorised by an EIP-2612 permit.")
     chain_id: int
-    chain_time: UnixTime = Field(description="The latest block's time: the figures are as of it.")
+    chain_time: LedgerTime = Field(description="The latest block's time: the figures are as of it.")
     decimals: Decimals = TOKEN_DECIMALS
 
 

@@ -8,7 +8,7 @@ import hashlib
 import ipaddress
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlencode
 
 from eth_utils.address import to_checksum_address
@@ -36,7 +36,7 @@ from bridge.api.problems import ProblemError, problem_responses, validation_prob
 from bridge.api.ratelimit import RateLimiter
 from bridge.api.schemas import MAX_TWIN_ID
 from bridge.domain.codec import Outcome
-from bridge.domain.usage import UsageType
+from bridge.domain.usage import UsageCode, UsageType
 from bridge.store import ledger_queries as queries
 from bridge.store.models import SettledUsageRow
 
@@ -356,7 +356,27 @@ def _code(name: str, value: str, names: dict[str, int], top: int) -> int:
 
 
 _USAGE_TYPES: Final = {t.api_name: int(t) for t in UsageType}
-_OUTCOMES: Final = {o.name.lower(): int(o) for o in Outcome}
+_OUTCOME_CODES: Final = {UsageCode.of_outcome(o).value: int(o) for o in Outcome}
+_OUTCOME_WORDS: Final = (
+    "paid, rejected (every outcome but paid), "
+    + ", ".join(name for name in _OUTCOME_CODES if name != "paid")
+    + ", unknown_outcome (codes this bridge does not know) or an outcome number 0-255"
+)
+
+
+def _outcome_filter(value: str | None) -> dict[str, Any]:
+    """The ``UsageFilter`` fields of an ``outcome`` parameter (``_OUTCOME_WORDS``)."""
+    if value is None:
+        return {}
+    if value == "rejected":
+        return {"rejected": True}
+    if value == UsageCode.UNKNOWN_OUTCOME.value:
+        return {"unknown_outcome": True}
+    if value.isascii() and value.isdigit() and int(value) <= 255:
+        return {"outcome": int(value)}
+    if value in _OUTCOME_CODES:
+        return {"outcome": _OUTCOME_CODES[value]}
+    raise _invalid("outcome", f"{value!r} is not an outcome: one of {_OUTCOME_WORDS}")
 
 
 @router.get(
@@ -373,9 +393,7 @@ def list_usages(
     usage_type: Annotated[
         str | None, Query(description="A usage type name (campaign_image, ...) or number 0-255.")
     ] = None,
-    outcome: Annotated[
-        str | None, Query(description="An outcome (paid, license_revoked, ...) or its code.")
-    ] = None,
+    outcome: Annotated[str | None, Query(description=f"One of {_OUTCOME_WORDS}.")] = None,
     used_from: Annotated[
         AwareDatetime | None, Query(description="Only usages at or after this time of use.")
     ] = None,
@@ -401,7 +419,7 @@ def list_usages(
         usage_type=None
         if usage_type is None
         else _code("usage_type", usage_type, _USAGE_TYPES, 255),
-        outcome=None if outcome is None else _code("outcome", outcome, _OUTCOMES, 255),
+        **_outcome_filter(outcome),
         used_from=used_from,
         used_to=used_to,
     )
@@ -421,6 +439,7 @@ def _after(cursor: str | None) -> queries.UsageKey | None:
 
 
 def _settled_usage(row: SettledUsageRow) -> SettledUsageOut:
+    outcome = Outcome(row.outcome)
     return SettledUsageOut(
         usage_id=row.usage_id,
         twin_id=row.twin_id,
@@ -429,10 +448,12 @@ def _settled_usage(row: SettledUsageRow) -> SettledUsageOut:
         usage_type_code=row.usage_type,
         quantity=row.quantity,
         used_at=row.used_at,
-        outcome=queries.outcome_name(row.outcome),
+        code=UsageCode.of_outcome(outcome),
+        sentence=outcome.description,
         outcome_code=row.outcome,
-        outcome_detail=_outcome_detail(row.outcome),
         amount=row.amount,
+        paid_from_escrow=row.paid_from_escrow,
+        recorded_as_debt=row.recorded_as_debt,
         license_version=row.license_version,
         batch_digest=row.batch_digest,
         attester=row.attester,
@@ -442,13 +463,6 @@ def _settled_usage(row: SettledUsageRow) -> SettledUsageOut:
         position=row.position,
         settled_at=row.block_time,
     )
-
-
-def _outcome_detail(code: int) -> str:
-    try:
-        return Outcome(code).description
-    except ValueError:
-        return f"outcome code {code}, unknown to this bridge"
 
 
 # ---------------------------------------------------------------- brands and the index

@@ -22,9 +22,9 @@ from bridge.api.ledger_schemas import (
     Amount,
     Decimals,
     Hash32,
+    LedgerTime,
     PriceOut,
     SourceOut,
-    UnixTime,
 )
 from bridge.api.problems import ProblemError, problem_responses
 from bridge.api.routes import actions as action_routes
@@ -113,8 +113,8 @@ class OfferOut(BaseModel):
 
     twin_id: int
     version: int = Field(description="The version the acceptance names.")
-    valid_from: UnixTime = Field(description="As offered; it starts no earlier than acceptance.")
-    valid_until: UnixTime
+    valid_from: LedgerTime = Field(description="As offered; it starts no earlier than acceptance.")
+    valid_until: LedgerTime
     max_uses: int | None = Field(description="Cap on uses (quantity); null: no cap.")
     purpose_hash: Hash32
     consent_hash: Hash32
@@ -155,7 +155,7 @@ class AcceptanceOut(BaseModel):
 class PendingRaiseOut(BaseModel):
     per_usage: Amount
     per_period: Amount
-    effective_at: UnixTime = Field(description="When the raise takes effect.")
+    effective_at: LedgerTime = Field(description="When the raise takes effect.")
 
 
 class BrandLimitsOut(BaseModel):
@@ -167,14 +167,14 @@ class BrandLimitsOut(BaseModel):
     per_period: Amount = Field(description="Most the usages settled in one period may cost.")
     spent_in_period: Amount = Field(description="What the usages settled this period cost.")
     remaining_in_period: Amount
-    period_start: UnixTime = Field(description="Start of the current spending period.")
+    period_start: LedgerTime = Field(description="Start of the current spending period.")
     pending_raise: PendingRaiseOut | None = Field(
         description="A raise waiting for its delay (null: none)."
     )
     attester: Address | None = Field(
         description="The brand's own attester (null: the bridge's attesters sign its usages)."
     )
-    chain_time: UnixTime = Field(description="The latest block's time: the figures are as of it.")
+    chain_time: LedgerTime = Field(description="The latest block's time: the figures are as of it.")
     decimals: Decimals = TOKEN_DECIMALS
 
 
@@ -258,7 +258,7 @@ def _acceptance(context: AppContext, offer: WaitingOffer) -> AcceptanceOut:
         "version": offer.version,
         "termsHash": offer.terms_hash,
         "nonce": state.next_nonce,
-        "deadline": state.chain_time + ACCEPT_DEADLINE_S,
+        "deadline": state.chain_time_unix + ACCEPT_DEADLINE_S,
     }
     data = accept_calldata(offer.twin_id, offer.version, offer.terms_hash)
     return AcceptanceOut(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from bridge.api.body import parse_json_body, read_json_body
 from bridge.api.deps import ContextDep, CurrentBrand, SessionDep
@@ -18,18 +20,19 @@ from bridge.api.schemas import (
     BatchResultOut,
     BrandOut,
     CloudEventIn,
+    UsageAnswerOut,
     UsageBatchIn,
     UsageEventIn,
     UsageEventOut,
     UsageEventPageOut,
-    UsageResultOut,
 )
 from bridge.domain.codec import Outcome
-from bridge.domain.usage import Refusal, UsageType
+from bridge.domain.usage import UsageCode, UsageType
 from bridge.intake.grouping import ARRIVAL_SCOPE_KEY
 from bridge.intake.ingest import ItemResult, ItemStatus, Submission, UsageReport
 from bridge.store.models import UsageStatus
 from bridge.store.repository import StoredUsage, get_usage, recent_usages
+from bridge.store.settlement import chain_time
 
 router = APIRouter(prefix="/v1/usage-events", tags=["usage"])
 brand_router = APIRouter(prefix="/v1", tags=["usage"])
@@ -87,16 +90,77 @@ def _report(event: UsageEventIn | CloudEventIn) -> UsageReport:
     )
 
 
+def _time(value: datetime) -> str:
+    """RFC 3339 in UTC, as pydantic writes it (``Z``, microseconds only when there are some)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def usage_state(usage: StoredUsage, chain_time: datetime | None = None) -> dict[str, Any]:
+    """The usage as ``UsageEventOut`` dumps it without its nulls, built directly (a batch answers
+    a thousand); ``chain_time``, when the usage is accepted and used after it, adds ``waiting``."""
+    out: dict[str, Any] = {
+        "event_id": usage.event_id,
+        "usage_id": usage.usage_id,
+        "status": usage.status.value,
+        "twin_id": usage.twin_id,
+        "usage_type": UsageType(usage.usage_type).api_name,
+        "quantity": usage.quantity,
+        "used_at": _time(usage.used_at),
+    }
+    if usage.campaign_ref is not None:
+        out["campaign_ref"] = usage.campaign_ref
+    if usage.asset_ref is not None:
+        out["asset_ref"] = usage.asset_ref
+    out["received_at"] = _time(usage.created_at)
+    match usage.status:
+        case UsageStatus.SETTLED | UsageStatus.REJECTED:
+            outcome = Outcome(usage.reason_code or 0)
+            out["code"] = UsageCode.of_outcome(outcome).value
+            out["sentence"] = outcome.description
+            out["outcome_code"] = int(outcome)
+            out["tx_hash"] = usage.tx_hash
+            out["block_number"] = usage.block_number
+            out["log_index"] = usage.log_index
+            for name in ("amount", "paid_from_escrow", "recorded_as_debt"):
+                value = getattr(usage, name)
+                if value is not None:
+                    out[name] = str(value)
+        case UsageStatus.ACCEPTED if chain_time is not None and usage.used_at > chain_time:
+            out["waiting"] = _waiting(usage.used_at, chain_time)
+        case UsageStatus.HELD:
+            out["error"] = usage.last_error
+    return out
+
+
+def _waiting(used_at: datetime, chain_time: datetime) -> dict[str, str]:
+    ahead = math.ceil((used_at - chain_time).total_seconds())
+    return {
+        "code": UsageCode.WAITING_FOR_CHAIN_CLOCK.value,
+        "sentence": f"settles once the chain's clock passes {_time(used_at)} "
+        f"(in about {_about(ahead)})",
+        "until": _time(used_at),
+    }
+
+
+def _about(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{round(seconds / 60)} min"
+    return f"{round(seconds / 3600)} h"
+
+
 def _out(result: ItemResult) -> dict[str, Any]:
-    """The result as ``UsageResultOut`` dumps it without its nulls, built directly: a batch
-    answers a thousand of them."""
-    out: dict[str, Any] = {"event_id": result.event_id, "status": result.status.value}
-    if result.usage_id is not None:
-        out["usage_id"] = result.usage_id
-    if result.reason is not None:
-        out["reason"] = result.reason.value
-    if result.detail is not None:
-        out["detail"] = result.detail
+    """One event's answer: its usage as it stands and whether it was replayed, or its refusal."""
+    if result.usage is None:
+        return {
+            "event_id": result.event_id,
+            "status": ItemStatus.REFUSED.value,
+            "code": result.code and result.code.value,
+            "sentence": result.sentence,
+        }
+    out = usage_state(result.usage, result.chain_time)
+    out["replayed"] = result.status is ItemStatus.REPLAYED
     return out
 
 
@@ -106,38 +170,20 @@ def _answer(body: Any, status: int, headers: dict[str, str] | None = None) -> Re
     )
 
 
-def _json(model: BaseModel, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        model.model_dump_json(exclude_none=True),
-        status_code=status,
-        media_type="application/json",
-        headers=headers,
-    )
-
-
 def _single(result: ItemResult) -> Response:
-    """The answer to a single event: 202 accepted, 200 duplicate, else the refusal's problem."""
+    """The answer to a single event: 202 accepted, 200 replayed (the event as it stands), else
+    the refusal's problem (409 for another body under a stored id, 422 otherwise)."""
     location = {"Location": f"{router.prefix}/{result.event_id}"}
     match result.status:
         case ItemStatus.ACCEPTED:
             return _answer(_out(result), 202, location)
-        case ItemStatus.DUPLICATE:
+        case ItemStatus.REPLAYED:
             return _answer(_out(result), 200, location)
-    if result.reason is Refusal.EVENT_ID_CONFLICT:
-        raise ProblemError(
-            409,
-            "event-id-conflict",
-            "Event id conflict",
-            result.detail or "",
-            extra={"event_id": result.event_id, "reason": result.reason.value},
-        )
-    raise ProblemError(
-        422,
-        "usage-refused",
-        "Usage refused",
-        result.detail or "",
-        extra={"event_id": result.event_id, "reason": result.reason and result.reason.value},
-    )
+    code, sentence = result.code, result.sentence or ""
+    extra = {"event_id": result.event_id, "code": code and code.value, "sentence": sentence}
+    if code is UsageCode.EVENT_ID_CONFLICT:
+        raise ProblemError(409, "event-id-conflict", "Event id conflict", sentence, extra=extra)
+    raise ProblemError(422, "usage-refused", "Usage refused", sentence, extra=extra)
 
 
 @router.post(
@@ -145,10 +191,12 @@ def _single(result: ItemResult) -> Response:
     summary="Report usage events",
     description=(
         'One usage event, `{"events": [...]}` with up to 1,000, a CloudEvent (type '
-        "`dev.twinbridge.usage.v1`) or an array of CloudEvents. Idempotent per event id, forever. "
-        "A single event answers 202 (accepted), 200 (duplicate: the original result), "
-        "409 (same id, different body) or 422 (refused, with `reason`); a batch answers 200 "
-        "with one result per event, in order."
+        "`dev.twinbridge.usage.v1`) or an array of CloudEvents. Idempotent per stored event id, "
+        "forever. A single event answers 202 (stored now) or 200 (stored before with the same "
+        "body: a replay), each with the event as it stands, as `GET /v1/usage-events/{event_id}` "
+        "answers it, and `replayed`; 409 (the id was stored with another body) or 422 (refused, "
+        "with `code` and `sentence`). A refused event is not stored: its id may be sent again "
+        "with a corrected body. A batch answers 200 with one result per event, in order."
     ),
     openapi_extra={
         "requestBody": {
@@ -156,10 +204,14 @@ def _single(result: ItemResult) -> Response:
             "content": {"application/json": {"schema": _BODY_SCHEMA}},
         }
     },
-    response_model=UsageResultOut | BatchResultOut,
+    response_model=UsageAnswerOut,
+    response_description="A single event stored now.",
     status_code=202,
     responses={
-        200: {"description": "Duplicate event, or the answers of a batch."},
+        200: {
+            "description": "A replayed event, or the answers of a batch.",
+            "model": UsageAnswerOut | BatchResultOut,
+        },
         **problem_responses(400, 401, 409, 413, 415, 422, 429, 503),
     },
 )
@@ -175,29 +227,6 @@ async def post_usage_events(request: Request, brand: CurrentBrand, context: Cont
     return _single(results[0])
 
 
-def _status_out(usage: StoredUsage) -> UsageEventOut:
-    code = usage.reason_code if usage.status is UsageStatus.REJECTED else None
-    return UsageEventOut(
-        event_id=usage.event_id,
-        usage_id=usage.usage_id,
-        status=usage.status.value,
-        twin_id=usage.twin_id,
-        usage_type=UsageType(usage.usage_type).api_name,
-        quantity=usage.quantity,
-        used_at=usage.used_at,
-        campaign_ref=usage.campaign_ref,
-        asset_ref=usage.asset_ref,
-        received_at=usage.created_at,
-        tx_hash=usage.tx_hash,
-        block_number=usage.block_number,
-        log_index=usage.log_index,
-        amount=None if usage.amount is None else str(usage.amount),
-        reason_code=code,
-        reason=None if code is None else Outcome(code).description,
-        error=usage.last_error if usage.status is UsageStatus.HELD else None,
-    )
-
-
 @router.get(
     "/{event_id}",
     summary="Status of a usage event",
@@ -209,12 +238,14 @@ def get_usage_event(
     brand: CurrentBrand,
     session: SessionDep,
 ) -> Response:
+    """The usage as it stands; an accepted one dated after the chain's clock (as the settlement
+    worker last read it) says so in ``waiting``."""
     usage = get_usage(session, brand_id=brand.id, event_id=event_id)
     if usage is None:
         raise ProblemError(
             404, "not-found", "Not found", f"no usage event {event_id!r} for this brand"
         )
-    return _json(_status_out(usage), 200)
+    return _answer(usage_state(usage, _clock(session, [usage])), 200)
 
 
 @router.get(
@@ -238,8 +269,15 @@ def list_usage_events(
     following = (
         f"{router.prefix}?limit={limit}&cursor={usages[-1].usage_id}" if more and usages else None
     )
-    items = [_status_out(u).model_dump(mode="json", exclude_none=True) for u in usages]
-    return JSONResponse({"items": items, "next": following})
+    clock = _clock(session, usages)
+    return _answer({"items": [usage_state(u, clock) for u in usages], "next": following}, 200)
+
+
+def _clock(session: Session, usages: list[StoredUsage]) -> datetime | None:
+    """The chain's clock, asked of the store only when one of ``usages`` is accepted."""
+    if any(u.status is UsageStatus.ACCEPTED for u in usages):
+        return chain_time(session)
+    return None
 
 
 @brand_router.get(

@@ -21,7 +21,6 @@ from bridge.store.ledger_queries.common import (
     BPS_DENOMINATOR,
     Period,
     Source,
-    outcome_name,
     usage_type_name,
 )
 from bridge.store.ledger_queries.earnings import (
@@ -105,7 +104,6 @@ __all__ = [
     "brand_limits",
     "index_status",
     "license_state",
-    "outcome_name",
     "pair_offers",
     "payee_earnings",
     "payee_payouts",

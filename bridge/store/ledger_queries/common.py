@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal, Protocol
 
-from bridge.domain.codec import Outcome
 from bridge.domain.usage import UsageType
 
 BPS_DENOMINATOR: Final = 10_000
@@ -53,13 +52,3 @@ def usage_type_name(code: int) -> str | None:
         return UsageType(code).api_name
     except ValueError:
         return None
-
-
-def outcome_name(code: int) -> str:
-    """An outcome code in words (``license_revoked``); ``unknown_<code>`` for a code the bridge
-    does not know."""
-    try:
-        outcome = Outcome(code)
-    except ValueError:
-        return f"unknown_{code}"
-    return outcome.name.lower() if getattr(outcome, "known", True) else f"unknown_{code}"

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, select, tuple_
 from sqlalchemy.orm import Session
 
+from bridge.domain.codec import Outcome
 from bridge.store.models import SettledUsageRow
 
 
@@ -18,6 +19,10 @@ class UsageFilter:
     brand: str | None = None
     usage_type: int | None = None
     outcome: int | None = None
+    rejected: bool = False
+    """Every outcome but paid."""
+    unknown_outcome: bool = False
+    """Only outcome codes this bridge does not know."""
     used_from: datetime | None = None
     used_to: datetime | None = None
 
@@ -31,6 +36,10 @@ class UsageFilter:
             (usage.outcome, self.outcome),
         ]
         conditions = [column == value for column, value in equal if value is not None]
+        if self.rejected:
+            conditions.append(usage.outcome != int(Outcome.PAID))
+        if self.unknown_outcome:
+            conditions.append(usage.outcome.not_in([int(o) for o in Outcome]))
         if self.used_from is not None:
             conditions.append(usage.used_at >= self.used_from)
         if self.used_to is not None:

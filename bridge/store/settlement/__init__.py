@@ -1,6 +1,7 @@
 """The settlement worker's durable state: ``batches`` (a batch and its relayer transaction through
 every status, and the relayer's nonce), ``claims`` (accepted usages waiting for a batch),
-``leases`` (one worker per relayer key, every write fenced) and ``stats`` (what the metrics
+``leases`` (one worker per relayer key, every write fenced), ``clock`` (the chain heads the
+workers read) and ``stats`` (what the metrics
 show)."""
 
 from bridge.store.settlement.batches import (
@@ -31,6 +32,7 @@ from bridge.store.settlement.claims import (
     pick_accepted,
     settle_elsewhere,
 )
+from bridge.store.settlement.clock import chain_time, record_chain_head
 from bridge.store.settlement.leases import (
     Lease,
     LeaseLostError,
@@ -62,6 +64,7 @@ __all__ = [
     "UsageResult",
     "acquire_lease",
     "add_attempt",
+    "chain_time",
     "check_lease",
     "confirm_batch",
     "confirmed_batches",
@@ -74,6 +77,7 @@ __all__ = [
     "oldest_accepted",
     "open_batch",
     "pick_accepted",
+    "record_chain_head",
     "recorded_nonce",
     "release_lease",
     "reopen_batch",

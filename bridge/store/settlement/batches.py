@@ -127,6 +127,10 @@ class UsageResult:
     reason_code: int | None
     log_index: int
     amount: int | None
+    paid_from_escrow: int | None = None
+    """Of ``amount``, what the brand's escrow paid (None: not paid, or unknown)."""
+    recorded_as_debt: int | None = None
+    """Of ``amount``, what became the brand's debt (``DebtRecorded``; None: not paid, unknown)."""
 
 
 def recorded_nonce(session: Session, relayer: str) -> int | None:
@@ -360,6 +364,8 @@ def _write_results(session: Session, row: SettlementBatch, results: Sequence[Usa
                 "block_number": row.block_number,
                 "log_index": r.log_index,
                 "amount": r.amount,
+                "paid_from_escrow": r.paid_from_escrow,
+                "recorded_as_debt": r.recorded_as_debt,
                 "updated_at": now,
             }
             for r in results
@@ -457,6 +463,8 @@ def reopen_batch(
             block_number=None,
             log_index=None,
             amount=None,
+            paid_from_escrow=None,
+            recorded_as_debt=None,
             updated_at=utcnow(),
         )
         .execution_options(synchronize_session=False)

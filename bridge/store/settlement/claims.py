@@ -118,6 +118,8 @@ class SettledElsewhere:
     block_number: int
     log_index: int
     amount: int | None
+    paid_from_escrow: int | None = None
+    recorded_as_debt: int | None = None
 
 
 def settle_elsewhere(
@@ -137,6 +139,8 @@ def settle_elsewhere(
             block_number=outcome.block_number,
             log_index=outcome.log_index,
             amount=outcome.amount,
+            paid_from_escrow=outcome.paid_from_escrow,
+            recorded_as_debt=outcome.recorded_as_debt,
             last_error=None,
             updated_at=utcnow(),
         )

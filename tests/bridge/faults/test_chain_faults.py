@@ -415,9 +415,10 @@ def test_a_license_revoked_a_twin_paused_and_a_license_expired_before_settlement
     }
     for event_id, outcome in expected.items():
         status = seen[event_id]
-        assert (status["status"], status["reason_code"], status["reason"]) == (
+        assert (status["status"], status["outcome_code"], status["code"], status["sentence"]) == (
             "rejected",
             int(outcome),
+            outcome.name.lower(),
             outcome.description,
         ), status
         assert "amount" not in status
