@@ -553,6 +553,8 @@ contract TwinLedger is TwinLedgerBase, ITwinLedger {
     function _recordGroup(bytes32 digest, address brand, uint256[] memory results, uint256[] memory splits) private {
         bytes32 key = HoldBook.groupKey(digest, brand);
         if (_groups[key] != 0) revert SettlementDuplicateGroup(digest, brand);
+        // Two uint256[] of equal length (one split per result): packed, they cannot collide.
+        // slither-disable-next-line encode-packed-collision
         _groups[key] = HoldBook.record(keccak256(abi.encodePacked(results, splits)), block.timestamp);
     }
 

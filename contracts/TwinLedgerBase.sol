@@ -116,6 +116,8 @@ abstract contract TwinLedgerBase is
     /// @dev Each twin's held royalties and open-dispute count ({HoldBook}); only with a hold window.
     mapping(uint256 twinId => uint256 word) internal _held;
     /// @dev Each settled group's record ({HoldBook-record}) by {HoldBook-groupKey}; only with a hold window.
+    /// Written by the ledger's settlement, read by the extension's voids and disputes (see above).
+    // slither-disable-next-line uninitialized-state
     mapping(bytes32 groupKey => uint256 record) internal _groups;
     /// @dev One bit per voided usage, by its index in the group.
     mapping(bytes32 groupKey => mapping(uint256 wordIndex => uint256 bitmap)) internal _voided;
@@ -247,7 +249,7 @@ abstract contract TwinLedgerBase is
         (word, matured) = HoldBook.roll(stored, block.timestamp, _holdWindow);
         if (matured != 0) {
             TwinBook.TwinAccount storage twin = _twins[twinId];
-            twin.accrued = (twin.accrued + matured).toUint128();
+            twin.accrued = SafeCast.toUint128(uint256(twin.accrued) + matured);
         }
         if (word != stored) _held[twinId] = word;
     }

@@ -256,6 +256,8 @@ contract TwinLedgerExtension is TwinLedgerBase, ITwinLedgerActions {
             if (kind != DisputeKind.Group) dispute.usageId = uint64(usage >> 192);
         }
         uint256 held = _rollHeld(twinId);
+        // A counter compared with its ceiling, not a balance or a time.
+        // slither-disable-next-line incorrect-equality
         if (HoldBook.disputesOf(held) == HoldBook.MAX_DISPUTES) revert DisputeTooMany(twinId);
         _held[twinId] = HoldBook.countDispute(held, true);
         id = ++_lastDisputeId;
@@ -296,9 +298,11 @@ contract TwinLedgerExtension is TwinLedgerBase, ITwinLedgerActions {
         uint256 funded = amount < balance ? amount : balance;
         escrow.balance = uint128(balance - funded);
         TwinBook.TwinAccount storage twin = _twins[twinId];
-        twin.accrued = (twin.accrued + funded).toUint128();
+        twin.accrued = SafeCast.toUint128(uint256(twin.accrued) + funded);
         uint256 toDebt = amount - funded;
         if (toDebt != 0) {
+            // The entry index matters only to a void, and a charge is never voided.
+            // slither-disable-next-line unused-return
             _escrow.recordDebt(brand, twinId, toDebt);
             _escrow.accounts[brand].debt += toDebt.toUint128();
         }
@@ -316,6 +320,8 @@ contract TwinLedgerExtension is TwinLedgerBase, ITwinLedgerActions {
         held.earlier = HoldBook.earlierOf(word);
         held.later = HoldBook.laterOf(word);
         held.openDisputes = disputes;
+        // A counter, not a balance or a time.
+        // slither-disable-next-line incorrect-equality
         if (disputes == 0) {
             // Funds of period k mature at (k + 2) * window; the earlier bucket is period index - 1.
             if (held.earlier != 0) held.earlierMaturesAt = uint40((index + 1) * _holdWindow);
@@ -412,10 +418,13 @@ contract TwinLedgerExtension is TwinLedgerBase, ITwinLedgerActions {
         uint256 record = _groups[key];
         if (record == 0) revert GroupUnknown(proof.batchDigest, proof.brand);
         uint256[] calldata results = proof.results;
-        if (
-            results.length != proof.splits.length
-                || HoldBook.record(keccak256(abi.encodePacked(results, proof.splits)), 0) != record & ~HoldBook.TIME_MASK
-        ) revert GroupProofMismatch(proof.batchDigest, proof.brand);
+        if (results.length != proof.splits.length) revert GroupProofMismatch(proof.batchDigest, proof.brand);
+        // Of equal lengths (checked above), the packed words of results and splits cannot collide.
+        // slither-disable-next-line encode-packed-collision
+        bytes32 commitment = keccak256(abi.encodePacked(results, proof.splits));
+        if (HoldBook.record(commitment, 0) != record & ~HoldBook.TIME_MASK) {
+            revert GroupProofMismatch(proof.batchDigest, proof.brand);
+        }
         uint256 index = proof.index;
         // Outcome code 0 (Paid) in the low 8 bits
         if (index >= results.length || results[index] & 0xff != 0) {
