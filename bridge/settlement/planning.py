@@ -12,13 +12,13 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 
-from bridge.chain.ledger import settle_calldata
+from bridge.chain.ledger import decode_usages_settled, settle_calldata
 from bridge.chain.reverts import describe_revert
 from bridge.domain import eip712
 from bridge.domain.codec import Outcome, Usage
 from bridge.errors import ExecutionRevertedError
 from bridge.settlement.context import WorkerContext
-from bridge.settlement.outcomes import paid_amounts
+from bridge.settlement.outcomes import paid_amounts, split
 from bridge.settlement.recognition import Recogniser, UsageElsewhere
 from bridge.store import settlement
 from bridge.store.settlement import PendingUsage
@@ -164,6 +164,30 @@ class Planner:
             return
         self._settled_elsewhere(usage, found)
 
+    def _paid_elsewhere(self, found: UsageElsewhere) -> tuple[int, int | None, int | None]:
+        """What a paid usage settled elsewhere cost, and how it was paid (from escrow, as debt):
+        its group as the settling receipt logs it, with the ``DebtRecorded`` logs before it; how
+        it was paid is unknown (None) when the node no longer gives the receipt."""
+        context = self._context
+        entry = found.entry
+        receipt = context.chain.receipt(entry.tx_hash)
+        group = None
+        if receipt is not None:
+            groups = decode_usages_settled(receipt.logs, ledger=context.ledger)
+            group = next((g for g in groups if g.log_index == entry.log_index), None)
+        if group is None:
+            one = replace(found.group, results=((found.usage, found.outcome),))
+            amounts = paid_amounts(context.chain, context.ledger, [one], entry.block_number)
+            return amounts[(one.brand, found.usage.usage_id)], None, None
+        amounts = paid_amounts(context.chain, context.ledger, [group], entry.block_number)
+        ids = [u.usage_id for u, o in group.results if o is Outcome.PAID]
+        ways = split(group, [amounts[(group.brand, i)] for i in ids])
+        amount = amounts[(group.brand, found.usage.usage_id)]
+        if ways is None:
+            return amount, None, None
+        escrow, debt = ways[ids.index(found.usage.usage_id)]
+        return amount, escrow, debt
+
     def _settled_elsewhere(self, usage: PendingUsage, found: UsageElsewhere) -> None:
         """Records ``usage`` as ``found`` settled it, once its block is confirmed."""
         context = self._context
@@ -176,11 +200,7 @@ class Planner:
             )  # fmt: skip
             return
         paid = found.outcome is Outcome.PAID
-        amount = None
-        if paid:
-            one = replace(found.group, results=((found.usage, found.outcome),))
-            amounts = paid_amounts(context.chain, context.ledger, [one], entry.block_number)
-            amount = amounts[(one.brand, found.usage.usage_id)]
+        amount, escrow, debt = self._paid_elsewhere(found) if paid else (None, None, None)
         outcome = settlement.SettledElsewhere(
             usage_id=usage.usage_id,
             settled=paid,
@@ -189,6 +209,8 @@ class Planner:
             block_number=entry.block_number,
             log_index=entry.log_index,
             amount=amount,
+            paid_from_escrow=escrow,
+            recorded_as_debt=debt,
         )
         with context.store.session() as session:
             settlement.settle_elsewhere(session, outcome, lease=context.lease)

@@ -736,6 +736,8 @@ def test_usage_ids_burned_by_a_batch_the_bridge_did_not_send(bridge: Bridge) -> 
         usages[same].amount,
         usages[same].settle_attempts,
     ) == (UsageStatus.SETTLED, leaked_hash, receipt["blockNumber"], price_same, 0)
+    # how it was paid, from the leaked receipt's logs: the brand's escrow covered it
+    assert (usages[same].paid_from_escrow, usages[same].recorded_as_debt) == (price_same, 0)
     assert (usages[other].status, usages[other].settle_attempts, usages[other].last_error) == (
         UsageStatus.HELD,
         1,
